@@ -1,0 +1,92 @@
+// llm8 public API: load a GGUF model, open a session (KV cache), feed tokens, read logits.
+//
+//   auto model = llm8::Model::load({"model.gguf"});        // "" = the embedded stories260K
+//   llm8::Session s(model, {/*n_ctx*/ 2048});
+//   auto ids = model->tokenize("Once upon a time", true);
+//   s.decode(ids);                                           // logits of the last token
+//   llm8::Sampler smp(llm8::SamplerParams{}, model->n_vocab());
+//   int32_t tok = smp.sample(s.logits());
+//
+// Errors (a bad file, a full context) throw llm8::Error (include "common/error.h" or catch
+// std::exception) with a message that names the file, tensor or value at fault.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace llm8 {
+
+struct LlamaModel;
+class Vocab;
+
+struct ModelParams {
+    std::string path;  // empty: the stories260K model linked into the library
+};
+
+class Model {
+public:
+    static std::shared_ptr<const Model> load(const ModelParams& params);
+
+    int n_vocab() const;
+    int n_ctx_train() const;
+    int n_embd() const;
+    int n_layer() const;
+    std::string name() const;
+    std::string arch() const;
+    std::string description() const;  // "llama 0.3M F32", as llama-bench's model column
+    uint64_t n_params() const;
+    uint64_t size_bytes() const;
+
+    std::vector<int32_t> tokenize(const std::string& text, bool add_special,
+                                  bool parse_special = false) const;
+    std::string token_to_piece(int32_t id, bool special = false) const;
+    std::string detokenize(const std::vector<int32_t>& ids) const;
+    int32_t bos() const;
+    int32_t eos() const;
+    bool vocab_adds_bos() const;  // tokenizer.ggml.add_bos_token
+    bool is_eog(int32_t id) const;
+
+    const LlamaModel& impl() const { return *impl_; }
+    const Vocab& vocab() const;
+
+    explicit Model(std::shared_ptr<LlamaModel> impl);
+
+private:
+    std::shared_ptr<LlamaModel> impl_;
+};
+
+struct SessionParams {
+    int n_ctx = 0;      // 0: the model's training context
+    int n_batch = 512;  // tokens per forward call; longer inputs are split
+    int n_threads = 0;  // 0: all cores
+};
+
+class Session {
+public:
+    Session(std::shared_ptr<const Model> model, const SessionParams& params = {});
+    ~Session();
+
+    // Runs tokens at positions n_past() .. n_past()+n-1 and appends them to the KV cache.
+    // all_logits keeps the logits of every token of this call (perplexity); otherwise only the
+    // last token's. Throws llm8::Error when the context would overflow or an id is out of range.
+    void decode(const int32_t* tokens, size_t n, bool all_logits = false);
+    void decode(const std::vector<int32_t>& tokens, bool all_logits = false) {
+        decode(tokens.data(), tokens.size(), all_logits);
+    }
+    // Logits [n_vocab] of token i of the last decode (with all_logits), or of its last token.
+    const float* logits(int i = -1) const;
+
+    int n_past() const;
+    int n_ctx() const;
+    void clear();  // forget the context
+    const Model& model() const { return *model_; }
+
+private:
+    struct State;
+    std::shared_ptr<const Model> model_;
+    std::unique_ptr<State> st_;
+};
+
+}  // namespace llm8

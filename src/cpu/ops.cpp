@@ -1,0 +1,190 @@
+// CPU operators. The fast matmul dequantizes a tile of weight rows into a per-thread float
+// buffer and hands it to single-threaded OpenBLAS sgemm, so quantized weights cost one
+// dequantization per batch instead of one per token; for one or two tokens it streams the
+// rows through vec_dot_row instead (decode is bandwidth-bound, dequantizing to a buffer would
+// only add traffic). Tried: one multi-threaded sgemm over a fully dequantized matrix: twice
+// the memory and no faster on 2 cores.
+#include "cpu/ops.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace llm8 {
+namespace cpu {
+
+namespace {
+int g_threads = 0;
+
+struct BlasInit {
+    BlasInit() { openblas_set_num_threads(1); }  // we thread around sgemm, not inside it
+};
+}  // namespace
+
+void set_threads(int n) { g_threads = n; }
+int threads() { return g_threads > 0 ? g_threads : omp_get_num_procs(); }
+
+void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
+    double ss = 0;
+    for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * x[i];
+    const float scale = float(1.0 / std::sqrt(ss / double(n) + eps));
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
+}
+
+void matmul_ref(const WeightView& w, const float* x, int64_t n, float* y) {
+    std::vector<float> row(static_cast<size_t>(w.ne0));
+    for (int64_t r = 0; r < w.ne1; ++r) {
+        dequantize_row(w.type, w.row(r), row.data(), w.ne0);
+        for (int64_t t = 0; t < n; ++t) {
+            double acc = 0;
+            const float* xt = x + t * w.ne0;
+            for (int64_t i = 0; i < w.ne0; ++i) acc += double(row[size_t(i)]) * xt[i];
+            y[t * w.ne1 + r] = float(acc);
+        }
+    }
+}
+
+void matmul(const WeightView& w, const float* x, int64_t n, float* y) {
+    static BlasInit blas_init;
+    const int64_t K = w.ne0, M = w.ne1;
+    const int nth = threads();
+    if (n <= 2) {
+#pragma omp parallel for num_threads(nth) schedule(static)
+        for (int64_t r = 0; r < M; ++r)
+            for (int64_t t = 0; t < n; ++t) y[t * M + r] = vec_dot_row(w.type, w.row(r), x + t * K, K);
+        return;
+    }
+    // Tiles of ~256 KB of f32 weights, at least 4 per thread for balance.
+    int64_t tile = std::max<int64_t>(16, (256 * 1024 / 4) / std::max<int64_t>(K, 1));
+    tile = std::min<int64_t>(tile, std::max<int64_t>(16, (M + 4 * nth - 1) / (4 * nth)));
+    tile = (tile + 15) / 16 * 16;
+    const int64_t n_tiles = (M + tile - 1) / tile;
+#pragma omp parallel num_threads(nth)
+    {
+        std::vector<float> buf;
+        if (w.type != GgmlType::F32) buf.resize(size_t(tile * K));
+#pragma omp for schedule(dynamic)
+        for (int64_t it = 0; it < n_tiles; ++it) {
+            const int64_t r0 = it * tile, rows = std::min(tile, M - r0);
+            const float* wp;
+            if (w.type == GgmlType::F32) {
+                wp = reinterpret_cast<const float*>(w.row(r0));
+            } else {
+                for (int64_t r = 0; r < rows; ++r)
+                    dequantize_row(w.type, w.row(r0 + r), buf.data() + r * K, K);
+                wp = buf.data();
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(K), 1.0f, x,
+                        int(K), wp, int(K), 0.0f, y + r0, int(M));
+        }
+    }
+}
+
+void add_bias(float* y, const float* b, int64_t n, int64_t m) {
+    for (int64_t t = 0; t < n; ++t)
+        for (int64_t i = 0; i < m; ++i) y[t * m + i] += b[i];
+}
+
+void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int n_rot, const int32_t* pos,
+          RopeLayout layout, float base, float freq_scale, const float* factors) {
+    const int half = n_rot / 2;
+    std::vector<float> inv_freq(static_cast<size_t>(half));
+    for (int i = 0; i < half; ++i) {
+        inv_freq[size_t(i)] = float(std::pow(double(base), -2.0 * i / n_rot));
+        if (factors) inv_freq[size_t(i)] /= factors[i];
+    }
+    for (int64_t t = 0; t < n_tokens; ++t) {
+        const float p = float(pos[t]) * freq_scale;
+        for (int i = 0; i < half; ++i) {
+            const float theta = p * inv_freq[size_t(i)];
+            const float c = std::cos(theta), s = std::sin(theta);
+            for (int h = 0; h < n_heads; ++h) {
+                float* v = x + (t * n_heads + h) * head_dim;
+                const int a = layout == RopeLayout::norm ? 2 * i : i;
+                const int b = layout == RopeLayout::norm ? 2 * i + 1 : i + half;
+                const float x0 = v[a], x1 = v[b];
+                v[a] = x0 * c - x1 * s;
+                v[b] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+void attention(const float* q, const float* k, const float* v, int64_t n_tokens, int64_t pos0,
+               int n_head, int n_head_kv, int head_dim, float* out) {
+    const int gqa = n_head / n_head_kv;
+    const int64_t q_stride = int64_t(n_head) * head_dim, kv_stride = int64_t(n_head_kv) * head_dim;
+    const float scale = 1.0f / std::sqrt(float(head_dim));
+    const int64_t n_work = n_tokens * n_head;
+#pragma omp parallel num_threads(threads())
+    {
+        std::vector<float> s(static_cast<size_t>(pos0 + n_tokens));
+        std::vector<float> acc(static_cast<size_t>(head_dim));
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t wi = 0; wi < n_work; ++wi) {
+            const int64_t t = wi / n_head;
+            const int h = int(wi % n_head), hk = h / gqa;
+            const float* qh = q + t * q_stride + int64_t(h) * head_dim;
+            const int64_t n_keys = pos0 + t + 1;
+            float mx = -INFINITY;
+            for (int64_t j = 0; j < n_keys; ++j) {
+                const float* kj = k + j * kv_stride + int64_t(hk) * head_dim;
+                float d = 0;
+                for (int i = 0; i < head_dim; ++i) d += qh[i] * kj[i];
+                s[size_t(j)] = d * scale;
+                mx = std::max(mx, s[size_t(j)]);
+            }
+            float sum = 0;
+            for (int64_t j = 0; j < n_keys; ++j) {
+                s[size_t(j)] = std::exp(s[size_t(j)] - mx);
+                sum += s[size_t(j)];
+            }
+            std::fill(acc.begin(), acc.end(), 0.0f);
+            for (int64_t j = 0; j < n_keys; ++j) {
+                const float* vj = v + j * kv_stride + int64_t(hk) * head_dim;
+                const float p = s[size_t(j)];
+                for (int i = 0; i < head_dim; ++i) acc[size_t(i)] += p * vj[i];
+            }
+            float* o = out + t * q_stride + int64_t(h) * head_dim;
+            const float inv = 1.0f / sum;
+            for (int i = 0; i < head_dim; ++i) o[i] = acc[size_t(i)] * inv;
+        }
+    }
+}
+
+void attention_ref(const float* q, const float* k, const float* v, int64_t n_tokens, int64_t pos0,
+                   int n_head, int n_head_kv, int head_dim, float* out) {
+    const int gqa = n_head / n_head_kv;
+    const int64_t q_stride = int64_t(n_head) * head_dim, kv_stride = int64_t(n_head_kv) * head_dim;
+    for (int64_t t = 0; t < n_tokens; ++t)
+        for (int h = 0; h < n_head; ++h) {
+            const int hk = h / gqa;
+            const int64_t n_keys = pos0 + t + 1;
+            std::vector<double> s(static_cast<size_t>(n_keys));
+            double mx = -INFINITY;
+            for (int64_t j = 0; j < n_keys; ++j) {
+                double d = 0;
+                for (int i = 0; i < head_dim; ++i)
+                    d += double(q[t * q_stride + h * head_dim + i]) * k[j * kv_stride + hk * head_dim + i];
+                s[size_t(j)] = d / std::sqrt(double(head_dim));
+                mx = std::max(mx, s[size_t(j)]);
+            }
+            double sum = 0;
+            for (double& x : s) sum += (x = std::exp(x - mx));
+            for (int i = 0; i < head_dim; ++i) {
+                double acc = 0;
+                for (int64_t j = 0; j < n_keys; ++j) acc += s[size_t(j)] * v[j * kv_stride + hk * head_dim + i];
+                out[t * q_stride + h * head_dim + i] = float(acc / sum);
+            }
+        }
+}
+
+void swiglu(float* g, const float* u, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+}  // namespace cpu
+}  // namespace llm8

@@ -1,0 +1,46 @@
+// CPU operators of the forward pass. Each has a plain reference (`*_ref`, double accumulation,
+// no threads) that tests and other backends compare against, and the fast version the engine
+// runs (OpenMP threads, OpenBLAS sgemm over dequantized weight tiles).
+//
+// Layouts: activations are row-major [n_tokens, features]; a weight matrix W is [ne1 rows of
+// ne0 inputs] (ggml/PyTorch Linear layout), so Y = X * W^T.
+#pragma once
+#include <cstdint>
+
+#include "model/llama.h"
+
+namespace llm8 {
+namespace cpu {
+
+// Threads for the operators below; 0 means all hardware threads.
+void set_threads(int n);
+int threads();
+
+// y[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]; y may alias x.
+void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
+
+// Y[n, W.ne1] = X[n, W.ne0] * W^T. GEMV per row when n is small, tiled sgemm otherwise.
+void matmul(const WeightView& w, const float* x, int64_t n, float* y);
+void matmul_ref(const WeightView& w, const float* x, int64_t n, float* y);
+
+// y[n, m] += b[m] per row
+void add_bias(float* y, const float* b, int64_t n, int64_t m);
+
+// Rotates the first n_rot dims of every head of x ([n_tokens, n_heads * head_dim]) by
+// pos[t] * freq_scale * base^(-2i/n_rot) (divided by factors[i] when given).
+void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int n_rot, const int32_t* pos,
+          RopeLayout layout, float base, float freq_scale, const float* factors);
+
+// Causal attention of n_tokens queries at positions pos0.. over the cache rows [0, pos0+t].
+// q, out: [n_tokens, n_head*hd]; k, v: the layer's cache [n_ctx, n_head_kv*hd]. GQA: query
+// head h reads kv head h / (n_head / n_head_kv). Scale 1/sqrt(hd).
+void attention(const float* q, const float* k, const float* v, int64_t n_tokens, int64_t pos0,
+               int n_head, int n_head_kv, int head_dim, float* out);
+void attention_ref(const float* q, const float* k, const float* v, int64_t n_tokens, int64_t pos0,
+                   int n_head, int n_head_kv, int head_dim, float* out);
+
+// g[i] = silu(g[i]) * u[i]
+void swiglu(float* g, const float* u, int64_t n);
+
+}  // namespace cpu
+}  // namespace llm8

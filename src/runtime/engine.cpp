@@ -1,0 +1,153 @@
+// Model and Session: the public face of the engine (include/llm8/engine.h) over the model
+// description (model/llama.h), the CPU forward (model/llama_forward.h) and the KV cache.
+#include <algorithm>
+#include <cstdio>
+
+#include "common/error.h"
+#include "cpu/ops.h"
+#include "llm8/engine.h"
+#include "model/llama.h"
+#include "model/llama_forward.h"
+#include "runtime/embedded_model.h"
+#include "runtime/kv_cache.h"
+#include "tokenizer/vocab.h"
+
+namespace llm8 {
+
+// ---- Model ------------------------------------------------------------------------------------
+
+Model::Model(std::shared_ptr<LlamaModel> impl) : impl_(std::move(impl)) {}
+
+std::shared_ptr<const Model> Model::load(const ModelParams& params) {
+    std::shared_ptr<const GgufFile> file;
+    if (params.path.empty()) {
+        if (embedded_model_size() == 0)
+            fail(ErrorKind::invalid_arg,
+                 "this build has no embedded model (models/stories260K.gguf was missing at build "
+                 "time): pass a model with -m");
+        file = GgufFile::from_memory(embedded_model_data(), embedded_model_size(),
+                                     kEmbeddedModelName);
+    } else {
+        file = GgufFile::open(params.path);
+    }
+    return std::make_shared<const Model>(load_llama(file));
+}
+
+int Model::n_vocab() const { return impl_->hp.n_vocab; }
+int Model::n_ctx_train() const { return impl_->hp.n_ctx_train; }
+int Model::n_embd() const { return impl_->hp.n_embd; }
+int Model::n_layer() const { return impl_->hp.n_layer; }
+std::string Model::name() const { return impl_->name; }
+std::string Model::arch() const { return impl_->hp.arch_name; }
+uint64_t Model::n_params() const { return impl_->n_params(); }
+uint64_t Model::size_bytes() const { return impl_->weight_bytes(); }
+const Vocab& Model::vocab() const { return *impl_->vocab; }
+
+std::string Model::description() const {
+    const double p = double(n_params());
+    char buf[64];
+    if (p >= 1e9) std::snprintf(buf, sizeof buf, "%.1fB", p / 1e9);
+    else if (p >= 1e6) std::snprintf(buf, sizeof buf, "%.1fM", p / 1e6);
+    else std::snprintf(buf, sizeof buf, "%.1fK", p / 1e3);
+    return impl_->hp.arch_name + " " + buf + " " + impl_->type_summary();
+}
+
+std::vector<int32_t> Model::tokenize(const std::string& text, bool add_special,
+                                     bool parse_special) const {
+    return impl_->vocab->tokenize(text, add_special, parse_special);
+}
+std::string Model::token_to_piece(int32_t id, bool special) const {
+    if (id < 0 || id >= n_vocab()) fail(ErrorKind::invalid_arg, "token id out of range");
+    return impl_->vocab->token_to_piece(id, special);
+}
+std::string Model::detokenize(const std::vector<int32_t>& ids) const {
+    return impl_->vocab->detokenize(ids);
+}
+int32_t Model::bos() const { return impl_->vocab->bos(); }
+int32_t Model::eos() const { return impl_->vocab->eos(); }
+bool Model::vocab_adds_bos() const { return impl_->vocab->add_bos(); }
+bool Model::is_eog(int32_t id) const { return impl_->vocab->is_eog(id); }
+
+// ---- Session ----------------------------------------------------------------------------------
+
+struct Session::State {
+    SessionParams params;
+    KvCache cache;
+    ForwardScratch scratch;
+    std::vector<float> logits;  // [n_logits, n_vocab]
+    int n_logits = 0;
+    int n_past = 0;
+};
+
+Session::Session(std::shared_ptr<const Model> model, const SessionParams& params)
+    : model_(std::move(model)), st_(new State()) {
+    if (!model_) fail(ErrorKind::invalid_arg, "Session needs a model");
+    const HParams& hp = model_->impl().hp;
+    st_->params = params;
+    if (params.n_ctx < 0) fail(ErrorKind::invalid_arg, "context size must be >= 0");
+    if (params.n_batch <= 0) fail(ErrorKind::invalid_arg, "batch size must be > 0");
+    if (params.n_threads < 0) fail(ErrorKind::invalid_arg, "thread count must be >= 0");
+    const int n_ctx = params.n_ctx > 0 ? params.n_ctx : hp.n_ctx_train;
+    st_->params.n_ctx = n_ctx;
+    const double kv_bytes = 2.0 * hp.n_layer * double(n_ctx) * hp.kv_dim() * sizeof(float);
+    if (kv_bytes > 64.0 * (1ull << 30))
+        fail(ErrorKind::invalid_arg, "context of " + std::to_string(n_ctx) +
+                                         " tokens needs a " + std::to_string(kv_bytes / (1 << 30)) +
+                                         " GiB KV cache; choose a smaller -c");
+    st_->cache.init(hp.n_layer, n_ctx, hp.kv_dim());
+    if (params.n_threads > 0) cpu::set_threads(params.n_threads);
+}
+
+Session::~Session() = default;
+
+void Session::decode(const int32_t* tokens, size_t n, bool all_logits) {
+    const LlamaModel& m = model_->impl();
+    State& st = *st_;
+    if (n == 0) fail(ErrorKind::invalid_arg, "decode: no tokens");
+    if (size_t(st.n_past) + n > size_t(st.params.n_ctx))
+        fail(ErrorKind::invalid_arg, "context full: " + std::to_string(st.n_past) + " + " +
+                                         std::to_string(n) + " tokens exceed the context of " +
+                                         std::to_string(st.params.n_ctx) + " (raise -c)");
+    for (size_t i = 0; i < n; ++i)
+        if (tokens[i] < 0 || tokens[i] >= m.hp.n_vocab)
+            fail(ErrorKind::invalid_arg, "token id " + std::to_string(tokens[i]) +
+                                             " is out of range [0, " +
+                                             std::to_string(m.hp.n_vocab) + ")");
+    const size_t V = size_t(m.hp.n_vocab);
+    st.n_logits = all_logits ? int(n) : 1;
+    st.logits.resize(size_t(st.n_logits) * V);
+    const size_t nb = size_t(st.params.n_batch);
+    for (size_t done = 0; done < n;) {
+        const size_t cur = std::min(nb, n - done);
+        const bool last = done + cur == n;
+        // Logits: every token when all_logits, else only the very last token of the call.
+        const int64_t n_out = all_logits ? int64_t(cur) : (last ? 1 : 0);
+        float* out = all_logits ? st.logits.data() + done * V : st.logits.data();
+        if (n_out == 0) {
+            // Intermediate chunk: the output projection is skipped entirely.
+            llama_forward_cpu(m, st.cache, tokens + done, int64_t(cur), st.n_past, 0, nullptr,
+                              st.scratch);
+        } else {
+            llama_forward_cpu(m, st.cache, tokens + done, int64_t(cur), st.n_past, n_out, out,
+                              st.scratch);
+        }
+        st.n_past += int(cur);
+        done += cur;
+    }
+}
+
+const float* Session::logits(int i) const {
+    if (st_->n_logits == 0) fail(ErrorKind::invalid_arg, "logits: nothing decoded yet");
+    if (i < 0) i = st_->n_logits - 1;
+    if (i >= st_->n_logits) fail(ErrorKind::invalid_arg, "logits: index out of range");
+    return st_->logits.data() + size_t(i) * size_t(model_->n_vocab());
+}
+
+int Session::n_past() const { return st_->n_past; }
+int Session::n_ctx() const { return st_->params.n_ctx; }
+void Session::clear() {
+    st_->n_past = 0;
+    st_->n_logits = 0;
+}
+
+}  // namespace llm8

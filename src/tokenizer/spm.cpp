@@ -1,0 +1,129 @@
+// SentencePiece-style tokenization (tokenizer.ggml.model = "llama"), as llama.cpp's
+// llm_tokenizer_spm: the text is cut into UTF-8 characters, then adjacent pairs whose
+// concatenation is a vocabulary token are merged, highest token score first (ties: the
+// leftmost pair), until no pair is a token. Symbols that are not tokens fall back to byte
+// tokens <0xNN>.
+//
+// llama.cpp also keeps a map from merged text back to the two symbols it came from and
+// "resegments" through it when a final symbol is not a token. A merged symbol is always a
+// token (a pair is only queued when its text is one, and a queued pair is only applied while
+// both halves are unchanged), so that path never runs; it is left out here.
+#include <cstdint>
+#include <queue>
+#include <string_view>
+#include <vector>
+
+#include "tokenizer/utf8.h"
+#include "tokenizer/vocab_impl.h"
+
+namespace llm8 {
+
+namespace {
+
+struct Symbol {
+    int32_t prev;
+    int32_t next;
+    const char* text;
+    uint32_t n;
+};
+
+struct Bigram {
+    int32_t left;
+    int32_t right;
+    float score;
+    uint32_t size;
+};
+
+struct BigramLess {
+    // priority_queue pops the "largest": highest score, then smallest left index.
+    bool operator()(const Bigram& l, const Bigram& r) const {
+        return l.score < r.score || (l.score == r.score && l.left > r.left);
+    }
+};
+
+class SpmSession {
+public:
+    explicit SpmSession(const Vocab::Impl& v) : v_(v) {}
+
+    void tokenize(const std::string& text, std::vector<token_id>& out) {
+        symbols_.clear();
+        symbols_.reserve(text.size());
+        size_t offs = 0;
+        int32_t index = 0;
+        while (offs < text.size()) {
+            Symbol s;
+            const size_t len =
+                std::min(utf8_len(static_cast<uint8_t>(text[offs])), text.size() - offs);
+            s.text = text.data() + offs;
+            s.n = static_cast<uint32_t>(len);
+            offs += len;
+            s.prev = index - 1;
+            s.next = offs == text.size() ? -1 : index + 1;
+            ++index;
+            symbols_.push_back(s);
+        }
+        if (symbols_.empty()) return;
+
+        for (int32_t i = 1; i < static_cast<int32_t>(symbols_.size()); ++i) try_add(i - 1, i);
+
+        while (!queue_.empty()) {
+            const Bigram b = queue_.top();
+            queue_.pop();
+            Symbol& l = symbols_[b.left];
+            Symbol& r = symbols_[b.right];
+            // Stale pair: one side was merged elsewhere meanwhile.
+            if (l.n == 0 || r.n == 0 || l.n + r.n != b.size) continue;
+            l.n += r.n;
+            r.n = 0;
+            l.next = r.next;
+            if (r.next >= 0) symbols_[r.next].prev = b.left;
+            try_add(l.prev, b.left);
+            try_add(b.left, l.next);
+        }
+
+        for (int32_t i = 0; i != -1; i = symbols_[i].next) {
+            const Symbol& s = symbols_[i];
+            const token_id id = v_.text_to_token(std::string_view(s.text, s.n));
+            if (id >= 0) {
+                out.push_back(id);
+                continue;
+            }
+            for (uint32_t j = 0; j < s.n; ++j) {
+                const token_id b = v_.byte_to_token(static_cast<uint8_t>(s.text[j]));
+                if (b >= 0) out.push_back(b);
+            }
+        }
+    }
+
+private:
+    void try_add(int32_t left, int32_t right) {
+        if (left == -1 || right == -1) return;
+        const std::string_view text(symbols_[left].text, symbols_[left].n + symbols_[right].n);
+        const token_id id = v_.text_to_token(text);
+        if (id < 0) return;
+        queue_.push(Bigram{left, right, v_.tokens[id].score, static_cast<uint32_t>(text.size())});
+    }
+
+    const Vocab::Impl& v_;
+    std::vector<Symbol> symbols_;
+    std::priority_queue<Bigram, std::vector<Bigram>, BigramLess> queue_;
+};
+
+}  // namespace
+
+void spm_tokenize(const Vocab::Impl& v, const std::string& text, std::vector<token_id>& out) {
+    // Spaces become U+2581 (SentencePiece's escaped space) before merging.
+    std::string escaped;
+    escaped.reserve(text.size() + text.size() / 4);
+    for (char c : text) {
+        if (c == ' ') {
+            escaped += "\xE2\x96\x81";
+        } else {
+            escaped += c;
+        }
+    }
+    SpmSession session(v);
+    session.tokenize(escaped, out);
+}
+
+}  // namespace llm8

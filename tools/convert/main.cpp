@@ -1,0 +1,59 @@
+// llm8-convert: model files to GGUF v3.
+//   llm8-convert llama2c CHECKPOINT.bin TOKENIZER.bin -o OUT.gguf [--name NAME]
+//   llm8-convert gguf IN.gguf -o OUT.gguf [--outtype q8_0|f16|...]   (v1/v2/v3 -> v3)
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "common/args.h"
+#include "common/error.h"
+#include "gguf/gguf.h"
+#include "model/convert.h"
+
+static bool same_file(const std::string& a, const std::string& b) {
+    char ra[4096], rb[4096];
+    return realpath(a.c_str(), ra) && realpath(b.c_str(), rb) && std::string(ra) == rb;
+}
+
+int main(int argc, char** argv) {
+    auto args = llm8_tools::normalize_llama_args(argc, argv);
+    CLI::App app{"llm8-convert: convert llama2.c checkpoints and older GGUF files to GGUF v3"};
+    app.require_subcommand(1);
+    std::string out, ckpt, tok, name = "llama2c", in, outtype;
+    auto* l2c = app.add_subcommand("llama2c", "llama2.c checkpoint + tokenizer.bin -> GGUF v3");
+    l2c->add_option("checkpoint", ckpt, "llama2.c model (.bin)")->required();
+    l2c->add_option("tokenizer", tok, "llama2.c tokenizer (.bin)")->required();
+    l2c->add_option("-o,--outfile", out, "output GGUF")->required();
+    l2c->add_option("--name", name, "general.name to record");
+    auto* gg = app.add_subcommand("gguf", "GGUF v1/v2/v3 -> GGUF v3, optionally re-quantized");
+    gg->add_option("input", in, "input GGUF")->required();
+    gg->add_option("-o,--outfile", out, "output GGUF")->required();
+    gg->add_option("--outtype", outtype, "convert weight matrices to f32, f16, bf16, q8_0, q4_0, "
+                                         "q4_1, q5_0, q5_1, q4_K, q5_K, q6_K");
+    try {
+        app.parse(args.argc(), args.argv());
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+    try {
+        if (*l2c) {
+            if (same_file(ckpt, out) || same_file(tok, out))
+                llm8::fail(llm8::ErrorKind::invalid_arg, "the output would overwrite an input");
+            llm8::convert_llama2c(ckpt, tok, name).write(out);
+        } else {
+            if (same_file(in, out))
+                llm8::fail(llm8::ErrorKind::invalid_arg, "the output would overwrite the input");
+            llm8::GgmlType t{};
+            if (!outtype.empty() && !llm8::type_from_name(outtype.c_str(), &t))
+                llm8::fail(llm8::ErrorKind::invalid_arg, "unknown --outtype '" + outtype + "'");
+            auto f = llm8::GgufFile::open(in);
+            llm8::convert_gguf(*f, outtype.empty() ? nullptr : &t).write(out);
+            std::fprintf(stderr, "llm8-convert: GGUF v%u -> v3, %zu tensors, %zu metadata keys\n",
+                         f->version(), f->tensors().size(), f->metadata().size());
+        }
+        std::fprintf(stderr, "llm8-convert: wrote %s\n", out.c_str());
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "llm8-convert: error: %s\n", e.what());
+        return 1;
+    }
+}
