@@ -7,14 +7,16 @@
 //   llm8::Sampler smp(llm8::SamplerParams{}, model->n_vocab());
 //   int32_t tok = smp.sample(s.logits());
 //
-// Errors (a bad file, a full context) throw llm8::Error (include "common/error.h" or catch
-// std::exception) with a message that names the file, tensor or value at fault.
+// Errors (a bad file, a full context) throw llm8::Error (llm8/error.h) with a message that
+// names the file, tensor or value at fault.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "llm8/error.h"
 
 namespace llm8 {
 

@@ -232,7 +232,7 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
 
 std::unique_ptr<GgufFile> GgufFile::from_memory(const void* data, size_t size,
                                                 const std::string& name) {
-    if (!data) fail(ErrorKind::io, name + ": no data");
+    if (!data && size) fail(ErrorKind::io, name + ": no data");
     std::unique_ptr<GgufFile> f(new GgufFile());
     f->path_ = name;
     f->base_ = static_cast<const uint8_t*>(data);

@@ -31,7 +31,6 @@ namespace {
 
 constexpr int kQK = 32;    // elements of a Q4_0 .. Q8_0 block
 constexpr int kQKK = 256;  // elements of a K-quant super-block
-constexpr int kLanes = 16;
 
 inline uint16_t load_u16(const uint8_t* p) {
     uint16_t v;
@@ -65,11 +64,30 @@ inline float half_to_float(uint16_t h) {
     return bits_to_float(b | sign);
 }
 
-inline float hsum(const float* a) {
-    float t[kLanes / 2];
-    for (int k = 0; k < kLanes / 2; ++k) t[k] = a[k] + a[k + kLanes / 2];
-    for (int k = 0; k < 4; ++k) t[k] += t[k + 4];
-    return (t[0] + t[2]) + (t[1] + t[3]);
+// GCC/Clang generic vectors (vector_size), lowered by the compiler to AVX-512, AVX2 or NEON;
+// no ISA intrinsics. See the note at the top of the file.
+typedef float f32x16 __attribute__((vector_size(64)));
+typedef int32_t i32x16 __attribute__((vector_size(64)));
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+typedef uint16_t u16x16 __attribute__((vector_size(32)));
+typedef uint8_t u8x16 __attribute__((vector_size(16)));
+typedef int8_t i8x16 __attribute__((vector_size(16)));
+
+template <typename V>
+inline V load(const void* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(V));
+    return v;
+}
+
+inline f32x16 to_f32(u8x16 v) {
+    return __builtin_convertvector(__builtin_convertvector(v, i32x16), f32x16);
+}
+// (GCC 12 scalarizes a direct int8 -> int32 vector conversion; the zero-extension is one
+// instruction, so the sign is restored by flipping it before and subtracting 128 after.)
+inline f32x16 to_f32(i8x16 v) {
+    const u8x16 u = (u8x16)v ^ 0x80;
+    return __builtin_convertvector(__builtin_convertvector(u, i32x16) - 128, f32x16);
 }
 
 // The 6-bit scale and min of sub-block j of a Q4_K / Q5_K block (ggml's get_scale_min_k4).
@@ -92,7 +110,23 @@ void pack_scale_min_k4(const int* sc, const int* m, uint8_t* q) {
     }
 }
 
-inline int nearest_int(float f) { return static_cast<int>(std::lround(f)); }
+// Round to nearest, ties to even (inlined; lround is a libm call). Only used by the K-quant
+// quantizers, which match no other implementation bit for bit.
+// The float is clamped to [lo, hi] first (NaN gives lo), so the conversion is always defined.
+inline int nearest_int(float f, int lo, int hi) {
+    f = f > float(lo) ? f : float(lo);  // (std::fmin/fmax are libm calls here)
+    f = f < float(hi) ? f : float(hi);
+    return static_cast<int>(std::nearbyint(f));
+}
+
+// roundf (ties away from zero) to int, as ggml's Q8_0 reference rounds, for |v| < 2^31;
+// a - trunc(a) is exact. Written branch-free: a data-dependent branch here cost 3x.
+inline int round_half_away(float v) {
+    const float a = std::fabs(v);
+    int r = static_cast<int>(a);
+    r += (a - float(r)) >= 0.5f;
+    return v < 0.0f ? -r : r;
+}
 
 // ---- dequantization and reference quantizers: no FP contraction ------------------------------
 #if defined(__clang__)
@@ -201,25 +235,22 @@ void dequant_q5_k(const uint8_t* b, float* y) {
 // Q6_K: ql[128], qh[64], scales[16] int8, d; element e uses scale e / 16:
 // x = (d * sc) * (q - 32), q = 4 low bits from ql and 2 high bits from qh.
 void dequant_q6_k(const uint8_t* b, float* y) {
-    const uint8_t* ql = b;
-    const uint8_t* qh = b + 128;
     const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
     const float d = half_to_float(load_u16(b + 208));
     for (int h = 0; h < 2; ++h) {
-        const uint8_t* l4 = ql + 64 * h;
-        const uint8_t* h2 = qh + 32 * h;
+        const uint8_t* ql = b + 64 * h;
+        const uint8_t* qh = b + 128 + 32 * h;
         const int8_t* s = sc + 8 * h;
         float* out = y + 128 * h;
-        for (int l = 0; l < 32; ++l) {
-            const int is = l / 16;
-            const int q1 = ((l4[l] & 0x0f) | ((h2[l] & 3) << 4)) - 32;
-            const int q2 = ((l4[l + 32] & 0x0f) | (((h2[l] >> 2) & 3) << 4)) - 32;
-            const int q3 = ((l4[l] >> 4) | (((h2[l] >> 4) & 3) << 4)) - 32;
-            const int q4 = ((l4[l + 32] >> 4) | (((h2[l] >> 6) & 3) << 4)) - 32;
-            out[l] = d * float(s[is + 0]) * float(q1);
-            out[l + 32] = d * float(s[is + 2]) * float(q2);
-            out[l + 64] = d * float(s[is + 4]) * float(q3);
-            out[l + 96] = d * float(s[is + 6]) * float(q4);
+        for (int g = 0; g < 2; ++g) {  // l in [16g, 16g + 16): scales s[g + 0, 2, 4, 6]
+            const u8x16 lo = load<u8x16>(ql + 16 * g), hi = load<u8x16>(ql + 32 + 16 * g);
+            const u8x16 hb = load<u8x16>(qh + 16 * g);
+            const u8x16 q[4] = {(lo & 15) | ((hb & 3) << 4), (hi & 15) | (((hb >> 2) & 3) << 4),
+                                (lo >> 4) | (((hb >> 4) & 3) << 4), (hi >> 4) | ((hb >> 6) << 4)};
+            for (int k = 0; k < 4; ++k) {
+                const f32x16 v = (d * float(s[g + 2 * k])) * (to_f32(q[k]) - 32.0f);
+                std::memcpy(out + 32 * k + 16 * g, &v, sizeof(v));
+            }
         }
     }
 }
@@ -321,7 +352,7 @@ void quant_q8_0(const float* x, uint8_t* b) {
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     store_u16(b, fp32_to_fp16(d));
     int8_t* qs = reinterpret_cast<int8_t*>(b + 2);
-    for (int j = 0; j < kQK; ++j) qs[j] = static_cast<int8_t>(std::round(x[j] * id));
+    for (int j = 0; j < kQK; ++j) qs[j] = static_cast<int8_t>(round_half_away(x[j] * id));
 }
 
 // K-quant quantizers (not ggml's make_qkx2/make_qx_quants searches; these are simpler):
@@ -353,31 +384,31 @@ void fit_sub_block_affine(const float* x, int nx, int qmax, float* s_out, float*
         float s = f * (mx - mn) / float(qmax);
         float o = -mn;
         // q for this guess, then the least-squares (s, o) for those q
-        double sq = 0, sqq = 0, sx = 0, sqx = 0;
-        int q[kQK];
+        float sq = 0, sqq = 0, sx = 0, sqx = 0;
+        const float inv = 1.0f / s;
         for (int i = 0; i < nx; ++i) {
-            q[i] = std::min(qmax, std::max(0, nearest_int((x[i] + o) / s)));
-            sq += q[i];
-            sqq += double(q[i]) * q[i];
+            const float qi = float(nearest_int((x[i] + o) * inv, 0, qmax));
+            sq += qi;
+            sqq += qi * qi;
             sx += x[i];
-            sqx += double(q[i]) * x[i];
+            sqx += qi * x[i];
         }
-        const double det = double(nx) * sqq - sq * sq;
+        const float det = float(nx) * sqq - sq * sq;
         if (det > 0) {
-            const double s_ls = (double(nx) * sqx - sq * sx) / det;
-            const double o_ls = (sq * sqx - sqq * sx) / det;  // x ~= s*q - o
+            const float s_ls = (float(nx) * sqx - sq * sx) / det;
+            const float o_ls = (sq * sqx - sqq * sx) / det;  // x ~= s*q - o
             if (s_ls > 0 && o_ls >= 0) {
-                s = float(s_ls);
-                o = float(o_ls);
+                s = s_ls;
+                o = o_ls;
             } else if (sqq > 0 && sqx > 0) {  // keep o = 0
-                s = float(sqx / sqq);
+                s = sqx / sqq;
                 o = 0.0f;
             }
         }
         float err = 0.0f;
+        const float inv2 = 1.0f / s;
         for (int i = 0; i < nx; ++i) {
-            const int qi = std::min(qmax, std::max(0, nearest_int((x[i] + o) / s)));
-            const float e = s * float(qi) - o - x[i];
+            const float e = s * float(nearest_int((x[i] + o) * inv2, 0, qmax)) - o - x[i];
             err += e * e;
         }
         if (err < best_err) {
@@ -402,18 +433,17 @@ void quant_k_affine(const float* x, int qmax, uint8_t* b, uint8_t* q) {
     const float d = half_to_float(dh), dmin = half_to_float(dminh);
     int sc[8], m[8];
     for (int j = 0; j < 8; ++j) {
-        sc[j] = d > 0.0f ? std::min(63, std::max(0, nearest_int(s[j] / d))) : 0;
-        m[j] = dmin > 0.0f ? std::min(63, std::max(0, nearest_int(o[j] / dmin))) : 0;
+        sc[j] = d > 0.0f ? nearest_int(s[j] / d, 0, 63) : 0;
+        m[j] = dmin > 0.0f ? nearest_int(o[j] / dmin, 0, 63) : 0;
     }
     store_u16(b, dh);
     store_u16(b + 2, dminh);
     pack_scale_min_k4(sc, m, b + 4);
     for (int j = 0; j < 8; ++j) {
         const float ds = d * float(sc[j]), dm = dmin * float(m[j]);
-        for (int i = 0; i < 32; ++i) {
-            const int v = ds > 0.0f ? nearest_int((x[32 * j + i] + dm) / ds) : 0;
-            q[32 * j + i] = uint8_t(std::min(qmax, std::max(0, v)));
-        }
+        const float inv = ds > 0.0f ? 1.0f / ds : 0.0f;
+        for (int i = 0; i < 32; ++i)
+            q[32 * j + i] = uint8_t(nearest_int((x[32 * j + i] + dm) * inv, 0, qmax));
     }
 }
 
@@ -457,7 +487,7 @@ void quant_q6_k(const float* x, uint8_t* b) {
         if (sj != 0.0f) {  // least-squares refit of the scale on the rounded q
             double sqx = 0, sqq = 0;
             for (int i = 0; i < 16; ++i) {
-                const int qi = std::min(31, std::max(-32, nearest_int(xs[i] / sj)));
+                const int qi = nearest_int(xs[i] / sj, -32, 31);
                 sqx += double(qi) * xs[i];
                 sqq += double(qi) * qi;
             }
@@ -473,7 +503,7 @@ void quant_q6_k(const float* x, uint8_t* b) {
     const float d = half_to_float(dh);
     int8_t sc[16];
     for (int j = 0; j < 16; ++j)
-        sc[j] = int8_t(d != 0.0f ? std::min(127, std::max(-128, nearest_int(s[j] / d))) : 0);
+        sc[j] = int8_t(d != 0.0f ? nearest_int(s[j] / d, -128, 127) : 0);
     uint8_t* ql = b;
     uint8_t* qh = b + 128;
     std::memset(ql, 0, 128);
@@ -482,8 +512,8 @@ void quant_q6_k(const float* x, uint8_t* b) {
     store_u16(b + 208, dh);
     for (int e = 0; e < kQKK; ++e) {
         const float ds = d * float(sc[e / 16]);
-        const int v = ds != 0.0f ? nearest_int(x[e] / ds) : 0;
-        const int q = std::min(31, std::max(-32, v)) + 32;  // 0..63
+        const float inv = ds != 0.0f ? 1.0f / ds : 0.0f;
+        const int q = nearest_int(x[e] * inv, -32, 31) + 32;  // 0..63
         const int h = e / 128, p = e % 128;
         const int lq = 64 * h + (p % 64);      // ql byte: low nibble for p < 64, else high
         const int hq = 32 * h + (p % 32);      // qh byte, 2 bits at 2 * (p / 32)
@@ -500,116 +530,122 @@ void quant_q6_k(const float* x, uint8_t* b) {
 
 // ---- fused dequantize-dot ---------------------------------------------------------------------
 
+inline float hsum(f32x16 v) {
+    float s = 0.0f;
+    for (int k = 0; k < 16; ++k) s += v[k];
+    return s;
+}
+
+// 16 halves -> floats, exactly as half_to_float.
+inline f32x16 halves_to_f32(u16x16 h) {
+    const u32x16 w = __builtin_convertvector(h, u32x16);
+    const u32x16 em = (w & 0x7fffu) << 13;
+    f32x16 mag;
+    std::memcpy(&mag, &em, 64);
+    mag *= 0x1p112f;  // inf/nan come out with exponent 143 and their mantissa: fixed below
+    u32x16 bits;
+    std::memcpy(&bits, &mag, 64);
+    const u32x16 special = (u32x16)((w & 0x7c00u) == 0x7c00u);  // all ones where inf/nan
+    bits |= (special & 0x7f800000u) | ((w & 0x8000u) << 16);
+    f32x16 f;
+    std::memcpy(&f, &bits, 64);
+    return f;
+}
+
+inline f32x16 bf16s_to_f32(u16x16 h) {
+    const u32x16 bits = __builtin_convertvector(h, u32x16) << 16;
+    f32x16 f;
+    std::memcpy(&f, &bits, 64);
+    return f;
+}
+
 float dot_f32(const float* w, const float* x, int64_t n) {
-    float acc[kLanes] = {};
+    f32x16 a0 = {}, a1 = {};
     int64_t i = 0;
-    for (; i + kLanes <= n; i += kLanes)
-        for (int k = 0; k < kLanes; ++k) acc[k] += w[i + k] * x[i + k];
-    float s = hsum(acc);
+    for (; i + 32 <= n; i += 32) {
+        a0 += load<f32x16>(w + i) * load<f32x16>(x + i);
+        a1 += load<f32x16>(w + i + 16) * load<f32x16>(x + i + 16);
+    }
+    float s = hsum(a0 + a1);
     for (; i < n; ++i) s += w[i] * x[i];
     return s;
 }
 
 float dot_f16(const uint8_t* w, const float* x, int64_t n) {
-    float acc[kLanes] = {};
+    f32x16 a0 = {}, a1 = {};
     int64_t i = 0;
-    for (; i + kLanes <= n; i += kLanes) {
-        uint16_t h[kLanes];
-        std::memcpy(h, w + 2 * i, sizeof(h));
-        for (int k = 0; k < kLanes; ++k) acc[k] += half_to_float(h[k]) * x[i + k];
+    for (; i + 32 <= n; i += 32) {
+        a0 += halves_to_f32(load<u16x16>(w + 2 * i)) * load<f32x16>(x + i);
+        a1 += halves_to_f32(load<u16x16>(w + 2 * i + 32)) * load<f32x16>(x + i + 16);
     }
-    float s = hsum(acc);
+    float s = hsum(a0 + a1);
     for (; i < n; ++i) s += half_to_float(load_u16(w + 2 * i)) * x[i];
     return s;
 }
 
 float dot_bf16(const uint8_t* w, const float* x, int64_t n) {
-    float acc[kLanes] = {};
+    f32x16 a0 = {}, a1 = {};
     int64_t i = 0;
-    for (; i + kLanes <= n; i += kLanes) {
-        uint16_t h[kLanes];
-        std::memcpy(h, w + 2 * i, sizeof(h));
-        for (int k = 0; k < kLanes; ++k) acc[k] += bits_to_float(uint32_t(h[k]) << 16) * x[i + k];
+    for (; i + 32 <= n; i += 32) {
+        a0 += bf16s_to_f32(load<u16x16>(w + 2 * i)) * load<f32x16>(x + i);
+        a1 += bf16s_to_f32(load<u16x16>(w + 2 * i + 32)) * load<f32x16>(x + i + 16);
     }
-    float s = hsum(acc);
+    float s = hsum(a0 + a1);
     for (; i < n; ++i) s += bits_to_float(uint32_t(load_u16(w + 2 * i)) << 16) * x[i];
     return s;
 }
 
-float dot_q4_0(const uint8_t* w, const float* x, int64_t nb) {
-    float acc[kLanes] = {};
-    for (int64_t b = 0; b < nb; ++b, w += 18, x += kQK) {
+// Q4_0 / Q4_1: low nibbles are elements 0..15 of the block, high nibbles 16..31.
+template <bool affine>
+float dot_q4_01(const uint8_t* w, const float* x, int64_t nb) {
+    constexpr int kSize = affine ? 20 : 18;
+    f32x16 acc = {};
+    for (int64_t b = 0; b < nb; ++b, w += kSize, x += kQK) {
         const float d = half_to_float(load_u16(w));
-        const uint8_t* qs = w + 2;
-        float s[kLanes];
-        for (int k = 0; k < kLanes; ++k)
-            s[k] = float((qs[k] & 0x0f) - 8) * x[k] + float((qs[k] >> 4) - 8) * x[k + 16];
-        for (int k = 0; k < kLanes; ++k) acc[k] += d * s[k];
+        const u8x16 q = load<u8x16>(w + (affine ? 4 : 2));
+        const f32x16 x0 = load<f32x16>(x), x1 = load<f32x16>(x + 16);
+        if (affine) {
+            const float m = half_to_float(load_u16(w + 2));
+            acc += d * (to_f32(q & 15) * x0 + to_f32(q >> 4) * x1) + m * (x0 + x1);
+        } else {
+            acc += d * ((to_f32(q & 15) - 8.0f) * x0 + (to_f32(q >> 4) - 8.0f) * x1);
+        }
     }
     return hsum(acc);
 }
 
-float dot_q4_1(const uint8_t* w, const float* x, int64_t nb) {
-    float acc[kLanes] = {};
-    for (int64_t b = 0; b < nb; ++b, w += 20, x += kQK) {
+// Q5_0 / Q5_1: bit j of qh is the fifth bit of element j.
+template <bool affine>
+float dot_q5_01(const uint8_t* w, const float* x, int64_t nb) {
+    constexpr int kSize = affine ? 24 : 22;
+    const u32x16 shift = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    f32x16 acc = {};
+    for (int64_t b = 0; b < nb; ++b, w += kSize, x += kQK) {
         const float d = half_to_float(load_u16(w));
-        const float m = half_to_float(load_u16(w + 2));
-        const uint8_t* qs = w + 4;
-        float s[kLanes], t[kLanes];
-        for (int k = 0; k < kLanes; ++k) {
-            s[k] = float(qs[k] & 0x0f) * x[k] + float(qs[k] >> 4) * x[k + 16];
-            t[k] = x[k] + x[k + 16];
+        const uint32_t qh = load_u32(w + (affine ? 4 : 2));
+        const u8x16 q = load<u8x16>(w + (affine ? 8 : 6));
+        const u32x16 h0 = ((qh >> shift) & 1u) << 4, h1 = (((qh >> 16) >> shift) & 1u) << 4;
+        const i32x16 q0 = __builtin_convertvector(q & 15, i32x16) | (i32x16)h0;
+        const i32x16 q1 = __builtin_convertvector(q >> 4, i32x16) | (i32x16)h1;
+        const f32x16 x0 = load<f32x16>(x), x1 = load<f32x16>(x + 16);
+        const f32x16 f0 = __builtin_convertvector(q0, f32x16);
+        const f32x16 f1 = __builtin_convertvector(q1, f32x16);
+        if (affine) {
+            const float m = half_to_float(load_u16(w + 2));
+            acc += d * (f0 * x0 + f1 * x1) + m * (x0 + x1);
+        } else {
+            acc += d * ((f0 - 16.0f) * x0 + (f1 - 16.0f) * x1);
         }
-        for (int k = 0; k < kLanes; ++k) acc[k] += d * s[k] + m * t[k];
-    }
-    return hsum(acc);
-}
-
-float dot_q5_0(const uint8_t* w, const float* x, int64_t nb) {
-    float acc[kLanes] = {};
-    for (int64_t b = 0; b < nb; ++b, w += 22, x += kQK) {
-        const float d = half_to_float(load_u16(w));
-        const uint32_t qh = load_u32(w + 2);
-        const uint8_t* qs = w + 6;
-        float s[kLanes];
-        for (int k = 0; k < kLanes; ++k) {
-            const int q0 = int((qs[k] & 0x0f) | (((qh >> k) & 1u) << 4)) - 16;
-            const int q1 = int((qs[k] >> 4) | (((qh >> (k + 16)) & 1u) << 4)) - 16;
-            s[k] = float(q0) * x[k] + float(q1) * x[k + 16];
-        }
-        for (int k = 0; k < kLanes; ++k) acc[k] += d * s[k];
-    }
-    return hsum(acc);
-}
-
-float dot_q5_1(const uint8_t* w, const float* x, int64_t nb) {
-    float acc[kLanes] = {};
-    for (int64_t b = 0; b < nb; ++b, w += 24, x += kQK) {
-        const float d = half_to_float(load_u16(w));
-        const float m = half_to_float(load_u16(w + 2));
-        const uint32_t qh = load_u32(w + 4);
-        const uint8_t* qs = w + 8;
-        float s[kLanes], t[kLanes];
-        for (int k = 0; k < kLanes; ++k) {
-            const int q0 = int((qs[k] & 0x0f) | (((qh >> k) & 1u) << 4));
-            const int q1 = int((qs[k] >> 4) | (((qh >> (k + 16)) & 1u) << 4));
-            s[k] = float(q0) * x[k] + float(q1) * x[k + 16];
-            t[k] = x[k] + x[k + 16];
-        }
-        for (int k = 0; k < kLanes; ++k) acc[k] += d * s[k] + m * t[k];
     }
     return hsum(acc);
 }
 
 float dot_q8_0(const uint8_t* w, const float* x, int64_t nb) {
-    float acc[kLanes] = {};
+    f32x16 acc = {};
     for (int64_t b = 0; b < nb; ++b, w += 34, x += kQK) {
         const float d = half_to_float(load_u16(w));
-        const int8_t* qs = reinterpret_cast<const int8_t*>(w + 2);
-        float s[kLanes];
-        for (int k = 0; k < kLanes; ++k)
-            s[k] = float(qs[k]) * x[k] + float(qs[k + 16]) * x[k + 16];
-        for (int k = 0; k < kLanes; ++k) acc[k] += d * s[k];
+        const f32x16 q0 = to_f32(load<i8x16>(w + 2)), q1 = to_f32(load<i8x16>(w + 18));
+        acc += d * (q0 * load<f32x16>(x) + q1 * load<f32x16>(x + 16));
     }
     return hsum(acc);
 }
@@ -619,7 +655,7 @@ float dot_q8_0(const uint8_t* w, const float* x, int64_t nb) {
 template <bool bits5>
 float dot_q45_k(const uint8_t* w, const float* x, int64_t nb) {
     constexpr int kSize = bits5 ? 176 : 144;
-    float acc[kLanes] = {};
+    f32x16 acc = {};
     for (int64_t b = 0; b < nb; ++b, w += kSize, x += kQKK) {
         const float d = half_to_float(load_u16(w));
         const float dmin = half_to_float(load_u16(w + 2));
@@ -630,91 +666,100 @@ float dot_q45_k(const uint8_t* w, const float* x, int64_t nb) {
             int sc0, m0, sc1, m1;
             scale_min_k4(2 * j, scales, &sc0, &m0);
             scale_min_k4(2 * j + 1, scales, &sc1, &m1);
+            const float* xj = x + 64 * j;
+            f32x16 s0 = {}, s1 = {}, t0 = {}, t1 = {};
+            for (int h = 0; h < 2; ++h) {
+                const u8x16 q = load<u8x16>(qs + 32 * j + 16 * h);
+                u8x16 lo = q & 15, hi = q >> 4;
+                if (bits5) {
+                    const u8x16 hb = load<u8x16>(qh + 16 * h);
+                    lo |= ((hb >> (2 * j)) & 1) << 4;
+                    hi |= ((hb >> (2 * j + 1)) & 1) << 4;
+                }
+                const f32x16 x0 = load<f32x16>(xj + 16 * h), x1 = load<f32x16>(xj + 32 + 16 * h);
+                s0 += to_f32(lo) * x0;
+                s1 += to_f32(hi) * x1;
+                t0 += x0;
+                t1 += x1;
+            }
             const float d0 = d * float(sc0), mm0 = dmin * float(m0);
             const float d1 = d * float(sc1), mm1 = dmin * float(m1);
-            const uint8_t* q = qs + 32 * j;
-            const float* xj = x + 64 * j;
-            float s0[kLanes] = {}, s1[kLanes] = {}, t0[kLanes] = {}, t1[kLanes] = {};
-            for (int h = 0; h < 32; h += kLanes) {
-                for (int k = 0; k < kLanes; ++k) {
-                    const int l = h + k;
-                    int q0 = q[l] & 0x0f, q1 = q[l] >> 4;
-                    if (bits5) {
-                        q0 |= ((qh[l] >> (2 * j)) & 1) << 4;
-                        q1 |= ((qh[l] >> (2 * j + 1)) & 1) << 4;
-                    }
-                    s0[k] += float(q0) * xj[l];
-                    s1[k] += float(q1) * xj[l + 32];
-                    t0[k] += xj[l];
-                    t1[k] += xj[l + 32];
-                }
-            }
-            for (int k = 0; k < kLanes; ++k)
-                acc[k] += (d0 * s0[k] - mm0 * t0[k]) + (d1 * s1[k] - mm1 * t1[k]);
+            acc += (d0 * s0 - mm0 * t0) + (d1 * s1 - mm1 * t1);
         }
     }
     return hsum(acc);
 }
 
+// Q6_K: element l (0..31) of quarter k (0..3) of half h takes its low 4 bits from ql (byte l or
+// l + 32, low or high nibble) and its high 2 bits from bits 2k..2k+1 of qh byte l.
 float dot_q6_k(const uint8_t* w, const float* x, int64_t nb) {
-    float acc[kLanes] = {};
+    f32x16 acc = {};
     for (int64_t b = 0; b < nb; ++b, w += 210, x += kQKK) {
         const int8_t* sc = reinterpret_cast<const int8_t*>(w + 192);
         const float d = half_to_float(load_u16(w + 208));
-        float blk[kLanes] = {};
+        f32x16 blk = {};
         for (int h = 0; h < 2; ++h) {
             const uint8_t* ql = w + 64 * h;
             const uint8_t* qh = w + 128 + 32 * h;
             const int8_t* s = sc + 8 * h;
             const float* xh = x + 128 * h;
             for (int g = 0; g < 2; ++g) {  // l in [16g, 16g + 16): scales s[g + 0, 2, 4, 6]
-                const float c0 = float(s[g]), c1 = float(s[g + 2]);
-                const float c2 = float(s[g + 4]), c3 = float(s[g + 6]);
-                for (int k = 0; k < kLanes; ++k) {
-                    const int l = 16 * g + k;
-                    const int q1 = ((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) - 32;
-                    const int q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                    const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                    const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                    blk[k] += c0 * (float(q1) * xh[l]) + c1 * (float(q2) * xh[l + 32]) +
-                              c2 * (float(q3) * xh[l + 64]) + c3 * (float(q4) * xh[l + 96]);
-                }
+                const u8x16 a = load<u8x16>(ql + 16 * g), c = load<u8x16>(ql + 32 + 16 * g);
+                const u8x16 hb = load<u8x16>(qh + 16 * g);
+                const u8x16 q1 = (a & 15) | ((hb & 3) << 4);
+                const u8x16 q2 = (c & 15) | (((hb >> 2) & 3) << 4);
+                const u8x16 q3 = (a >> 4) | (((hb >> 4) & 3) << 4);
+                const u8x16 q4 = (c >> 4) | ((hb >> 6) << 4);
+                const float* xg = xh + 16 * g;
+                blk += float(s[g]) * ((to_f32(q1) - 32.0f) * load<f32x16>(xg)) +
+                       float(s[g + 2]) * ((to_f32(q2) - 32.0f) * load<f32x16>(xg + 32)) +
+                       float(s[g + 4]) * ((to_f32(q3) - 32.0f) * load<f32x16>(xg + 64)) +
+                       float(s[g + 6]) * ((to_f32(q4) - 32.0f) * load<f32x16>(xg + 96));
             }
         }
-        for (int k = 0; k < kLanes; ++k) acc[k] += d * blk[k];
+        acc += d * blk;
     }
     return hsum(acc);
 }
 
 // ---- dispatch ---------------------------------------------------------------------------------
 
-// Throws unless t is handled here and n is a whole number of its blocks; returns the blocks.
-int64_t check_row(GgmlType t, int64_t n, const char* what) {
-    const TypeTraits* tt = type_traits(t);
-    const std::string id = std::to_string(static_cast<uint32_t>(t));
-    if (!tt) fail(ErrorKind::unsupported, std::string(what) + ": unknown tensor type id " + id);
+// Elements per block of the types handled here; 0 for the others.
+int64_t block_elems(GgmlType t) {
     switch (t) {
         case GgmlType::F32:
         case GgmlType::F16:
-        case GgmlType::BF16:
+        case GgmlType::BF16: return 1;
         case GgmlType::Q4_0:
         case GgmlType::Q4_1:
         case GgmlType::Q5_0:
         case GgmlType::Q5_1:
-        case GgmlType::Q8_0:
+        case GgmlType::Q8_0: return kQK;
         case GgmlType::Q4_K:
         case GgmlType::Q5_K:
-        case GgmlType::Q6_K:
-            break;
-        default:
-            fail(ErrorKind::unsupported, std::string(what) + ": tensor type " + tt->name + " (" +
-                                             id + ") is not supported");
+        case GgmlType::Q6_K: return kQKK;
+        default: return 0;
     }
-    if (n < 0 || n % tt->block_size != 0)
-        fail(ErrorKind::format, std::string(what) + ": row of " + std::to_string(n) +
-                                    " elements is not a multiple of the " + tt->name +
-                                    " block size " + std::to_string(tt->block_size));
-    return n / tt->block_size;
+}
+
+[[noreturn]] __attribute__((noinline, cold)) void fail_row(GgmlType t, int64_t n,
+                                                           const char* what) {
+    const TypeTraits* tt = type_traits(t);
+    const std::string id = std::to_string(static_cast<uint32_t>(t));
+    if (!tt) fail(ErrorKind::unsupported, std::string(what) + ": unknown tensor type id " + id);
+    if (block_elems(t) == 0)
+        fail(ErrorKind::unsupported, std::string(what) + ": tensor type " + tt->name + " (" + id +
+                                         ") is not supported");
+    fail(ErrorKind::format, std::string(what) + ": row of " + std::to_string(n) +
+                                " elements is not a multiple of the " + tt->name +
+                                " block size " + std::to_string(block_elems(t)));
+}
+
+// Throws unless t is handled here and n is a whole number of its blocks; returns the blocks.
+inline int64_t check_row(GgmlType t, int64_t n, const char* what) {
+    const int64_t bs = block_elems(t);
+    if (bs == 0 || n < 0 || n % bs != 0) fail_row(t, n, what);
+    return n / bs;
 }
 
 template <void (*F)(const uint8_t*, float*), int kBlock, int kBytes>
@@ -789,10 +834,10 @@ float vec_dot_row(GgmlType t, const void* w, const float* x, int64_t n) {
         case GgmlType::F32: return dot_f32(static_cast<const float*>(w), x, n);
         case GgmlType::F16: return dot_f16(p, x, n);
         case GgmlType::BF16: return dot_bf16(p, x, n);
-        case GgmlType::Q4_0: return dot_q4_0(p, x, nb);
-        case GgmlType::Q4_1: return dot_q4_1(p, x, nb);
-        case GgmlType::Q5_0: return dot_q5_0(p, x, nb);
-        case GgmlType::Q5_1: return dot_q5_1(p, x, nb);
+        case GgmlType::Q4_0: return dot_q4_01<false>(p, x, nb);
+        case GgmlType::Q4_1: return dot_q4_01<true>(p, x, nb);
+        case GgmlType::Q5_0: return dot_q5_01<false>(p, x, nb);
+        case GgmlType::Q5_1: return dot_q5_01<true>(p, x, nb);
         case GgmlType::Q8_0: return dot_q8_0(p, x, nb);
         case GgmlType::Q4_K: return dot_q45_k<false>(p, x, nb);
         case GgmlType::Q5_K: return dot_q45_k<true>(p, x, nb);

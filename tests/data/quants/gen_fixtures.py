@@ -131,6 +131,10 @@ def make_source(name):
     blocks.append(b)
     blocks.append(np.arange(bs) - 15.5)                           # an even ramp: ties
     blocks.append(rng.uniform(-1, 1, bs))
+    # exact halves for Q8_0's roundf (d = 127 / 127 = 1): ties go away from zero
+    ties = [127.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, -126.5, 0.49999997, -0.49999997,
+            1.4999999, 3.5, -3.5, 4.5, -4.5]
+    blocks.append(np.array(ties + [float(i) - 8.0 for i in range(bs - len(ties))]))
     if name in ("q4_0", "q5_0"):  # (with "+ 0.5" of q4_1/q5_1 no such block was found)
         blocks.append(fma_trap_block(name))
     return np.concatenate(blocks).astype(np.float32)
