@@ -25,7 +25,9 @@ struct TypeCase {
     const char* file;  // fixture base name
 };
 
-void PrintTo(const TypeCase& c, std::ostream* os) { *os << c.file; }
+void PrintTo(const TypeCase& c, std::ostream* os) {
+    *os << c.file;
+}
 
 const TypeCase kTypes[] = {
     {GgmlType::F32, "f32"},   {GgmlType::F16, "f16"},   {GgmlType::BF16, "bf16"},
@@ -50,7 +52,9 @@ uint32_t float_bits(float f) {
     return b;
 }
 
-int64_t block_size(GgmlType t) { return llm8::type_traits(t)->block_size; }
+int64_t block_size(GgmlType t) {
+    return llm8::type_traits(t)->block_size;
+}
 
 // Fresh per run; LLM8_TEST_SEED=<n> repeats a run. Printed once.
 uint32_t test_seed() {
@@ -93,8 +97,8 @@ TEST_P(QuantType, DequantizeMatchesGgufPyBitForBit) {
     for (int64_t i = 0; i < n; ++i) {
         if (std::isnan(expect[i]) && std::isnan(got[i])) continue;
         if (float_bits(expect[i]) != float_bits(got[i]) && ++mismatches <= 5)
-            ADD_FAILURE() << tc.file << " element " << i << ": expected " << expect[i]
-                          << " got " << got[i];
+            ADD_FAILURE() << tc.file << " element " << i << ": expected " << expect[i] << " got "
+                          << got[i];
     }
     EXPECT_EQ(mismatches, 0);
 
@@ -144,8 +148,12 @@ std::vector<uint8_t> random_row(GgmlType t, int64_t n, std::mt19937& rng) {
                 set_half(off, u(rng));
                 set_half(off + 2, u(rng));
                 break;
-            case GgmlType::Q6_K: set_half(off + 208, u(rng)); break;
-            default: set_half(off, u(rng)); break;
+            case GgmlType::Q6_K:
+                set_half(off + 208, u(rng));
+                break;
+            default:
+                set_half(off, u(rng));
+                break;
         }
     }
     return row;
@@ -210,7 +218,8 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, QuantType, ::testing::ValuesIn(kTypes),
                              return std::string(info.param.file);
                          });
 
-// ---- reference quantizers against gguf-py --------------------------------------------------------
+// ---- reference quantizers against gguf-py
+// --------------------------------------------------------
 
 class RefQuantizer : public ::testing::TestWithParam<TypeCase> {};
 
@@ -234,17 +243,13 @@ TEST_P(RefQuantizer, MatchesGgufPyBitForBit) {
     EXPECT_EQ(mismatches, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(GgufPy, RefQuantizer,
-                         ::testing::Values(TypeCase{GgmlType::F16, "f16"},
-                                           TypeCase{GgmlType::BF16, "bf16"},
-                                           TypeCase{GgmlType::Q4_0, "q4_0"},
-                                           TypeCase{GgmlType::Q4_1, "q4_1"},
-                                           TypeCase{GgmlType::Q5_0, "q5_0"},
-                                           TypeCase{GgmlType::Q5_1, "q5_1"},
-                                           TypeCase{GgmlType::Q8_0, "q8_0"}),
-                         [](const ::testing::TestParamInfo<TypeCase>& info) {
-                             return std::string(info.param.file);
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    GgufPy, RefQuantizer,
+    ::testing::Values(TypeCase{GgmlType::F16, "f16"}, TypeCase{GgmlType::BF16, "bf16"},
+                      TypeCase{GgmlType::Q4_0, "q4_0"}, TypeCase{GgmlType::Q4_1, "q4_1"},
+                      TypeCase{GgmlType::Q5_0, "q5_0"}, TypeCase{GgmlType::Q5_1, "q5_1"},
+                      TypeCase{GgmlType::Q8_0, "q8_0"}),
+    [](const ::testing::TestParamInfo<TypeCase>& info) { return std::string(info.param.file); });
 
 // ---- round trips -------------------------------------------------------------------------------
 
@@ -255,7 +260,9 @@ struct RoundTripCase {
     double uniform_bound;  // RMSE / RMS on U(-s, s) data
 };
 
-void PrintTo(const RoundTripCase& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const RoundTripCase& c, std::ostream* os) {
+    *os << c.name;
+}
 
 class RoundTrip : public ::testing::TestWithParam<RoundTripCase> {};
 
@@ -283,10 +290,10 @@ TEST_P(RoundTrip, ErrorWithinBound) {
         std::vector<float> u(n);
         for (float& f : u) f = ud(rng);
         const double eg = relative_rmse(rc.type, g), eu = relative_rmse(rc.type, u);
-        EXPECT_LT(eg, rc.gauss_bound) << rc.name << " gaussian, scale " << scale
-                                      << " seed=" << test_seed();
-        EXPECT_LT(eu, rc.uniform_bound) << rc.name << " uniform, scale " << scale
-                                        << " seed=" << test_seed();
+        EXPECT_LT(eg, rc.gauss_bound)
+            << rc.name << " gaussian, scale " << scale << " seed=" << test_seed();
+        EXPECT_LT(eu, rc.uniform_bound)
+            << rc.name << " uniform, scale " << scale << " seed=" << test_seed();
         if (scale == 1.0f)
             std::printf("[ %-5s ] relative RMSE gaussian %.5f uniform %.5f\n", rc.name, eg, eu);
     }
@@ -308,22 +315,21 @@ TEST_P(RoundTrip, ErrorWithinBound) {
 // f16 2.1e-4 / 1.9e-4, bf16 1.7e-3 / 1.5e-3, q8_0 .0055 / .0038, q4_0 .087 / .065,
 // q4_1 .079 / .061, q5_0 .043 / .031, q5_1 .038 / .030, q4_K .074 / .057, q5_K .038 / .029,
 // q6_K .0185 / .0142.
-INSTANTIATE_TEST_SUITE_P(
-    AllTypes, RoundTrip,
-    ::testing::Values(RoundTripCase{GgmlType::F32, "f32", 1e-30, 1e-30},
-                      RoundTripCase{GgmlType::F16, "f16", 2.8e-4, 2.5e-4},
-                      RoundTripCase{GgmlType::BF16, "bf16", 2.2e-3, 2.0e-3},
-                      RoundTripCase{GgmlType::Q8_0, "q8_0", 0.0072, 0.0050},
-                      RoundTripCase{GgmlType::Q4_0, "q4_0", 0.115, 0.085},
-                      RoundTripCase{GgmlType::Q4_1, "q4_1", 0.103, 0.080},
-                      RoundTripCase{GgmlType::Q5_0, "q5_0", 0.056, 0.041},
-                      RoundTripCase{GgmlType::Q5_1, "q5_1", 0.050, 0.039},
-                      RoundTripCase{GgmlType::Q4_K, "q4_K", 0.097, 0.075},
-                      RoundTripCase{GgmlType::Q5_K, "q5_K", 0.049, 0.038},
-                      RoundTripCase{GgmlType::Q6_K, "q6_K", 0.024, 0.019}),
-    [](const ::testing::TestParamInfo<RoundTripCase>& info) {
-        return std::string(info.param.name);
-    });
+INSTANTIATE_TEST_SUITE_P(AllTypes, RoundTrip,
+                         ::testing::Values(RoundTripCase{GgmlType::F32, "f32", 1e-30, 1e-30},
+                                           RoundTripCase{GgmlType::F16, "f16", 2.8e-4, 2.5e-4},
+                                           RoundTripCase{GgmlType::BF16, "bf16", 2.2e-3, 2.0e-3},
+                                           RoundTripCase{GgmlType::Q8_0, "q8_0", 0.0072, 0.0050},
+                                           RoundTripCase{GgmlType::Q4_0, "q4_0", 0.115, 0.085},
+                                           RoundTripCase{GgmlType::Q4_1, "q4_1", 0.103, 0.080},
+                                           RoundTripCase{GgmlType::Q5_0, "q5_0", 0.056, 0.041},
+                                           RoundTripCase{GgmlType::Q5_1, "q5_1", 0.050, 0.039},
+                                           RoundTripCase{GgmlType::Q4_K, "q4_K", 0.097, 0.075},
+                                           RoundTripCase{GgmlType::Q5_K, "q5_K", 0.049, 0.038},
+                                           RoundTripCase{GgmlType::Q6_K, "q6_K", 0.024, 0.019}),
+                         [](const ::testing::TestParamInfo<RoundTripCase>& info) {
+                             return std::string(info.param.name);
+                         });
 
 // ---- unsupported types -------------------------------------------------------------------------
 

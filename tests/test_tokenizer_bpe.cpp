@@ -1,5 +1,6 @@
 // Byte-level BPE vocabularies against llama.cpp's test vectors (every vocab in shared/vocab).
 #include "test_tokenizer_util.h"
+#include "tokenizer/pretokenize.h"
 
 using llm8_test::ids_str;
 using llm8_test::load_vocab;
@@ -70,4 +71,34 @@ TEST(TokenizerBpe, Llama3) {
 }
 TEST(TokenizerBpe, Qwen3) {
     check_vectors("qwen3-vocab.gguf", "ggml-vocab-qwen2.gguf", false);
+}
+
+// Whitespace outside ASCII only ever matches \s, as in llama.cpp's collapsed std::regex: it
+// is not part of a literal range (DeepSeek's [　-。]) and U+180E is not whitespace.
+TEST(PreTokenizer, WhitespaceStandIns) {
+    llm8::PreTokenizer ranges({"\\s?[\\x{3000}-\\x{3002}]+"});
+    const auto a = ranges.split("\xE3\x80\x82\xE3\x80\x80");  // "。" U+3000
+    ASSERT_EQ(a.size(), 2u);
+    EXPECT_EQ(a[0], "\xE3\x80\x82");
+    EXPECT_EQ(a[1], "\xE3\x80\x80");
+    const auto b = ranges.split("\xE3\x80\x80\xE3\x80\x82");  // U+3000 then "。": one piece
+    ASSERT_EQ(b.size(), 1u);
+
+    llm8::PreTokenizer spaces({"\\s+"});
+    EXPECT_EQ(spaces
+                  .split("a\xE1\xA0\x8E"
+                         "b")
+                  .size(),
+              1u);  // U+180E is no space
+    EXPECT_EQ(spaces
+                  .split("a\xC2\x85"
+                         "b")
+                  .size(),
+              3u);  // U+0085 is
+    EXPECT_EQ(spaces
+                  .split("a\xE2\x80\xAF"
+                         "b")
+                  .size(),
+              3u);  // U+202F is
+    EXPECT_TRUE(spaces.split("").empty());
 }

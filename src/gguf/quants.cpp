@@ -1,22 +1,30 @@
 // CPU block formats of ggml tensor types: dequantize_row (the reference), quantize_row and the
 // fused dequantize-dot vec_dot_row of the decode GEMV.
 //
-// Notes on how this is written:
+// Notes on how this is written (timings: one core of the dev box, g++ 12 -march=native, a
+// 1024 x 4096 GEMV with x in L1, single thread):
 // - Blocks are read through byte pointers (memcpy for the halves), so rows need no alignment.
-// - Dequantization and the reference quantizers are compiled without floating-point
-//   contraction (GCC's optimize pragma / clang's fp pragma below). They use the same operations
-//   in the same order as ggml's dequantize_row_* / quantize_row_*_ref (e.g. Q4_1 is q * d + m,
-//   Q4_K is (d * sc) * q - dmin * m); letting the compiler fuse them into an FMA changed results
-//   by an ulp or more (more under cancellation), so the outputs are bit-exact with ggml's
-//   reference and gguf-py only with contraction off. vec_dot_row is not bound by that and is
-//   compiled with the default contraction, so it gets FMAs.
-// - vec_dot_row works a block at a time into 16 float lanes (two AVX2 / one AVX-512 register)
-//   with fixed trip counts so that g++ -O2 (very-cheap vectorizer) and -O3 vectorize it; lanes
-//   are summed once per row. Affine formats use sum((q*d + m) * x) = d * sum(q*x) + m * sum(x).
-//   Tried first: dequantize each block into a float[32]/[256] stack buffer and dot it; the
-//   direct form is as simple and skips the store/reload, so it was kept.
-// - The half -> float conversion of the block scales is inlined here (exact, via a power-of-two
-//   multiply) because a call per block into type_traits.cpp showed up in the Q4_0/Q8_0 loops.
+// - Dequantization follows ggml's dequantize_row_* operation for operation (Q4_1 is q * d + m,
+//   Q4_K is (d * sc) * q - dmin * m, Q6_K is (d * sc) * (q - 32)) and is checked bit for bit
+//   against gguf-py. Every product that feeds an addition there is exact (a half times small
+//   integers), so FMA contraction cannot change it. The reference quantizers are another
+//   matter: Q4_0 / Q5_0 truncate `x * id + 8.5f`, which comes out differently when fused into an
+//   FMA, and g++ contracts by default in C++ even with -std=c++17. That section is therefore
+//   compiled with contraction off (GCC optimize pragma / clang fp pragma) and matches gguf-py
+//   bit for bit; a fixture block that flips under FMA pins this (test_quants fails with the
+//   pragma removed).
+// - vec_dot_row uses GCC/Clang generic vectors (vector_size + __builtin_convertvector; lowered
+//   to AVX-512, AVX2 or NEON by the compiler, no ISA intrinsics), 16 float lanes, one block at
+//   a time, lanes summed once per row; affine formats use sum((q*d + m) * x) = d * sum(q*x) +
+//   m * sum(x). Tried and rejected: plain fixed-trip-count loops over float[16] lanes left to the
+//   auto-vectorizer. At -O2 g++ made 128-bit code with byte -> int widening chains (Q4_0 3.6
+//   Gelem/s); at -O3 (CMake's Release) it fully unrolled the lane loops first and then emitted
+//   scalar code (2.3 Gelem/s); the best plain-loop form (one fused lane loop) reached 7.7. With
+//   generic vectors: Q4_0 14, Q4_1 11, Q8_0 15, Q4_K 10.7, Q6_K 7.8, Q5_* / Q5_K 6.3-7.5, BF16 18
+//   Gelem/s, the same at -O2 and -O3. (g++ 12 also scalarizes an int8 -> int32 vector
+//   conversion, hence the xor-128 detour in to_f32(i8x16).)
+// - The half -> float conversion of the block scales is inlined (exact: the bits moved into a
+//   float and scaled by 2^112), so a block's scale costs no call.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -24,6 +32,12 @@
 
 #include "common/error.h"
 #include "gguf/quants.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+// Without -march=native g++ warns that 64-byte vector arguments have no AVX-512 ABI; they only
+// pass between inlined functions of this file.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 
 namespace llm8 {
 
@@ -44,7 +58,9 @@ inline uint32_t load_u32(const uint8_t* p) {
     return v;
 }
 
-inline void store_u16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
+inline void store_u16(uint8_t* p, uint16_t v) {
+    std::memcpy(p, &v, 2);
+}
 
 inline float bits_to_float(uint32_t b) {
     float f;
@@ -53,12 +69,13 @@ inline float bits_to_float(uint32_t b) {
 }
 
 // Exact half -> float: the exponent/mantissa bits moved into a float and rescaled by 2^112
-// cover normals and subnormals; inf/nan get the all-ones exponent back.
+// cover normals and subnormals; inf/nan get the all-ones exponent back. (Assumes denormals are
+// not flushed: with DAZ set, subnormal halves would read as zero.)
 inline float half_to_float(uint16_t h) {
     const uint32_t sign = uint32_t(h & 0x8000u) << 16;
     const uint32_t em = uint32_t(h & 0x7fffu) << 13;
-    const float mag = (h & 0x7c00u) == 0x7c00u ? bits_to_float(em | 0x7f800000u)
-                                               : bits_to_float(em) * 0x1p112f;
+    const float mag =
+        (h & 0x7c00u) == 0x7c00u ? bits_to_float(em | 0x7f800000u) : bits_to_float(em) * 0x1p112f;
     uint32_t b;
     std::memcpy(&b, &mag, 4);
     return bits_to_float(b | sign);
@@ -502,8 +519,7 @@ void quant_q6_k(const float* x, uint8_t* b) {
     const uint16_t dh = fp32_to_fp16(smax / -128.0f);
     const float d = half_to_float(dh);
     int8_t sc[16];
-    for (int j = 0; j < 16; ++j)
-        sc[j] = int8_t(d != 0.0f ? nearest_int(s[j] / d, -128, 127) : 0);
+    for (int j = 0; j < 16; ++j) sc[j] = int8_t(d != 0.0f ? nearest_int(s[j] / d, -128, 127) : 0);
     uint8_t* ql = b;
     uint8_t* qh = b + 128;
     std::memset(ql, 0, 128);
@@ -515,8 +531,8 @@ void quant_q6_k(const float* x, uint8_t* b) {
         const float inv = ds != 0.0f ? 1.0f / ds : 0.0f;
         const int q = nearest_int(x[e] * inv, -32, 31) + 32;  // 0..63
         const int h = e / 128, p = e % 128;
-        const int lq = 64 * h + (p % 64);      // ql byte: low nibble for p < 64, else high
-        const int hq = 32 * h + (p % 32);      // qh byte, 2 bits at 2 * (p / 32)
+        const int lq = 64 * h + (p % 64);  // ql byte: low nibble for p < 64, else high
+        const int hq = 32 * h + (p % 32);  // qh byte, 2 bits at 2 * (p / 32)
         ql[lq] |= uint8_t((q & 0x0f) << (p < 64 ? 0 : 4));
         qh[hq] |= uint8_t((q >> 4) << (2 * (p / 32)));
     }
@@ -729,16 +745,20 @@ int64_t block_elems(GgmlType t) {
     switch (t) {
         case GgmlType::F32:
         case GgmlType::F16:
-        case GgmlType::BF16: return 1;
+        case GgmlType::BF16:
+            return 1;
         case GgmlType::Q4_0:
         case GgmlType::Q4_1:
         case GgmlType::Q5_0:
         case GgmlType::Q5_1:
-        case GgmlType::Q8_0: return kQK;
+        case GgmlType::Q8_0:
+            return kQK;
         case GgmlType::Q4_K:
         case GgmlType::Q5_K:
-        case GgmlType::Q6_K: return kQKK;
-        default: return 0;
+        case GgmlType::Q6_K:
+            return kQKK;
+        default:
+            return 0;
     }
 }
 
@@ -748,11 +768,11 @@ int64_t block_elems(GgmlType t) {
     const std::string id = std::to_string(static_cast<uint32_t>(t));
     if (!tt) fail(ErrorKind::unsupported, std::string(what) + ": unknown tensor type id " + id);
     if (block_elems(t) == 0)
-        fail(ErrorKind::unsupported, std::string(what) + ": tensor type " + tt->name + " (" + id +
-                                         ") is not supported");
+        fail(ErrorKind::unsupported,
+             std::string(what) + ": tensor type " + tt->name + " (" + id + ") is not supported");
     fail(ErrorKind::format, std::string(what) + ": row of " + std::to_string(n) +
-                                " elements is not a multiple of the " + tt->name +
-                                " block size " + std::to_string(block_elems(t)));
+                                " elements is not a multiple of the " + tt->name + " block size " +
+                                std::to_string(block_elems(t)));
 }
 
 // Throws unless t is handled here and n is a whole number of its blocks; returns the blocks.
@@ -790,15 +810,24 @@ void dequantize_row(GgmlType t, const void* src, float* dst, int64_t n) {
             for (int64_t i = 0; i < n; ++i)
                 dst[i] = bits_to_float(uint32_t(load_u16(p + 2 * i)) << 16);
             return;
-        case GgmlType::Q4_0: return dequant_blocks<dequant_q4_0, kQK, 18>(src, dst, nb);
-        case GgmlType::Q4_1: return dequant_blocks<dequant_q4_1, kQK, 20>(src, dst, nb);
-        case GgmlType::Q5_0: return dequant_blocks<dequant_q5_0, kQK, 22>(src, dst, nb);
-        case GgmlType::Q5_1: return dequant_blocks<dequant_q5_1, kQK, 24>(src, dst, nb);
-        case GgmlType::Q8_0: return dequant_blocks<dequant_q8_0, kQK, 34>(src, dst, nb);
-        case GgmlType::Q4_K: return dequant_blocks<dequant_q4_k, kQKK, 144>(src, dst, nb);
-        case GgmlType::Q5_K: return dequant_blocks<dequant_q5_k, kQKK, 176>(src, dst, nb);
-        case GgmlType::Q6_K: return dequant_blocks<dequant_q6_k, kQKK, 210>(src, dst, nb);
-        default: break;
+        case GgmlType::Q4_0:
+            return dequant_blocks<dequant_q4_0, kQK, 18>(src, dst, nb);
+        case GgmlType::Q4_1:
+            return dequant_blocks<dequant_q4_1, kQK, 20>(src, dst, nb);
+        case GgmlType::Q5_0:
+            return dequant_blocks<dequant_q5_0, kQK, 22>(src, dst, nb);
+        case GgmlType::Q5_1:
+            return dequant_blocks<dequant_q5_1, kQK, 24>(src, dst, nb);
+        case GgmlType::Q8_0:
+            return dequant_blocks<dequant_q8_0, kQK, 34>(src, dst, nb);
+        case GgmlType::Q4_K:
+            return dequant_blocks<dequant_q4_k, kQKK, 144>(src, dst, nb);
+        case GgmlType::Q5_K:
+            return dequant_blocks<dequant_q5_k, kQKK, 176>(src, dst, nb);
+        case GgmlType::Q6_K:
+            return dequant_blocks<dequant_q6_k, kQKK, 210>(src, dst, nb);
+        default:
+            break;
     }
 }
 
@@ -815,15 +844,24 @@ void quantize_row(GgmlType t, const float* src, void* dst, int64_t n) {
         case GgmlType::BF16:
             for (int64_t i = 0; i < n; ++i) store_u16(p + 2 * i, fp32_to_bf16(src[i]));
             return;
-        case GgmlType::Q4_0: return quant_blocks<quant_q4_0, kQK, 18>(src, dst, nb);
-        case GgmlType::Q4_1: return quant_blocks<quant_q4_1, kQK, 20>(src, dst, nb);
-        case GgmlType::Q5_0: return quant_blocks<quant_q5_0, kQK, 22>(src, dst, nb);
-        case GgmlType::Q5_1: return quant_blocks<quant_q5_1, kQK, 24>(src, dst, nb);
-        case GgmlType::Q8_0: return quant_blocks<quant_q8_0, kQK, 34>(src, dst, nb);
-        case GgmlType::Q4_K: return quant_blocks<quant_q4_k, kQKK, 144>(src, dst, nb);
-        case GgmlType::Q5_K: return quant_blocks<quant_q5_k, kQKK, 176>(src, dst, nb);
-        case GgmlType::Q6_K: return quant_blocks<quant_q6_k, kQKK, 210>(src, dst, nb);
-        default: break;
+        case GgmlType::Q4_0:
+            return quant_blocks<quant_q4_0, kQK, 18>(src, dst, nb);
+        case GgmlType::Q4_1:
+            return quant_blocks<quant_q4_1, kQK, 20>(src, dst, nb);
+        case GgmlType::Q5_0:
+            return quant_blocks<quant_q5_0, kQK, 22>(src, dst, nb);
+        case GgmlType::Q5_1:
+            return quant_blocks<quant_q5_1, kQK, 24>(src, dst, nb);
+        case GgmlType::Q8_0:
+            return quant_blocks<quant_q8_0, kQK, 34>(src, dst, nb);
+        case GgmlType::Q4_K:
+            return quant_blocks<quant_q4_k, kQKK, 144>(src, dst, nb);
+        case GgmlType::Q5_K:
+            return quant_blocks<quant_q5_k, kQKK, 176>(src, dst, nb);
+        case GgmlType::Q6_K:
+            return quant_blocks<quant_q6_k, kQKK, 210>(src, dst, nb);
+        default:
+            break;
     }
 }
 
@@ -831,18 +869,30 @@ float vec_dot_row(GgmlType t, const void* w, const float* x, int64_t n) {
     const int64_t nb = check_row(t, n, "vec_dot_row");
     const uint8_t* p = static_cast<const uint8_t*>(w);
     switch (t) {
-        case GgmlType::F32: return dot_f32(static_cast<const float*>(w), x, n);
-        case GgmlType::F16: return dot_f16(p, x, n);
-        case GgmlType::BF16: return dot_bf16(p, x, n);
-        case GgmlType::Q4_0: return dot_q4_01<false>(p, x, nb);
-        case GgmlType::Q4_1: return dot_q4_01<true>(p, x, nb);
-        case GgmlType::Q5_0: return dot_q5_01<false>(p, x, nb);
-        case GgmlType::Q5_1: return dot_q5_01<true>(p, x, nb);
-        case GgmlType::Q8_0: return dot_q8_0(p, x, nb);
-        case GgmlType::Q4_K: return dot_q45_k<false>(p, x, nb);
-        case GgmlType::Q5_K: return dot_q45_k<true>(p, x, nb);
-        case GgmlType::Q6_K: return dot_q6_k(p, x, nb);
-        default: return 0.0f;
+        case GgmlType::F32:
+            return dot_f32(static_cast<const float*>(w), x, n);
+        case GgmlType::F16:
+            return dot_f16(p, x, n);
+        case GgmlType::BF16:
+            return dot_bf16(p, x, n);
+        case GgmlType::Q4_0:
+            return dot_q4_01<false>(p, x, nb);
+        case GgmlType::Q4_1:
+            return dot_q4_01<true>(p, x, nb);
+        case GgmlType::Q5_0:
+            return dot_q5_01<false>(p, x, nb);
+        case GgmlType::Q5_1:
+            return dot_q5_01<true>(p, x, nb);
+        case GgmlType::Q8_0:
+            return dot_q8_0(p, x, nb);
+        case GgmlType::Q4_K:
+            return dot_q45_k<false>(p, x, nb);
+        case GgmlType::Q5_K:
+            return dot_q45_k<true>(p, x, nb);
+        case GgmlType::Q6_K:
+            return dot_q6_k(p, x, nb);
+        default:
+            return 0.0f;
     }
 }
 

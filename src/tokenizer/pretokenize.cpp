@@ -2,11 +2,11 @@
 //
 // llama.cpp runs its patterns through hand-written splitters (GPT-2, Llama 3) or std::regex
 // over a "collapsed" text in which every non-ASCII code point stands in for its Unicode
-// category and every non-ASCII whitespace becomes \v. Two consequences are reproduced here:
-//   - whitespace outside ASCII matches \s and nothing else, not even a literal range such as
-//     DeepSeek's [　-。]: before matching, U+0085 is replaced by U+00A0 and every 3-byte
-//     whitespace by U+2000 (same UTF-8 lengths, so offsets carry over);
-//   - U+0085 counts as whitespace (PCRE2 puts it in no \s class).
+// category and every non-ASCII whitespace becomes \v. So whitespace outside ASCII matches \s
+// and nothing else, not even a literal range such as DeepSeek's [　-。]. Before matching, each
+// 3-byte whitespace is therefore replaced by U+2000, which no pattern names. PCRE2 also counts
+// U+180E (a format character since Unicode 6.3) as \s, which llama.cpp does not; it becomes
+// U+200B. The stand-ins have the same UTF-8 lengths, so offsets carry over to the real text.
 // Each pattern refines the pieces of the previous one, and unmatched gaps are pieces too.
 //
 // Matching runs on each piece as its own subject, so `$` and lookaheads stop at the piece's end,
@@ -59,19 +59,19 @@ std::string whitespace_stand_ins(const std::string& text) {
     std::string m = text;
     auto* p = reinterpret_cast<unsigned char*>(m.data());
     const size_t n = m.size();
-    for (size_t i = 0; i + 1 < n; ++i) {
-        if (p[i] < 0xC2) continue;
-        if (p[i] == 0xC2 && p[i + 1] == 0x85) {
-            p[i + 1] = 0xA0;
-        } else if (i + 2 < n && p[i] == 0xE1 && p[i + 1] == 0x9A && p[i + 2] == 0x80) {
+    for (size_t i = 0; i + 2 < n; ++i) {
+        if (p[i] < 0xE1) continue;
+        if (p[i] == 0xE1 && p[i + 1] == 0x9A && p[i + 2] == 0x80) {
             p[i] = 0xE2, p[i + 1] = 0x80, p[i + 2] = 0x80;  // U+1680
-        } else if (i + 2 < n && p[i] == 0xE2 && p[i + 1] == 0x80 &&
+        } else if (p[i] == 0xE1 && p[i + 1] == 0xA0 && p[i + 2] == 0x8E) {
+            p[i] = 0xE2, p[i + 1] = 0x80, p[i + 2] = 0x8B;  // U+180E -> U+200B
+        } else if (p[i] == 0xE2 && p[i + 1] == 0x80 &&
                    ((p[i + 2] >= 0x80 && p[i + 2] <= 0x8A) || p[i + 2] == 0xA8 ||
                     p[i + 2] == 0xA9 || p[i + 2] == 0xAF)) {
             p[i + 2] = 0x80;  // U+2000..200A, 2028, 2029, 202F
-        } else if (i + 2 < n && p[i] == 0xE2 && p[i + 1] == 0x81 && p[i + 2] == 0x9F) {
+        } else if (p[i] == 0xE2 && p[i + 1] == 0x81 && p[i + 2] == 0x9F) {
             p[i + 1] = 0x80, p[i + 2] = 0x80;  // U+205F
-        } else if (i + 2 < n && p[i] == 0xE3 && p[i + 1] == 0x80 && p[i + 2] == 0x80) {
+        } else if (p[i] == 0xE3 && p[i + 1] == 0x80 && p[i + 2] == 0x80) {
             p[i] = 0xE2;  // U+3000
         }
     }

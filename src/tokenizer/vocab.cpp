@@ -397,6 +397,8 @@ std::shared_ptr<const Vocab> Vocab::from_gguf(const GgufFile& f) {
     });
     set_strip_attrs(v, f);
 
+    if (v.kind == VocabKind::spm) v.spm_word_split = spm_words_are_independent(v);
+
     v.pieces.resize(n);
     for (size_t i = 0; i < n; ++i) v.pieces[i] = make_piece(v, static_cast<token_id>(i));
     return vocab;

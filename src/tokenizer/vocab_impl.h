@@ -47,6 +47,7 @@ struct Vocab::Impl {
     bool add_space_prefix = false;
     bool clean_spaces = false;
     bool ignore_merges = false;
+    bool spm_word_split = false;  // see spm.cpp
 
     // Control, user-defined and unknown tokens, longest text first: the order in which
     // text is partitioned around them (llama.cpp's cache_special_tokens).
@@ -74,6 +75,8 @@ struct Vocab::Impl {
 
 // Appends the ids of one raw-text fragment (no special tokens inside; spaces not yet escaped).
 void spm_tokenize(const Vocab::Impl& v, const std::string& text, std::vector<token_id>& out);
+// Whether SentencePiece merging may run word by word (see spm.cpp); computed at load.
+bool spm_words_are_independent(const Vocab::Impl& v);
 void bpe_tokenize(const Vocab::Impl& v, const std::string& text, std::vector<token_id>& out);
 
 // Builds the pre-tokenizer for v.pre (BPE vocabs); sets clean_spaces / ignore_merges / add_bos

@@ -1,0 +1,58 @@
+# Command-line tests of the tools (included from tests/CMakeLists.txt).
+set(RUN ${CMAKE_CURRENT_SOURCE_DIR}/cli/run_expect.cmake)
+set(DATA ${LLM8_SHARED_DATA})
+function(llm8_cli_test name)
+    cmake_parse_arguments(T "" "EXPECT;REGEX;NOT_REGEX;REQUIRE;STDOUT_BEGINS" "CMD" ${ARGN})
+    set(defs "-DEXPECT=${T_EXPECT}")
+    foreach(k REGEX NOT_REGEX REQUIRE STDOUT_BEGINS)
+        if(DEFINED T_${k})
+            list(APPEND defs "-D${k}=${T_${k}}")
+        endif()
+    endforeach()
+    set(cmd "${T_CMD}")
+    add_test(NAME ${name} COMMAND ${CMAKE_COMMAND} "-DCMD=${cmd}" ${defs} -P ${RUN})
+    set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 900)
+endfunction()
+
+# The issue's done-when: llama2.c's greedy text for stories260K, right after the prompt.
+llm8_cli_test(cli_golden_stories260K EXPECT ok
+    CMD $<TARGET_FILE:llm8-cli> -p "Once upon a time" -n 64 --temp 0
+    STDOUT_BEGINS "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high."
+    REGEX "prompt eval .* tokens per second.*generation .* tokens per second")
+llm8_cli_test(cli_sampling_runs EXPECT ok
+    CMD $<TARGET_FILE:llm8-cli> -p "Once" -n 20 -s 42 --temp 0.9 --top-k 20 --top-p 0.9 --min-p 0.05
+        --repeat-penalty 1.1 -l 1-inf -t 1 -c 64)
+llm8_cli_test(cli_bad_flag EXPECT error CMD $<TARGET_FILE:llm8-cli> --no-such-flag)
+llm8_cli_test(cli_bad_value EXPECT error CMD $<TARGET_FILE:llm8-cli> -n abc)
+llm8_cli_test(cli_bad_logit_bias EXPECT error REGEX "logit-bias"
+    CMD $<TARGET_FILE:llm8-cli> -l nonsense)
+llm8_cli_test(cli_bad_min_p EXPECT error REGEX "min-p" CMD $<TARGET_FILE:llm8-cli> --min-p 2)
+llm8_cli_test(cli_missing_model EXPECT error REGEX "cannot open model file '/nonexistent.gguf'"
+    CMD $<TARGET_FILE:llm8-cli> -m /nonexistent.gguf -p hi)
+llm8_cli_test(cli_not_a_model EXPECT error REGEX "not a GGUF file"
+    CMD $<TARGET_FILE:llm8-cli> -m ${PROJECT_SOURCE_DIR}/CMakeLists.txt -p hi)
+llm8_cli_test(cli_prompt_too_long EXPECT error REGEX "does not fit the context"
+    CMD $<TARGET_FILE:llm8-cli> -c 8 -p "Once upon a time there was a little girl named Lily")
+llm8_cli_test(cli_missing_prompt_file EXPECT error REGEX "cannot open prompt file"
+    CMD $<TARGET_FILE:llm8-cli> -f /nonexistent.txt)
+
+llm8_cli_test(perplexity_stories260K EXPECT ok REQUIRE ${DATA}/text/tinyshakespeare.txt
+    CMD $<TARGET_FILE:llm8-perplexity> -f ${DATA}/text/tinyshakespeare.txt -c 128 --chunks 8
+    REGEX "\\[1\\][0-9]+\\.[0-9]+,\\[2\\].*Final estimate: PPL = [0-9]+\\.[0-9]+ \\+/- [0-9]+\\.[0-9]+")
+llm8_cli_test(perplexity_missing_file EXPECT error REGEX "cannot open text file"
+    CMD $<TARGET_FILE:llm8-perplexity> -f /nonexistent.txt)
+llm8_cli_test(perplexity_text_too_short EXPECT error REGEX "need at least"
+    CMD $<TARGET_FILE:llm8-perplexity> -f ${PROJECT_SOURCE_DIR}/.clang-format -c 4096)
+
+llm8_cli_test(convert_refuses_overwriting_input EXPECT error REGEX "overwrite"
+    CMD $<TARGET_FILE:llm8-convert> gguf ${PROJECT_SOURCE_DIR}/models/stories260K.gguf
+        -o ${PROJECT_SOURCE_DIR}/models/stories260K.gguf)
+llm8_cli_test(convert_bad_outtype EXPECT error REGEX "unknown --outtype"
+    CMD $<TARGET_FILE:llm8-convert> gguf ${PROJECT_SOURCE_DIR}/models/stories260K.gguf
+        -o ${CMAKE_BINARY_DIR}/x.gguf --outtype q9_9)
+llm8_cli_test(convert_llama2c EXPECT ok REQUIRE ${DATA}/models/stories260K.bin
+    CMD $<TARGET_FILE:llm8-convert> llama2c ${DATA}/models/stories260K.bin ${DATA}/models/tok512.bin
+        -o ${CMAKE_BINARY_DIR}/stories260K-test.gguf --name stories260K)
+llm8_cli_test(convert_v1_to_v3_q8_0 EXPECT ok REQUIRE ${DATA}/models/stories260K-v1-f32.gguf
+    CMD $<TARGET_FILE:llm8-convert> gguf ${DATA}/models/stories260K-v1-f32.gguf
+        -o ${CMAKE_BINARY_DIR}/stories260K-v3-q8.gguf --outtype q8_0 REGEX "GGUF v1 -> v3")

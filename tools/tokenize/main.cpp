@@ -1,0 +1,155 @@
+// llm8-tokenize: print the tokens a model's vocabulary makes of a text, as llama-tokenize does.
+//   llm8-tokenize -m MODEL.gguf -p "Hello world" [--ids] [--no-bos] [--parse-special]
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+
+#include "common/error.h"
+#include "gguf/gguf.h"
+#include "tokenizer/vocab.h"
+
+namespace {
+
+// llama.cpp's prompt escapes: \n \r \t \' \" \\ and \xNN.
+std::string process_escapes(const std::string& in) {
+    std::string out;
+    for (size_t i = 0; i < in.size(); ++i) {
+        if (in[i] != '\\' || i + 1 >= in.size()) {
+            out += in[i];
+            continue;
+        }
+        const char c = in[++i];
+        switch (c) {
+            case 'n':
+                out += '\n';
+                break;
+            case 'r':
+                out += '\r';
+                break;
+            case 't':
+                out += '\t';
+                break;
+            case '\'':
+                out += '\'';
+                break;
+            case '"':
+                out += '"';
+                break;
+            case '\\':
+                out += '\\';
+                break;
+            case 'x':
+                if (i + 2 < in.size() && std::isxdigit(static_cast<unsigned char>(in[i + 1])) &&
+                    std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
+                    out += static_cast<char>(std::stoi(in.substr(i + 1, 2), nullptr, 16));
+                    i += 2;
+                    break;
+                }
+                out += "\\x";
+                break;
+            default:
+                out += '\\';
+                out += c;
+                break;
+        }
+    }
+    return out;
+}
+
+bool valid_utf8(const std::string& s) {
+    size_t i = 0;
+    while (i < s.size()) {
+        const auto b = static_cast<unsigned char>(s[i]);
+        const size_t n = b < 0x80         ? 1
+                         : (b >> 5) == 6  ? 2
+                         : (b >> 4) == 14 ? 3
+                         : (b >> 3) == 30 ? 4
+                                          : 0;
+        if (n == 0 || i + n > s.size()) return false;
+        for (size_t k = 1; k < n; ++k) {
+            if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+        }
+        i += n;
+    }
+    return true;
+}
+
+// A piece as printable text: bytes that are not valid UTF-8 show as <0xNN>.
+std::string printable(const std::string& piece) {
+    if (valid_utf8(piece)) return piece;
+    std::string out;
+    char buf[8];
+    for (unsigned char c : piece) {
+        std::snprintf(buf, sizeof(buf), "<0x%02X>", c);
+        out += buf;
+    }
+    return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"llm8-tokenize: show how a GGUF model's vocabulary tokenizes a text"};
+    std::string model_path, prompt, prompt_file;
+    bool ids_only = false, no_bos = false, parse_special = false, use_stdin = false;
+    bool no_escape = false, show_count = false;
+    app.add_option("-m,--model", model_path, "GGUF model or vocab-only file")->required();
+    app.add_option("-p,--prompt", prompt, "text to tokenize (escapes such as \\n are processed)");
+    app.add_option("-f,--file", prompt_file, "read the text from a file");
+    app.add_flag("--stdin", use_stdin, "read the text from standard input");
+    app.add_flag("--ids", ids_only, "print only the ids, as a list: [1, 15043, 3186]");
+    app.add_flag("--no-bos", no_bos, "do not add BOS/EOS even where the vocabulary asks for them");
+    app.add_flag("--parse-special", parse_special,
+                 "turn special-token text such as <|im_start|> into the special token");
+    app.add_flag("--no-escape", no_escape, "do not process escapes in -p");
+    app.add_flag("--show-count", show_count, "print the number of tokens at the end");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+
+    try {
+        const int sources = !prompt.empty() + !prompt_file.empty() + use_stdin;
+        if (sources != 1) {
+            llm8::fail(llm8::ErrorKind::invalid_arg,
+                       "give exactly one of -p TEXT, -f FILE or --stdin");
+        }
+        std::string text;
+        if (!prompt_file.empty()) {
+            std::ifstream in(prompt_file, std::ios::binary);
+            if (!in) llm8::fail(llm8::ErrorKind::io, "cannot open " + prompt_file);
+            text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        } else if (use_stdin) {
+            text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+        } else {
+            text = no_escape ? prompt : process_escapes(prompt);
+        }
+
+        auto file = llm8::GgufFile::open(model_path);
+        auto vocab = llm8::Vocab::from_gguf(*file);
+        const auto ids = vocab->tokenize(text, !no_bos, parse_special);
+
+        if (ids_only) {
+            std::printf("[");
+            for (size_t i = 0; i < ids.size(); ++i) std::printf(i ? ", %d" : "%d", ids[i]);
+            std::printf("]\n");
+        } else {
+            for (auto id : ids) {
+                std::printf("%6d -> '%s'\n", id,
+                            printable(vocab->token_to_piece(id, true)).c_str());
+            }
+        }
+        if (show_count) std::printf("Total number of tokens: %zu\n", ids.size());
+    } catch (const llm8::Error& e) {
+        std::fprintf(stderr, "llm8-tokenize: error: %s\n", e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "llm8-tokenize: error: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}
