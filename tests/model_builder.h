@@ -42,7 +42,7 @@ inline void add_tiny_vocab(llm8::GgufWriter& w, int n_pieces = 64) {
         toks.push_back(buf);
         types.push_back(6);
     }
-    const char* pieces[] = {"\xe2\x96\x81", "e", "t", "a", "o", "n", "\xe2\x96\x81t", "he", "\xe2\x96\x81a", "in"};
+    const char* pieces[] = {"\xe2\x96\x81", "e", "t", "a", "o", "n", "\xe2\x96\x81" "t", "he", "\xe2\x96\x81" "a", "in"};
     for (int i = 0; i < n_pieces; ++i) {
         std::string p = i < 10 ? pieces[i] : "\xe2\x96\x81w" + std::to_string(i);
         toks.push_back(p);
