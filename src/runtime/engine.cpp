@@ -66,6 +66,9 @@ std::string Model::detokenize(const std::vector<int32_t>& ids) const {
 int32_t Model::bos() const { return impl_->vocab->bos(); }
 int32_t Model::eos() const { return impl_->vocab->eos(); }
 bool Model::vocab_adds_bos() const { return impl_->vocab->add_bos(); }
+std::string Model::chat_template() const {
+    return impl_->file->get_str("tokenizer.chat_template", "");
+}
 bool Model::is_eog(int32_t id) const { return impl_->vocab->is_eog(id); }
 
 // ---- Session ----------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 set(RUN ${CMAKE_CURRENT_SOURCE_DIR}/cli/run_expect.cmake)
 set(DATA ${LLM8_SHARED_DATA})
 function(llm8_cli_test name)
-    cmake_parse_arguments(T "" "EXPECT;REGEX;NOT_REGEX;REQUIRE;STDOUT_BEGINS" "CMD" ${ARGN})
+    cmake_parse_arguments(T "" "EXPECT;REGEX;NOT_REGEX;REQUIRE;STDOUT_BEGINS;INPUT" "CMD" ${ARGN})
     set(defs "-DEXPECT=${T_EXPECT}")
-    foreach(k REGEX NOT_REGEX REQUIRE STDOUT_BEGINS)
+    foreach(k REGEX NOT_REGEX REQUIRE STDOUT_BEGINS INPUT)
         if(DEFINED T_${k})
             list(APPEND defs "-D${k}=${T_${k}}")
         endif()
@@ -22,6 +22,12 @@ llm8_cli_test(cli_golden_stories260K EXPECT ok
 llm8_cli_test(cli_sampling_runs EXPECT ok
     CMD $<TARGET_FILE:llm8-cli> -p "Once" -n 20 -s 42 --temp 0.9 --top-k 20 --top-p 0.9 --min-p 0.05
         --repeat-penalty 1.1 -l 1-inf -t 1 -c 64)
+# Chat mode: two user turns from stdin, the template named on the command line.
+llm8_cli_test(cli_conversation EXPECT ok INPUT ${CMAKE_CURRENT_SOURCE_DIR}/cli/chat_input.txt
+    CMD $<TARGET_FILE:llm8-cli> -cnv -sys "Be brief." --chat-template llama3 -n 8 --temp 0
+    REGEX "> .*> .*chat template llama3.*generation")
+llm8_cli_test(cli_bad_chat_template EXPECT error REGEX "chatml"
+    CMD $<TARGET_FILE:llm8-cli> -cnv --chat-template nonsense)
 llm8_cli_test(cli_bad_flag EXPECT error CMD $<TARGET_FILE:llm8-cli> --no-such-flag)
 llm8_cli_test(cli_bad_value EXPECT error CMD $<TARGET_FILE:llm8-cli> -n abc)
 llm8_cli_test(cli_bad_logit_bias EXPECT error REGEX "logit-bias"

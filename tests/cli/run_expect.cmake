@@ -5,12 +5,16 @@
 #   -DNOT_REGEX=...      must not match (optional)
 #   -DREQUIRE=path       skip (exit code 77) when this file is missing
 #   -DSTDOUT_BEGINS=...  stdout must begin with this literal text (optional)
+#   -DINPUT=path         file fed to standard input (optional; else none)
 if(DEFINED REQUIRE AND NOT EXISTS "${REQUIRE}")
     message("SKIP: test data not found: ${REQUIRE}")
     cmake_language(EXIT 77)
 endif()
+if(NOT DEFINED INPUT)
+    set(INPUT /dev/null)
+endif()
 execute_process(COMMAND ${CMD} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err
-                TIMEOUT 600)
+                INPUT_FILE ${INPUT} TIMEOUT 600)
 set(all "${out}${err}")
 message("exit: ${rc}\n--- stdout ---\n${out}\n--- stderr ---\n${err}")
 if(EXPECT STREQUAL "ok")

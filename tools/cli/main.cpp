@@ -1,10 +1,12 @@
 // llm8-cli: generate text from a prompt, with llama.cpp's flags.
 //   llm8-cli [-m MODEL.gguf] -p "Once upon a time" -n 64 --temp 0
+//   llm8-cli -m chat.gguf -cnv [-sys "You are ..."] [--chat-template chatml]
 // With no -m, the stories260K model linked into llm8 is used.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <sstream>
 
@@ -12,6 +14,8 @@
 #include "common/error.h"
 #include "llm8/engine.h"
 #include "llm8/sampling.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/token_streamer.h"
 
 namespace {
 
@@ -37,6 +41,50 @@ void parse_logit_bias(const std::string& s, std::map<int32_t, float>& out) {
     }
 }
 
+struct Timing {
+    double prompt_ms = 0, gen_ms = 0;
+    size_t prompt_tokens = 0;
+    int gen_tokens = 0;
+};
+
+// Feeds `toks`, then samples up to `limit` tokens, streaming their text to stdout. Returns the
+// generated text. Stops at end of generation (unless ignore_eos) or a full context.
+std::string generate(llm8::Session& session, llm8::Sampler& sampler, const llm8::Model& model,
+                     const std::vector<int32_t>& toks, int limit, bool ignore_eos, Timing& tm) {
+    if (session.n_past() + int(toks.size()) >= session.n_ctx())
+        llm8::fail(llm8::ErrorKind::invalid_arg,
+                   "prompt of " + std::to_string(toks.size()) + " tokens does not fit the context of " +
+                       std::to_string(session.n_ctx()) + " (" + std::to_string(session.n_past()) +
+                       " used; raise -c)");
+    for (int32_t t : toks) sampler.accept(t);
+    const auto t_prompt = clock_type::now();
+    session.decode(toks);
+    tm.prompt_ms += ms_since(t_prompt);
+    tm.prompt_tokens += toks.size();
+
+    llm8::TokenStreamer streamer(model.vocab());
+    std::string text;
+    const auto t_gen = clock_type::now();
+    for (int n = 0; n < limit && session.n_past() < session.n_ctx();) {
+        const int32_t tok = sampler.sample(session.logits());
+        ++n;
+        ++tm.gen_tokens;
+        if (!ignore_eos && model.is_eog(tok)) break;
+        sampler.accept(tok);
+        const std::string piece = streamer.push(tok);
+        text += piece;
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
+        std::fflush(stdout);
+        if (n >= limit || session.n_past() >= session.n_ctx()) break;
+        session.decode(&tok, 1);
+    }
+    const std::string rest = streamer.flush();
+    text += rest;
+    std::fwrite(rest.data(), 1, rest.size(), stdout);
+    tm.gen_ms += ms_since(t_gen);
+    return text;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -45,7 +93,8 @@ int main(int argc, char** argv) {
     std::string model_path, prompt, prompt_file;
     int n_predict = 128, n_ctx = 0, n_threads = 0, n_batch = 512, n_gpu_layers = 0;
     int64_t seed = -1;
-    bool ignore_eos = false, verbose_prompt = false;
+    bool ignore_eos = false, verbose_prompt = false, conversation = false;
+    std::string system_prompt, chat_template;
     std::vector<std::string> logit_bias;
     llm8::SamplerParams sp;
     app.add_option("-m,--model", model_path, "GGUF model (default: embedded stories260K)");
@@ -67,6 +116,11 @@ int main(int argc, char** argv) {
     app.add_option("-l,--logit-bias", logit_bias, "TOKEN+BIAS or TOKEN-BIAS (repeatable)");
     app.add_flag("--ignore-eos", ignore_eos, "keep generating after end of text");
     app.add_flag("--verbose-prompt", verbose_prompt, "print the prompt's token ids");
+    app.add_flag("-i,--conversation", conversation,
+                 "chat mode (-cnv): read user turns from stdin, answer with the chat template");
+    app.add_option("--system-prompt", system_prompt, "system message for chat mode (-sys)");
+    app.add_option("--chat-template", chat_template,
+                   "chat template name (default: recognised from the model, else chatml)");
     app.add_option("--n-gpu-layers", n_gpu_layers, "layers on the GPU (this build: CPU only)");
     try {
         app.parse(args.argc(), args.argv());
@@ -94,49 +148,61 @@ int main(int argc, char** argv) {
                      session.n_ctx(), static_cast<unsigned long long>(sp.seed));
 
         llm8::Sampler sampler(sp, model->n_vocab());
-        std::vector<int32_t> toks = model->tokenize(prompt, true);
-        if (toks.empty())
-            llm8::fail(llm8::ErrorKind::invalid_arg, "empty prompt and the model adds no BOS token");
-        if (int(toks.size()) >= session.n_ctx())
-            llm8::fail(llm8::ErrorKind::invalid_arg,
-                       "prompt of " + std::to_string(toks.size()) +
-                           " tokens does not fit the context of " + std::to_string(session.n_ctx()) +
-                           " (raise -c)");
-        if (verbose_prompt) {
-            std::fprintf(stderr, "prompt tokens:");
-            for (int32_t t : toks) std::fprintf(stderr, " %d", t);
-            std::fprintf(stderr, "\n");
-        }
-        for (int32_t t : toks) sampler.accept(t);
-
-        std::fputs(prompt.c_str(), stdout);
-        std::fflush(stdout);
-
-        const auto t_prompt = clock_type::now();
-        session.decode(toks);
-        const double prompt_ms = ms_since(t_prompt);
-
-        const auto t_gen = clock_type::now();
-        int n_gen = 0;
+        Timing tm;
         const int limit = n_predict < 0 ? session.n_ctx() : n_predict;
-        while (n_gen < limit && session.n_past() < session.n_ctx()) {
-            const int32_t tok = sampler.sample(session.logits());
-            ++n_gen;
-            if (!ignore_eos && model->is_eog(tok)) break;
-            sampler.accept(tok);
-            const std::string piece = model->token_to_piece(tok);
-            std::fwrite(piece.data(), 1, piece.size(), stdout);
+
+        if (conversation) {
+            const std::string tmpl = llm8::choose_chat_template(chat_template, model->chat_template());
+            std::fprintf(stderr, "llm8: chat template %s; type a message, end with Ctrl-D\n",
+                         tmpl.c_str());
+            std::vector<llm8::ChatMessage> msgs;
+            if (!system_prompt.empty() || !prompt.empty())
+                msgs.push_back({"system", system_prompt.empty() ? prompt : system_prompt});
+            std::string shown;  // the rendered conversation already in the context
+            std::string line;
+            while (true) {
+                std::fputs("\n> ", stdout);
+                std::fflush(stdout);
+                if (!std::getline(std::cin, line)) break;
+                if (line.empty()) continue;
+                msgs.push_back({"user", line});
+                const std::string full = llm8::render_chat_template(tmpl, msgs, true);
+                // Only the new text goes through the model; the rest is in the KV cache.
+                const std::string delta = full.compare(0, shown.size(), shown) == 0
+                                              ? full.substr(shown.size())
+                                              : full;
+                if (delta.size() == full.size() && !shown.empty()) session.clear();
+                const bool first = session.n_past() == 0;
+                const std::vector<int32_t> toks = model->tokenize(delta, first, true);
+                const std::string reply = generate(session, sampler, *model, toks, limit, false, tm);
+                msgs.push_back({"assistant", reply});
+                shown = llm8::render_chat_template(tmpl, msgs, false);
+                std::fputs("\n", stdout);
+            }
+        } else {
+            std::vector<int32_t> toks = model->tokenize(prompt, true);
+            if (toks.empty())
+                llm8::fail(llm8::ErrorKind::invalid_arg, "empty prompt and the model adds no BOS token");
+            if (verbose_prompt) {
+                std::fprintf(stderr, "prompt tokens:");
+                for (int32_t t : toks) std::fprintf(stderr, " %d", t);
+                std::fprintf(stderr, "\n");
+            }
+            if (int(toks.size()) >= session.n_ctx())
+                llm8::fail(llm8::ErrorKind::invalid_arg,
+                           "prompt of " + std::to_string(toks.size()) +
+                               " tokens does not fit the context of " + std::to_string(session.n_ctx()) +
+                               " (raise -c)");
+            std::fputs(prompt.c_str(), stdout);
             std::fflush(stdout);
-            if (n_gen >= limit || session.n_past() >= session.n_ctx()) break;
-            session.decode(&tok, 1);
+            generate(session, sampler, *model, toks, limit, ignore_eos, tm);
+            std::fputs("\n", stdout);
         }
-        const double gen_ms = ms_since(t_gen);
-        std::fputs("\n", stdout);
         std::fprintf(stderr, "\nllm8: load time    = %10.2f ms\n", load_ms);
         std::fprintf(stderr, "llm8: prompt eval  = %10.2f ms / %5zu tokens (%10.2f tokens per second)\n",
-                     prompt_ms, toks.size(), toks.size() * 1000.0 / std::max(prompt_ms, 1e-3));
+                     tm.prompt_ms, tm.prompt_tokens, tm.prompt_tokens * 1000.0 / std::max(tm.prompt_ms, 1e-3));
         std::fprintf(stderr, "llm8: generation   = %10.2f ms / %5d tokens (%10.2f tokens per second)\n",
-                     gen_ms, n_gen, n_gen * 1000.0 / std::max(gen_ms, 1e-3));
+                     tm.gen_ms, tm.gen_tokens, tm.gen_tokens * 1000.0 / std::max(tm.gen_ms, 1e-3));
         return 0;
     } catch (const std::exception& e) {
         std::fflush(stdout);
