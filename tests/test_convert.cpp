@@ -59,7 +59,7 @@ TEST(Convert, V1ToV3GivesTheSameGreedyText) {
     EXPECT_EQ(v3->tensors().size(), v1->tensors().size());
     EXPECT_EQ(v3->metadata().size(), v1->metadata().size());
     auto generate = [](const std::string& path) {
-        auto m = llm8::Model::load({path});
+        auto m = llm8::Model::load({path, 0});
         llm8::Session s(m, {128, 64, 1});
         auto toks = m->tokenize("Once upon a time", true);
         s.decode(toks);

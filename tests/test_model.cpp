@@ -20,6 +20,8 @@ struct Case {
     TinySpec spec;
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.label; }
+
 std::vector<Case> cases() {
     std::vector<Case> c;
     TinySpec s;
@@ -85,7 +87,7 @@ TEST_P(ModelVsReference, PrefillAndDecodeMatchDoublePrecision) {
     llm8_test::build_tiny_model(c.spec).write(path);
     auto file = llm8::GgufFile::open(path);
     llm8_test::RefLlama ref(*file);
-    auto model = llm8::Model::load({path});
+    auto model = llm8::Model::load({path, 0});
     std::remove(path.c_str());
 
     const std::vector<int32_t> toks = {1, 270, 5, 300, 299, 42, 260, 270, 13, 310, 4};
@@ -125,7 +127,7 @@ std::string load_error(llm8::GgufWriter w, const std::string& label) {
     w.write(path);
     std::string msg;
     try {
-        llm8::Model::load({path});
+        llm8::Model::load({path, 0});
         msg = "(loaded)";
     } catch (const llm8::Error& e) {
         msg = e.what();
@@ -214,7 +216,7 @@ TEST(ModelErrors, SessionRejectsBadTokensAndOverflow) {
     TinySpec s;
     const std::string path = llm8_test::temp_path("sess.gguf");
     llm8_test::build_tiny_model(s).write(path);
-    auto model = llm8::Model::load({path});
+    auto model = llm8::Model::load({path, 0});
     std::remove(path.c_str());
     llm8::Session sess(model, {8, 4, 1});
     const int32_t bad[] = {1, 100000};
@@ -240,7 +242,7 @@ TEST(ModelInfo, DescriptionAndCounts) {
     s.wtype = GgmlType::Q8_0;
     const std::string path = llm8_test::temp_path("info.gguf");
     llm8_test::build_tiny_model(s).write(path);
-    auto model = llm8::Model::load({path});
+    auto model = llm8::Model::load({path, 0});
     std::remove(path.c_str());
     EXPECT_EQ(model->arch(), "llama");
     EXPECT_EQ(model->name(), "tiny-llama");

@@ -51,7 +51,7 @@ TEST(CpuOps, MatmulEveryTypeAndShape) {
             w.data = wq.data();
             for (int64_t n : {1, 2, 3, 75}) {
                 const auto x = randn(size_t(n * K), rng);
-                std::vector<float> want(size_t(n * M)), got(size_t(n * M), NAN);
+                std::vector<float> want(static_cast<size_t>(n * M)), got(size_t(n * M), NAN);
                 llm8::cpu::matmul_ref(w, x.data(), n, want.data());
                 llm8::cpu::matmul(w, x.data(), n, got.data());
                 EXPECT_LT(nmse(got, want), 1e-9) << llm8::type_name(t) << " M=" << M << " n=" << n;

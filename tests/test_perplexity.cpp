@@ -18,7 +18,7 @@
 
 namespace {
 
-std::shared_ptr<const llm8::Model> stories() { return llm8::Model::load({""}); }
+std::shared_ptr<const llm8::Model> stories() { return llm8::Model::load({"", 0}); }
 
 }  // namespace
 
@@ -87,7 +87,7 @@ TEST_P(TrainedModel, WikiTextPerplexityLogitsAndGreedyMatchReference) {
     LLM8_REQUIRE_FILE(ref_path);
     LLM8_REQUIRE_FILE(text_path);
     const auto ref = nlohmann::json::parse(llm8_test::read_file(ref_path));
-    auto model = llm8::Model::load({model_path});
+    auto model = llm8::Model::load({model_path, 0});
 
     // Logits at 128 positions: top-8 ids and values, and the L2 norm of each row.
     const auto& lr = ref["logits_ref"];

@@ -22,9 +22,16 @@ namespace llm8 {
 
 struct LlamaModel;
 class Vocab;
+namespace cuda {
+class DeviceModel;
+}
 
 struct ModelParams {
     std::string path;  // empty: the stories260K model linked into the library
+    // Layers on the GPU: -1 (default) all of them when a CUDA device is present, 0 none (CPU).
+    // Any positive value puts the whole model on the GPU (partial offload is not supported);
+    // asking for the GPU where there is none is an error.
+    int n_gpu_layers = -1;
 };
 
 class Model {
@@ -51,13 +58,19 @@ public:
     std::string chat_template() const;  // tokenizer.chat_template (Jinja source) or ""
     bool is_eog(int32_t id) const;
 
+    // "CPU" or "CUDA (device name)": where sessions of this model run.
+    std::string backend() const;
+    bool on_gpu() const { return device_ != nullptr; }
+
     const LlamaModel& impl() const { return *impl_; }
     const Vocab& vocab() const;
+    const std::shared_ptr<cuda::DeviceModel>& device_model() const { return device_; }
 
-    explicit Model(std::shared_ptr<LlamaModel> impl);
+    Model(std::shared_ptr<LlamaModel> impl, std::shared_ptr<cuda::DeviceModel> device);
 
 private:
     std::shared_ptr<LlamaModel> impl_;
+    std::shared_ptr<cuda::DeviceModel> device_;
 };
 
 struct SessionParams {

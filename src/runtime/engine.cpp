@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "cpu/ops.h"
+#include "cuda/backend.h"
 #include "llm8/engine.h"
 #include "model/llama.h"
 #include "model/llama_forward.h"
@@ -16,7 +17,12 @@ namespace llm8 {
 
 // ---- Model ------------------------------------------------------------------------------------
 
-Model::Model(std::shared_ptr<LlamaModel> impl) : impl_(std::move(impl)) {}
+Model::Model(std::shared_ptr<LlamaModel> impl, std::shared_ptr<cuda::DeviceModel> device)
+    : impl_(std::move(impl)), device_(std::move(device)) {}
+
+std::string Model::backend() const {
+    return device_ ? "CUDA (" + cuda::device_name(0) + ")" : "CPU";
+}
 
 std::shared_ptr<const Model> Model::load(const ModelParams& params) {
     std::shared_ptr<const GgufFile> file;
@@ -30,7 +36,15 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
     } else {
         file = GgufFile::open(params.path);
     }
-    return std::make_shared<const Model>(load_llama(file));
+    auto impl = load_llama(file);
+    std::shared_ptr<cuda::DeviceModel> device;
+    std::string why;
+    const bool have_gpu = params.n_gpu_layers != 0 && cuda::available(&why);
+    if (params.n_gpu_layers > 0 && !have_gpu)
+        fail(ErrorKind::unsupported, "GPU requested (-ngl " + std::to_string(params.n_gpu_layers) +
+                                         ") but none is usable: " + why + "; use -ngl 0 for the CPU");
+    if (have_gpu) device = cuda::upload_model(*impl, 0);
+    return std::make_shared<const Model>(impl, device);
 }
 
 int Model::n_vocab() const { return impl_->hp.n_vocab; }
@@ -75,6 +89,7 @@ bool Model::is_eog(int32_t id) const { return impl_->vocab->is_eog(id); }
 
 struct Session::State {
     SessionParams params;
+    std::unique_ptr<cuda::DeviceSession, void (*)(cuda::DeviceSession*)> gpu{nullptr, nullptr};
     KvCache cache;
     ForwardScratch scratch;
     std::vector<float> logits;  // [n_logits, n_vocab]
@@ -97,7 +112,11 @@ Session::Session(std::shared_ptr<const Model> model, const SessionParams& params
         fail(ErrorKind::invalid_arg, "context of " + std::to_string(n_ctx) +
                                          " tokens needs a " + std::to_string(kv_bytes / (1 << 30)) +
                                          " GiB KV cache; choose a smaller -c");
-    st_->cache.init(hp.n_layer, n_ctx, hp.kv_dim());
+    if (model_->on_gpu()) {
+        st_->gpu = cuda::create_session(model_->device_model(), n_ctx, params.n_batch);
+    } else {
+        st_->cache.init(hp.n_layer, n_ctx, hp.kv_dim());
+    }
     if (params.n_threads > 0) cpu::set_threads(params.n_threads);
 }
 
@@ -126,13 +145,12 @@ void Session::decode(const int32_t* tokens, size_t n, bool all_logits) {
         // Logits: every token when all_logits, else only the very last token of the call.
         const int64_t n_out = all_logits ? int64_t(cur) : (last ? 1 : 0);
         float* out = all_logits ? st.logits.data() + done * V : st.logits.data();
-        if (n_out == 0) {
-            // Intermediate chunk: the output projection is skipped entirely.
-            llama_forward_cpu(m, st.cache, tokens + done, int64_t(cur), st.n_past, 0, nullptr,
-                              st.scratch);
+        // An intermediate chunk (n_out 0) skips the output projection entirely.
+        if (st.gpu) {
+            cuda::forward(*st.gpu, tokens + done, int64_t(cur), st.n_past, n_out, out);
         } else {
-            llama_forward_cpu(m, st.cache, tokens + done, int64_t(cur), st.n_past, n_out, out,
-                              st.scratch);
+            llama_forward_cpu(m, st.cache, tokens + done, int64_t(cur), st.n_past, n_out,
+                              n_out ? out : nullptr, st.scratch);
         }
         st.n_past += int(cur);
         done += cur;

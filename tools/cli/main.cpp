@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
     auto args = llm8_tools::normalize_llama_args(argc, argv);
     CLI::App app{"llm8-cli: text generation with a GGUF model"};
     std::string model_path, prompt, prompt_file;
-    int n_predict = 128, n_ctx = 0, n_threads = 0, n_batch = 512, n_gpu_layers = 0;
+    int n_predict = 128, n_ctx = 0, n_threads = 0, n_batch = 512, n_gpu_layers = -1;
     int64_t seed = -1;
     bool ignore_eos = false, verbose_prompt = false, conversation = false;
     std::string system_prompt, chat_template;
@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
     app.add_option("--system-prompt", system_prompt, "system message for chat mode (-sys)");
     app.add_option("--chat-template", chat_template,
                    "chat template name (default: recognised from the model, else chatml)");
-    app.add_option("--n-gpu-layers", n_gpu_layers, "layers on the GPU (this build: CPU only)");
+    app.add_option("--n-gpu-layers", n_gpu_layers, "-ngl: layers on the GPU (-1: all when a GPU is present, 0: CPU)");
     try {
         app.parse(args.argc(), args.argv());
     } catch (const CLI::ParseError& e) {
@@ -140,12 +140,12 @@ int main(int argc, char** argv) {
         sp.seed = seed < 0 ? std::random_device{}() : uint64_t(seed);
 
         const auto t_load = clock_type::now();
-        auto model = llm8::Model::load({model_path});
+        auto model = llm8::Model::load({model_path, n_gpu_layers});
         llm8::Session session(model, {n_ctx, n_batch, n_threads});
         const double load_ms = ms_since(t_load);
-        std::fprintf(stderr, "llm8: model %s (%s), %d layers, context %d, seed %llu\n",
+        std::fprintf(stderr, "llm8: model %s (%s), %d layers, context %d, backend %s, seed %llu\n",
                      model->name().c_str(), model->description().c_str(), model->n_layer(),
-                     session.n_ctx(), static_cast<unsigned long long>(sp.seed));
+                     session.n_ctx(), model->backend().c_str(), static_cast<unsigned long long>(sp.seed));
 
         llm8::Sampler sampler(sp, model->n_vocab());
         Timing tm;

@@ -15,14 +15,14 @@ int main(int argc, char** argv) {
     auto args = llm8_tools::normalize_llama_args(argc, argv);
     CLI::App app{"llm8-perplexity: perplexity of a model over a text file"};
     std::string model_path, file;
-    int n_ctx = 512, n_chunks = -1, n_batch = 512, n_threads = 0, n_gpu_layers = 0;
+    int n_ctx = 512, n_chunks = -1, n_batch = 512, n_threads = 0, n_gpu_layers = -1;
     app.add_option("-m,--model", model_path, "GGUF model (default: embedded stories260K)");
     app.add_option("-f,--file", file, "text file")->required();
     app.add_option("-c,--ctx-size", n_ctx, "tokens per chunk")->check(CLI::Range(4, 1 << 20));
     app.add_option("--chunks", n_chunks, "chunks to score (-1: all)");
     app.add_option("-b,--batch-size", n_batch, "tokens per forward pass")->check(CLI::PositiveNumber);
     app.add_option("-t,--threads", n_threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
-    app.add_option("--n-gpu-layers", n_gpu_layers, "layers on the GPU (this build: CPU only)");
+    app.add_option("--n-gpu-layers", n_gpu_layers, "-ngl: layers on the GPU (-1: all when a GPU is present, 0: CPU)");
     try {
         app.parse(args.argc(), args.argv());
     } catch (const CLI::ParseError& e) {
@@ -30,11 +30,13 @@ int main(int argc, char** argv) {
     }
     try {
         using clk = std::chrono::steady_clock;
-        auto model = llm8::Model::load({model_path});
+        auto model = llm8::Model::load({model_path, n_gpu_layers});
         std::ifstream f(file, std::ios::binary);
         if (!f) llm8::fail(llm8::ErrorKind::io, "cannot open text file '" + file + "'");
         std::stringstream ss;
         ss << f.rdbuf();
+        std::fprintf(stderr, "perplexity: model %s (%s), backend %s\n", model->name().c_str(),
+                     model->description().c_str(), model->backend().c_str());
         std::fprintf(stderr, "perplexity: tokenizing the input ..\n");
         const auto t0 = clk::now();
         const std::vector<int32_t> tokens = model->tokenize(ss.str(), true);

@@ -1,0 +1,162 @@
+// attn_f16_splitkv: causal attention over a half-precision KV cache, float math.
+//
+// Layout: q, out float [n_tokens, n_head*hd]; K/V cache half [n_ctx, n_kv*hd]; query head h
+// reads kv head h / (n_head / n_kv). The keys of each (token, head) are split into n_splits
+// ranges (flash-decoding): one 128-thread block per (token, head, split); its 4 warps take
+// keys round-robin, each lane holding hd/32 dimensions (any hd <= 256), a warp reduction per
+// score and an online softmax in float; the warps merge in shared memory and write a partial
+// (m, l, acc[hd]); a second kernel merges the splits. Splits are sized so that the grid has
+// ~2K blocks whatever the batch: decode (1 token) gets many splits, prefill few.
+//
+// This is the correctness baseline, not the final FP16 flash attention: it uses no tensor cores
+// and reads K/V once per query head (GQA heads share only through L2). Rejected for now, to
+// come next: an mma.sync / wgmma tile kernel (64-128 queries x 64 keys per step) for prefill,
+// and a decode kernel that keeps all query heads of a kv head in one block.
+#include <algorithm>
+
+#include "cuda/cuda_common.cuh"
+#include "cuda/ops.h"
+
+namespace llm8 {
+namespace cuda {
+
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kMaxHd = 256;
+constexpr int kPer = kMaxHd / 32;  // dims per lane
+constexpr int kTargetBlocks = 2048;
+
+__global__ void __launch_bounds__(kWarps * 32)
+    attn_partial_kernel(const float* __restrict__ q, const __half* __restrict__ kc,
+                        const __half* __restrict__ vc, const int32_t* __restrict__ pos0_dev,
+                        int n_head, int n_kv, int hd, int split_keys, int n_splits,
+                        float* __restrict__ ws) {
+    const int th = blockIdx.x;  // token * n_head + head
+    const int t = th / n_head, h = th % n_head, hk = h / (n_head / n_kv);
+    const int split = blockIdx.y;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int n_keys = *pos0_dev + t + 1;
+    const int j0 = split * split_keys, j1 = min(n_keys, j0 + split_keys);
+    const int64_t kv_stride = int64_t(n_kv) * hd;
+    const float scale = rsqrtf(float(hd));
+
+    float qv[kPer], acc[kPer];
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+        const int d = lane + 32 * i;
+        qv[i] = d < hd ? q[int64_t(th) * hd + d] * scale : 0.0f;
+        acc[i] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    for (int j = j0 + warp; j < j1; j += kWarps) {
+        const __half* kj = kc + int64_t(j) * kv_stride + int64_t(hk) * hd;
+        float s = 0.0f;
+#pragma unroll
+        for (int i = 0; i < kPer; ++i) {
+            const int d = lane + 32 * i;
+            if (d < hd) s += qv[i] * __half2float(kj[d]);
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+        const float m_new = fmaxf(m, s);
+        const float corr = __expf(m - m_new), p = __expf(s - m_new);
+        l = l * corr + p;
+        const __half* vj = vc + int64_t(j) * kv_stride + int64_t(hk) * hd;
+#pragma unroll
+        for (int i = 0; i < kPer; ++i) {
+            const int d = lane + 32 * i;
+            acc[i] = acc[i] * corr + (d < hd ? p * __half2float(vj[d]) : 0.0f);
+        }
+        m = m_new;
+    }
+
+    // Merge the warps.
+    __shared__ float sm_m[kWarps], sm_l[kWarps];
+    __shared__ float sm_acc[kWarps][kMaxHd];
+    if (lane == 0) {
+        sm_m[warp] = m;
+        sm_l[warp] = l;
+    }
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+        const int d = lane + 32 * i;
+        if (d < hd) sm_acc[warp][d] = acc[i];
+    }
+    __syncthreads();
+    float M = -INFINITY;
+    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, sm_m[w]);
+    float* out = ws + (int64_t(th) * n_splits + split) * (hd + 2);
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float a = 0.0f;
+        for (int w = 0; w < kWarps; ++w)
+            if (sm_m[w] != -INFINITY) a += sm_acc[w][d] * __expf(sm_m[w] - M);
+        out[d] = a;
+    }
+    if (threadIdx.x == 0) {
+        float L = 0.0f;
+        for (int w = 0; w < kWarps; ++w)
+            if (sm_m[w] != -INFINITY) L += sm_l[w] * __expf(sm_m[w] - M);
+        out[hd] = M;
+        out[hd + 1] = L;
+    }
+}
+
+__global__ void attn_combine_kernel(const float* __restrict__ ws, int hd, int n_splits,
+                                    float* __restrict__ out) {
+    const int th = blockIdx.x;
+    const float* p = ws + int64_t(th) * n_splits * (hd + 2);
+    float M = -INFINITY;
+    for (int s = 0; s < n_splits; ++s) M = fmaxf(M, p[s * (hd + 2) + hd]);
+    float L = 0.0f;
+    for (int s = 0; s < n_splits; ++s) {
+        const float ms = p[s * (hd + 2) + hd];
+        if (ms != -INFINITY) L += p[s * (hd + 2) + hd + 1] * __expf(ms - M);
+    }
+    const float inv = 1.0f / L;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float a = 0.0f;
+        for (int s = 0; s < n_splits; ++s) {
+            const float ms = p[s * (hd + 2) + hd];
+            if (ms != -INFINITY) a += p[s * (hd + 2) + d] * __expf(ms - M);
+        }
+        out[int64_t(th) * hd + d] = a * inv;
+    }
+}
+
+int choose_splits(int64_t n_tokens, int n_head, int max_keys, int* split_keys) {
+    const int64_t heads = std::max<int64_t>(1, n_tokens * n_head);
+    int splits = int(std::max<int64_t>(1, kTargetBlocks / heads));
+    splits = std::min(splits, std::max(1, ceil_div(max_keys, 64)));
+    *split_keys = ceil_div(max_keys, splits);
+    return splits;
+}
+
+}  // namespace
+
+size_t attention_workspace_floats(int64_t n_tokens, int n_head, int head_dim, int max_keys) {
+    int split_keys;
+    const int splits = choose_splits(n_tokens, n_head, max_keys, &split_keys);
+    return size_t(n_tokens) * size_t(n_head) * size_t(splits) * size_t(head_dim + 2);
+}
+
+void attention_f16(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
+                   const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv, int head_dim,
+                   float* out, float* ws, cudaStream_t s) {
+    if (head_dim > kMaxHd || head_dim < 1)
+        fail(ErrorKind::unsupported, "CUDA attention: head dim " + std::to_string(head_dim) +
+                                         " is not supported (1..256)");
+    if (n_tokens == 0) return;
+    int split_keys;
+    const int splits = choose_splits(n_tokens, n_head, max_keys, &split_keys);
+    const dim3 grid(unsigned(n_tokens * n_head), unsigned(splits));
+    attn_partial_kernel<<<grid, kWarps * 32, 0, s>>>(
+        q, reinterpret_cast<const __half*>(kc), reinterpret_cast<const __half*>(vc), pos0_dev,
+        n_head, n_head_kv, head_dim, split_keys, splits, ws);
+    LLM8_CUDA_CHECK_LAUNCH();
+    attn_combine_kernel<<<unsigned(n_tokens * n_head), 128, 0, s>>>(ws, head_dim, splits, out);
+    LLM8_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace cuda
+}  // namespace llm8

@@ -1,0 +1,36 @@
+// The CUDA backend as the rest of llm8 sees it: plain C++ (compiled by g++ too), no CUDA types.
+// When llm8 is built without CUDA, cuda_backend_stub.cpp provides these with available() false.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace llm8 {
+
+struct LlamaModel;
+
+namespace cuda {
+
+// True when llm8 was built with CUDA and a usable device is present; otherwise *why says which.
+bool available(std::string* why = nullptr);
+std::string device_name(int device = 0);
+
+// A model's weights on the device: every matrix in its file type (quantized blocks are uploaded
+// as they are), norms and biases in float32.
+class DeviceModel;
+std::shared_ptr<DeviceModel> upload_model(const LlamaModel& m, int device = 0);
+size_t device_model_bytes(const DeviceModel& dm);
+
+// A session on the device: FP16 KV cache, scratch, cuBLAS handle, a stream and the decode graph.
+class DeviceSession;
+std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> create_session(
+    std::shared_ptr<DeviceModel> dm, int n_ctx, int n_batch);
+
+// Runs n tokens at positions pos0.. (as llama_forward_cpu) and copies the logits of the last
+// n_out tokens to host `logits` ([n_out, n_vocab]).
+void forward(DeviceSession& s, const int32_t* tokens, int64_t n, int64_t pos0, int64_t n_out,
+             float* logits);
+
+}  // namespace cuda
+}  // namespace llm8

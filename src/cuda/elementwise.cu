@@ -1,0 +1,124 @@
+// Small fused row and element kernels of the forward pass: RMSNorm (one block per row, float
+// accumulation), RoPE in both pair layouts with optional frequency factors, SwiGLU, residual
+// and bias adds, and the append of K/V rows to the half-precision cache. All memory-bound and
+// tiny next to the matrix work; written for clarity.
+#include "cuda/cuda_common.cuh"
+#include "cuda/ops.h"
+
+namespace llm8 {
+namespace cuda {
+
+namespace {
+
+__global__ void rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ w,
+                                float* __restrict__ y, int n, float eps) {
+    const float* xr = x + int64_t(blockIdx.x) * n;
+    float* yr = y + int64_t(blockIdx.x) * n;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    __shared__ float part[32];
+    for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        ss = threadIdx.x < (blockDim.x >> 5) ? part[threadIdx.x] : 0.0f;
+        for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+        if (threadIdx.x == 0) part[0] = ss;
+    }
+    __syncthreads();
+    const float scale = rsqrtf(part[0] / float(n) + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
+}
+
+// One thread per (token, head, pair).
+__global__ void rope_kernel(float* __restrict__ x, int64_t n_tokens, int n_heads, int head_dim,
+                            int n_rot, const int32_t* __restrict__ pos, bool neox, float base,
+                            float freq_scale, const float* __restrict__ factors) {
+    const int half = n_rot / 2;
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= n_tokens * n_heads * half) return;
+    const int p = int(i % half);
+    const int64_t th = i / half;
+    const int64_t t = th / n_heads;
+    float inv_freq = powf(base, -2.0f * float(p) / float(n_rot));
+    if (factors) inv_freq /= factors[p];
+    const float theta = float(pos[t]) * freq_scale * inv_freq;
+    float sn, cs;
+    sincosf(theta, &sn, &cs);
+    float* v = x + th * head_dim;
+    const int a = neox ? p : 2 * p, b = neox ? p + half : 2 * p + 1;
+    const float x0 = v[a], x1 = v[b];
+    v[a] = x0 * cs - x1 * sn;
+    v[b] = x0 * sn + x1 * cs;
+}
+
+__global__ void swiglu_kernel(float* __restrict__ g, const float* __restrict__ u, int64_t n) {
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < n) g[i] = g[i] / (1.0f + __expf(-g[i])) * u[i];
+}
+
+__global__ void add_kernel(float* __restrict__ y, const float* __restrict__ x, int64_t n) {
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < n) y[i] += x[i];
+}
+
+__global__ void add_bias_kernel(float* __restrict__ y, const float* __restrict__ b, int64_t n, int64_t m) {
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < n * m) y[i] += b[i % m];
+}
+
+__global__ void store_kv_kernel(const float* __restrict__ k, const float* __restrict__ v,
+                                __half* __restrict__ kc, __half* __restrict__ vc, int64_t n,
+                                const int32_t* __restrict__ pos0, int kv_dim) {
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= n * kv_dim) return;
+    const int64_t dst = int64_t(*pos0) * kv_dim + i;
+    kc[dst] = __float2half_rn(k[i]);
+    vc[dst] = __float2half_rn(v[i]);
+}
+
+}  // namespace
+
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int n, float eps, cudaStream_t s) {
+    if (rows == 0) return;
+    rms_norm_kernel<<<unsigned(rows), n >= 1024 ? 1024 : 256, 0, s>>>(x, w, y, n, eps);
+    LLM8_CUDA_CHECK_LAUNCH();
+}
+
+void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int n_rot, const int32_t* pos,
+          RopeLayout layout, float base, float freq_scale, const float* factors, cudaStream_t s) {
+    const int64_t total = n_tokens * n_heads * (n_rot / 2);
+    if (total == 0) return;
+    rope_kernel<<<ceil_div(total, 256), 256, 0, s>>>(x, n_tokens, n_heads, head_dim, n_rot, pos,
+                                                     layout == RopeLayout::neox, base, freq_scale, factors);
+    LLM8_CUDA_CHECK_LAUNCH();
+}
+
+void swiglu(float* g, const float* u, int64_t n, cudaStream_t s) {
+    if (n == 0) return;
+    swiglu_kernel<<<ceil_div(n, 256), 256, 0, s>>>(g, u, n);
+    LLM8_CUDA_CHECK_LAUNCH();
+}
+
+void add(float* y, const float* x, int64_t n, cudaStream_t s) {
+    if (n == 0) return;
+    add_kernel<<<ceil_div(n, 256), 256, 0, s>>>(y, x, n);
+    LLM8_CUDA_CHECK_LAUNCH();
+}
+
+void add_bias(float* y, const float* b, int64_t n, int64_t m, cudaStream_t s) {
+    if (n * m == 0) return;
+    add_bias_kernel<<<ceil_div(n * m, 256), 256, 0, s>>>(y, b, n, m);
+    LLM8_CUDA_CHECK_LAUNCH();
+}
+
+void store_kv(const float* k, const float* v, uint16_t* kc, uint16_t* vc, int64_t n,
+              const int32_t* pos0_dev, int kv_dim, cudaStream_t s) {
+    if (n == 0) return;
+    store_kv_kernel<<<ceil_div(n * kv_dim, 256), 256, 0, s>>>(
+        k, v, reinterpret_cast<__half*>(kc), reinterpret_cast<__half*>(vc), n, pos0_dev, kv_dim);
+    LLM8_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace cuda
+}  // namespace llm8

@@ -1,0 +1,296 @@
+// The Llama-family forward pass on the GPU: the same steps as src/model/llama_forward.cpp, over
+// the device ops of cuda/ops.h. Weights are uploaded once in their file types (quantized
+// blocks as they are) into one allocation; the KV cache is half precision; activations and the
+// residual stream are float. Decode steps (one token) are captured once into a CUDA graph and
+// replayed: the token, its position and the KV length are read from device memory, so nothing
+// in a step waits on the host except the copy of the logits back.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "cuda/backend.h"
+#include "cuda/cuda_common.cuh"
+#include "cuda/ops.h"
+#include "model/llama.h"
+
+namespace llm8 {
+namespace cuda {
+
+struct DeviceLayer {
+    DeviceMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
+    const float *attn_norm = nullptr, *ffn_norm = nullptr;
+    const float *bq = nullptr, *bk = nullptr, *bv = nullptr, *q_norm = nullptr, *k_norm = nullptr;
+};
+
+class DeviceModel {
+public:
+    HParams hp;
+    int device = 0;
+    DeviceArray<uint8_t> mem;
+    size_t bytes = 0;
+    DeviceMatrix tok_embd, output;
+    const float* output_norm = nullptr;
+    const float* rope_factors = nullptr;
+    std::vector<DeviceLayer> layers;
+};
+
+bool available(std::string* why) {
+    int n = 0;
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        if (why) *why = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device found";
+        cudaGetLastError();
+        return false;
+    }
+    return true;
+}
+
+std::string device_name(int device) {
+    cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, device) != cudaSuccess) return "unknown";
+    return p.name;
+}
+
+size_t device_model_bytes(const DeviceModel& dm) { return dm.bytes; }
+
+std::shared_ptr<DeviceModel> upload_model(const LlamaModel& m, int device) {
+    LLM8_CUDA_CHECK(cudaSetDevice(device));
+    auto dm = std::make_shared<DeviceModel>();
+    dm->hp = m.hp;
+    dm->device = device;
+
+    // Plan one allocation: every tensor at a 256-byte aligned offset.
+    struct Item {
+        const void* src;
+        size_t bytes;
+        size_t off;
+    };
+    std::vector<Item> items;
+    size_t total = 0;
+    auto plan = [&](const void* src, size_t bytes) {
+        items.push_back({src, bytes, total});
+        total += (bytes + 255) / 256 * 256;
+        return items.size() - 1;
+    };
+    auto plan_w = [&](const WeightView& w) { return plan(w.data, w.row_bytes * size_t(w.ne1)); };
+    auto plan_v = [&](const std::vector<float>& v) {
+        return v.empty() ? size_t(-1) : plan(v.data(), v.size() * sizeof(float));
+    };
+    struct LayerIdx {
+        size_t wq, wk, wv, wo, g, u, d, an, fn, bq, bk, bv, qn, kn;
+    };
+    const size_t i_emb = plan_w(m.tok_embd);
+    const size_t i_out = m.tied_output ? i_emb : plan_w(m.output);
+    const size_t i_on = plan_v(m.output_norm);
+    const size_t i_rf = plan_v(m.rope_freq_factors);
+    std::vector<LayerIdx> li;
+    for (const LayerWeights& L : m.layers)
+        li.push_back({plan_w(L.wq), plan_w(L.wk), plan_w(L.wv), plan_w(L.wo), plan_w(L.w_gate),
+                      plan_w(L.w_up), plan_w(L.w_down), plan_v(L.attn_norm), plan_v(L.ffn_norm),
+                      plan_v(L.bq), plan_v(L.bk), plan_v(L.bv), plan_v(L.q_norm), plan_v(L.k_norm)});
+    dm->mem.resize(total);
+    dm->bytes = total;
+    for (const Item& it : items)
+        LLM8_CUDA_CHECK(cudaMemcpy(dm->mem.get() + it.off, it.src, it.bytes, cudaMemcpyHostToDevice));
+
+    uint8_t* base = dm->mem.get();
+    auto mat = [&](const WeightView& w, size_t i) {
+        return DeviceMatrix{w.type, w.ne0, w.ne1, w.row_bytes, base + items[i].off};
+    };
+    auto vec = [&](size_t i) {
+        return i == size_t(-1) ? nullptr : reinterpret_cast<const float*>(base + items[i].off);
+    };
+    dm->tok_embd = mat(m.tok_embd, i_emb);
+    dm->output = mat(m.output, i_out);
+    dm->output_norm = vec(i_on);
+    dm->rope_factors = vec(i_rf);
+    for (size_t l = 0; l < m.layers.size(); ++l) {
+        const LayerWeights& L = m.layers[l];
+        const LayerIdx& x = li[l];
+        DeviceLayer d;
+        d.wq = mat(L.wq, x.wq);
+        d.wk = mat(L.wk, x.wk);
+        d.wv = mat(L.wv, x.wv);
+        d.wo = mat(L.wo, x.wo);
+        d.w_gate = mat(L.w_gate, x.g);
+        d.w_up = mat(L.w_up, x.u);
+        d.w_down = mat(L.w_down, x.d);
+        d.attn_norm = vec(x.an);
+        d.ffn_norm = vec(x.fn);
+        d.bq = vec(x.bq);
+        d.bk = vec(x.bk);
+        d.bv = vec(x.bv);
+        d.q_norm = vec(x.qn);
+        d.k_norm = vec(x.kn);
+        dm->layers.push_back(d);
+    }
+    return dm;
+}
+
+class DeviceSession {
+public:
+    std::shared_ptr<DeviceModel> dm;
+    int n_ctx = 0, n_batch = 0;
+    cudaStream_t stream = nullptr;
+    cublasHandle_t cublas = nullptr;
+    DeviceArray<uint16_t> kc, vc, mm_ws;
+    DeviceArray<float> x, xn, q, k, v, att, o, gate, up, logits, attn_ws;
+    DeviceArray<int32_t> tokens, pos, pos0;
+    int32_t* h_ints = nullptr;   // pinned: tokens, positions, pos0
+    float* h_logits = nullptr;   // pinned
+    size_t h_logits_n = 0;
+    cudaGraphExec_t graph = nullptr;
+
+    ~DeviceSession() {
+        if (graph) cudaGraphExecDestroy(graph);
+        if (cublas) cublasDestroy(cublas);
+        if (stream) cudaStreamDestroy(stream);
+        if (h_ints) cudaFreeHost(h_ints);
+        if (h_logits) cudaFreeHost(h_logits);
+    }
+};
+
+static void destroy_session(DeviceSession* s) { delete s; }
+
+std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> create_session(
+    std::shared_ptr<DeviceModel> dm, int n_ctx, int n_batch) {
+    std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> s(new DeviceSession(), destroy_session);
+    LLM8_CUDA_CHECK(cudaSetDevice(dm->device));
+    const HParams& hp = dm->hp;
+    s->dm = dm;
+    s->n_ctx = n_ctx;
+    s->n_batch = n_batch;
+    LLM8_CUDA_CHECK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
+    LLM8_CUBLAS_CHECK(cublasCreate(&s->cublas));
+    LLM8_CUBLAS_CHECK(cublasSetStream(s->cublas, s->stream));
+    const size_t B = size_t(n_batch), E = size_t(hp.n_embd), Q = size_t(hp.q_dim()),
+                 KV = size_t(hp.kv_dim()), F = size_t(hp.n_ff);
+    s->kc.resize(size_t(hp.n_layer) * size_t(n_ctx) * KV);
+    s->vc.resize(s->kc.size());
+    s->x.resize(B * E);
+    s->xn.resize(B * E);
+    s->q.resize(B * Q);
+    s->k.resize(B * KV);
+    s->v.resize(B * KV);
+    s->att.resize(B * Q);
+    s->o.resize(B * E);
+    s->gate.resize(B * F);
+    s->up.resize(B * F);
+    s->logits.resize(B * size_t(hp.n_vocab));
+    s->tokens.resize(B);
+    s->pos.resize(B);
+    s->pos0.resize(1);
+    size_t ws = 0;
+    const DeviceModel& m = *dm;
+    auto need = [&](const DeviceMatrix& w) { ws = std::max(ws, matmul_workspace_elems(w, int64_t(B))); };
+    need(m.output);
+    for (const DeviceLayer& L : m.layers)
+        for (const DeviceMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) need(*w);
+    s->mm_ws.resize(std::max<size_t>(ws, 1));
+    // Attention scratch: the larger of a full batch at the longest prefix and one decode token.
+    s->attn_ws.resize(std::max(attention_workspace_floats(int64_t(B), hp.n_head, hp.head_dim, n_ctx),
+                               attention_workspace_floats(1, hp.n_head, hp.head_dim, n_ctx)));
+    LLM8_CUDA_CHECK(cudaMallocHost(&s->h_ints, sizeof(int32_t) * (2 * B + 1)));
+    return s;
+}
+
+namespace {
+
+// Everything between the token upload and the logits download. max_keys bounds pos0 + n.
+void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
+    const DeviceModel& m = *s.dm;
+    const HParams& hp = m.hp;
+    const int64_t E = hp.n_embd, Q = hp.q_dim(), KV = hp.kv_dim(), F = hp.n_ff;
+    cudaStream_t st = s.stream;
+    const size_t layer_kv = size_t(s.n_ctx) * size_t(KV);
+    get_rows(m.tok_embd, s.tokens.get(), int(n), s.x.get(), st);
+    for (int il = 0; il < hp.n_layer; ++il) {
+        const DeviceLayer& L = m.layers[size_t(il)];
+        rms_norm(s.x.get(), L.attn_norm, s.xn.get(), n, int(E), hp.rms_eps, st);
+        matmul(L.wq, s.xn.get(), n, s.q.get(), s.mm_ws.get(), s.cublas, st);
+        matmul(L.wk, s.xn.get(), n, s.k.get(), s.mm_ws.get(), s.cublas, st);
+        matmul(L.wv, s.xn.get(), n, s.v.get(), s.mm_ws.get(), s.cublas, st);
+        if (L.bq) add_bias(s.q.get(), L.bq, n, Q, st);
+        if (L.bk) add_bias(s.k.get(), L.bk, n, KV, st);
+        if (L.bv) add_bias(s.v.get(), L.bv, n, KV, st);
+        if (L.q_norm) {
+            rms_norm(s.q.get(), L.q_norm, s.q.get(), n * hp.n_head, hp.head_dim, hp.rms_eps, st);
+            rms_norm(s.k.get(), L.k_norm, s.k.get(), n * hp.n_head_kv, hp.head_dim, hp.rms_eps, st);
+        }
+        rope(s.q.get(), n, hp.n_head, hp.head_dim, hp.n_rot, s.pos.get(), hp.rope, hp.rope_freq_base,
+             hp.rope_freq_scale, m.rope_factors, st);
+        rope(s.k.get(), n, hp.n_head_kv, hp.head_dim, hp.n_rot, s.pos.get(), hp.rope,
+             hp.rope_freq_base, hp.rope_freq_scale, m.rope_factors, st);
+        uint16_t* kc = s.kc.get() + size_t(il) * layer_kv;
+        uint16_t* vc = s.vc.get() + size_t(il) * layer_kv;
+        store_kv(s.k.get(), s.v.get(), kc, vc, n, s.pos0.get(), int(KV), st);
+        attention_f16(s.q.get(), kc, vc, n, s.pos0.get(), max_keys, hp.n_head, hp.n_head_kv,
+                      hp.head_dim, s.att.get(), s.attn_ws.get(), st);
+        matmul(L.wo, s.att.get(), n, s.o.get(), s.mm_ws.get(), s.cublas, st);
+        add(s.x.get(), s.o.get(), n * E, st);
+        rms_norm(s.x.get(), L.ffn_norm, s.xn.get(), n, int(E), hp.rms_eps, st);
+        matmul(L.w_gate, s.xn.get(), n, s.gate.get(), s.mm_ws.get(), s.cublas, st);
+        matmul(L.w_up, s.xn.get(), n, s.up.get(), s.mm_ws.get(), s.cublas, st);
+        swiglu(s.gate.get(), s.up.get(), n * F, st);
+        matmul(L.w_down, s.gate.get(), n, s.o.get(), s.mm_ws.get(), s.cublas, st);
+        add(s.x.get(), s.o.get(), n * E, st);
+    }
+    if (n_out > 0) {
+        rms_norm(s.x.get() + (n - n_out) * E, m.output_norm, s.xn.get(), n_out, int(E), hp.rms_eps, st);
+        matmul(m.output, s.xn.get(), n_out, s.logits.get(), s.mm_ws.get(), s.cublas, st);
+    }
+}
+
+}  // namespace
+
+void forward(DeviceSession& s, const int32_t* tokens, int64_t n, int64_t pos0, int64_t n_out,
+             float* logits) {
+    if (n < 1 || n > s.n_batch) fail(ErrorKind::invalid_arg, "CUDA forward: bad token count");
+    if (pos0 + n > s.n_ctx) fail(ErrorKind::invalid_arg, "CUDA forward: context overflow");
+    LLM8_CUDA_CHECK(cudaSetDevice(s.dm->device));
+    const int64_t V = s.dm->hp.n_vocab;
+    // Tokens, positions and pos0 go up in one copy from pinned memory.
+    std::memcpy(s.h_ints, tokens, sizeof(int32_t) * size_t(n));
+    for (int64_t t = 0; t < n; ++t) s.h_ints[n + t] = int32_t(pos0 + t);
+    s.h_ints[2 * n] = int32_t(pos0);
+    LLM8_CUDA_CHECK(cudaMemcpyAsync(s.tokens.get(), s.h_ints, sizeof(int32_t) * size_t(n),
+                                    cudaMemcpyHostToDevice, s.stream));
+    LLM8_CUDA_CHECK(cudaMemcpyAsync(s.pos.get(), s.h_ints + n, sizeof(int32_t) * size_t(n),
+                                    cudaMemcpyHostToDevice, s.stream));
+    LLM8_CUDA_CHECK(cudaMemcpyAsync(s.pos0.get(), s.h_ints + 2 * n, sizeof(int32_t),
+                                    cudaMemcpyHostToDevice, s.stream));
+    if (n == 1 && n_out == 1) {
+        if (!s.graph) {
+            cudaGraph_t g;
+            LLM8_CUDA_CHECK(cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeThreadLocal));
+            try {
+                forward_body(s, 1, 1, s.n_ctx);
+            } catch (...) {
+                cudaStreamEndCapture(s.stream, &g);
+                throw;
+            }
+            LLM8_CUDA_CHECK(cudaStreamEndCapture(s.stream, &g));
+            LLM8_CUDA_CHECK(cudaGraphInstantiate(&s.graph, g, 0));
+            LLM8_CUDA_CHECK(cudaGraphDestroy(g));
+        }
+        LLM8_CUDA_CHECK(cudaGraphLaunch(s.graph, s.stream));
+    } else {
+        forward_body(s, n, n_out, int(pos0 + n));
+    }
+    const size_t count = size_t(n_out) * size_t(V);
+    if (count > 0) {
+        if (s.h_logits_n < count) {
+            if (s.h_logits) cudaFreeHost(s.h_logits);
+            s.h_logits = nullptr;
+            LLM8_CUDA_CHECK(cudaMallocHost(&s.h_logits, count * sizeof(float)));
+            s.h_logits_n = count;
+        }
+        LLM8_CUDA_CHECK(cudaMemcpyAsync(s.h_logits, s.logits.get(), count * sizeof(float),
+                                        cudaMemcpyDeviceToHost, s.stream));
+    }
+    LLM8_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+    if (count > 0) std::memcpy(logits, s.h_logits, count * sizeof(float));
+}
+
+}  // namespace cuda
+}  // namespace llm8

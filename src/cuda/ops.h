@@ -1,0 +1,62 @@
+// CUDA operators on device pointers, one per .cu file, callable from host C++ (the tests and
+// the forward pass). Layouts follow src/cpu/ops.h; half-precision buffers are uint16_t here
+// (IEEE binary16 bits) so that this header needs no CUDA compiler.
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "gguf/quants.h"
+#include "model/llama.h"
+
+namespace llm8 {
+namespace cuda {
+
+// A weight matrix in device memory, in its file type: ne1 rows of ne0 elements.
+struct DeviceMatrix {
+    GgmlType type = GgmlType::F32;
+    int64_t ne0 = 0, ne1 = 0;
+    size_t row_bytes = 0;
+    const uint8_t* data = nullptr;
+};
+
+// Y[n, ne1] = X[n, ne0] * W^T, n <= 8: streams each weight row once for all n tokens.
+void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s);
+// out[r, 0..ne0) = dequant(W row r) as half, rows [r0, r0+rows).
+void dequantize_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint16_t* out, cudaStream_t s);
+// out[i, :] = dequant(W row ids[i]) as float (embedding lookup).
+void get_rows(const DeviceMatrix& w, const int32_t* ids, int n, float* out, cudaStream_t s);
+void f32_to_f16(const float* x, uint16_t* y, int64_t n, cudaStream_t s);
+
+// Y = X W^T for any n: gemv for n <= 8, else W dequantized to half in tiles (f16 weights used
+// in place) and cuBLAS with float accumulation. ws: half scratch of at least
+// matmul_workspace_elems(w, n) elements.
+size_t matmul_workspace_elems(const DeviceMatrix& w, int64_t n);
+void matmul(const DeviceMatrix& w, const float* x, int64_t n, float* y, uint16_t* ws,
+            cublasHandle_t h, cudaStream_t s);
+
+// Per row of n: y = x / rms(x) * w. rows rows, y may alias x.
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int n, float eps, cudaStream_t s);
+void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int n_rot, const int32_t* pos,
+          RopeLayout layout, float base, float freq_scale, const float* factors, cudaStream_t s);
+void swiglu(float* g, const float* u, int64_t n, cudaStream_t s);
+void add(float* y, const float* x, int64_t n, cudaStream_t s);  // y += x
+void add_bias(float* y, const float* b, int64_t n, int64_t m, cudaStream_t s);
+
+// Appends n rows of K and V (float) to the half cache at row pos0 (device int*: read on the
+// device, so a captured graph can replay with new positions).
+void store_kv(const float* k, const float* v, uint16_t* kc, uint16_t* vc, int64_t n,
+              const int32_t* pos0_dev, int kv_dim, cudaStream_t s);
+
+// Causal attention of n_tokens queries at positions pos0.. over cache rows [0, pos0+t].
+// q, out: float [n_tokens, n_head*hd]; kc, vc: half [n_ctx, n_kv*hd]. pos0 is read from the
+// device. max_keys bounds pos0+n_tokens (sizes the split-KV partials). ws: float scratch of
+// attention_workspace_floats(...) elements.
+size_t attention_workspace_floats(int64_t n_tokens, int n_head, int head_dim, int max_keys);
+void attention_f16(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
+                   const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv, int head_dim,
+                   float* out, float* ws, cudaStream_t s);
+
+}  // namespace cuda
+}  // namespace llm8

@@ -1,0 +1,31 @@
+// The CUDA backend's entry points for builds without CUDA: available() says so, the rest is
+// never reached (the engine checks available() first).
+#ifndef LLM8_HAVE_CUDA
+#include "common/error.h"
+#include "cuda/backend.h"
+
+namespace llm8 {
+namespace cuda {
+
+class DeviceModel {};
+class DeviceSession {};
+
+bool available(std::string* why) {
+    if (why) *why = "llm8 was built without CUDA (no nvcc at configure time, or LLM8_CUDA=OFF)";
+    return false;
+}
+std::string device_name(int) { return "none"; }
+std::shared_ptr<DeviceModel> upload_model(const LlamaModel&, int) {
+    fail(ErrorKind::unsupported, "llm8 was built without CUDA");
+}
+size_t device_model_bytes(const DeviceModel&) { return 0; }
+std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> create_session(std::shared_ptr<DeviceModel>, int, int) {
+    fail(ErrorKind::unsupported, "llm8 was built without CUDA");
+}
+void forward(DeviceSession&, const int32_t*, int64_t, int64_t, int64_t, float*) {
+    fail(ErrorKind::unsupported, "llm8 was built without CUDA");
+}
+
+}  // namespace cuda
+}  // namespace llm8
+#endif

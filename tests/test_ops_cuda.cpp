@@ -1,0 +1,269 @@
+// test-ops: every CUDA op against the CPU op, on awkward shapes (llama.cpp's
+// test-backend-ops habit): token counts 1, 3, 8, 9, 75; KV lengths 1, 113, 4097; GQA 1, 4, 8;
+// every weight type. Inputs are fresh random values, outputs are poisoned (NaN) first. Each op
+// has its own bound on the normalized MSE: float math 1e-10, half-precision GEMM inputs 1e-5.
+#include <cmath>
+#include <random>
+
+#include "cpu/ops.h"
+#include "cuda_test_util.h"
+#include "gguf/quants.h"
+#include "llm8/error.h"
+
+#ifdef LLM8_HAVE_CUDA
+#include "cuda/ops.h"
+
+using llm8::GgmlType;
+using llm8_test::Dev;
+
+namespace {
+
+std::vector<float> randn(size_t n, std::mt19937& rng, float scale = 1.0f) {
+    std::normal_distribution<float> nd(0.0f, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = nd(rng);
+    return v;
+}
+
+double nmse(const std::vector<float>& got, const std::vector<float>& want) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+        if (!std::isfinite(got[i])) return INFINITY;
+        num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+        den += double(want[i]) * want[i];
+    }
+    return num / std::max(den, 1e-30);
+}
+
+const GgmlType kTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
+                           GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
+                           GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+
+struct HostMatrix {
+    llm8::WeightView view;
+    std::vector<uint8_t> bytes;
+};
+
+HostMatrix make_matrix(GgmlType t, int64_t K, int64_t M, std::mt19937& rng) {
+    HostMatrix h;
+    const auto f = randn(size_t(K * M), rng);
+    h.view.type = t;
+    h.view.ne0 = K;
+    h.view.ne1 = M;
+    h.view.row_bytes = llm8::row_size(t, K);
+    h.bytes.resize(h.view.row_bytes * size_t(M));
+    for (int64_t r = 0; r < M; ++r)
+        llm8::quantize_row(t, f.data() + r * K, h.bytes.data() + size_t(r) * h.view.row_bytes, K);
+    h.view.data = h.bytes.data();
+    return h;
+}
+
+}  // namespace
+
+TEST(CudaOps, GetRowsDequantizesBitExactly) {
+    LLM8_REQUIRE_GPU();
+    std::mt19937 rng(std::random_device{}());
+    for (GgmlType t : kTypes) {
+        const int64_t K = llm8::type_traits(t)->block_size == 256 ? 512 : 96, M = 37;
+        auto h = make_matrix(t, K, M, rng);
+        Dev<uint8_t> w(h.bytes);
+        const std::vector<int32_t> ids = {0, 36, 5, 5, 17};
+        Dev<int32_t> d_ids(ids);
+        Dev<float> out(ids.size() * size_t(K));
+        llm8::cuda::DeviceMatrix dm{t, K, M, h.view.row_bytes, w.get()};
+        llm8::cuda::get_rows(dm, d_ids.get(), int(ids.size()), out.get(), nullptr);
+        const auto got = out.download();
+        std::vector<float> want(static_cast<size_t>(K));
+        for (size_t i = 0; i < ids.size(); ++i) {
+            llm8::dequantize_row(t, h.view.row(ids[i]), want.data(), K);
+            for (int64_t k = 0; k < K; ++k)
+                ASSERT_EQ(got[i * size_t(K) + size_t(k)], want[size_t(k)]) << llm8::type_name(t) << " row " << ids[i] << " elem " << k;
+        }
+        // Half dequantization: the CPU value rounded to half.
+        Dev<uint16_t> h16(size_t(M * K));
+        llm8::cuda::dequantize_f16(dm, 0, M, h16.get(), nullptr);
+        const auto g16 = h16.download();
+        for (int64_t r = 0; r < M; ++r) {
+            llm8::dequantize_row(t, h.view.row(r), want.data(), K);
+            for (int64_t k = 0; k < K; ++k)
+                ASSERT_EQ(g16[size_t(r * K + k)], llm8::fp32_to_fp16(want[size_t(k)])) << llm8::type_name(t);
+        }
+    }
+}
+
+TEST(CudaOps, MatmulEveryTypeAndTokenCount) {
+    LLM8_REQUIRE_GPU();
+    std::mt19937 rng(std::random_device{}());
+    cublasHandle_t handle;
+    ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);
+    for (GgmlType t : kTypes) {
+        const int64_t K = llm8::type_traits(t)->block_size == 256 ? 512 : 160;
+        for (int64_t M : {1, 133}) {
+            auto h = make_matrix(t, K, M, rng);
+            Dev<uint8_t> w(h.bytes);
+            llm8::cuda::DeviceMatrix dm{t, K, M, h.view.row_bytes, w.get()};
+            for (int64_t n : {1, 3, 8, 9, 75}) {
+                const auto x = randn(size_t(n * K), rng);
+                std::vector<float> want(static_cast<size_t>(n * M));
+                llm8::cpu::matmul_ref(h.view, x.data(), n, want.data());
+                Dev<float> dx(x), dy(size_t(n * M));
+                Dev<uint16_t> ws(std::max<size_t>(1, llm8::cuda::matmul_workspace_elems(dm, n)));
+                llm8::cuda::matmul(dm, dx.get(), n, dy.get(), ws.get(), handle, nullptr);
+                const double e = nmse(dy.download(), want);
+                // n <= 8: float GEMV. n > 8: half inputs, float accumulation (cuBLAS).
+                EXPECT_LT(e, n <= 8 ? 1e-10 : 2e-6) << llm8::type_name(t) << " M=" << M << " n=" << n;
+            }
+        }
+    }
+    cublasDestroy(handle);
+}
+
+TEST(CudaOps, FloatRowsOfAwkwardLength) {
+    // stories260K's FFN is 172 wide: float rows that are not a multiple of 32 (or of 8 halves).
+    LLM8_REQUIRE_GPU();
+    std::mt19937 rng(std::random_device{}());
+    cublasHandle_t handle;
+    ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);
+    for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16}) {
+        for (int64_t K : {172, 44, 7}) {
+            const int64_t M = 33;
+            auto h = make_matrix(t, K, M, rng);
+            Dev<uint8_t> w(h.bytes);
+            llm8::cuda::DeviceMatrix dm{t, K, M, h.view.row_bytes, w.get()};
+            for (int64_t n : {1, 5, 20}) {
+                const auto x = randn(size_t(n * K), rng);
+                std::vector<float> want(static_cast<size_t>(n * M));
+                llm8::cpu::matmul_ref(h.view, x.data(), n, want.data());
+                Dev<float> dx(x), dy(size_t(n * M));
+                Dev<uint16_t> ws(std::max<size_t>(1, llm8::cuda::matmul_workspace_elems(dm, n)));
+                llm8::cuda::matmul(dm, dx.get(), n, dy.get(), ws.get(), handle, nullptr);
+                EXPECT_LT(nmse(dy.download(), want), n <= 8 ? 1e-10 : 2e-6) << llm8::type_name(t) << " K=" << K << " n=" << n;
+            }
+            const std::vector<int32_t> ids = {32, 0, 7};
+            Dev<int32_t> d_ids(ids);
+            Dev<float> out(ids.size() * size_t(K));
+            llm8::cuda::get_rows(dm, d_ids.get(), 3, out.get(), nullptr);
+            const auto got = out.download();
+            std::vector<float> row(static_cast<size_t>(K));
+            for (size_t i = 0; i < ids.size(); ++i) {
+                llm8::dequantize_row(t, h.view.row(ids[i]), row.data(), K);
+                for (int64_t k = 0; k < K; ++k) ASSERT_EQ(got[i * size_t(K) + size_t(k)], row[size_t(k)]);
+            }
+        }
+    }
+    cublasDestroy(handle);
+}
+
+TEST(CudaOps, NormRopeSwigluAddBias) {
+    LLM8_REQUIRE_GPU();
+    std::mt19937 rng(std::random_device{}());
+    // RMSNorm over rows of awkward widths.
+    for (int n : {8, 113, 4096}) {
+        const int64_t rows = 3;
+        const auto x = randn(size_t(rows * n), rng), w = randn(size_t(n), rng);
+        std::vector<float> want(x.size());
+        for (int64_t r = 0; r < rows; ++r) llm8::cpu::rms_norm(x.data() + r * n, w.data(), want.data() + r * n, n, 1e-5f);
+        Dev<float> dx(x), dw(w), dy(x.size());
+        llm8::cuda::rms_norm(dx.get(), dw.get(), dy.get(), rows, n, 1e-5f, nullptr);
+        EXPECT_LT(nmse(dy.download(), want), 1e-12) << n;
+    }
+    // RoPE, both layouts, partial rotation, factors, large positions.
+    for (auto layout : {llm8::RopeLayout::norm, llm8::RopeLayout::neox}) {
+        const int H = 3, hd = 64, n_rot = 48;
+        const int64_t n = 5;
+        const std::vector<int32_t> pos = {0, 1, 113, 4097, 30000};
+        std::vector<float> factors(n_rot / 2);
+        for (float& f : factors) f = 1.0f + float(rng() % 8);
+        const auto x = randn(size_t(n * H * hd), rng);
+        auto want = x;
+        llm8::cpu::rope(want.data(), n, H, hd, n_rot, pos.data(), layout, 500000.0f, 0.25f, factors.data());
+        Dev<float> dx(x), df(factors);
+        Dev<int32_t> dp(pos);
+        llm8::cuda::rope(dx.get(), n, H, hd, n_rot, dp.get(), layout, 500000.0f, 0.25f, df.get(), nullptr);
+        EXPECT_LT(nmse(dx.download(), want), 1e-9);
+    }
+    const auto g = randn(1000, rng), u = randn(1000, rng), b = randn(10, rng);
+    auto want = g;
+    llm8::cpu::swiglu(want.data(), u.data(), 1000);
+    Dev<float> dg(g), du(u), db(b);
+    llm8::cuda::swiglu(dg.get(), du.get(), 1000, nullptr);
+    EXPECT_LT(nmse(dg.download(), want), 1e-12);
+    dg.upload(g);
+    llm8::cuda::add(dg.get(), du.get(), 1000, nullptr);
+    auto got = dg.download();
+    for (int i = 0; i < 1000; ++i) EXPECT_EQ(got[size_t(i)], g[size_t(i)] + u[size_t(i)]);
+    dg.upload(g);
+    llm8::cuda::add_bias(dg.get(), db.get(), 100, 10, nullptr);
+    got = dg.download();
+    for (int i = 0; i < 1000; ++i) EXPECT_EQ(got[size_t(i)], g[size_t(i)] + b[size_t(i % 10)]);
+}
+
+TEST(CudaOps, AttentionMatchesCpuOnAwkwardShapes) {
+    LLM8_REQUIRE_GPU();
+    std::mt19937 rng(std::random_device{}());
+    struct Shape {
+        int n_head, n_kv, hd;
+        int64_t n_tok, pos0;
+    };
+    const Shape shapes[] = {{8, 8, 64, 1, 0},     {32, 8, 128, 1, 112}, {32, 4, 128, 1, 4096},
+                            {8, 1, 64, 3, 110},   {8, 2, 128, 75, 0},   {4, 1, 8, 9, 38},
+                            {28, 4, 128, 2, 4095}, {16, 16, 256, 5, 17}};
+    for (const Shape& s : shapes) {
+        const int64_t n_keys = s.pos0 + s.n_tok;
+        const int64_t kv = int64_t(s.n_kv) * s.hd;
+        const auto q = randn(size_t(s.n_tok * s.n_head * s.hd), rng, 2.0f);
+        auto k = randn(size_t(n_keys * kv), rng, 2.0f), v = randn(size_t(n_keys * kv), rng);
+        // The cache holds halves: round on the CPU side too, so only the math order differs.
+        std::vector<uint16_t> k16(k.size()), v16(v.size());
+        for (size_t i = 0; i < k.size(); ++i) {
+            k16[i] = llm8::fp32_to_fp16(k[i]);
+            v16[i] = llm8::fp32_to_fp16(v[i]);
+            k[i] = llm8::fp16_to_fp32(k16[i]);
+            v[i] = llm8::fp16_to_fp32(v16[i]);
+        }
+        std::vector<float> want(q.size());
+        llm8::cpu::attention_ref(q.data(), k.data(), v.data(), s.n_tok, s.pos0, s.n_head, s.n_kv, s.hd, want.data());
+        Dev<float> dq(q), out(q.size());
+        Dev<uint16_t> dk(k16), dv(v16);
+        Dev<int32_t> dpos(std::vector<int32_t>{int32_t(s.pos0)});
+        for (int max_keys : {int(n_keys), int(n_keys) + 1000}) {  // graph-style upper bound too
+            Dev<float> ws(llm8::cuda::attention_workspace_floats(s.n_tok, s.n_head, s.hd, max_keys));
+            out.poison();
+            llm8::cuda::attention_f16(dq.get(), dk.get(), dv.get(), s.n_tok, dpos.get(), max_keys, s.n_head,
+                                      s.n_kv, s.hd, out.get(), ws.get(), nullptr);
+            EXPECT_LT(nmse(out.download(), want), 1e-10)
+                << s.n_head << "/" << s.n_kv << " hd " << s.hd << " n " << s.n_tok << " pos0 " << s.pos0
+                << " max_keys " << max_keys;
+        }
+    }
+}
+
+TEST(CudaOps, StoreKvConvertsToHalfAtTheDevicePosition) {
+    LLM8_REQUIRE_GPU();
+    std::mt19937 rng(3);
+    const int kv = 24;
+    const int64_t n = 3, ctx = 10;
+    const auto k = randn(size_t(n * kv), rng), v = randn(size_t(n * kv), rng);
+    Dev<float> dk(k), dv(v);
+    Dev<uint16_t> kc(size_t(ctx * kv)), vc(size_t(ctx * kv));
+    Dev<int32_t> pos(std::vector<int32_t>{6});
+    llm8::cuda::store_kv(dk.get(), dv.get(), kc.get(), vc.get(), n, pos.get(), kv, nullptr);
+    const auto gk = kc.download(), gv = vc.download();
+    for (int64_t i = 0; i < n * kv; ++i) {
+        EXPECT_EQ(gk[size_t(6 * kv + i)], llm8::fp32_to_fp16(k[size_t(i)]));
+        EXPECT_EQ(gv[size_t(6 * kv + i)], llm8::fp32_to_fp16(v[size_t(i)]));
+    }
+    EXPECT_EQ(gk[0], 0xffff);  // untouched rows keep the poison
+}
+
+TEST(CudaOps, UnsupportedTypeIsAnError) {
+    LLM8_REQUIRE_GPU();
+    llm8::cuda::DeviceMatrix dm{GgmlType::Q2_K, 256, 1, 84, nullptr};
+    EXPECT_THROW(llm8::cuda::gemv(dm, nullptr, 1, nullptr, nullptr), llm8::Error);
+    llm8::cuda::DeviceMatrix odd{GgmlType::F32, 20, 1, 80, nullptr};
+    EXPECT_THROW(llm8::cuda::gemv(odd, nullptr, 1, nullptr, nullptr), llm8::Error);
+}
+
+#else
+TEST(CudaOps, Skipped) { GTEST_SKIP() << "llm8 was built without CUDA"; }
+#endif
