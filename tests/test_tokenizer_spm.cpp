@@ -13,6 +13,8 @@ namespace {
 void check_vectors(const std::string& name) {
     const std::string base = vocab_dir() + "/" + name;
     LLM8_REQUIRE_FILE(base);
+    LLM8_REQUIRE_FILE(base + ".inp");
+    LLM8_REQUIRE_FILE(base + ".out");
     auto vocab = load_vocab(base);
     ASSERT_EQ(vocab->kind(), llm8::VocabKind::spm);
     const auto cases = read_vocab_cases(base + ".inp", base + ".out");

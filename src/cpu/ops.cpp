@@ -52,7 +52,8 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* y) {
     const int64_t K = w.ne0, M = w.ne1;
     const int nth = threads();
     if (n <= 2) {
-#pragma omp parallel for num_threads(nth) schedule(static)
+        // Small matrices are not worth waking the threads (and suffer badly when a core is busy).
+#pragma omp parallel for num_threads(nth) schedule(static) if (M * K >= (1 << 17))
         for (int64_t r = 0; r < M; ++r)
             for (int64_t t = 0; t < n; ++t) y[t * M + r] = vec_dot_row(w.type, w.row(r), x + t * K, K);
         return;
@@ -62,7 +63,7 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* y) {
     tile = std::min<int64_t>(tile, std::max<int64_t>(16, (M + 4 * nth - 1) / (4 * nth)));
     tile = (tile + 15) / 16 * 16;
     const int64_t n_tiles = (M + tile - 1) / tile;
-#pragma omp parallel num_threads(nth)
+#pragma omp parallel num_threads(nth) if (n * M * K >= (1 << 20))
     {
         std::vector<float> buf;
         if (w.type != GgmlType::F32) buf.resize(size_t(tile * K));
@@ -119,7 +120,7 @@ void attention(const float* q, const float* k, const float* v, int64_t n_tokens,
     const int64_t q_stride = int64_t(n_head) * head_dim, kv_stride = int64_t(n_head_kv) * head_dim;
     const float scale = 1.0f / std::sqrt(float(head_dim));
     const int64_t n_work = n_tokens * n_head;
-#pragma omp parallel num_threads(threads())
+#pragma omp parallel num_threads(threads()) if (n_work * (pos0 + n_tokens) * head_dim >= (1 << 16))
     {
         std::vector<float> s(static_cast<size_t>(pos0 + n_tokens));
         std::vector<float> acc(static_cast<size_t>(head_dim));

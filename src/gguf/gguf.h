@@ -7,6 +7,7 @@
 // size before use: a corrupt file is an llm8::Error, never a crash or a huge allocation.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -128,6 +129,10 @@ public:
     void set(const std::string& key, GgufValue v);  // replaces an existing key, keeps order
     void add_tensor(const std::string& name, GgmlType type, std::vector<int64_t> ne,
                     const void* data, size_t nbytes);  // data is copied
+    // A tensor whose bytes are produced only when written: fill(dst) writes row_size(type,
+    // ne[0]) * rows bytes. Lets llm8-mkmodel write multi-GB files one tensor at a time.
+    void add_tensor_lazy(const std::string& name, GgmlType type, std::vector<int64_t> ne,
+                         std::function<void(uint8_t* dst)> fill);
     void set_alignment(size_t a);
     // Writes to path + ".tmp" then renames, so a failure never leaves a half file at path.
     void write(const std::string& path) const;
@@ -139,7 +144,10 @@ private:
         GgmlType type;
         std::vector<int64_t> ne;
         std::vector<uint8_t> bytes;
+        size_t nbytes = 0;
+        std::function<void(uint8_t*)> fill;  // lazy tensors
     };
+    std::vector<uint8_t> header_bytes() const;  // everything before the tensor data
     std::vector<std::pair<std::string, GgufValue>> kv_;
     std::vector<Tensor> tensors_;
     size_t alignment_ = 32;

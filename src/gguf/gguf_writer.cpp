@@ -1,6 +1,7 @@
 // GGUF v3 writer. Output goes to PATH.tmp and is renamed over PATH only when complete, so an
 // error (disk full, bad tensor) never leaves a truncated model behind, and converting a file
 // onto itself cannot destroy the input before it has been read.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -102,12 +103,24 @@ void GgufWriter::add_tensor(const std::string& name, GgmlType type, std::vector<
         fail(ErrorKind::invalid_arg, "gguf writer: tensor " + name + " has " +
                                          std::to_string(nbytes) + " bytes, its shape needs " +
                                          std::to_string(expect));
-    Tensor t{name, type, std::move(ne), {}};
+    Tensor t{name, type, std::move(ne), {}, nbytes, nullptr};
     t.bytes.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + nbytes);
     tensors_.push_back(std::move(t));
 }
 
-std::vector<uint8_t> GgufWriter::to_bytes() const {
+void GgufWriter::add_tensor_lazy(const std::string& name, GgmlType type, std::vector<int64_t> ne,
+                                 std::function<void(uint8_t* dst)> fill) {
+    for (const auto& t : tensors_)
+        if (t.name == name) fail(ErrorKind::invalid_arg, "gguf writer: duplicate tensor " + name);
+    if (ne.empty() || ne.size() > 4)
+        fail(ErrorKind::invalid_arg, "gguf writer: tensor " + name + " needs 1-4 dimensions");
+    int64_t nel = 1;
+    for (int64_t d : ne) nel *= d;
+    const size_t nbytes = row_size(type, ne[0]) * size_t(nel / ne[0]);
+    tensors_.push_back(Tensor{name, type, std::move(ne), {}, nbytes, std::move(fill)});
+}
+
+std::vector<uint8_t> GgufWriter::header_bytes() const {
     Out o;
     o.put<uint32_t>(0x46554747);
     o.put<uint32_t>(3);
@@ -124,23 +137,50 @@ std::vector<uint8_t> GgufWriter::to_bytes() const {
         for (int64_t d : t.ne) o.put<uint64_t>(uint64_t(d));
         o.put<uint32_t>(static_cast<uint32_t>(t.type));
         o.put<uint64_t>(offset);
-        offset += (t.bytes.size() + alignment_ - 1) / alignment_ * alignment_;
+        offset += (t.nbytes + alignment_ - 1) / alignment_ * alignment_;
     }
     o.pad_to(alignment_);
-    for (const auto& t : tensors_) {
-        o.buf.insert(o.buf.end(), t.bytes.begin(), t.bytes.end());
-        o.pad_to(alignment_);
-    }
     return o.buf;
 }
 
+std::vector<uint8_t> GgufWriter::to_bytes() const {
+    std::vector<uint8_t> buf = header_bytes();
+    for (const auto& t : tensors_) {
+        const size_t at = buf.size();
+        buf.resize(at + (t.nbytes + alignment_ - 1) / alignment_ * alignment_, 0);
+        if (t.fill) t.fill(buf.data() + at);
+        else std::copy(t.bytes.begin(), t.bytes.end(), buf.begin() + long(at));
+    }
+    return buf;
+}
+
 void GgufWriter::write(const std::string& path) const {
-    const std::vector<uint8_t> bytes = to_bytes();
     const std::string tmp = path + ".tmp";
     FILE* f = std::fopen(tmp.c_str(), "wb");
     if (!f) fail(ErrorKind::io, "cannot create '" + tmp + "': " + std::strerror(errno));
-    const size_t n = std::fwrite(bytes.data(), 1, bytes.size(), f);
-    const bool ok = n == bytes.size() && std::fflush(f) == 0;
+    // Header, then one tensor at a time (lazy tensors are produced just before they are written).
+    const std::vector<uint8_t> hdr = header_bytes();
+    bool ok = std::fwrite(hdr.data(), 1, hdr.size(), f) == hdr.size();
+    std::vector<uint8_t> buf;
+    try {
+        for (const auto& t : tensors_) {
+            if (!ok) break;
+            const size_t padded = (t.nbytes + alignment_ - 1) / alignment_ * alignment_;
+            if (t.fill) {
+                buf.assign(padded, 0);
+                t.fill(buf.data());
+            } else {
+                buf.assign(t.bytes.begin(), t.bytes.end());
+                buf.resize(padded, 0);
+            }
+            ok = std::fwrite(buf.data(), 1, buf.size(), f) == buf.size();
+        }
+    } catch (...) {
+        std::fclose(f);
+        std::remove(tmp.c_str());
+        throw;
+    }
+    ok = ok && std::fflush(f) == 0;
     if (std::fclose(f) != 0 || !ok) {
         std::remove(tmp.c_str());
         fail(ErrorKind::io, "cannot write '" + tmp + "' (disk full?)");

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# On the GPU machine: unpack the carried Debian dev packages (the image has none and no
+# registry), then configure and build with CUDA into build-gpu. Source it: it exports paths.
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+export LLM8_SHARED_DATA=$PWD/.dev/data
+if [[ -d .dev/debs ]]; then
+    mkdir -p /tmp/deps
+    for f in .dev/debs/*.deb; do dpkg -x "$f" /tmp/deps; done
+    export CMAKE_PREFIX_PATH=/tmp/deps/usr
+    export PKG_CONFIG_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu/pkgconfig
+    export PKG_CONFIG_SYSROOT_DIR=/tmp/deps
+    export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+fi
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv,noheader | tee "$OUT/gpu.txt"
+git log --oneline -1 2>/dev/null | tee "$OUT/commit.txt"
+cmake -S . -B build-gpu -G Ninja -DLLM8_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
+      -DLLM8_SHARED_DATA="$LLM8_SHARED_DATA" > "$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; return 1; }
+ninja -C build-gpu -j16 ${GPU_TARGETS:-} > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -40; return 1; }

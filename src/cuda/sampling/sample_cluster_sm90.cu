@@ -1,0 +1,1053 @@
+// sample_cluster_sm90: one token per row of a [batch, vocab] fp32 logits buffer, drawn from the
+// CPU chain's distribution (llm8/sampling.h) without sorting the vocabulary.
+//
+// Layout. A thread-block cluster (sm_90) of C blocks owns one row; block r copies entries
+// [r*slice, (r+1)*slice) of the row into its shared memory once (16-byte streaming loads) and
+// every later pass reads shared memory, never HBM again. C is chosen per call: 16 at batch 1 so
+// that a 128K-152K row is read by 16 SMs, ~11 at large batches so that three blocks fit per SM.
+// Blocks exchange partial results through distributed shared memory (map_shared_rank), one
+// cluster barrier per exchange, double-buffered so that one barrier per exchange suffices.
+//
+// Passes of one row (sample_common.cuh defines d, w, u, g):
+//   1. load + bias + penalties + NaN/-0 cleanup; block max, argmax (lowest id), counts
+//      -> exchange: max m, argmax, number of candidates. Greedy rows are done here.
+//   2. histogram of the candidates over 256 level-0 bins of d (1/8 nat each): counts, and
+//      integer masses when top-p needs them -> exchange.
+//   3. common case (top-k small, or a small top-p nucleus): every candidate in the bins up to the
+//      crossing bin (<= 512 of them) is gathered into block 0, ranked by (logit desc, id asc),
+//      and block 0 applies top-k, top-p and min-p on that list exactly and draws by inverse CDF
+//      in id order. Three cluster barriers per row in all.
+//   4. otherwise (k in the thousands, flat distributions): the top-k and top-p boundaries are
+//      found exactly by refining the crossing bin (levels 1 and 2 of g, 256 sub-bins each) until
+//      it holds <= 512 candidates, which are gathered and ranked; then one pass sums the kept
+//      integer weights per 32-entry task, and the block and the task where the cumulative
+//      weight crosses floor(u * total) are found with warp scans (inverse CDF in id order).
+//
+// Tried and rejected:
+//   - FlashInfer-style rejection sampling (pivot rounds): a random number of passes, several
+//     uniforms per draw (so the GPU token for a seed differs from the CPU token), and ties at
+//     the top-k boundary need extra care. Exact thresholds keep the CPU's token for the same
+//     (seed, draw index) up to rounding of the weights.
+//   - radix select on the raw float bits: the top bits of real logits fall in a handful of
+//     buckets, so shared-memory atomics serialize 16-32 ways; bins of d spread the bulk of the
+//     row over ~200 bins and put the few tokens that matter near the max in bins of their own.
+//   - float atomics for masses: order-dependent sums make top-p boundaries and draws depend on
+//     scheduling; 64-bit integer weights are exact.
+//   - one block per row: at batch 1 one SM reads 0.5 MB alone (the anchor's weak spot).
+#include <cooperative_groups.h>
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cmath>
+
+#include "cuda/sampling/sample_cluster_sm90.cuh"
+#include "cuda/sampling/sample_common.cuh"
+#include "sampling/philox.h"
+
+namespace llm8::cuda_sampling {
+
+namespace cg = cooperative_groups;
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kBins = 256;  // == kThreads: thread t owns bin t in reductions
+constexpr int kCap = 512;   // most candidates gathered into one list
+constexpr int kMaxGathers = 8;
+constexpr int kMaxGroups = 64;  // groups of 32 tasks of 32 entries: slices up to 64K
+constexpr float kInf = __builtin_huge_valf();
+
+struct Item {
+    float x;
+    int32_t id;
+};
+
+enum BoundMode : int { kAll = 0, kByKey = 1, kByG = 2 };
+
+// The last kept element of an ordered prefix. kByKey: order (logit desc, id asc), exact.
+// kByG: order (g asc, id asc), used only when more than kCap candidates share one level-2 bin.
+struct Bound {
+    int mode;
+    uint32_t v;
+    int32_t id;
+};
+
+__device__ __forceinline__ bool within(const Bound& b, uint32_t key, uint32_t g, int32_t id) {
+    if (b.mode == kByKey) return key > b.v || (key == b.v && id <= b.id);
+    if (b.mode == kByG) return g < b.v || (g == b.v && id <= b.id);
+    return true;
+}
+
+struct Xchg {  // what a block publishes at one cluster barrier
+    float maxv;
+    int32_t arg;
+    int32_t n_fin;
+    int32_t n_pinf;
+    int32_t bad;
+    float z1;
+    unsigned long long total;
+    float res_x;
+    int32_t res_id;
+};
+
+struct WarpStats {
+    float maxv;
+    int32_t arg, n_fin, n_pinf;
+};
+
+struct Shared {
+    Xchg x[2];                           // by cluster-barrier parity
+    uint32_t hc[2][kBins];               // local histogram counts, by histogram parity
+    unsigned long long hm[2][kBins];     // local histogram masses
+    uint32_t gc0[kBins];                 // level-0 histogram of the cluster, all candidates
+    unsigned long long gm0[kBins];
+    uint32_t gc[kBins];                  // scratch histogram of the cluster
+    unsigned long long gm[kBins];
+    Item list[2][kCap];                  // gathered candidates, by gather parity
+    Item sorted[kCap];
+    uint32_t gcount[kMaxGathers];
+    unsigned long long group_sum[kMaxGroups];
+    unsigned long long red_u64[kWarps];
+    float red_f[kWarps];
+    WarpStats ws[kWarps];
+    int32_t bi[8];                       // block-wide broadcasts
+    unsigned long long bu[4];
+    float bf[4];
+};
+
+struct Row {
+    float m;      // max logit after bias and penalties (+inf when some logit is +inf)
+    float inv_t;  // 1/T; 1 for greedy rows; 0 for T = +inf
+    bool pinf;
+    __device__ __forceinline__ bool cand(float x) const { return pinf ? x == kInf : x > -kInf; }
+    __device__ __forceinline__ float dist(float x) const {
+        return x == m ? 0.0f : (m - x) * inv_t;
+    }
+};
+
+__device__ __forceinline__ void argmax_combine(float& v, int32_t& a, float ov, int32_t oa) {
+    if (ov > v || (ov == v && oa < a)) {
+        v = ov;
+        a = oa;
+    }
+}
+
+struct RowSampler {
+    Shared& sm;
+    float* s;                    // [slice] this block's part of the row
+    unsigned long long* task;    // [slice / 32] per-task weight sums
+    const llm8_sampling_args& a;
+    cg::cluster_group cl;
+    int C, rank, tid, lane, warp, row, s0, n, ntasks;
+    float scale;                 // 2^shift
+    int xs = 0;                  // cluster barriers so far
+    int hp = 0;                  // histogram buffer parity
+    int gi = 0;                  // gathers so far
+    llm8_sampling_row_params p;
+    Row r;
+    int32_t argmax = -1, n_cand = 0, n_pinf = 0;
+    float z1 = 1.0f;             // softmax normalizer at T = 1 (for logprobs)
+
+    __device__ RowSampler(Shared& sm_, unsigned char* dyn, const llm8_sampling_args& a_, int slice,
+                          float scale_)
+        : sm(sm_), a(a_), cl(cg::this_cluster()) {
+        s = reinterpret_cast<float*>(dyn);
+        task = reinterpret_cast<unsigned long long*>(dyn + size_t(slice) * sizeof(float));
+        C = int(cl.num_blocks());
+        rank = int(cl.block_rank());
+        tid = int(threadIdx.x);
+        lane = tid & 31;
+        warp = tid >> 5;
+        row = int(blockIdx.y);
+        s0 = rank * slice;
+        n = max(0, min(slice, a.vocab - s0));
+        ntasks = (n + 31) / 32;
+        scale = scale_;
+    }
+
+    // ---- cluster exchange plumbing --------------------------------------------------------
+    __device__ void csync() {
+        cl.sync();
+        ++xs;
+    }
+    __device__ Xchg& xw() { return sm.x[xs & 1]; }  // published at the next barrier
+    __device__ const Xchg* xr(int rk) { return cl.map_shared_rank(&sm.x[(xs - 1) & 1], rk); }
+
+    __device__ unsigned long long block_sum(unsigned long long v) {
+        v = warp_sum(v);
+        if (lane == 0) sm.red_u64[warp] = v;
+        __syncthreads();
+        unsigned long long t = 0;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) t += sm.red_u64[w];
+        __syncthreads();
+        return t;
+    }
+    __device__ float block_sum(float v) {
+        v = warp_sum(v);
+        if (lane == 0) sm.red_f[warp] = v;
+        __syncthreads();
+        float t = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) t += sm.red_f[w];
+        __syncthreads();
+        return t;
+    }
+    // Sum of the z1 that the blocks published at the last barrier (fixed order: deterministic).
+    __device__ float cluster_z1() {
+        if (warp == 0) {
+            float z = lane < C ? xr(lane)->z1 : 0.0f;
+            z = warp_sum(z);
+            if (lane == 0) sm.bf[1] = z;
+        }
+        __syncthreads();
+        const float z = sm.bf[1];
+        __syncthreads();
+        return z;
+    }
+
+    __device__ float logprob(float x) const {
+        if (r.pinf) return x == kInf ? -logf(float(n_pinf)) : -kInf;
+        return (x - r.m) - logf(z1);
+    }
+
+    // ---- pass 1 ---------------------------------------------------------------------------
+    __device__ bool params_bad() const {
+        if (isnan(p.temperature)) return true;
+        if (!(p.top_p >= 0.0f)) return true;
+        if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) return true;
+        if (!(p.repeat_penalty > 0.0f)) return true;
+        if (isnan(p.frequency_penalty) || isnan(p.presence_penalty)) return true;
+        if (p.penalty_count < 0 || p.bias_count < 0) return true;
+        if (p.penalty_count > 0 && a.penalty_tokens == nullptr) return true;
+        if (p.bias_count > 0 && (a.bias_tokens == nullptr || a.bias_values == nullptr)) return true;
+        return false;
+    }
+    __device__ bool penalties_on() const {
+        return p.penalty_count > 0 && (p.repeat_penalty != 1.0f || p.frequency_penalty != 0.0f ||
+                                       p.presence_penalty != 0.0f);
+    }
+
+    // Copies the slice into shared memory and applies bias and penalties; publishes the block's
+    // max/argmax/counts. Returns the block-wide "bad bias entry" flag.
+    __device__ void load(bool bad, bool vec_ok) {
+        const float* src = a.logits + size_t(row) * size_t(a.ld) + s0;
+        const bool tinf = p.temperature == kInf;
+        const bool fix = !bad && (p.bias_count > 0 || penalties_on() || tinf);
+        float bm = -kInf;
+        int32_t ba = INT_MAX;
+        int32_t nf = 0, npi = 0;
+        auto visit = [&](float x, int i) {
+            x = sanitize(x);
+            s[i] = x;
+            if (x > bm) {
+                bm = x;
+                ba = s0 + i;
+            }
+            nf += (x > -kInf && x < kInf);
+            npi += (x == kInf);
+        };
+        if (vec_ok) {
+            const int n4 = n >> 2;
+            const float4* src4 = reinterpret_cast<const float4*>(src);
+            for (int i = tid; i < n4; i += 4 * kThreads) {
+                float4 v[4];
+#pragma unroll
+                for (int k = 0; k < 4; ++k) {
+                    const int j = i + k * kThreads;
+                    if (j < n4) v[k] = __ldcs(src4 + j);
+                }
+#pragma unroll
+                for (int k = 0; k < 4; ++k) {
+                    const int j = i + k * kThreads;
+                    if (j < n4) {
+                        visit(v[k].x, 4 * j);
+                        visit(v[k].y, 4 * j + 1);
+                        visit(v[k].z, 4 * j + 2);
+                        visit(v[k].w, 4 * j + 3);
+                    }
+                }
+            }
+            for (int i = 4 * n4 + tid; i < n; i += kThreads) visit(__ldcs(src + i), i);
+        } else {
+            for (int i = tid; i < n; i += kThreads) visit(__ldcs(src + i), i);
+        }
+
+        bool bad_local = false;
+        if (fix) {
+            __syncthreads();
+            for (int j = tid; j < p.bias_count; j += kThreads) {
+                const int32_t id = a.bias_tokens[p.bias_begin + j];
+                const float v = a.bias_values[p.bias_begin + j];
+                if (id < 0 || id >= a.vocab || isnan(v)) {
+                    bad_local = true;
+                } else if (id >= s0 && id < s0 + n) {
+                    atomicAdd(&s[id - s0], v);
+                }
+            }
+            __syncthreads();
+            if (penalties_on()) apply_penalties();
+            __syncthreads();
+            bm = -kInf;
+            ba = INT_MAX;
+            nf = npi = 0;
+            for (int i = tid; i < n; i += kThreads) {
+                float x = sanitize(s[i]);
+                if (tinf && x > -kInf && x < kInf) x = 0.0f;  // T = +inf: uniform over finite
+                s[i] = x;
+                if (x > bm) {
+                    bm = x;
+                    ba = s0 + i;
+                }
+                nf += (x > -kInf && x < kInf);
+                npi += (x == kInf);
+            }
+        }
+
+        // block reduction, then publish
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            argmax_combine(bm, ba, __shfl_xor_sync(kFullMask, bm, o), __shfl_xor_sync(kFullMask, ba, o));
+            nf += __shfl_xor_sync(kFullMask, nf, o);
+            npi += __shfl_xor_sync(kFullMask, npi, o);
+        }
+        if (lane == 0) sm.ws[warp] = WarpStats{bm, ba, nf, npi};
+        const int any_bad = __syncthreads_or(bad_local ? 1 : 0);
+        if (tid == 0) {
+            WarpStats t = sm.ws[0];
+            for (int w = 1; w < kWarps; ++w) {
+                argmax_combine(t.maxv, t.arg, sm.ws[w].maxv, sm.ws[w].arg);
+                t.n_fin += sm.ws[w].n_fin;
+                t.n_pinf += sm.ws[w].n_pinf;
+            }
+            Xchg& X = xw();
+            X.maxv = t.maxv;
+            X.arg = t.arg;
+            X.n_fin = t.n_fin;
+            X.n_pinf = t.n_pinf;
+            X.bad = (bad || any_bad) ? 1 : 0;
+        }
+    }
+
+    // Penalties of the tokens of the window that fall in this slice (CPU chain, step 2).
+    __device__ void apply_penalties() {
+        const int32_t* tok = a.penalty_tokens + p.penalty_begin;
+        const int cnt_n = p.penalty_count;
+        for (int j = tid; j < cnt_n; j += kThreads) {
+            const int32_t t = tok[j];
+            if (t < s0 || t >= s0 + n) continue;  // also skips ids outside [0, vocab)
+            int count;
+            if (a.penalty_counts != nullptr) {
+                count = a.penalty_counts[p.penalty_begin + j];
+                if (count <= 0) continue;
+            } else {
+                bool first = true;
+                for (int k = 0; k < j && first; ++k) first = tok[k] != t;
+                if (!first) continue;
+                count = 1;
+                for (int k = j + 1; k < cnt_n; ++k) count += tok[k] == t;
+            }
+            float x = s[t - s0];
+            x = x > 0.0f ? __fdiv_rn(x, p.repeat_penalty) : __fmul_rn(x, p.repeat_penalty);
+            x = __fsub_rn(x, __fadd_rn(__fmul_rn(float(count), p.frequency_penalty),
+                                       p.presence_penalty));
+            s[t - s0] = x;
+        }
+    }
+
+    // ---- histograms -----------------------------------------------------------------------
+    // Counts (and integer masses) of the candidates in the bins of `level` inside the bin
+    // `prefix` of the level above, restricted to the ordered prefix R; reduced over the cluster
+    // into out_c/out_m. Level-0 bin 255 (the overflow, u = 0 there) is never added: with
+    // fix_overflow its count is n_cand minus the rest (valid when R keeps everything).
+    __device__ void hist_pass(const Row& rr, int level, uint32_t prefix, const Bound& R,
+                              bool want_mass, bool want_z1, uint32_t* out_c,
+                              unsigned long long* out_m, bool fix_overflow) {
+        uint32_t* hc = sm.hc[hp];
+        unsigned long long* hm = sm.hm[hp];
+        hc[tid] = 0;
+        hm[tid] = 0;
+        __syncthreads();
+        const int sh_match = 24 - 8 * level;
+        const int sh_bin = 16 - 8 * level;
+        float z = 0.0f;
+        for (int base = warp * 32; base < n; base += kThreads) {
+            const int i = base + lane;
+            const bool valid = i < n;
+            const float x = valid ? s[i] : -kInf;
+            bool c = valid && rr.cand(x);
+            if (want_z1 && c) z += r.pinf ? 1.0f : expf(x - r.m);
+            uint32_t bin = 0;
+            unsigned long long u = 0;
+            if (c) {
+                const float d = rr.dist(x);
+                const uint32_t g = gbin(d);
+                if (level > 0 && (g >> sh_match) != prefix) c = false;
+                if (c && R.mode != kAll && !within(R, order_key(x), g, s0 + i)) c = false;
+                bin = (g >> sh_bin) & 255u;
+                if (level == 0 && bin == 255u) c = false;
+                if (c && want_mass) u = weight_units(weight(d), scale);
+            }
+            const unsigned act = __ballot_sync(kFullMask, c);
+            if (act == 0) continue;
+            const uint32_t b0 = __shfl_sync(kFullMask, bin, __ffs(act) - 1);
+            // Degenerate rows (all logits equal, +inf ties) put a whole warp in one bin:
+            // one atomic per warp instead of 32 serialized ones.
+            if (__all_sync(kFullMask, !c || bin == b0)) {
+                const unsigned long long msum = want_mass ? warp_sum(u) : 0ull;
+                if (lane == 0) {
+                    atomicAdd(&hc[b0], uint32_t(__popc(act)));
+                    if (msum) atomicAdd(&hm[b0], msum);
+                }
+            } else if (c) {
+                atomicAdd(&hc[bin], 1u);
+                if (u) atomicAdd(&hm[bin], u);
+            }
+        }
+        if (want_z1) {
+            z = block_sum(z);
+            if (tid == 0) xw().z1 = z;
+        }
+        csync();
+        unsigned long long cs = 0, ms = 0;
+        for (int rk = 0; rk < C; ++rk) {
+            cs += cl.map_shared_rank(hc, rk)[tid];
+            if (want_mass) ms += cl.map_shared_rank(hm, rk)[tid];
+        }
+        out_c[tid] = uint32_t(cs);
+        out_m[tid] = ms;
+        hp ^= 1;
+        if (want_z1) z1 = cluster_z1();  // includes a block barrier
+        if (fix_overflow) {
+            __syncthreads();
+            const unsigned long long inside = block_sum(tid < 255 ? (unsigned long long)out_c[tid] : 0ull);
+            if (tid == 255) out_c[255] = uint32_t(n_cand) - uint32_t(inside);
+        }
+        __syncthreads();
+    }
+
+    // First bin (in order of decreasing probability) where the running count/mass exceeds tgt;
+    // -1 if none. *before: count/mass of the bins before it.
+    __device__ int find_cross(const uint32_t* hcnt, const unsigned long long* hmass, bool by_mass,
+                              unsigned long long tgt, unsigned long long* before) {
+        const unsigned long long v = by_mass ? hmass[tid] : (unsigned long long)hcnt[tid];
+        const unsigned long long inc = warp_inclusive_scan(v, lane);
+        if (lane == 31) sm.red_u64[warp] = inc;
+        if (tid == 0) sm.bi[7] = -1;
+        __syncthreads();
+        unsigned long long off = 0;
+        for (int w = 0; w < warp; ++w) off += sm.red_u64[w];
+        const unsigned long long excl = off + inc - v;
+        if (v > 0 && excl <= tgt && tgt < excl + v) {
+            sm.bi[7] = tid;
+            sm.bu[3] = excl;
+        }
+        __syncthreads();
+        const int b = sm.bi[7];
+        *before = sm.bu[3];
+        __syncthreads();
+        return b;
+    }
+
+    // ---- gathers --------------------------------------------------------------------------
+    // Every candidate of this slice with pred(i, x) goes into block 0's list (to_all: into
+    // every block's list). Ends with a cluster barrier. Returns the gather's number.
+    template <class P>
+    __device__ int gather(P pred, bool to_all) {
+        const int g = gi++;
+        Item* dst = sm.list[g & 1];
+        uint32_t* counter = cl.map_shared_rank(&sm.gcount[g], 0);
+        for (int base = warp * 32; base < n; base += kThreads) {
+            const int i = base + lane;
+            const bool valid = i < n;
+            const float x = valid ? s[i] : -kInf;
+            const bool c = valid && pred(i, x);
+            const unsigned act = __ballot_sync(kFullMask, c);
+            if (act == 0) continue;
+            const int leader = __ffs(act) - 1;
+            uint32_t slot0 = 0;
+            if (lane == leader) slot0 = atomicAdd(counter, uint32_t(__popc(act)));
+            slot0 = __shfl_sync(kFullMask, slot0, leader);
+            if (c) {
+                const uint32_t slot = slot0 + uint32_t(__popc(act & ((1u << lane) - 1u)));
+                if (slot < uint32_t(kCap)) {
+                    const Item it{x, s0 + i};
+                    if (to_all) {
+                        for (int rk = 0; rk < C; ++rk) cl.map_shared_rank(dst, rk)[slot] = it;
+                    } else {
+                        cl.map_shared_rank(dst, 0)[slot] = it;
+                    }
+                }
+            }
+        }
+        csync();
+        return g;
+    }
+    // Number of items of gather g (remote read for blocks other than 0).
+    __device__ int gather_count(int g) {
+        const uint32_t c = rank == 0 ? sm.gcount[g] : *cl.map_shared_rank(&sm.gcount[g], 0);
+        return int(min(c, uint32_t(kCap)));
+    }
+    // sm.sorted[0, cnt) = list of gather g by (logit desc, id asc): rank by counting.
+    __device__ void sort_list(int g, int cnt) {
+        const Item* L = sm.list[g & 1];
+        for (int i = tid; i < cnt; i += kThreads) {
+            const Item it = L[i];
+            const unsigned long long k = rank_key(order_key(it.x), it.id);
+            int rk = 0;
+            for (int j = 0; j < cnt; ++j) rk += rank_key(order_key(L[j].x), L[j].id) < k;
+            sm.sorted[rk] = it;
+        }
+        __syncthreads();
+    }
+
+    // ---- inverse CDF in id order over the cluster ----------------------------------------
+    // wfun(i, x): integer weight of slice entry i. Finds the first entry, in id order over the
+    // whole row, whose running weight exceeds tgt (draw: tgt = floor(u * total)). Returns the
+    // entry's slice index in the block that holds it, -1 in the other blocks; *cross_rank is
+    // that block (-1 if the total is 0). With want_z1 also reduces z1 at the same barrier.
+    template <class W>
+    __device__ int id_walk(W wfun, bool draw, float u01, unsigned long long tgt_in, bool want_z1,
+                           int* cross_rank) {
+        unsigned long long mine = 0;
+        float z = 0.0f;
+        for (int t = tid; t < ntasks; t += kThreads) {
+            unsigned long long acc = 0;
+            for (int j = 0; j < 32; ++j) {
+                const int e = 32 * t + ((j + lane) & 31);  // conflict-free: lane l hits bank l+j
+                if (e < n) {
+                    const float x = s[e];
+                    acc += wfun(e, x);
+                    if (want_z1 && r.cand(x)) z += r.pinf ? 1.0f : expf(x - r.m);
+                }
+            }
+            task[t] = acc;
+            mine += acc;
+        }
+        mine = block_sum(mine);
+        if (want_z1) z = block_sum(z);
+        if (tid == 0) {
+            xw().total = mine;
+            xw().z1 = z;
+        }
+        csync();
+        if (warp == 0) {
+            const unsigned long long v = lane < C ? xr(lane)->total : 0ull;
+            float zz = (want_z1 && lane < C) ? xr(lane)->z1 : 0.0f;
+            zz = warp_sum(zz);
+            const unsigned long long inc = warp_inclusive_scan(v, lane);
+            const unsigned long long total = __shfl_sync(kFullMask, inc, 31);
+            unsigned long long tgt = tgt_in;
+            if (draw) {
+                const double f = floor(double(u01) * double(total));
+                tgt = total ? min(total - 1, (unsigned long long)f) : 0ull;
+            }
+            const unsigned hit = __ballot_sync(kFullMask, lane < C && inc > tgt);
+            const int rc = hit ? __ffs(hit) - 1 : -1;
+            const unsigned long long before = __shfl_sync(kFullMask, inc - v, rc < 0 ? 0 : rc);
+            if (lane == 0) {
+                sm.bi[5] = rc;
+                sm.bu[2] = tgt - before;
+                sm.bf[2] = zz;
+            }
+        }
+        __syncthreads();
+        const int rc = sm.bi[5];
+        const unsigned long long lt = sm.bu[2];
+        if (want_z1) z1 = sm.bf[2];
+        __syncthreads();
+        *cross_rank = rc;
+        if (rank != rc) return -1;
+
+        const int ngroups = (ntasks + 31) / 32;
+        for (int gI = warp; gI < ngroups; gI += kWarps) {
+            const int t = 32 * gI + lane;
+            unsigned long long v = t < ntasks ? task[t] : 0ull;
+            v = warp_sum(v);
+            if (lane == 0) sm.group_sum[gI] = v;
+        }
+        __syncthreads();
+        if (warp == 0) {
+            int e = -1;
+            unsigned long long b1, b2, b3;
+            const int gsel =
+                warp_find_first_above(ngroups, lt, [&](int j) { return sm.group_sum[j]; }, &b1, lane);
+            if (gsel >= 0) {
+                const unsigned long long l2 = lt - b1;
+                const int tn = min(32, ntasks - 32 * gsel);
+                const int tsel = warp_find_first_above(
+                    tn, l2, [&](int j) { return task[32 * gsel + j]; }, &b2, lane);
+                if (tsel >= 0) {
+                    const int t = 32 * gsel + tsel;
+                    const unsigned long long l3 = l2 - b2;
+                    const int en = min(32, n - 32 * t);
+                    const int esel = warp_find_first_above(
+                        en, l3, [&](int j) { return wfun(32 * t + j, s[32 * t + j]); }, &b3, lane);
+                    if (esel >= 0) e = 32 * t + esel;
+                }
+            }
+            if (lane == 0) sm.bi[4] = e;
+        }
+        __syncthreads();
+        const int e = sm.bi[4];
+        __syncthreads();
+        return e;
+    }
+
+    // ---- exact boundary of an ordered prefix ---------------------------------------------
+    // The last element of the shortest prefix, in order of decreasing probability (ties: lower
+    // id), whose count (by_mass: integer mass) reaches `target`, among candidates within R.
+    // (c0, m0): the level-0 histogram restricted to R.
+    __device__ Bound resolve(const Row& rr, bool by_mass, unsigned long long target, const Bound& R,
+                             const uint32_t* c0, const unsigned long long* m0) {
+        unsigned long long tgt = target - 1;  // first element with running value > tgt
+        uint32_t prefix = 0;
+        const uint32_t* hcnt = c0;
+        const unsigned long long* hmass = m0;
+        for (int level = 0; level < 3; ++level) {
+            unsigned long long before = 0;
+            const int b = find_cross(hcnt, hmass, by_mass, tgt, &before);
+            if (b < 0 || (level == 0 && b == 255)) return Bound{kAll, 0u, 0};
+            const uint32_t cnt = hcnt[b];
+            tgt -= before;
+            prefix = (prefix << 8) | uint32_t(b);
+            const int sh = 16 - 8 * level;
+            if (cnt <= uint32_t(kCap)) {
+                const int g = gather(
+                    [&](int i, float x) {
+                        if (!rr.cand(x)) return false;
+                        const uint32_t gg = gbin(rr.dist(x));
+                        return (gg >> sh) == prefix && within(R, order_key(x), gg, s0 + i);
+                    },
+                    true);
+                const int m = gather_count(g);
+                sort_list(g, m);
+                if (warp == 0) {
+                    int idx;
+                    if (!by_mass) {
+                        idx = tgt < (unsigned long long)m ? int(tgt) : m - 1;
+                    } else {
+                        unsigned long long bf;
+                        idx = warp_find_first_above(
+                            m, tgt,
+                            [&](int j) { return weight_units(weight(rr.dist(sm.sorted[j].x)), scale); },
+                            &bf, lane);
+                        if (idx < 0) idx = m - 1;
+                    }
+                    if (lane == 0) sm.bi[6] = idx;
+                }
+                __syncthreads();
+                const int idx = sm.bi[6];
+                const Item it = sm.sorted[idx < 0 ? 0 : idx];
+                __syncthreads();
+                if (m <= 0) return Bound{kAll, 0u, 0};
+                return Bound{kByKey, order_key(it.x), it.id};
+            }
+            if (level == 2) {
+                // More than kCap candidates within 2^-19 nats: take them in id order.
+                const uint32_t gsel = prefix;
+                int rc = -1;
+                const int e = id_walk(
+                    [&](int i, float x) -> unsigned long long {
+                        if (!rr.cand(x)) return 0ull;
+                        const float d = rr.dist(x);
+                        const uint32_t gg = gbin(d);
+                        if (gg != gsel || !within(R, order_key(x), gg, s0 + i)) return 0ull;
+                        return by_mass ? weight_units(weight(d), scale) : 1ull;
+                    },
+                    false, 0.0f, tgt, false, &rc);
+                if (tid == 0 && rank == rc) xw().res_id = e >= 0 ? s0 + e : -1;
+                csync();
+                if (rc < 0) return Bound{kAll, 0u, 0};
+                if (tid == 0) sm.bi[6] = xr(rc)->res_id;
+                __syncthreads();
+                const int32_t id = sm.bi[6];
+                __syncthreads();
+                if (id < 0) return Bound{kAll, 0u, 0};
+                return Bound{kByG, gsel, id};
+            }
+            hist_pass(rr, level + 1, prefix, R, by_mass, false, sm.gc, sm.gm, false);
+            hcnt = sm.gc;
+            hmass = sm.gm;
+        }
+        return Bound{kAll, 0u, 0};
+    }
+
+    // ---- outputs --------------------------------------------------------------------------
+    __device__ void write_token(int32_t tok, float x) {
+        a.out_tokens[row] = tok;
+        if (a.out_status) a.out_status[row] = LLM8_SAMPLE_ROW_OK;
+        if (a.out_logprobs) a.out_logprobs[row] = logprob(x);
+    }
+    __device__ void write_error(int status) {
+        a.out_tokens[row] = -1;
+        if (a.out_status) a.out_status[row] = status;
+        if (a.out_logprobs) a.out_logprobs[row] = __int_as_float(0x7fc00000);
+        for (int i = 0; i < a.top_n; ++i) {
+            a.out_top_tokens[size_t(row) * a.top_n + i] = -1;
+            a.out_top_logprobs[size_t(row) * a.top_n + i] = __int_as_float(0x7fc00000);
+        }
+    }
+    __device__ void advance() {
+        if (p.flags & LLM8_SAMPLE_ADVANCE_DRAW) a.params[row].draw_index = p.draw_index + 1;
+    }
+
+    // ---- the row --------------------------------------------------------------------------
+    __device__ void run(bool vec_ok) {
+        if (tid < kMaxGathers) sm.gcount[tid] = 0;
+        p = a.params[row];
+        const bool bad = params_bad();
+        load(bad, vec_ok);
+        csync();  // exchange A
+        if (warp == 0) {
+            float mv = -kInf;
+            int32_t ma = INT_MAX, nf = 0, npi = 0, bd = 0;
+            if (lane < C) {
+                const Xchg* X = xr(lane);
+                mv = X->maxv;
+                ma = X->arg;
+                nf = X->n_fin;
+                npi = X->n_pinf;
+                bd = X->bad;
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                argmax_combine(mv, ma, __shfl_xor_sync(kFullMask, mv, o), __shfl_xor_sync(kFullMask, ma, o));
+                nf += __shfl_xor_sync(kFullMask, nf, o);
+                npi += __shfl_xor_sync(kFullMask, npi, o);
+                bd |= __shfl_xor_sync(kFullMask, bd, o);
+            }
+            if (lane == 0) {
+                sm.bf[0] = mv;
+                sm.bi[0] = ma;
+                sm.bi[1] = nf;
+                sm.bi[2] = npi;
+                sm.bi[3] = bd;
+            }
+        }
+        __syncthreads();
+        r.m = sm.bf[0];
+        argmax = sm.bi[0];
+        const int32_t n_fin = sm.bi[1];
+        n_pinf = sm.bi[2];
+        const bool row_bad = sm.bi[3] != 0;
+        __syncthreads();
+
+        if (row_bad || r.m == -kInf) {
+            if (rank == 0 && tid == 0) {
+                write_error(row_bad ? LLM8_SAMPLE_ROW_BAD_PARAMS : LLM8_SAMPLE_ROW_NO_CANDIDATES);
+                advance();
+            }
+            cl.sync();  // others may still read this block's exchange
+            return;
+        }
+        r.pinf = r.m == kInf;
+        n_cand = r.pinf ? n_pinf : n_fin;
+        const bool greedy = !(p.temperature > 0.0f);
+        r.inv_t = greedy ? 1.0f : (p.temperature == kInf ? 0.0f : 1.0f / p.temperature);
+        const bool topk_on = !greedy && p.top_k > 0 && p.top_k < n_cand;
+        const bool topp_on = !greedy && p.top_p < 1.0f;
+        const int ntop = min(a.top_n, n_cand);
+        const bool need_z1 = a.out_logprobs != nullptr || a.top_n > 0;
+        const bool need_hist = topk_on || topp_on || ntop > 0;
+        const float u01 = philox_draw(p.seed, p.draw_index);
+
+        if (!need_hist) {
+            if (greedy) {
+                if (need_z1) {
+                    float z = 0.0f;
+                    for (int i = tid; i < n; i += kThreads) {
+                        const float x = s[i];
+                        if (r.cand(x)) z += r.pinf ? 1.0f : expf(x - r.m);
+                    }
+                    z = block_sum(z);
+                    if (tid == 0) xw().z1 = z;
+                    csync();
+                    z1 = cluster_z1();
+                }
+                if (tid == 0 && argmax >= s0 && argmax < s0 + n) write_token(argmax, s[argmax - s0]);
+            } else {
+                int rc = -1;
+                const float min_p = p.min_p;
+                const int e = id_walk(
+                    [&](int i, float x) -> unsigned long long {
+                        if (!r.cand(x)) return 0ull;
+                        const float w = weight(r.dist(x));
+                        if (min_p > 0.0f && !(w >= min_p)) return 0ull;
+                        return weight_units(w, scale);
+                    },
+                    true, u01, 0ull, need_z1, &rc);
+                if (tid == 0 && e >= 0) write_token(s0 + e, s[e]);
+                if (tid == 0 && rank == 0 && rc < 0) write_token(argmax, r.m);  // cannot happen
+            }
+            if (rank == 0 && tid == 0) advance();
+            cl.sync();
+            return;
+        }
+
+        // pass 2: level-0 histogram of all candidates
+        const bool mass0 = topp_on && !topk_on;
+        hist_pass(r, 0, 0u, Bound{kAll, 0u, 0}, mass0, need_z1, sm.gc0, sm.gm0, true);
+        const unsigned long long s_total = mass0 ? block_sum(sm.gm0[tid]) : 0ull;
+
+        // the common case: everything that matters fits in one list in block 0
+        bool pg = greedy || topk_on || topp_on;
+        int bstar = -1;
+        unsigned long long before = 0;
+        if (topk_on) {
+            const int b = find_cross(sm.gc0, sm.gm0, false, (unsigned long long)(p.top_k - 1), &before);
+            if (b < 0 || b == 255) pg = false;
+            bstar = max(bstar, b);
+        } else if (topp_on) {
+            const int b = find_cross(sm.gc0, sm.gm0, true, mass_target(s_total) - 1, &before);
+            if (b < 0 || b == 255) pg = false;
+            bstar = max(bstar, b);
+        }
+        if (ntop > 0) {
+            const int b = find_cross(sm.gc0, sm.gm0, false, (unsigned long long)(ntop - 1), &before);
+            if (b < 0 || b == 255) pg = false;
+            bstar = max(bstar, b);
+        }
+        const unsigned long long cnt_prefix =
+            block_sum(tid <= bstar ? (unsigned long long)sm.gc0[tid] : 0ull);
+        if (pg && bstar >= 0 && cnt_prefix <= (unsigned long long)kCap) {
+            finish_in_block0(uint32_t(bstar), greedy, topk_on, topp_on, ntop, s_total, u01);
+            return;  // no block reads another block's memory after the gather's barrier
+        }
+
+        // general case: exact boundaries, then a cluster-wide draw
+        Bound K{kAll, 0u, 0}, P{kAll, 0u, 0};
+        if (topk_on) K = resolve(r, false, (unsigned long long)p.top_k, Bound{kAll, 0u, 0}, sm.gc0, sm.gm0);
+        if (ntop > 0) top_n_general(ntop);
+        if (topp_on) {
+            hist_pass(r, 0, 0u, K, true, false, sm.gc, sm.gm, K.mode == kAll);
+            const unsigned long long S = block_sum(sm.gm[tid]);
+            P = resolve(r, true, mass_target(S), K, sm.gc, sm.gm);
+        }
+        if (greedy) {
+            if (tid == 0 && argmax >= s0 && argmax < s0 + n) write_token(argmax, s[argmax - s0]);
+        } else {
+            int rc = -1;
+            const float min_p = p.min_p;
+            const int e = id_walk(
+                [&](int i, float x) -> unsigned long long {
+                    if (!r.cand(x)) return 0ull;
+                    const float d = r.dist(x);
+                    const float w = weight(d);
+                    if (min_p > 0.0f && !(w >= min_p)) return 0ull;
+                    if (K.mode != kAll || P.mode != kAll) {
+                        const uint32_t key = order_key(x), g = gbin(d);
+                        if (!within(K, key, g, s0 + i) || !within(P, key, g, s0 + i)) return 0ull;
+                    }
+                    return weight_units(w, scale);
+                },
+                true, u01, 0ull, false, &rc);
+            if (tid == 0 && e >= 0) write_token(s0 + e, s[e]);
+            if (tid == 0 && rank == 0 && rc < 0) write_token(argmax, r.m);  // cannot happen
+        }
+        if (rank == 0 && tid == 0) advance();
+        cl.sync();
+    }
+
+    __device__ unsigned long long mass_target(unsigned long long S) const {
+        const double t = ceil(double(p.top_p) * double(S));
+        unsigned long long T = t < 1.0 ? 1ull : (unsigned long long)t;
+        return T > S ? S : T;
+    }
+
+    // Top-n outside the common case: bins by logit (T = 1), exact boundary, gather into block 0.
+    __device__ void top_n_general(int ntop) {
+        Row rl = r;
+        rl.inv_t = 1.0f;
+        hist_pass(rl, 0, 0u, Bound{kAll, 0u, 0}, false, false, sm.gc, sm.gm, true);
+        Bound N = resolve(rl, false, (unsigned long long)ntop, Bound{kAll, 0u, 0}, sm.gc, sm.gm);
+        const int g = gather(
+            [&](int i, float x) {
+                if (!rl.cand(x)) return false;
+                const float d = rl.dist(x);
+                const uint32_t gg = gbin(d);
+                if (N.mode == kAll) return (gg >> 16) < 255u;  // beyond 32 nats: not listed
+                return within(N, order_key(x), gg, s0 + i);
+            },
+            false);
+        if (rank == 0) {
+            const int cnt = gather_count(g);
+            sort_list(g, cnt);
+            for (int i = tid; i < a.top_n; i += kThreads) {
+                const bool ok = i < cnt && i < ntop;
+                a.out_top_tokens[size_t(row) * a.top_n + i] = ok ? sm.sorted[i].id : -1;
+                a.out_top_logprobs[size_t(row) * a.top_n + i] = ok ? logprob(sm.sorted[i].x) : -kInf;
+            }
+            __syncthreads();
+        }
+    }
+
+    // Common case: the candidates of bins 0..bstar (all of top-k / the nucleus / top-n) go to
+    // block 0, which ranks them and finishes the row alone.
+    __device__ void finish_in_block0(uint32_t bstar, bool greedy, bool topk_on, bool topp_on,
+                                     int ntop, unsigned long long s_total, float u01) {
+        const int g = gather(
+            [&](int, float x) { return r.cand(x) && (gbin(r.dist(x)) >> 16) <= bstar; }, false);
+        if (rank != 0) return;
+        const int cnt = gather_count(g);
+        sort_list(g, cnt);
+        auto u_sorted = [&](int j) { return weight_units(weight(r.dist(sm.sorted[j].x)), scale); };
+        int32_t tok = -1;
+        float tx = 0.0f;
+        if (greedy) {
+            tok = sm.sorted[0].id;
+            tx = sm.sorted[0].x;
+        } else {
+            if (warp == 0) {
+                const int nk = topk_on ? min(p.top_k, cnt) : cnt;
+                unsigned long long S = s_total;
+                if (topk_on) {
+                    unsigned long long acc = 0;
+                    for (int j = lane; j < nk; j += 32) acc += u_sorted(j);
+                    S = warp_sum(acc);
+                }
+                int keep = nk;
+                if (topp_on) {
+                    unsigned long long bf;
+                    const int j = warp_find_first_above(nk, mass_target(S) - 1, u_sorted, &bf, lane);
+                    if (j >= 0) keep = j + 1;
+                }
+                if (p.min_p > 0.0f) {
+                    for (int base = 0; base < keep; base += 32) {
+                        const int j = base + lane;
+                        const bool low = j < keep && !(weight(r.dist(sm.sorted[j].x)) >= p.min_p);
+                        const unsigned m = __ballot_sync(kFullMask, low);
+                        if (m) {
+                            keep = base + __ffs(m) - 1;
+                            break;
+                        }
+                    }
+                    if (keep < 1) keep = 1;  // the max always passes (w = 1 >= min_p)
+                }
+                if (lane == 0) sm.bi[0] = keep;
+            }
+            __syncthreads();
+            const int keep = sm.bi[0];
+            Item* byid = sm.list[(g + 1) & 1];  // free: no gather follows
+            for (int i = tid; i < keep; i += kThreads) {
+                const Item it = sm.sorted[i];
+                int rk = 0;
+                for (int j = 0; j < keep; ++j) rk += sm.sorted[j].id < it.id;
+                byid[rk] = it;
+            }
+            __syncthreads();
+            if (warp == 0) {
+                auto u_id = [&](int j) { return weight_units(weight(r.dist(byid[j].x)), scale); };
+                unsigned long long acc = 0;
+                for (int j = lane; j < keep; j += 32) acc += u_id(j);
+                const unsigned long long W = warp_sum(acc);
+                const double f = floor(double(u01) * double(W));
+                const unsigned long long tgt = W ? min(W - 1, (unsigned long long)f) : 0ull;
+                unsigned long long bf;
+                int j = warp_find_first_above(keep, tgt, u_id, &bf, lane);
+                if (lane == 0) sm.bi[1] = j < 0 ? 0 : j;
+            }
+            __syncthreads();
+            tok = byid[sm.bi[1]].id;
+            tx = byid[sm.bi[1]].x;
+        }
+        if (tid == 0) {
+            write_token(tok, tx);
+            advance();
+        }
+        for (int i = tid; i < a.top_n; i += kThreads) {
+            const bool ok = i < ntop && i < cnt;
+            a.out_top_tokens[size_t(row) * a.top_n + i] = ok ? sm.sorted[i].id : -1;
+            a.out_top_logprobs[size_t(row) * a.top_n + i] = ok ? logprob(sm.sorted[i].x) : -kInf;
+        }
+    }
+};
+
+__global__ void __launch_bounds__(kThreads, 3)
+    sample_cluster_sm90_kernel(const __grid_constant__ llm8_sampling_args a, int slice, float scale,
+                               int vec_ok) {
+    __shared__ Shared sm;
+    extern __shared__ __align__(16) unsigned char dyn[];
+    RowSampler rs(sm, dyn, a, slice, scale);
+    rs.run(vec_ok != 0);
+}
+
+int ceil_log2(int v) {
+    int k = 0;
+    while ((1ll << k) < v) ++k;
+    return k;
+}
+
+}  // namespace
+
+ClusterConfig cluster_config(int vocab, int cluster) {
+    ClusterConfig c;
+    c.cluster = cluster;
+    const int per = (vocab + cluster - 1) / cluster;
+    c.slice = (per + 31) / 32 * 32;
+    c.dyn_smem = size_t(c.slice) * sizeof(float) + size_t(c.slice / 32) * sizeof(unsigned long long);
+    return c;
+}
+
+size_t static_smem_bytes() { return sizeof(Shared); }
+
+cudaError_t prepare_sample_cluster_sm90() {
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess) return e;
+    int optin = 0;
+    e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e != cudaSuccess) return e;
+    const int dyn_max = optin - int(sizeof(Shared));
+    e = cudaFuncSetAttribute(sample_cluster_sm90_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             dyn_max);
+    if (e != cudaSuccess) return e;
+    e = cudaFuncSetAttribute(sample_cluster_sm90_kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                             100);
+    if (e != cudaSuccess) return e;
+    return cudaFuncSetAttribute(sample_cluster_sm90_kernel,
+                                cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+}
+
+static void fill_launch(const llm8_sampling_args& a, const ClusterConfig& c, cudaStream_t stream,
+                        cudaLaunchConfig_t* cfg, cudaLaunchAttribute* attr) {
+    cfg->gridDim = dim3(unsigned(c.cluster), unsigned(a.batch > 0 ? a.batch : 1), 1);
+    cfg->blockDim = dim3(kThreads, 1, 1);
+    cfg->dynamicSmemBytes = c.dyn_smem;
+    cfg->stream = stream;
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = unsigned(c.cluster);
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg->attrs = attr;
+    cfg->numAttrs = 1;
+}
+
+int max_active_clusters(const ClusterConfig& c) {
+    llm8_sampling_args a{};
+    a.batch = 1;
+    cudaLaunchConfig_t cfg{};
+    cudaLaunchAttribute attr[1];
+    fill_launch(a, c, nullptr, &cfg, attr);
+    int n = 0;
+    if (cudaOccupancyMaxActiveClusters(&n, sample_cluster_sm90_kernel, &cfg) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+cudaError_t launch_sample_cluster_sm90(const llm8_sampling_args& a, const ClusterConfig& c,
+                                       cudaStream_t stream) {
+    if (a.batch <= 0) return cudaSuccess;
+    cudaLaunchConfig_t cfg{};
+    cudaLaunchAttribute attr[1];
+    fill_launch(a, c, stream, &cfg, attr);
+    const int shift = min(45, 62 - ceil_log2(a.vocab));
+    const float scale = std::ldexp(1.0f, shift);
+    const bool vec_ok = (reinterpret_cast<uintptr_t>(a.logits) % 16 == 0) && (a.ld % 4 == 0);
+    return cudaLaunchKernelEx(&cfg, sample_cluster_sm90_kernel, a, c.slice, scale, vec_ok ? 1 : 0);
+}
+
+}  // namespace llm8::cuda_sampling

@@ -1,0 +1,32 @@
+// Launcher of the cluster sampling kernel (sample_cluster_sm90.cu). Internal to llm8: callers
+// use the C API in llm8/sampling_cuda.h.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "llm8/sampling_cuda.h"
+
+namespace llm8::cuda_sampling {
+
+struct ClusterConfig {
+    int cluster = 1;          // thread blocks per row
+    int slice = 0;            // vocabulary entries per block (multiple of 32)
+    size_t dyn_smem = 0;      // dynamic shared memory per block
+};
+
+// Shared-memory layout for a given cluster size (no CUDA calls).
+ClusterConfig cluster_config(int vocab, int cluster);
+
+// Static shared memory of the kernel (bytes).
+size_t static_smem_bytes();
+
+// Sets the kernel attributes (dynamic shared memory limit, cluster sizes above 8).
+cudaError_t prepare_sample_cluster_sm90();
+
+// Rows [0, a.batch) of `a`; a.batch <= 65535. No host synchronization.
+cudaError_t launch_sample_cluster_sm90(const llm8_sampling_args& a, const ClusterConfig& cfg,
+                                       cudaStream_t stream);
+
+// Clusters of this configuration that fit on the device at once (0: cannot launch).
+int max_active_clusters(const ClusterConfig& cfg);
+
+}  // namespace llm8::cuda_sampling

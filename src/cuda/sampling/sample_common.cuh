@@ -1,0 +1,95 @@
+// Device helpers shared by the sampling kernels: order-preserving float keys, the nested
+// probability bins, fixed-point weights and warp-level scans.
+//
+// Numbers used throughout (docs/sampling.md explains why):
+//   d(x) = (m - x) / T      tempered distance below the row maximum m (0 for the maximum)
+//   w(x) = exp(-d)          unnormalized probability, 1 for the maximum
+//   u(x) = floor(w * 2^s)   integer weight, s = min(45, 62 - ceil(log2 V)): sums of up to V
+//                           weights fit in 64 bits and add exactly, so every sum, comparison and
+//                           cumulative search is deterministic and independent of the order in
+//                           which threads, blocks and clusters add
+//   g(x) = floor(d * 2^19)  bin index, saturated at 2^24 - 1; its top 8 bits are the level-0 bin
+//                           (1/8 nat wide, bin 255 = everything below 31.875 nats, where u = 0),
+//                           the next 8 the level-1 sub-bin, the low 8 the level-2 sub-bin. The
+//                           scalings are powers of two, so the levels nest exactly.
+#pragma once
+#include <cstdint>
+
+namespace llm8::cuda_sampling {
+
+constexpr unsigned kFullMask = 0xFFFFFFFFu;
+constexpr uint32_t kGMax = 0xFFFFFFu;
+constexpr float kLog2e = 1.4426950408889634f;
+
+// Larger float -> larger key; -0 must be canonicalized to +0 before (sanitize does).
+__device__ __forceinline__ uint32_t order_key(float x) {
+    const uint32_t b = __float_as_uint(x);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// NaN counts as -inf (the CPU chain's rule); -0 becomes +0 so equal values have equal keys.
+__device__ __forceinline__ float sanitize(float x) {
+    if (x != x) return -__int_as_float(0x7f800000);
+    return x == 0.0f ? 0.0f : x;
+}
+
+__device__ __forceinline__ uint32_t gbin(float d) {
+    const float y = d * 524288.0f;  // 2^19
+    return y < 16777215.0f ? uint32_t(y) : kGMax;  // NaN and inf saturate
+}
+
+__device__ __forceinline__ float weight(float d) { return exp2f(-d * kLog2e); }
+
+__device__ __forceinline__ unsigned long long weight_units(float w, float scale) {
+    return __float2ull_rz(w * scale);
+}
+
+// Sort key of a (value key, id) pair: ascending order = larger value first, then lower id.
+__device__ __forceinline__ unsigned long long rank_key(uint32_t key, int32_t id) {
+    return (static_cast<unsigned long long>(~key) << 32) | static_cast<uint32_t>(id);
+}
+
+__device__ __forceinline__ unsigned long long warp_sum(unsigned long long v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
+    return v;
+}
+
+__device__ __forceinline__ unsigned long long warp_inclusive_scan(unsigned long long v, int lane) {
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const unsigned long long t = __shfl_up_sync(kFullMask, v, o);
+        if (lane >= o) v += t;
+    }
+    return v;
+}
+
+// Warp-collective: the first index j in [0, n) whose inclusive running sum of value(j) exceeds
+// tgt, or -1. *before receives the running sum before j (or the total when none).
+template <class F>
+__device__ __forceinline__ int warp_find_first_above(int n, unsigned long long tgt, F value,
+                                                     unsigned long long* before, int lane) {
+    unsigned long long run = 0;
+    for (int base = 0; base < n; base += 32) {
+        const int j = base + lane;
+        const unsigned long long v = j < n ? value(j) : 0ull;
+        const unsigned long long inc = warp_inclusive_scan(v, lane);
+        const unsigned hit = __ballot_sync(kFullMask, run + inc > tgt);
+        if (hit) {
+            const int l = __ffs(hit) - 1;
+            *before = run + __shfl_sync(kFullMask, inc - v, l);
+            return base + l;
+        }
+        run += __shfl_sync(kFullMask, inc, 31);
+    }
+    *before = run;
+    return -1;
+}
+
+}  // namespace llm8::cuda_sampling

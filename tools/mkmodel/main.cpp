@@ -1,0 +1,190 @@
+// llm8-mkmodel: random-weight GGUF models of real shapes with a real vocabulary, for speed work
+// only (their text is noise; never draw accuracy conclusions from them).
+//   llm8-mkmodel --preset llama3-8b --type q8_0 --vocab llama3-vocab.gguf -o llama3-8b-q8_0.gguf
+// Presets: llama2-7b (MHA, vocab 32000), llama3-8b (GQA 32/8, ffn 14336, vocab 128256),
+// qwen2.5-7b (GQA 28/4, QKV bias, vocab 151936 padded from the Qwen3 vocab). Weights are
+// N(0, 1/fan_in) so activations stay in a realistic range; norms are 1.
+#include <CLI/CLI.hpp>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include "common/args.h"
+#include "common/error.h"
+#include "gguf/gguf.h"
+#include "gguf/quants.h"
+
+namespace {
+
+struct Preset {
+    const char* name;
+    const char* arch;
+    int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
+    float rope_base;
+    bool qkv_bias;
+};
+
+const Preset kPresets[] = {
+    {"llama2-7b", "llama", 4096, 32, 32, 32, 11008, 32000, 4096, 10000.0f, false},
+    {"llama3-8b", "llama", 4096, 32, 32, 8, 14336, 128256, 131072, 500000.0f, false},
+    {"qwen2.5-7b", "qwen2", 3584, 28, 28, 4, 18944, 151936, 32768, 1000000.0f, true},
+    {"tiny", "llama", 256, 2, 4, 2, 512, 0, 2048, 10000.0f, false},  // vocab from the file
+};
+
+// xoshiro128+ per row: fast, and the same file for the same seed.
+struct Rng {
+    uint32_t s[4];
+    explicit Rng(uint64_t seed) {
+        uint64_t z = seed * 0x9E3779B97F4A7C15ull + 1;
+        for (uint32_t& w : s) {
+            z ^= z >> 31;
+            z *= 0xBF58476D1CE4E5B9ull;
+            w = uint32_t(z >> 16) | 1u;
+        }
+    }
+    uint32_t next() {
+        const uint32_t r = s[0] + s[3], t = s[1] << 9;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = (s[3] << 11) | (s[3] >> 21);
+        return r;
+    }
+    // Approximately N(0, 1): sum of four uniforms, rescaled.
+    float normal() {
+        float a = 0;
+        for (int i = 0; i < 4; ++i) a += float(next() >> 8) * (1.0f / 16777216.0f);
+        return (a - 2.0f) * 1.7320508f;
+    }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    auto args = llm8_tools::normalize_llama_args(argc, argv);
+    CLI::App app{"llm8-mkmodel: random-weight GGUF models of real shapes (for speed work only)"};
+    std::string preset = "llama3-8b", type = "q8_0", vocab, out;
+    uint64_t seed = 1;
+    int layers = 0;
+    app.add_option("--preset", preset, "llama2-7b, llama3-8b, qwen2.5-7b, tiny");
+    app.add_option("--type", type, "weight type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K");
+    app.add_option("--vocab", vocab, "GGUF whose tokenizer.* metadata to use (e.g. ../shared/data/vocab/llama3-vocab.gguf)")->required();
+    app.add_option("-o,--outfile", out, "output GGUF")->required();
+    app.add_option("--seed", seed, "random seed");
+    app.add_option("--layers", layers, "override the layer count (smaller files for tests)");
+    try {
+        app.parse(args.argc(), args.argv());
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+    try {
+        const Preset* p = nullptr;
+        for (const Preset& q : kPresets)
+            if (preset == q.name) p = &q;
+        if (!p) llm8::fail(llm8::ErrorKind::invalid_arg, "unknown --preset '" + preset + "'");
+        llm8::GgmlType wt;
+        if (!llm8::type_from_name(type.c_str(), &wt) || !llm8::type_traits(wt)->supported)
+            llm8::fail(llm8::ErrorKind::invalid_arg, "unknown or unsupported --type '" + type + "'");
+        auto vf = llm8::GgufFile::open(vocab);
+        llm8::GgufWriter w;
+        const std::string a = p->arch;
+        const int L = layers > 0 ? layers : p->n_layer;
+        // Vocabulary: copy tokenizer.*; pad to the preset's size with unused tokens.
+        int n_vocab = int(vf->get_array("tokenizer.ggml.tokens").strings.size());
+        const int target = p->n_vocab > 0 ? p->n_vocab : n_vocab;
+        if (target < n_vocab)
+            llm8::fail(llm8::ErrorKind::invalid_arg, "vocab has more tokens than the preset");
+        for (const auto& kv : vf->metadata()) {
+            if (kv.first.rfind("tokenizer.", 0) != 0) continue;
+            llm8::GgufValue v = kv.second;
+            if (target > n_vocab) {
+                if (kv.first == "tokenizer.ggml.tokens")
+                    for (int i = n_vocab; i < target; ++i) v.strings.push_back("<|pad_" + std::to_string(i) + "|>");
+                if (kv.first == "tokenizer.ggml.token_type")
+                    for (int i = n_vocab; i < target; ++i) v.ints.push_back(5);  // unused
+                if (kv.first == "tokenizer.ggml.scores")
+                    for (int i = n_vocab; i < target; ++i) v.floats.push_back(-1e9);
+            }
+            w.set(kv.first, v);
+        }
+        n_vocab = target;
+        using llm8::GgufValue;
+        w.set("general.architecture", GgufValue::make_str(a));
+        w.set("general.name", GgufValue::make_str(std::string(p->name) + " random " + type));
+        w.set(a + ".context_length", GgufValue::make_u32(uint32_t(p->n_ctx)));
+        w.set(a + ".embedding_length", GgufValue::make_u32(uint32_t(p->n_embd)));
+        w.set(a + ".block_count", GgufValue::make_u32(uint32_t(L)));
+        w.set(a + ".feed_forward_length", GgufValue::make_u32(uint32_t(p->n_ff)));
+        w.set(a + ".attention.head_count", GgufValue::make_u32(uint32_t(p->n_head)));
+        w.set(a + ".attention.head_count_kv", GgufValue::make_u32(uint32_t(p->n_head_kv)));
+        w.set(a + ".rope.freq_base", GgufValue::make_f32(p->rope_base));
+        w.set(a + ".attention.layer_norm_rms_epsilon", GgufValue::make_f32(1e-5f));
+
+        uint64_t tensor_seed = seed * 1000003;
+        auto matrix = [&](const std::string& name, int64_t ne0, int64_t ne1, llm8::GgmlType t) {
+            const uint64_t ts = ++tensor_seed;
+            const float scale = 1.0f / std::sqrt(float(ne0));
+            w.add_tensor_lazy(name, t, {ne0, ne1}, [=](uint8_t* dst) {
+                const size_t rb = llm8::row_size(t, ne0);
+#pragma omp parallel
+                {
+                    std::vector<float> row(static_cast<size_t>(ne0));
+#pragma omp for schedule(static)
+                    for (int64_t r = 0; r < ne1; ++r) {
+                        Rng rng(ts * 0x100000001B3ull + uint64_t(r));
+                        for (float& x : row) x = rng.normal() * scale;
+                        llm8::quantize_row(t, row.data(), dst + size_t(r) * rb, ne0);
+                    }
+                }
+            });
+        };
+        auto ones = [&](const std::string& name, int64_t n) {
+            w.add_tensor_lazy(name, llm8::GgmlType::F32, {n}, [n](uint8_t* dst) {
+                float* f = reinterpret_cast<float*>(dst);
+                for (int64_t i = 0; i < n; ++i) f[i] = 1.0f;
+            });
+        };
+        auto small = [&](const std::string& name, int64_t n) {
+            const uint64_t ts = ++tensor_seed;
+            w.add_tensor_lazy(name, llm8::GgmlType::F32, {n}, [n, ts](uint8_t* dst) {
+                Rng rng(ts);
+                float* f = reinterpret_cast<float*>(dst);
+                for (int64_t i = 0; i < n; ++i) f[i] = 0.02f * rng.normal();
+            });
+        };
+        const int64_t E = p->n_embd, hd = p->n_embd / p->n_head, Q = int64_t(p->n_head) * hd,
+                      KV = int64_t(p->n_head_kv) * hd, F = p->n_ff;
+        // As llama.cpp's quantizer does, the embedding uses the weight type too; the output
+        // matrix as well (Q4_K_M files would use Q6_K there: pass --type per run to compare).
+        matrix("token_embd.weight", E, n_vocab, wt);
+        for (int l = 0; l < L; ++l) {
+            const std::string b = "blk." + std::to_string(l) + ".";
+            ones(b + "attn_norm.weight", E);
+            matrix(b + "attn_q.weight", E, Q, wt);
+            matrix(b + "attn_k.weight", E, KV, wt);
+            matrix(b + "attn_v.weight", E, KV, wt);
+            if (p->qkv_bias) {
+                small(b + "attn_q.bias", Q);
+                small(b + "attn_k.bias", KV);
+                small(b + "attn_v.bias", KV);
+            }
+            matrix(b + "attn_output.weight", Q, E, wt);
+            ones(b + "ffn_norm.weight", E);
+            matrix(b + "ffn_gate.weight", E, F, wt);
+            matrix(b + "ffn_up.weight", E, F, wt);
+            matrix(b + "ffn_down.weight", F, E, wt);
+        }
+        ones("output_norm.weight", E);
+        matrix("output.weight", E, n_vocab, wt);
+        std::fprintf(stderr, "llm8-mkmodel: writing %s (%s, %d layers, vocab %d, %s)\n", out.c_str(),
+                     p->name, L, n_vocab, type.c_str());
+        w.write(out);
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "llm8-mkmodel: error: %s\n", e.what());
+        return 1;
+    }
+}
