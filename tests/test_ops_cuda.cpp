@@ -207,7 +207,10 @@ TEST(CudaOps, AttentionMatchesCpuOnAwkwardShapes) {
     };
     const Shape shapes[] = {{8, 8, 64, 1, 0},     {32, 8, 128, 1, 112}, {32, 4, 128, 1, 4096},
                             {8, 1, 64, 3, 110},   {8, 2, 128, 75, 0},   {4, 1, 8, 9, 38},
-                            {28, 4, 128, 2, 4095}, {16, 16, 256, 5, 17}};
+                            {28, 4, 128, 2, 4095}, {16, 16, 256, 5, 17},
+                            // prefill shapes for the tensor-core kernel (chunked: pos0 > 0)
+                            {32, 8, 128, 100, 4000}, {8, 2, 64, 64, 0}, {28, 4, 128, 17, 33},
+                            {16, 16, 64, 130, 70}, {4, 4, 128, 1, 0}};
     for (const Shape& s : shapes) {
         const int64_t n_keys = s.pos0 + s.n_tok;
         const int64_t kv = int64_t(s.n_kv) * s.hd;
@@ -229,11 +232,20 @@ TEST(CudaOps, AttentionMatchesCpuOnAwkwardShapes) {
         for (int max_keys : {int(n_keys), int(n_keys) + 1000}) {  // graph-style upper bound too
             Dev<float> ws(llm8::cuda::attention_workspace_floats(s.n_tok, s.n_head, s.hd, max_keys));
             out.poison();
-            llm8::cuda::attention_f16(dq.get(), dk.get(), dv.get(), s.n_tok, dpos.get(), max_keys, s.n_head,
-                                      s.n_kv, s.hd, out.get(), ws.get(), nullptr);
+            llm8::cuda::attention_f16_splitkv(dq.get(), dk.get(), dv.get(), s.n_tok, dpos.get(), max_keys,
+                                              s.n_head, s.n_kv, s.hd, out.get(), ws.get(), nullptr);
             EXPECT_LT(nmse(out.download(), want), 1e-10)
-                << s.n_head << "/" << s.n_kv << " hd " << s.hd << " n " << s.n_tok << " pos0 " << s.pos0
-                << " max_keys " << max_keys;
+                << "splitkv " << s.n_head << "/" << s.n_kv << " hd " << s.hd << " n " << s.n_tok << " pos0 "
+                << s.pos0 << " max_keys " << max_keys;
+        }
+        // The tensor-core kernel rounds Q and P to half: its bound is that of half inputs.
+        out.poison();
+        if (llm8::cuda::attention_f16_mma(dq.get(), dk.get(), dv.get(), s.n_tok, dpos.get(), s.n_head, s.n_kv,
+                                          s.hd, out.get(), nullptr)) {
+            const double e = nmse(out.download(), want);
+            std::printf("mma %d/%d hd %d n %ld pos0 %ld: nmse %.3g\n", s.n_head, s.n_kv, s.hd, long(s.n_tok),
+                        long(s.pos0), e);
+            EXPECT_LT(e, 2e-5) << "mma " << s.n_head << "/" << s.n_kv << " hd " << s.hd << " n " << s.n_tok;
         }
     }
 }

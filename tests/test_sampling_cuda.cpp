@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "llm8/error.h"
 #include "llm8/sampling.h"
 #include "sampling/philox.h"
 
@@ -349,7 +350,12 @@ void check_frequencies(FreqCase fc) {
         na += double(counts[size_t(i)]) * double(counts[size_t(i)]);
         nb += prob[size_t(i)] * prob[size_t(i)];
     }
-    EXPECT_GT(dot / std::sqrt(na * nb), 0.999);
+    // Sampling noise alone gives cos ~ 1 / sqrt(1 + N_eff / n), N_eff = 1 / sum p^2: over ~3000
+    // equally likely tokens 10^6 draws cannot reach 0.999. Require 0.999 where noise allows it,
+    // and otherwise no more than 5e-4 below what noise explains.
+    const double cosine = dot / std::sqrt(na * nb);
+    const double noise_cos = 1.0 / std::sqrt(1.0 + (1.0 / nb) / double(done));
+    EXPECT_GT(cosine, std::min(0.999, noise_cos - 5e-4)) << "noise alone: " << noise_cos;
     EXPECT_GE(double(exact) / double(done), fc.min_exact)
         << exact << " of " << done << " draws equal the CPU Sampler's token";
     std::printf("[ %s ] %lld draws, chi2 %.1f (limit %.1f), same token as CPU %.6f\n",
@@ -490,7 +496,14 @@ TEST(SamplingCuda, GreedyIsBitExactArgmax) {
                     std::vector<int32_t> window;
                     if (sps[size_t(r)].repeat_penalty != 1.0f) window = {0, 0, int32_t(V / 2)};
                     for (int32_t t : window) cpu.accept(t);
-                    const auto pr = cpu.distribution(rows[size_t(r)].data());
+                    std::vector<double> pr;
+                    try {
+                        pr = cpu.distribution(rows[size_t(r)].data());
+                    } catch (const llm8::Error&) {  // no finite logit: the GPU flags the row
+                        EXPECT_EQ(o.status[size_t(r)], LLM8_SAMPLE_ROW_NO_CANDIDATES) << "V " << V << " row " << r;
+                        EXPECT_EQ(o.tokens[size_t(r)], -1);
+                        continue;
+                    }
                     const int32_t want = int32_t(std::max_element(pr.begin(), pr.end()) - pr.begin());
                     EXPECT_EQ(o.tokens[size_t(r)], want) << "V " << V << " cluster " << cluster << " row " << r;
                     EXPECT_EQ(o.status[size_t(r)], LLM8_SAMPLE_ROW_OK);
@@ -654,7 +667,7 @@ TEST(SamplingCuda, LogprobsAndTopN) {
     REQUIRE_GPU();
     GPU_ONLY({
         for (int V : {3000, 128256}) {
-            for (int cluster : {0, 2, 16}) {
+            for (int cluster : {0, 4, 16}) {
                 Batch b;
                 b.top_n = 8;
                 b.cluster = cluster;
@@ -683,13 +696,14 @@ TEST(SamplingCuda, LogprobsAndTopN) {
                     const auto pr = sb.distribution(rows[size_t(r)].data());
                     const int32_t t = o.tokens[size_t(r)];
                     ASSERT_GE(t, 0);
+                    ASSERT_LT(t, V);
                     EXPECT_NEAR(o.logprobs[size_t(r)], std::log(pr[size_t(t)]), 2e-4);
                     std::vector<int32_t> ids(static_cast<size_t>(V));
                     std::iota(ids.begin(), ids.end(), 0);
                     std::stable_sort(ids.begin(), ids.end(),
                                      [&](int32_t x, int32_t y) { return pr[size_t(x)] > pr[size_t(y)]; });
                     for (int k = 0; k < b.top_n; ++k) {
-                        EXPECT_EQ(o.top_tokens[size_t(r * b.top_n + k)], ids[size_t(k)]) << "rank " << k;
+                        ASSERT_EQ(o.top_tokens[size_t(r * b.top_n + k)], ids[size_t(k)]) << "rank " << k;
                         EXPECT_NEAR(o.top_logprobs[size_t(r * b.top_n + k)], std::log(pr[size_t(ids[size_t(k)])]), 2e-4);
                     }
                 }

@@ -1,9 +1,10 @@
-// CPU operators. The fast matmul dequantizes a tile of weight rows into a per-thread float
-// buffer and hands it to single-threaded OpenBLAS sgemm, so quantized weights cost one
-// dequantization per batch instead of one per token; for one or two tokens it streams the
-// rows through vec_dot_row instead (decode is bandwidth-bound, dequantizing to a buffer would
-// only add traffic). Tried: one multi-threaded sgemm over a fully dequantized matrix: twice
-// the memory and no faster on 2 cores.
+// CPU operators. The fast matmul dequantizes a tile of weight rows (our threads) into a float
+// buffer and hands it to OpenBLAS sgemm (its own threads), so quantized weights cost one
+// dequantization per batch instead of one per token; for one or two tokens it streams the rows
+// through vec_dot_row instead (decode is bandwidth-bound: a buffer would only add traffic).
+// Rejected: one single-threaded sgemm per tile from each of our threads at once: OpenBLAS
+// builds are not all safe for concurrent calls (it failed intermittently on the 16-core GPU
+// machine's OpenBLAS, never on Debian's).
 #include "cpu/ops.h"
 
 #include <cblas.h>
@@ -19,9 +20,13 @@ namespace cpu {
 namespace {
 int g_threads = 0;
 
-struct BlasInit {
-    BlasInit() { openblas_set_num_threads(1); }  // we thread around sgemm, not inside it
-};
+int g_blas_threads = 0;
+void sync_blas_threads(int n) {
+    if (n != g_blas_threads) {
+        openblas_set_num_threads(n);
+        g_blas_threads = n;
+    }
+}
 }  // namespace
 
 void set_threads(int n) { g_threads = n; }
@@ -48,7 +53,6 @@ void matmul_ref(const WeightView& w, const float* x, int64_t n, float* y) {
 }
 
 void matmul(const WeightView& w, const float* x, int64_t n, float* y) {
-    static BlasInit blas_init;
     const int64_t K = w.ne0, M = w.ne1;
     const int nth = threads();
     if (n <= 2) {
@@ -58,29 +62,25 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* y) {
             for (int64_t t = 0; t < n; ++t) y[t * M + r] = vec_dot_row(w.type, w.row(r), x + t * K, K);
         return;
     }
-    // Tiles of ~256 KB of f32 weights, at least 4 per thread for balance.
-    int64_t tile = std::max<int64_t>(16, (256 * 1024 / 4) / std::max<int64_t>(K, 1));
-    tile = std::min<int64_t>(tile, std::max<int64_t>(16, (M + 4 * nth - 1) / (4 * nth)));
-    tile = (tile + 15) / 16 * 16;
-    const int64_t n_tiles = (M + tile - 1) / tile;
-#pragma omp parallel num_threads(nth) if (n * M * K >= (1 << 20))
-    {
-        std::vector<float> buf;
-        if (w.type != GgmlType::F32) buf.resize(size_t(tile * K));
-#pragma omp for schedule(dynamic)
-        for (int64_t it = 0; it < n_tiles; ++it) {
-            const int64_t r0 = it * tile, rows = std::min(tile, M - r0);
-            const float* wp;
-            if (w.type == GgmlType::F32) {
-                wp = reinterpret_cast<const float*>(w.row(r0));
-            } else {
-                for (int64_t r = 0; r < rows; ++r)
-                    dequantize_row(w.type, w.row(r0 + r), buf.data() + r * K, K);
-                wp = buf.data();
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(K), 1.0f, x,
-                        int(K), wp, int(K), 0.0f, y + r0, int(M));
-        }
+    sync_blas_threads(nth);
+    if (w.type == GgmlType::F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(M), int(K), 1.0f, x, int(K),
+                    reinterpret_cast<const float*>(w.data), int(K), 0.0f, y, int(M));
+        return;
+    }
+    // Tiles of ~8 MB of float weights: dequantized by our threads, multiplied by OpenBLAS's.
+    const int64_t tile = std::max<int64_t>(16, std::min<int64_t>(M, (int64_t(2) << 20) / std::max<int64_t>(K, 1)));
+    // One buffer per calling thread (sessions on several threads each get their own); the
+    // OpenMP workers write into the caller's buffer through the captured pointer.
+    thread_local std::vector<float> buf;
+    buf.resize(size_t(tile * K));
+    float* const bp = buf.data();
+    for (int64_t r0 = 0; r0 < M; r0 += tile) {
+        const int64_t rows = std::min(tile, M - r0);
+#pragma omp parallel for num_threads(nth) schedule(static) if (rows * K >= (1 << 16))
+        for (int64_t r = 0; r < rows; ++r) dequantize_row(w.type, w.row(r0 + r), bp + r * K, K);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(K), 1.0f, x, int(K),
+                    bp, int(K), 0.0f, y + r0, int(M));
     }
 }
 

@@ -2,17 +2,21 @@
 // dequantization to half for the cuBLAS prefill path, embedding row gather, and the matmul
 // that picks between them.
 //
-// GEMV layout: one warp per weight row, 8 rows per 256-thread block; lane l owns the 32-element
-// units l, l+32, ... of the row (adjacent lanes read adjacent blocks, so a warp reads a
-// contiguous span), dequantizes each into registers and dots it with the activations, which
-// are small and stay in L1/L2. Accumulation in float, one warp reduction per token at the end.
-// First version: byte loads for the packed formats; 16-byte vector loads per format and
-// several rows per warp are the known next steps toward the copy bandwidth.
+// GEMV (gemv_quad): four lanes share each 32-element unit of a row (quant_quads.cuh), so one
+// warp reads 8 consecutive units as one contiguous span with aligned 2-16 byte loads. Each warp
+// covers R rows (the activations it loads into registers serve R rows: 4/R bytes of activation
+// traffic per weight element), and the units of a row are split over S warps of the block
+// (S partial sums reduced in shared memory) so that 4096-row matrices still fill the GPU.
+// Decode (1 token): R=2, S=4; 2..8 tokens: R=1, S=4.
+// Tried first (commit 780261a): one warp per row, each lane dequantizing whole 32-element
+// units with byte loads and re-reading float activations per row: 345 GB/s on Q4_0 7B (the
+// activation traffic through L1/L2 was 7x the weight bytes).
 #include <algorithm>
 
 #include "cuda/cuda_common.cuh"
 #include "cuda/ops.h"
 #include "cuda/quant_blocks.cuh"
+#include "cuda/quant_quads.cuh"
 
 namespace llm8 {
 namespace cuda {
@@ -22,42 +26,74 @@ namespace {
 constexpr int kGemvMaxTokens = 8;
 constexpr int kGemvWarps = 8;
 
-template <GgmlType T>
-__global__ void __launch_bounds__(kGemvWarps * 32)
-    gemv_kernel(const uint8_t* __restrict__ w, size_t row_bytes, int64_t K, int64_t M,
-                const float* __restrict__ x, int n, float* __restrict__ y) {
-    const int lane = threadIdx.x & 31;
-    const int64_t row = int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
-    if (row >= M) return;
-    const uint8_t* wr = w + row * row_bytes;
+constexpr int kQuadWarps = 8;
+
+template <GgmlType T, int NT, int R, int S>
+__global__ void __launch_bounds__(kQuadWarps * 32)
+    gemv_quad_kernel(const uint8_t* __restrict__ w, size_t row_bytes, int64_t K, int64_t M,
+                     const float* __restrict__ x, int n, float* __restrict__ y) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, k = lane & 3;
+    const int ks = warp % S, rw = warp / S;
+    const int64_t row0 = (int64_t(blockIdx.x) * (kQuadWarps / S) + rw) * R;
     const int64_t n_units = K / 32;
-    float acc[kGemvMaxTokens];
+    constexpr bool kSplit = Quad<T>::kSplit;
+    float acc[R][NT];
 #pragma unroll
-    for (int t = 0; t < kGemvMaxTokens; ++t) acc[t] = 0.0f;
-    for (int64_t u = lane; u < n_units; u += 32) {
-        float v[32];
-        dequant_unit<T>(wr, u, v);
+    for (int r = 0; r < R; ++r)
 #pragma unroll
-        for (int t = 0; t < kGemvMaxTokens; ++t) {
+        for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
+    for (int64_t u = ks * 8 + g; u < n_units; u += 8 * S) {
+        float xv[NT][8];
+#pragma unroll
+        for (int t = 0; t < NT; ++t) {
             if (t < n) {
-                const float4* xp = reinterpret_cast<const float4*>(x + t * K + u * 32);
-                float s = 0.0f;
+                const float* xp = x + t * K + u * 32;
+                const float4 a = __ldg(reinterpret_cast<const float4*>(xp + (kSplit ? 4 * k : 8 * k)));
+                const float4 b = __ldg(reinterpret_cast<const float4*>(xp + (kSplit ? 16 + 4 * k : 8 * k + 4)));
+                xv[t][0] = a.x; xv[t][1] = a.y; xv[t][2] = a.z; xv[t][3] = a.w;
+                xv[t][4] = b.x; xv[t][5] = b.y; xv[t][6] = b.z; xv[t][7] = b.w;
+            }
+        }
 #pragma unroll
-                for (int i = 0; i < 8; ++i) {
-                    const float4 a = __ldg(xp + i);
-                    s += v[4 * i] * a.x + v[4 * i + 1] * a.y + v[4 * i + 2] * a.z + v[4 * i + 3] * a.w;
+        for (int r = 0; r < R; ++r) {
+            if (row0 + r < M) {
+                float v[8];
+                Quad<T>::dq(w + (row0 + r) * row_bytes, u, k, v);
+#pragma unroll
+                for (int t = 0; t < NT; ++t) {
+                    if (t < n) {
+                        float s = 0.0f;
+#pragma unroll
+                        for (int i = 0; i < 8; ++i) s += v[i] * xv[t][i];
+                        acc[r][t] += s;
+                    }
                 }
-                acc[t] += s;
             }
         }
     }
+    __shared__ float red[kQuadWarps][R * NT];
 #pragma unroll
-    for (int t = 0; t < kGemvMaxTokens; ++t) {
-        if (t < n) {
-            float s = acc[t];
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int t = 0; t < NT; ++t) {
+            float s = acc[r][t];
 #pragma unroll
             for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
-            if (lane == 0) y[t * M + row] = s;
+            if (lane == 0) red[warp][r * NT + t] = s;
+        }
+    __syncthreads();
+    // One thread per (row group, r, t) adds the S partial sums of its row.
+    const int per_group = R * NT;
+    const int tid = threadIdx.x;
+    if (tid < (kQuadWarps / S) * per_group) {
+        const int grp = tid / per_group, rt = tid % per_group, r = rt / NT, t = rt % NT;
+        const int64_t row = (int64_t(blockIdx.x) * (kQuadWarps / S) + grp) * R + r;
+        if (row < M && t < n) {
+            float s = 0.0f;
+#pragma unroll
+            for (int q = 0; q < S; ++q) s += red[grp * S + q][rt];
+            y[t * M + row] = s;
         }
     }
 }
@@ -191,9 +227,20 @@ void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s
         LLM8_CUDA_CHECK_LAUNCH();
         return;
     }
-#define LLM8_GEMV(T) gemv_kernel<T><<<blocks, kGemvWarps * 32, 0, s>>>(w.data, w.row_bytes, w.ne0, w.ne1, x, n, y)
-    LLM8_DISPATCH_TYPE(w.type, LLM8_GEMV)
+    if (n == 1) {
+        constexpr int R = 2, S = 4;
+        const int qblocks = ceil_div(w.ne1, (kQuadWarps / S) * R);
+#define LLM8_GEMV(T) gemv_quad_kernel<T, 1, R, S><<<qblocks, kQuadWarps * 32, 0, s>>>(w.data, w.row_bytes, w.ne0, w.ne1, x, n, y)
+        LLM8_DISPATCH_TYPE(w.type, LLM8_GEMV)
 #undef LLM8_GEMV
+    } else {
+        constexpr int R = 1, S = 4;
+        const int qblocks = ceil_div(w.ne1, (kQuadWarps / S) * R);
+#define LLM8_GEMV(T) gemv_quad_kernel<T, kGemvMaxTokens, R, S><<<qblocks, kQuadWarps * 32, 0, s>>>(w.data, w.row_bytes, w.ne0, w.ne1, x, n, y)
+        LLM8_DISPATCH_TYPE(w.type, LLM8_GEMV)
+#undef LLM8_GEMV
+    }
+    (void)blocks;
     LLM8_CUDA_CHECK_LAUNCH();
 }
 

@@ -54,9 +54,19 @@ void store_kv(const float* k, const float* v, uint16_t* kc, uint16_t* vc, int64_
 // device. max_keys bounds pos0+n_tokens (sizes the split-KV partials). ws: float scratch of
 // attention_workspace_floats(...) elements.
 size_t attention_workspace_floats(int64_t n_tokens, int n_head, int head_dim, int max_keys);
+// Picks the tensor-core kernel for prefill batches (>= 16 queries, head dim 64 or 128) and the
+// split-KV kernel otherwise (decode, other head dims).
 void attention_f16(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
                    const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv, int head_dim,
                    float* out, float* ws, cudaStream_t s);
+// The two kernels, for tests and benchmarks. attention_f16_mma returns false for head dims it
+// has no instance for.
+void attention_f16_splitkv(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
+                           const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv,
+                           int head_dim, float* out, float* ws, cudaStream_t s);
+bool attention_f16_mma(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
+                       const int32_t* pos0_dev, int n_head, int n_head_kv, int head_dim, float* out,
+                       cudaStream_t s);
 
 }  // namespace cuda
 }  // namespace llm8

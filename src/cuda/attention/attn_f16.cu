@@ -143,6 +143,15 @@ size_t attention_workspace_floats(int64_t n_tokens, int n_head, int head_dim, in
 void attention_f16(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
                    const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv, int head_dim,
                    float* out, float* ws, cudaStream_t s) {
+    if (n_tokens >= 16 &&
+        attention_f16_mma(q, kc, vc, n_tokens, pos0_dev, n_head, n_head_kv, head_dim, out, s))
+        return;
+    attention_f16_splitkv(q, kc, vc, n_tokens, pos0_dev, max_keys, n_head, n_head_kv, head_dim, out, ws, s);
+}
+
+void attention_f16_splitkv(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
+                           const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv,
+                           int head_dim, float* out, float* ws, cudaStream_t s) {
     if (head_dim > kMaxHd || head_dim < 1)
         fail(ErrorKind::unsupported, "CUDA attention: head dim " + std::to_string(head_dim) +
                                          " is not supported (1..256)");

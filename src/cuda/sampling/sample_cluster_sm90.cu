@@ -9,19 +9,26 @@
 // cluster barrier per exchange, double-buffered so that one barrier per exchange suffices.
 //
 // Passes of one row (sample_common.cuh defines d, w, u, g):
-//   1. load + bias + penalties + NaN/-0 cleanup; block max, argmax (lowest id), counts
-//      -> exchange: max m, argmax, number of candidates. Greedy rows are done here.
-//   2. histogram of the candidates over 256 level-0 bins of d (1/8 nat each): counts, and
-//      integer masses when top-p needs them -> exchange.
+//   1. cp.async copies the slice into shared memory (all 16-byte copies in flight at once);
+//      bias, penalties; block max (argmax, lowest id, for greedy rows) -> exchange: max m.
+//      Greedy rows are done here. A row with +inf logits becomes "0 for +inf, -inf otherwise".
+//   2. histogram of the level-0 bins of d (1/8 nat each; float4 reads, one shared atomic per
+//      entry, none for the overflow bin where NaN, -inf and everything below 31.9 nats land):
+//      counts, and integer masses when top-p alone needs them -> exchange.
 //   3. common case (top-k small, or a small top-p nucleus): every candidate in the bins up to the
-//      crossing bin (<= 512 of them) is gathered into block 0, ranked by (logit desc, id asc),
-//      and block 0 applies top-k, top-p and min-p on that list exactly and draws by inverse CDF
-//      in id order. Three cluster barriers per row in all.
+//      crossing bin (found by one float compare per entry) is gathered into block 0; when there
+//      are at most 128, warp 0 sorts them in registers (bitonic), applies top-k, top-p and min-p
+//      exactly and draws by inverse CDF in id order; up to 512 go through a block-wide ranking.
+//      Three cluster barriers per row in all.
 //   4. otherwise (k in the thousands, flat distributions): the top-k and top-p boundaries are
 //      found exactly by refining the crossing bin (levels 1 and 2 of g, 256 sub-bins each) until
 //      it holds <= 512 candidates, which are gathered and ranked; then one pass sums the kept
 //      integer weights per 32-entry task, and the block and the task where the cumulative
 //      weight crosses floor(u * total) are found with warp scans (inverse CDF in id order).
+//
+// Cost per logit on the common path: no register staging for the copy, ~2 instructions for the
+// max, ~5 and one shared atomic for the histogram, ~3 for the gather test (v1 spent ~60 over the
+// same passes, one entry per thread per iteration, and ran 3-4x slower at large batches).
 //
 // Tried and rejected:
 //   - FlashInfer-style rejection sampling (pivot rounds): a random number of passes, several
@@ -82,8 +89,6 @@ __device__ __forceinline__ bool within(const Bound& b, uint32_t key, uint32_t g,
 struct Xchg {  // what a block publishes at one cluster barrier
     float maxv;
     int32_t arg;
-    int32_t n_fin;
-    int32_t n_pinf;
     int32_t bad;
     float z1;
     unsigned long long total;
@@ -93,7 +98,7 @@ struct Xchg {  // what a block publishes at one cluster barrier
 
 struct WarpStats {
     float maxv;
-    int32_t arg, n_fin, n_pinf;
+    int32_t arg;
 };
 
 struct Shared {
@@ -117,13 +122,10 @@ struct Shared {
 };
 
 struct Row {
-    float m;      // max logit after bias and penalties (+inf when some logit is +inf)
-    float inv_t;  // 1/T; 1 for greedy rows; 0 for T = +inf
-    bool pinf;
-    __device__ __forceinline__ bool cand(float x) const { return pinf ? x == kInf : x > -kInf; }
-    __device__ __forceinline__ float dist(float x) const {
-        return x == m ? 0.0f : (m - x) * inv_t;
-    }
+    float m;      // max logit after bias and penalties (0 when +inf logits were mapped to 0)
+    float inv_t;  // 1/T (clamped to FLT_MAX / 8); 1 for greedy rows; 0 for T = +inf
+    __device__ __forceinline__ bool cand(float x) const { return x > -kInf; }  // NaN: false
+    __device__ __forceinline__ float dist(float x) const { return (m - x) * inv_t; }
 };
 
 __device__ __forceinline__ void argmax_combine(float& v, int32_t& a, float ov, int32_t oa) {
@@ -139,14 +141,14 @@ struct RowSampler {
     unsigned long long* task;    // [slice / 32] per-task weight sums
     const llm8_sampling_args& a;
     cg::cluster_group cl;
-    int C, rank, tid, lane, warp, row, s0, n, ntasks;
+    int C, rank, tid, lane, warp, row, s0, n, n4, ntasks;
     float scale;                 // 2^shift
     int xs = 0;                  // cluster barriers so far
     int hp = 0;                  // histogram buffer parity
     int gi = 0;                  // gathers so far
     llm8_sampling_row_params p;
     Row r;
-    int32_t argmax = -1, n_cand = 0, n_pinf = 0;
+    int32_t argmax = -1;
     float z1 = 1.0f;             // softmax normalizer at T = 1 (for logprobs)
 
     __device__ RowSampler(Shared& sm_, unsigned char* dyn, const llm8_sampling_args& a_, int slice,
@@ -162,6 +164,7 @@ struct RowSampler {
         row = int(blockIdx.y);
         s0 = rank * slice;
         n = max(0, min(slice, a.vocab - s0));
+        n4 = (n + 3) >> 2;  // float4s; the slice is padded with -inf to a multiple of 4
         ntasks = (n + 31) / 32;
         scale = scale_;
     }
@@ -207,10 +210,7 @@ struct RowSampler {
         return z;
     }
 
-    __device__ float logprob(float x) const {
-        if (r.pinf) return x == kInf ? -logf(float(n_pinf)) : -kInf;
-        return (x - r.m) - logf(z1);
-    }
+    __device__ float logprob(float x) const { return (x - r.m) - logf(z1); }
 
     // ---- pass 1 ---------------------------------------------------------------------------
     __device__ bool params_bad() const {
@@ -229,103 +229,77 @@ struct RowSampler {
                                        p.presence_penalty != 0.0f);
     }
 
-    // Copies the slice into shared memory and applies bias and penalties; publishes the block's
-    // max/argmax/counts. Returns the block-wide "bad bias entry" flag.
-    __device__ void load(bool bad, bool vec_ok) {
+    // Copies the slice into shared memory (padded with -inf to a multiple of 4), applies bias
+    // and penalties, and publishes the block's max (and argmax for greedy rows) and bad flag.
+    __device__ void load(bool bad, bool vec_ok, bool greedy) {
         const float* src = a.logits + size_t(row) * size_t(a.ld) + s0;
-        const bool tinf = p.temperature == kInf;
-        const bool fix = !bad && (p.bias_count > 0 || penalties_on() || tinf);
-        float bm = -kInf;
-        int32_t ba = INT_MAX;
-        int32_t nf = 0, npi = 0;
-        auto visit = [&](float x, int i) {
-            x = sanitize(x);
-            s[i] = x;
-            if (x > bm) {
-                bm = x;
-                ba = s0 + i;
-            }
-            nf += (x > -kInf && x < kInf);
-            npi += (x == kInf);
-        };
         if (vec_ok) {
-            const int n4 = n >> 2;
-            const float4* src4 = reinterpret_cast<const float4*>(src);
-            for (int i = tid; i < n4; i += 4 * kThreads) {
-                float4 v[4];
-#pragma unroll
-                for (int k = 0; k < 4; ++k) {
-                    const int j = i + k * kThreads;
-                    if (j < n4) v[k] = __ldcs(src4 + j);
-                }
-#pragma unroll
-                for (int k = 0; k < 4; ++k) {
-                    const int j = i + k * kThreads;
-                    if (j < n4) {
-                        visit(v[k].x, 4 * j);
-                        visit(v[k].y, 4 * j + 1);
-                        visit(v[k].z, 4 * j + 2);
-                        visit(v[k].w, 4 * j + 3);
-                    }
-                }
+            const int nv = n >> 2;
+            for (int i = tid; i < nv; i += kThreads) {
+                const unsigned sa = unsigned(__cvta_generic_to_shared(s + 4 * i));
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(src + 4 * i)
+                             : "memory");
             }
-            for (int i = 4 * n4 + tid; i < n; i += kThreads) visit(__ldcs(src + i), i);
+            asm volatile("cp.async.commit_group;\n" ::: "memory");
+            for (int i = 4 * nv + tid; i < n; i += kThreads) s[i] = __ldcs(src + i);
+            asm volatile("cp.async.wait_all;\n" ::: "memory");
         } else {
-            for (int i = tid; i < n; i += kThreads) visit(__ldcs(src + i), i);
+            for (int i = tid; i < n; i += kThreads) s[i] = __ldcs(src + i);
         }
+        for (int i = n + tid; i < 4 * n4; i += kThreads) s[i] = -kInf;
+        __syncthreads();
 
+        const bool tinf = p.temperature == kInf;
         bool bad_local = false;
-        if (fix) {
-            __syncthreads();
+        if (!bad && (p.bias_count > 0 || penalties_on() || tinf)) {
             for (int j = tid; j < p.bias_count; j += kThreads) {
                 const int32_t id = a.bias_tokens[p.bias_begin + j];
                 const float v = a.bias_values[p.bias_begin + j];
                 if (id < 0 || id >= a.vocab || isnan(v)) {
                     bad_local = true;
                 } else if (id >= s0 && id < s0 + n) {
-                    atomicAdd(&s[id - s0], v);
+                    atomicAdd(&s[id - s0], v);  // NaN + v stays NaN -> -inf below, as on the CPU
                 }
             }
             __syncthreads();
             if (penalties_on()) apply_penalties();
             __syncthreads();
-            bm = -kInf;
-            ba = INT_MAX;
-            nf = npi = 0;
             for (int i = tid; i < n; i += kThreads) {
                 float x = sanitize(s[i]);
                 if (tinf && x > -kInf && x < kInf) x = 0.0f;  // T = +inf: uniform over finite
                 s[i] = x;
-                if (x > bm) {
-                    bm = x;
-                    ba = s0 + i;
-                }
-                nf += (x > -kInf && x < kInf);
-                npi += (x == kInf);
             }
+            __syncthreads();
         }
 
-        // block reduction, then publish
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            argmax_combine(bm, ba, __shfl_xor_sync(kFullMask, bm, o), __shfl_xor_sync(kFullMask, ba, o));
-            nf += __shfl_xor_sync(kFullMask, nf, o);
-            npi += __shfl_xor_sync(kFullMask, npi, o);
+        const float4* s4 = reinterpret_cast<const float4*>(s);
+        float bm = -kInf;
+        int32_t ba = INT_MAX;
+        if (greedy) {  // argmax, ties to the lowest id, NaN ignored (llm8::argmax)
+            for (int i = tid; i < n4; i += kThreads) {
+                const float4 v = s4[i];
+                if (v.x > bm) { bm = v.x; ba = s0 + 4 * i; }
+                if (v.y > bm) { bm = v.y; ba = s0 + 4 * i + 1; }
+                if (v.z > bm) { bm = v.z; ba = s0 + 4 * i + 2; }
+                if (v.w > bm) { bm = v.w; ba = s0 + 4 * i + 3; }
+            }
+        } else {
+            for (int i = tid; i < n4; i += kThreads) {
+                const float4 v = s4[i];
+                bm = fmaxf(bm, fmaxf(fmaxf(v.x, v.y), fmaxf(v.z, v.w)));  // fmaxf skips NaN
+            }
         }
-        if (lane == 0) sm.ws[warp] = WarpStats{bm, ba, nf, npi};
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            argmax_combine(bm, ba, __shfl_xor_sync(kFullMask, bm, o), __shfl_xor_sync(kFullMask, ba, o));
+        if (lane == 0) sm.ws[warp] = WarpStats{bm, ba};
         const int any_bad = __syncthreads_or(bad_local ? 1 : 0);
         if (tid == 0) {
             WarpStats t = sm.ws[0];
-            for (int w = 1; w < kWarps; ++w) {
-                argmax_combine(t.maxv, t.arg, sm.ws[w].maxv, sm.ws[w].arg);
-                t.n_fin += sm.ws[w].n_fin;
-                t.n_pinf += sm.ws[w].n_pinf;
-            }
+            for (int w = 1; w < kWarps; ++w) argmax_combine(t.maxv, t.arg, sm.ws[w].maxv, sm.ws[w].arg);
             Xchg& X = xw();
             X.maxv = t.maxv;
             X.arg = t.arg;
-            X.n_fin = t.n_fin;
-            X.n_pinf = t.n_pinf;
             X.bad = (bad || any_bad) ? 1 : 0;
         }
     }
@@ -359,11 +333,11 @@ struct RowSampler {
     // ---- histograms -----------------------------------------------------------------------
     // Counts (and integer masses) of the candidates in the bins of `level` inside the bin
     // `prefix` of the level above, restricted to the ordered prefix R; reduced over the cluster
-    // into out_c/out_m. Level-0 bin 255 (the overflow, u = 0 there) is never added: with
-    // fix_overflow its count is n_cand minus the rest (valid when R keeps everything).
+    // into out_c/out_m. Level-0 bin 255 (the overflow: NaN, -inf, u = 0) is never added.
+    // The general path's version; the common path uses hist0_pass.
     __device__ void hist_pass(const Row& rr, int level, uint32_t prefix, const Bound& R,
                               bool want_mass, bool want_z1, uint32_t* out_c,
-                              unsigned long long* out_m, bool fix_overflow) {
+                              unsigned long long* out_m) {
         uint32_t* hc = sm.hc[hp];
         unsigned long long* hm = sm.hm[hp];
         hc[tid] = 0;
@@ -377,7 +351,7 @@ struct RowSampler {
             const bool valid = i < n;
             const float x = valid ? s[i] : -kInf;
             bool c = valid && rr.cand(x);
-            if (want_z1 && c) z += r.pinf ? 1.0f : expf(x - r.m);
+            if (want_z1 && c) z += expf(x - r.m);
             uint32_t bin = 0;
             unsigned long long u = 0;
             if (c) {
@@ -419,11 +393,6 @@ struct RowSampler {
         out_m[tid] = ms;
         hp ^= 1;
         if (want_z1) z1 = cluster_z1();  // includes a block barrier
-        if (fix_overflow) {
-            __syncthreads();
-            const unsigned long long inside = block_sum(tid < 255 ? (unsigned long long)out_c[tid] : 0ull);
-            if (tid == 255) out_c[255] = uint32_t(n_cand) - uint32_t(inside);
-        }
         __syncthreads();
     }
 
@@ -519,7 +488,7 @@ struct RowSampler {
                 if (e < n) {
                     const float x = s[e];
                     acc += wfun(e, x);
-                    if (want_z1 && r.cand(x)) z += r.pinf ? 1.0f : expf(x - r.m);
+                    if (want_z1 && r.cand(x)) z += expf(x - r.m);
                 }
             }
             task[t] = acc;
@@ -667,11 +636,269 @@ struct RowSampler {
                 if (id < 0) return Bound{kAll, 0u, 0};
                 return Bound{kByG, gsel, id};
             }
-            hist_pass(rr, level + 1, prefix, R, by_mass, false, sm.gc, sm.gm, false);
+            hist_pass(rr, level + 1, prefix, R, by_mass, false, sm.gc, sm.gm);
             hcnt = sm.gc;
             hmass = sm.gm;
         }
         return Bound{kAll, 0u, 0};
+    }
+
+    // ---- the common path ------------------------------------------------------------------
+    // Level-0 histogram of all candidates: counts (and integer masses), optionally z1.
+    __device__ void hist0_pass(bool want_mass, bool want_z1) {
+        uint32_t* hc = sm.hc[hp];
+        unsigned long long* hm = sm.hm[hp];
+        hc[tid] = 0;
+        hm[tid] = 0;
+        __syncthreads();
+        const float m = r.m, c8 = r.inv_t * 8.0f;
+        const float4* s4 = reinterpret_cast<const float4*>(s);
+        float z = 0.0f;
+        auto one = [&](float x) {
+            const float d8 = (m - x) * c8;  // == dist(x) * 8 exactly; NaN and -inf fail below
+            if (d8 < 255.0f) {
+                const uint32_t bin = uint32_t(d8);
+                atomicAdd(&hc[bin], 1u);
+                if (want_mass) {
+                    const unsigned long long u = weight_units(weight(d8 * 0.125f), scale);
+                    if (u) atomicAdd(&hm[bin], u);
+                }
+            }
+            if (want_z1 && x > -kInf) z += expf(x - m);
+        };
+        for (int i = tid; i < n4; i += kThreads) {
+            const float4 v = s4[i];
+            one(v.x);
+            one(v.y);
+            one(v.z);
+            one(v.w);
+        }
+        if (want_z1) {
+            z = block_sum(z);
+            if (tid == 0) xw().z1 = z;
+        }
+        csync();
+        unsigned long long cs = 0, ms = 0;
+        for (int rk = 0; rk < C; ++rk) {
+            cs += cl.map_shared_rank(hc, rk)[tid];
+            if (want_mass) ms += cl.map_shared_rank(hm, rk)[tid];
+        }
+        sm.gc0[tid] = uint32_t(cs);
+        sm.gm0[tid] = ms;
+        hp ^= 1;
+        if (want_z1) z1 = cluster_z1();  // includes a block barrier
+        __syncthreads();
+    }
+
+    // Every candidate of level-0 bins 0..bstar (bstar < 255) into block 0's list.
+    __device__ int gather_prefix(uint32_t bstar) {
+        const int g = gi++;
+        Item* dst = cl.map_shared_rank(sm.list[g & 1], 0);
+        uint32_t* counter = cl.map_shared_rank(&sm.gcount[g], 0);
+        const float m = r.m, c8 = r.inv_t * 8.0f, lim = float(bstar + 1);  // bin <= bstar <=> d8 < lim
+        const float4* s4 = reinterpret_cast<const float4*>(s);
+        for (int base = warp * 32; base < n4; base += kThreads) {
+            const int i = base + lane;
+            const float4 v = i < n4 ? s4[i] : make_float4(-kInf, -kInf, -kInf, -kInf);
+            const float xv[4] = {v.x, v.y, v.z, v.w};
+            bool c[4];
+#pragma unroll
+            for (int k = 0; k < 4; ++k) c[k] = (m - xv[k]) * c8 < lim;
+            if (!__any_sync(kFullMask, c[0] || c[1] || c[2] || c[3])) continue;
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                const unsigned act = __ballot_sync(kFullMask, c[k]);
+                if (act == 0) continue;
+                const int leader = __ffs(act) - 1;
+                uint32_t slot0 = 0;
+                if (lane == leader) slot0 = atomicAdd(counter, uint32_t(__popc(act)));
+                slot0 = __shfl_sync(kFullMask, slot0, leader);
+                if (c[k]) {
+                    const uint32_t slot = slot0 + uint32_t(__popc(act & ((1u << lane) - 1u)));
+                    if (slot < uint32_t(kCap)) dst[slot] = Item{xv[k], s0 + 4 * i + k};
+                }
+            }
+        }
+        csync();
+        return g;
+    }
+
+    // Warp 0 of block 0, at most 128 gathered candidates: everything in registers.
+    __device__ void finish_warp(int g, int cnt, bool greedy, bool topk_on, bool topp_on, int ntop,
+                                unsigned long long s_total, float u01) {
+        const Item* L = sm.list[g & 1];
+        unsigned long long k[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int i = 32 * j + lane;
+            k[j] = i < cnt ? rank_key(order_key(L[i].x), L[i].id) : ~0ull;
+        }
+        warp_bitonic_sort128(k, lane);  // (logit desc, id asc)
+        float x[4];
+        int32_t id[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            x[j] = key_value(~uint32_t(k[j] >> 32));
+            id[j] = int32_t(uint32_t(k[j]));
+        }
+        int32_t tok = __shfl_sync(kFullMask, id[0], 0);
+        float tx = __shfl_sync(kFullMask, x[0], 0);
+        if (!greedy) {
+            const int nk = topk_on ? min(p.top_k, cnt) : cnt;
+            unsigned long long u[4], c[4];
+            unsigned long long off = 0;
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int i = 32 * j + lane;
+                u[j] = i < nk ? weight_units(weight(r.dist(x[j])), scale) : 0ull;
+                c[j] = warp_inclusive_scan(u[j], lane) + off;
+                off = __shfl_sync(kFullMask, c[j], 31);
+            }
+            const unsigned long long S = topk_on ? off : s_total;
+            int keep = nk;
+            if (topp_on) {
+                const unsigned long long T = mass_target(S);
+#pragma unroll
+                for (int j = 3; j >= 0; --j) {
+                    const unsigned b = __ballot_sync(kFullMask, 32 * j + lane < nk && c[j] >= T);
+                    if (b) keep = min(keep, 32 * j + __ffs(b));
+                }
+            }
+            if (p.min_p > 0.0f) {
+#pragma unroll
+                for (int j = 3; j >= 0; --j) {
+                    const unsigned b = __ballot_sync(
+                        kFullMask, 32 * j + lane < nk && !(weight(r.dist(x[j])) >= p.min_p));
+                    if (b) keep = min(keep, 32 * j + __ffs(b) - 1);
+                }
+                keep = max(keep, 1);  // the max has w = 1 >= min_p
+            }
+            // the kept prefix in id order, then the inverse CDF
+            unsigned long long k2[4];
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+                k2[j] = 32 * j + lane < keep
+                            ? (static_cast<unsigned long long>(uint32_t(id[j])) << 32) | (k[j] >> 32)
+                            : ~0ull;
+            warp_bitonic_sort128(k2, lane);
+            off = 0;
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int i = 32 * j + lane;
+                x[j] = key_value(~uint32_t(k2[j]));
+                u[j] = i < keep ? weight_units(weight(r.dist(x[j])), scale) : 0ull;
+                c[j] = warp_inclusive_scan(u[j], lane) + off;
+                off = __shfl_sync(kFullMask, c[j], 31);
+            }
+            const unsigned long long W = off;
+            const double f = floor(double(u01) * double(W));
+            const unsigned long long tgt = W ? min(W - 1, (unsigned long long)f) : 0ull;
+            int pick = -1;
+#pragma unroll
+            for (int j = 3; j >= 0; --j) {
+                const unsigned b = __ballot_sync(kFullMask, 32 * j + lane < keep && c[j] > tgt);
+                if (b) pick = 32 * j + __ffs(b) - 1;
+            }
+            if (pick < 0) pick = 0;
+            const int pj = pick >> 5, pl = pick & 31;
+            unsigned long long kk = k2[0];
+#pragma unroll
+            for (int j = 1; j < 4; ++j)
+                if (j == pj) kk = k2[j];
+            kk = __shfl_sync(kFullMask, kk, pl);
+            tok = int32_t(kk >> 32);
+            tx = key_value(~uint32_t(kk));
+        }
+        if (lane == 0) {
+            write_token(tok, tx);
+            advance();
+        }
+        for (int i = lane; i < a.top_n; i += 32) {
+            // item i of the sorted list sits in register i / 32 of lane i % 32
+            a.out_top_tokens[size_t(row) * a.top_n + i] = -1;
+            a.out_top_logprobs[size_t(row) * a.top_n + i] = -kInf;
+        }
+        __syncwarp();
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int i = 32 * j + lane;
+            if (i < ntop && i < cnt && i < a.top_n) {
+                a.out_top_tokens[size_t(row) * a.top_n + i] = id[j];
+                a.out_top_logprobs[size_t(row) * a.top_n + i] = logprob(x[j]);
+            }
+        }
+    }
+
+    // Block 0 alone, 129..512 gathered candidates: ranking by counting.
+    __device__ void finish_block(int g, int cnt, bool greedy, bool topk_on, bool topp_on, int ntop,
+                                 unsigned long long s_total, float u01) {
+        sort_list(g, cnt);
+        auto u_sorted = [&](int j) { return weight_units(weight(r.dist(sm.sorted[j].x)), scale); };
+        int32_t tok = sm.sorted[0].id;
+        float tx = sm.sorted[0].x;
+        if (!greedy) {
+            if (warp == 0) {
+                const int nk = topk_on ? min(p.top_k, cnt) : cnt;
+                unsigned long long S = s_total;
+                if (topk_on) {
+                    unsigned long long acc = 0;
+                    for (int j = lane; j < nk; j += 32) acc += u_sorted(j);
+                    S = warp_sum(acc);
+                }
+                int keep = nk;
+                if (topp_on) {
+                    unsigned long long bf;
+                    const int j = warp_find_first_above(nk, mass_target(S) - 1, u_sorted, &bf, lane);
+                    if (j >= 0) keep = j + 1;
+                }
+                if (p.min_p > 0.0f) {
+                    for (int base = 0; base < keep; base += 32) {
+                        const int j = base + lane;
+                        const bool low = j < keep && !(weight(r.dist(sm.sorted[j].x)) >= p.min_p);
+                        const unsigned mk = __ballot_sync(kFullMask, low);
+                        if (mk) {
+                            keep = base + __ffs(mk) - 1;
+                            break;
+                        }
+                    }
+                    if (keep < 1) keep = 1;
+                }
+                if (lane == 0) sm.bi[0] = keep;
+            }
+            __syncthreads();
+            const int keep = sm.bi[0];
+            Item* byid = sm.list[(g + 1) & 1];  // free: no gather follows
+            for (int i = tid; i < keep; i += kThreads) {
+                const Item it = sm.sorted[i];
+                int rk = 0;
+                for (int j = 0; j < keep; ++j) rk += sm.sorted[j].id < it.id;
+                byid[rk] = it;
+            }
+            __syncthreads();
+            if (warp == 0) {
+                auto u_id = [&](int j) { return weight_units(weight(r.dist(byid[j].x)), scale); };
+                unsigned long long acc = 0;
+                for (int j = lane; j < keep; j += 32) acc += u_id(j);
+                const unsigned long long W = warp_sum(acc);
+                const double f = floor(double(u01) * double(W));
+                const unsigned long long tgt = W ? min(W - 1, (unsigned long long)f) : 0ull;
+                unsigned long long bf;
+                const int j = warp_find_first_above(keep, tgt, u_id, &bf, lane);
+                if (lane == 0) sm.bi[1] = j < 0 ? 0 : j;
+            }
+            __syncthreads();
+            tok = byid[sm.bi[1]].id;
+            tx = byid[sm.bi[1]].x;
+        }
+        if (tid == 0) {
+            write_token(tok, tx);
+            advance();
+        }
+        for (int i = tid; i < a.top_n; i += kThreads) {
+            const bool ok = i < ntop && i < cnt;
+            a.out_top_tokens[size_t(row) * a.top_n + i] = ok ? sm.sorted[i].id : -1;
+            a.out_top_logprobs[size_t(row) * a.top_n + i] = ok ? logprob(sm.sorted[i].x) : -kInf;
+        }
     }
 
     // ---- outputs --------------------------------------------------------------------------
@@ -692,49 +919,47 @@ struct RowSampler {
     __device__ void advance() {
         if (p.flags & LLM8_SAMPLE_ADVANCE_DRAW) a.params[row].draw_index = p.draw_index + 1;
     }
+    __device__ unsigned long long mass_target(unsigned long long S) const {
+        const double t = ceil(double(p.top_p) * double(S));
+        unsigned long long T = t < 1.0 ? 1ull : (unsigned long long)t;
+        return T > S ? S : T;
+    }
 
     // ---- the row --------------------------------------------------------------------------
     __device__ void run(bool vec_ok) {
         if (tid < kMaxGathers) sm.gcount[tid] = 0;
         p = a.params[row];
         const bool bad = params_bad();
-        load(bad, vec_ok);
+        const bool greedy = !(p.temperature > 0.0f);
+        load(bad, vec_ok, greedy);
         csync();  // exchange A
         if (warp == 0) {
             float mv = -kInf;
-            int32_t ma = INT_MAX, nf = 0, npi = 0, bd = 0;
+            int32_t ma = INT_MAX, bd = 0;
             if (lane < C) {
                 const Xchg* X = xr(lane);
                 mv = X->maxv;
                 ma = X->arg;
-                nf = X->n_fin;
-                npi = X->n_pinf;
                 bd = X->bad;
             }
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) {
                 argmax_combine(mv, ma, __shfl_xor_sync(kFullMask, mv, o), __shfl_xor_sync(kFullMask, ma, o));
-                nf += __shfl_xor_sync(kFullMask, nf, o);
-                npi += __shfl_xor_sync(kFullMask, npi, o);
                 bd |= __shfl_xor_sync(kFullMask, bd, o);
             }
             if (lane == 0) {
                 sm.bf[0] = mv;
                 sm.bi[0] = ma;
-                sm.bi[1] = nf;
-                sm.bi[2] = npi;
                 sm.bi[3] = bd;
             }
         }
         __syncthreads();
         r.m = sm.bf[0];
         argmax = sm.bi[0];
-        const int32_t n_fin = sm.bi[1];
-        n_pinf = sm.bi[2];
         const bool row_bad = sm.bi[3] != 0;
         __syncthreads();
 
-        if (row_bad || r.m == -kInf) {
+        if (row_bad || !(r.m > -kInf)) {
             if (rank == 0 && tid == 0) {
                 write_error(row_bad ? LLM8_SAMPLE_ROW_BAD_PARAMS : LLM8_SAMPLE_ROW_NO_CANDIDATES);
                 advance();
@@ -742,15 +967,27 @@ struct RowSampler {
             cl.sync();  // others may still read this block's exchange
             return;
         }
-        r.pinf = r.m == kInf;
-        n_cand = r.pinf ? n_pinf : n_fin;
-        const bool greedy = !(p.temperature > 0.0f);
-        r.inv_t = greedy ? 1.0f : (p.temperature == kInf ? 0.0f : 1.0f / p.temperature);
-        const bool topk_on = !greedy && p.top_k > 0 && p.top_k < n_cand;
+        if (r.m == kInf) {
+            // Some logit is +inf: the candidates are the +inf tokens, uniformly (CPU chain).
+            float4* s4w = reinterpret_cast<float4*>(s);
+            for (int i = tid; i < n4; i += kThreads) {
+                float4 v = s4w[i];
+                v.x = v.x == kInf ? 0.0f : -kInf;
+                v.y = v.y == kInf ? 0.0f : -kInf;
+                v.z = v.z == kInf ? 0.0f : -kInf;
+                v.w = v.w == kInf ? 0.0f : -kInf;
+                s4w[i] = v;
+            }
+            r.m = 0.0f;
+            __syncthreads();
+        }
+        r.inv_t = greedy ? 1.0f
+                         : (p.temperature == kInf ? 0.0f
+                                                  : fminf(1.0f / p.temperature, 4.2e37f));  // *8 finite
+        const bool topk_on = !greedy && p.top_k > 0 && p.top_k < a.vocab;
         const bool topp_on = !greedy && p.top_p < 1.0f;
-        const int ntop = min(a.top_n, n_cand);
         const bool need_z1 = a.out_logprobs != nullptr || a.top_n > 0;
-        const bool need_hist = topk_on || topp_on || ntop > 0;
+        const bool need_hist = topk_on || topp_on || a.top_n > 0;
         const float u01 = philox_draw(p.seed, p.draw_index);
 
         if (!need_hist) {
@@ -759,7 +996,7 @@ struct RowSampler {
                     float z = 0.0f;
                     for (int i = tid; i < n; i += kThreads) {
                         const float x = s[i];
-                        if (r.cand(x)) z += r.pinf ? 1.0f : expf(x - r.m);
+                        if (r.cand(x)) z += expf(x - r.m);
                     }
                     z = block_sum(z);
                     if (tid == 0) xw().z1 = z;
@@ -779,7 +1016,6 @@ struct RowSampler {
                     },
                     true, u01, 0ull, need_z1, &rc);
                 if (tid == 0 && e >= 0) write_token(s0 + e, s[e]);
-                if (tid == 0 && rank == 0 && rc < 0) write_token(argmax, r.m);  // cannot happen
             }
             if (rank == 0 && tid == 0) advance();
             cl.sync();
@@ -788,8 +1024,13 @@ struct RowSampler {
 
         // pass 2: level-0 histogram of all candidates
         const bool mass0 = topp_on && !topk_on;
-        hist_pass(r, 0, 0u, Bound{kAll, 0u, 0}, mass0, need_z1, sm.gc0, sm.gm0, true);
+        hist0_pass(mass0, need_z1);
         const unsigned long long s_total = mass0 ? block_sum(sm.gm0[tid]) : 0ull;
+        int ntop = 0;
+        if (a.top_n > 0) {  // candidates within the window (the top-n list stops there)
+            const unsigned long long n_in = block_sum((unsigned long long)sm.gc0[tid]);
+            ntop = int(min((unsigned long long)a.top_n, n_in));
+        }
 
         // the common case: everything that matters fits in one list in block 0
         bool pg = greedy || topk_on || topp_on;
@@ -797,23 +1038,30 @@ struct RowSampler {
         unsigned long long before = 0;
         if (topk_on) {
             const int b = find_cross(sm.gc0, sm.gm0, false, (unsigned long long)(p.top_k - 1), &before);
-            if (b < 0 || b == 255) pg = false;
+            if (b < 0) pg = false;
             bstar = max(bstar, b);
         } else if (topp_on) {
             const int b = find_cross(sm.gc0, sm.gm0, true, mass_target(s_total) - 1, &before);
-            if (b < 0 || b == 255) pg = false;
+            if (b < 0) pg = false;
             bstar = max(bstar, b);
         }
         if (ntop > 0) {
             const int b = find_cross(sm.gc0, sm.gm0, false, (unsigned long long)(ntop - 1), &before);
-            if (b < 0 || b == 255) pg = false;
+            if (b < 0) pg = false;
             bstar = max(bstar, b);
         }
         const unsigned long long cnt_prefix =
             block_sum(tid <= bstar ? (unsigned long long)sm.gc0[tid] : 0ull);
-        if (pg && bstar >= 0 && cnt_prefix <= (unsigned long long)kCap) {
-            finish_in_block0(uint32_t(bstar), greedy, topk_on, topp_on, ntop, s_total, u01);
-            return;  // no block reads another block's memory after the gather's barrier
+        if (pg && bstar >= 0 && bstar < 255 && cnt_prefix <= (unsigned long long)kCap) {
+            const int g = gather_prefix(uint32_t(bstar));
+            if (rank != 0) return;  // no block reads another block's memory after this barrier
+            const int cnt = gather_count(g);
+            if (cnt <= 128) {
+                if (warp == 0) finish_warp(g, cnt, greedy, topk_on, topp_on, ntop, s_total, u01);
+            } else {
+                finish_block(g, cnt, greedy, topk_on, topp_on, ntop, s_total, u01);
+            }
+            return;
         }
 
         // general case: exact boundaries, then a cluster-wide draw
@@ -821,7 +1069,7 @@ struct RowSampler {
         if (topk_on) K = resolve(r, false, (unsigned long long)p.top_k, Bound{kAll, 0u, 0}, sm.gc0, sm.gm0);
         if (ntop > 0) top_n_general(ntop);
         if (topp_on) {
-            hist_pass(r, 0, 0u, K, true, false, sm.gc, sm.gm, K.mode == kAll);
+            hist_pass(r, 0, 0u, K, true, false, sm.gc, sm.gm);
             const unsigned long long S = block_sum(sm.gm[tid]);
             P = resolve(r, true, mass_target(S), K, sm.gc, sm.gm);
         }
@@ -844,29 +1092,21 @@ struct RowSampler {
                 },
                 true, u01, 0ull, false, &rc);
             if (tid == 0 && e >= 0) write_token(s0 + e, s[e]);
-            if (tid == 0 && rank == 0 && rc < 0) write_token(argmax, r.m);  // cannot happen
         }
         if (rank == 0 && tid == 0) advance();
         cl.sync();
-    }
-
-    __device__ unsigned long long mass_target(unsigned long long S) const {
-        const double t = ceil(double(p.top_p) * double(S));
-        unsigned long long T = t < 1.0 ? 1ull : (unsigned long long)t;
-        return T > S ? S : T;
     }
 
     // Top-n outside the common case: bins by logit (T = 1), exact boundary, gather into block 0.
     __device__ void top_n_general(int ntop) {
         Row rl = r;
         rl.inv_t = 1.0f;
-        hist_pass(rl, 0, 0u, Bound{kAll, 0u, 0}, false, false, sm.gc, sm.gm, true);
+        hist_pass(rl, 0, 0u, Bound{kAll, 0u, 0}, false, false, sm.gc, sm.gm);
         Bound N = resolve(rl, false, (unsigned long long)ntop, Bound{kAll, 0u, 0}, sm.gc, sm.gm);
         const int g = gather(
             [&](int i, float x) {
                 if (!rl.cand(x)) return false;
-                const float d = rl.dist(x);
-                const uint32_t gg = gbin(d);
+                const uint32_t gg = gbin(rl.dist(x));
                 if (N.mode == kAll) return (gg >> 16) < 255u;  // beyond 32 nats: not listed
                 return within(N, order_key(x), gg, s0 + i);
             },
@@ -880,86 +1120,6 @@ struct RowSampler {
                 a.out_top_logprobs[size_t(row) * a.top_n + i] = ok ? logprob(sm.sorted[i].x) : -kInf;
             }
             __syncthreads();
-        }
-    }
-
-    // Common case: the candidates of bins 0..bstar (all of top-k / the nucleus / top-n) go to
-    // block 0, which ranks them and finishes the row alone.
-    __device__ void finish_in_block0(uint32_t bstar, bool greedy, bool topk_on, bool topp_on,
-                                     int ntop, unsigned long long s_total, float u01) {
-        const int g = gather(
-            [&](int, float x) { return r.cand(x) && (gbin(r.dist(x)) >> 16) <= bstar; }, false);
-        if (rank != 0) return;
-        const int cnt = gather_count(g);
-        sort_list(g, cnt);
-        auto u_sorted = [&](int j) { return weight_units(weight(r.dist(sm.sorted[j].x)), scale); };
-        int32_t tok = -1;
-        float tx = 0.0f;
-        if (greedy) {
-            tok = sm.sorted[0].id;
-            tx = sm.sorted[0].x;
-        } else {
-            if (warp == 0) {
-                const int nk = topk_on ? min(p.top_k, cnt) : cnt;
-                unsigned long long S = s_total;
-                if (topk_on) {
-                    unsigned long long acc = 0;
-                    for (int j = lane; j < nk; j += 32) acc += u_sorted(j);
-                    S = warp_sum(acc);
-                }
-                int keep = nk;
-                if (topp_on) {
-                    unsigned long long bf;
-                    const int j = warp_find_first_above(nk, mass_target(S) - 1, u_sorted, &bf, lane);
-                    if (j >= 0) keep = j + 1;
-                }
-                if (p.min_p > 0.0f) {
-                    for (int base = 0; base < keep; base += 32) {
-                        const int j = base + lane;
-                        const bool low = j < keep && !(weight(r.dist(sm.sorted[j].x)) >= p.min_p);
-                        const unsigned m = __ballot_sync(kFullMask, low);
-                        if (m) {
-                            keep = base + __ffs(m) - 1;
-                            break;
-                        }
-                    }
-                    if (keep < 1) keep = 1;  // the max always passes (w = 1 >= min_p)
-                }
-                if (lane == 0) sm.bi[0] = keep;
-            }
-            __syncthreads();
-            const int keep = sm.bi[0];
-            Item* byid = sm.list[(g + 1) & 1];  // free: no gather follows
-            for (int i = tid; i < keep; i += kThreads) {
-                const Item it = sm.sorted[i];
-                int rk = 0;
-                for (int j = 0; j < keep; ++j) rk += sm.sorted[j].id < it.id;
-                byid[rk] = it;
-            }
-            __syncthreads();
-            if (warp == 0) {
-                auto u_id = [&](int j) { return weight_units(weight(r.dist(byid[j].x)), scale); };
-                unsigned long long acc = 0;
-                for (int j = lane; j < keep; j += 32) acc += u_id(j);
-                const unsigned long long W = warp_sum(acc);
-                const double f = floor(double(u01) * double(W));
-                const unsigned long long tgt = W ? min(W - 1, (unsigned long long)f) : 0ull;
-                unsigned long long bf;
-                int j = warp_find_first_above(keep, tgt, u_id, &bf, lane);
-                if (lane == 0) sm.bi[1] = j < 0 ? 0 : j;
-            }
-            __syncthreads();
-            tok = byid[sm.bi[1]].id;
-            tx = byid[sm.bi[1]].x;
-        }
-        if (tid == 0) {
-            write_token(tok, tx);
-            advance();
-        }
-        for (int i = tid; i < a.top_n; i += kThreads) {
-            const bool ok = i < ntop && i < cnt;
-            a.out_top_tokens[size_t(row) * a.top_n + i] = ok ? sm.sorted[i].id : -1;
-            a.out_top_logprobs[size_t(row) * a.top_n + i] = ok ? logprob(sm.sorted[i].x) : -kInf;
         }
     }
 };

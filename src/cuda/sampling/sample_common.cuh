@@ -21,10 +21,15 @@ constexpr unsigned kFullMask = 0xFFFFFFFFu;
 constexpr uint32_t kGMax = 0xFFFFFFu;
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Larger float -> larger key; -0 must be canonicalized to +0 before (sanitize does).
+// Larger float -> larger key; -0 and +0 get the same key (x + 0 turns -0 into +0).
 __device__ __forceinline__ uint32_t order_key(float x) {
-    const uint32_t b = __float_as_uint(x);
+    const uint32_t b = __float_as_uint(x + 0.0f);
     return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// The float of a key (inverse of order_key).
+__device__ __forceinline__ float key_value(uint32_t k) {
+    return __uint_as_float((k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k);
 }
 
 // NaN counts as -inf (the CPU chain's rule); -0 becomes +0 so equal values have equal keys.
@@ -90,6 +95,39 @@ __device__ __forceinline__ int warp_find_first_above(int n, unsigned long long t
     }
     *before = run;
     return -1;
+}
+
+// Warp-collective bitonic sort of 128 keys, ascending; element i lives in register i / 32 of
+// lane i % 32. Pad with ~0ull.
+__device__ __forceinline__ void warp_bitonic_sort128(unsigned long long (&k)[4], int lane) {
+#pragma unroll
+    for (int size = 2; size <= 128; size <<= 1) {
+#pragma unroll
+        for (int stride = size >> 1; stride > 0; stride >>= 1) {
+            if (stride >= 32) {  // partner in another register of the same lane
+                const int rs = stride >> 5;
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    if ((j & rs) == 0) {
+                        const bool asc = ((32 * j + lane) & size) == 0;
+                        const unsigned long long lo = k[j], hi = k[j + rs];
+                        if ((lo > hi) == asc) {
+                            k[j] = hi;
+                            k[j + rs] = lo;
+                        }
+                    }
+                }
+            } else {  // partner in another lane, same register
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    const unsigned long long o = __shfl_xor_sync(kFullMask, k[j], stride);
+                    const bool lower = (lane & stride) == 0;
+                    const bool asc = ((32 * j + lane) & size) == 0;
+                    k[j] = (lower == asc) ? (k[j] < o ? k[j] : o) : (k[j] < o ? o : k[j]);
+                }
+            }
+        }
+    }
 }
 
 }  // namespace llm8::cuda_sampling

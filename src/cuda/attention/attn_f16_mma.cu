@@ -1,0 +1,246 @@
+// attn_f16_mma_sm80: causal prefill attention on tensor cores (FlashAttention-2 structure),
+// half inputs (the float queries are rounded to half in shared memory; K/V come from the
+// half cache), float accumulation and online softmax (exp2 with log2(e)/sqrt(hd) folded in).
+//
+// Tiles: 64 queries x 64 keys per step, 4 warps of 16 query rows each. S = Q K^T and O += P V
+// with mma.sync.m16n8k16 (row.col, f16 x f16 -> f32); Q and K fragments via ldmatrix, V via
+// ldmatrix.trans; P goes from the S accumulators straight into A fragments (the m16n8 C layout
+// is the m16n8k16 A layout, two n-tiles per k-step). Shared rows are padded by 8 halves so that
+// ldmatrix's 8 row addresses hit distinct banks. GQA: query head h reads kv head h/(H/Hkv).
+// Causal with an offset: query i sits at position pos0+i and sees keys [0, pos0+i].
+//
+// Not yet: cp.async / TMA double buffering of K/V tiles, wgmma (sm90a), and splitting long KV
+// ranges across blocks when there are few query tiles. Decode (few queries) stays on the
+// split-KV kernel in attn_f16.cu.
+#include <cstdint>
+
+#include "cuda/cuda_common.cuh"
+#include "cuda/ops.h"
+
+namespace llm8 {
+namespace cuda {
+
+namespace {
+
+constexpr int kBr = 64, kBc = 64, kThreads = 128;
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2,
+                                                  uint32_t& r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr));
+}
+__device__ __forceinline__ void mma16816(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                         uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack_half2(float a, float b) {
+    __half2 h = __floats2half2_rn(a, b);
+    return *reinterpret_cast<uint32_t*>(&h);
+}
+
+template <int HD>
+__global__ void __launch_bounds__(kThreads)
+    attn_f16_mma_kernel(const float* __restrict__ q, const __half* __restrict__ kc,
+                        const __half* __restrict__ vc, int64_t n_tokens,
+                        const int32_t* __restrict__ pos0_dev, int n_head, int n_kv,
+                        float scale_log2, float* __restrict__ out) {
+    constexpr int kStride = HD + 8;  // halves per shared row
+    extern __shared__ __align__(16) __half smem[];
+    __half* sQ = smem;
+    __half* sK = sQ + kBr * kStride;
+    __half* sV = sK + kBc * kStride;
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int h = blockIdx.y, hk = h / (n_head / n_kv);
+    const int64_t q0 = int64_t(blockIdx.x) * kBr;
+    const int pos0 = *pos0_dev;
+    const int64_t q_stride = int64_t(n_head) * HD, kv_stride = int64_t(n_kv) * HD;
+
+    // Q tile -> half, rows past the batch zero.
+    for (int i = tid; i < kBr * HD / 4; i += kThreads) {
+        const int r = i / (HD / 4), c = (i % (HD / 4)) * 4;
+        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (q0 + r < n_tokens) v = *reinterpret_cast<const float4*>(q + (q0 + r) * q_stride + int64_t(h) * HD + c);
+        __half2* d = reinterpret_cast<__half2*>(sQ + r * kStride + c);
+        d[0] = __floats2half2_rn(v.x, v.y);
+        d[1] = __floats2half2_rn(v.z, v.w);
+    }
+    __syncthreads();
+
+    // This warp's Q fragments for all k-steps.
+    uint32_t qf[HD / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+        const int r = warp * 16 + (lane % 16), c = kk * 16 + (lane / 16) * 8;
+        ldmatrix_x4(smem_addr(sQ + r * kStride + c), qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+    }
+
+    float o[HD / 8][4];
+#pragma unroll
+    for (int i = 0; i < HD / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
+    const int64_t row_a = q0 + warp * 16 + (lane >> 2), row_b = row_a + 8;
+    const int64_t qpos_a = pos0 + row_a, qpos_b = pos0 + row_b;
+
+    const int64_t last_q = (q0 + kBr < n_tokens ? q0 + kBr : n_tokens) - 1;
+    const int64_t n_keys = pos0 + last_q + 1;  // keys this tile can see
+    for (int64_t k0 = 0; k0 < n_keys; k0 += kBc) {
+        // K and V tiles (zero past the end: masked, and 0 * p must not become NaN).
+        for (int i = tid; i < kBc * HD / 8; i += kThreads) {
+            const int r = i / (HD / 8), c = (i % (HD / 8)) * 8;
+            uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
+            if (k0 + r < n_keys) {
+                kv = *reinterpret_cast<const uint4*>(kc + (k0 + r) * kv_stride + int64_t(hk) * HD + c);
+                vv = *reinterpret_cast<const uint4*>(vc + (k0 + r) * kv_stride + int64_t(hk) * HD + c);
+            }
+            *reinterpret_cast<uint4*>(sK + r * kStride + c) = kv;
+            *reinterpret_cast<uint4*>(sV + r * kStride + c) = vv;
+        }
+        __syncthreads();
+
+        float s[kBc / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < kBc / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; ++kk) {
+#pragma unroll
+            for (int nt = 0; nt < kBc / 8; nt += 2) {
+                const int r = nt * 8 + (lane % 8) + (lane / 16) * 8, c = kk * 16 + ((lane / 8) % 2) * 8;
+                uint32_t b0, b1, b2, b3;
+                ldmatrix_x4(smem_addr(sK + r * kStride + c), b0, b1, b2, b3);
+                mma16816(s[nt], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b0, b1);
+                mma16816(s[nt + 1], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b2, b3);
+            }
+        }
+
+        // Scale, mask (causal and past the end), online softmax for rows a and b.
+        const bool need_mask = k0 + kBc - 1 > pos0 + q0 || k0 + kBc > n_keys;
+        float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < kBc / 8; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int64_t key = k0 + nt * 8 + 2 * (lane & 3) + e;
+                float va = s[nt][e] * scale_log2, vb = s[nt][2 + e] * scale_log2;
+                if (need_mask) {
+                    if (key > qpos_a || key >= n_keys) va = -INFINITY;
+                    if (key > qpos_b || key >= n_keys) vb = -INFINITY;
+                }
+                s[nt][e] = va;
+                s[nt][2 + e] = vb;
+                mx_a = fmaxf(mx_a, va);
+                mx_b = fmaxf(mx_b, vb);
+            }
+        }
+#pragma unroll
+        for (int off = 1; off <= 2; off <<= 1) {
+            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
+            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
+        }
+        const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
+        // A row with nothing visible yet keeps m = -inf: use 0 as the reference to avoid NaN.
+        const float ref_a = mn_a == -INFINITY ? 0.f : mn_a, ref_b = mn_b == -INFINITY ? 0.f : mn_b;
+        const float corr_a = exp2f(m_a - ref_a), corr_b = exp2f(m_b - ref_b);
+        m_a = mn_a;
+        m_b = mn_b;
+        float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < kBc / 8; ++nt) {
+            s[nt][0] = exp2f(s[nt][0] - ref_a);
+            s[nt][1] = exp2f(s[nt][1] - ref_a);
+            s[nt][2] = exp2f(s[nt][2] - ref_b);
+            s[nt][3] = exp2f(s[nt][3] - ref_b);
+            sum_a += s[nt][0] + s[nt][1];
+            sum_b += s[nt][2] + s[nt][3];
+        }
+        l_a = l_a * corr_a + sum_a;
+        l_b = l_b * corr_b + sum_b;
+#pragma unroll
+        for (int dt = 0; dt < HD / 8; ++dt) {
+            o[dt][0] *= corr_a;
+            o[dt][1] *= corr_a;
+            o[dt][2] *= corr_b;
+            o[dt][3] *= corr_b;
+        }
+
+        // O += P V.
+#pragma unroll
+        for (int kk = 0; kk < kBc / 16; ++kk) {
+            const uint32_t a0 = pack_half2(s[2 * kk][0], s[2 * kk][1]);
+            const uint32_t a1 = pack_half2(s[2 * kk][2], s[2 * kk][3]);
+            const uint32_t a2 = pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+            const uint32_t a3 = pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+            for (int dt = 0; dt < HD / 8; dt += 2) {
+                const int r = kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8, c = dt * 8 + (lane / 16) * 8;
+                uint32_t b0, b1, b2, b3;
+                ldmatrix_x4_trans(smem_addr(sV + r * kStride + c), b0, b1, b2, b3);
+                mma16816(o[dt], a0, a1, a2, a3, b0, b1);
+                mma16816(o[dt + 1], a0, a1, a2, a3, b2, b3);
+            }
+        }
+        __syncthreads();
+    }
+
+    // Normalize and write.
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+        l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
+        l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
+    }
+    const float inv_a = 1.f / l_a, inv_b = 1.f / l_b;
+#pragma unroll
+    for (int dt = 0; dt < HD / 8; ++dt) {
+        const int c = dt * 8 + 2 * (lane & 3);
+        if (row_a < n_tokens)
+            *reinterpret_cast<float2*>(out + row_a * q_stride + int64_t(h) * HD + c) =
+                make_float2(o[dt][0] * inv_a, o[dt][1] * inv_a);
+        if (row_b < n_tokens)
+            *reinterpret_cast<float2*>(out + row_b * q_stride + int64_t(h) * HD + c) =
+                make_float2(o[dt][2] * inv_b, o[dt][3] * inv_b);
+    }
+}
+
+template <int HD>
+void launch(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens, const int32_t* pos0_dev,
+            int n_head, int n_kv, float* out, cudaStream_t s) {
+    const size_t smem = size_t(3) * kBr * (HD + 8) * sizeof(__half);
+    static bool configured = false;  // one attribute call per instance
+    if (!configured) {
+        LLM8_CUDA_CHECK(cudaFuncSetAttribute(attn_f16_mma_kernel<HD>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+        configured = true;
+    }
+    const float scale_log2 = 1.4426950408889634f / sqrtf(float(HD));
+    const dim3 grid(unsigned((n_tokens + kBr - 1) / kBr), unsigned(n_head));
+    attn_f16_mma_kernel<HD><<<grid, kThreads, smem, s>>>(q, reinterpret_cast<const __half*>(kc),
+                                                          reinterpret_cast<const __half*>(vc), n_tokens,
+                                                          pos0_dev, n_head, n_kv, scale_log2, out);
+    LLM8_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+bool attention_f16_mma(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
+                       const int32_t* pos0_dev, int n_head, int n_head_kv, int head_dim, float* out,
+                       cudaStream_t s) {
+    switch (head_dim) {
+        case 64: launch<64>(q, kc, vc, n_tokens, pos0_dev, n_head, n_head_kv, out, s); return true;
+        case 128: launch<128>(q, kc, vc, n_tokens, pos0_dev, n_head, n_head_kv, out, s); return true;
+        default: return false;
+    }
+}
+
+}  // namespace cuda
+}  // namespace llm8
