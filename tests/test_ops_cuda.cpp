@@ -154,6 +154,87 @@ TEST(CudaOps, FloatRowsOfAwkwardLength) {
     cublasDestroy(handle);
 }
 
+TEST(CudaOps, FusedGemvModesMatchTheCpuComposition) {
+    LLM8_REQUIRE_GPU();
+    std::mt19937 rng(std::random_device{}());
+    for (GgmlType t : kTypes) {
+        const int64_t K = llm8::type_traits(t)->block_size == 256 ? 512 : 160;
+        const int64_t Ms[3] = {64, 17, 33};
+        HostMatrix h[3] = {make_matrix(t, K, Ms[0], rng), make_matrix(t, K, Ms[1], rng), make_matrix(t, K, 64, rng)};
+        Dev<uint8_t> w0(h[0].bytes), w1(h[1].bytes), w2(h[2].bytes);
+        const llm8::cuda::DeviceMatrix dm[3] = {{t, K, Ms[0], h[0].view.row_bytes, w0.get()},
+                                               {t, K, Ms[1], h[1].view.row_bytes, w1.get()},
+                                               {t, K, 64, h[2].view.row_bytes, w2.get()}};
+        for (int n : {1, 3, 8}) {
+            const auto x = randn(size_t(n * K), rng), nw = randn(size_t(K), rng);
+            std::vector<float> xn(x.size());
+            for (int i = 0; i < n; ++i) llm8::cpu::rms_norm(x.data() + i * K, nw.data(), xn.data() + i * K, K, 1e-5f);
+            Dev<float> dx(x), dnw(nw);
+            // store, three matrices (rows 64, 17, 64), normed input
+            std::vector<std::vector<float>> want(3);
+            Dev<float> y0(size_t(n * Ms[0])), y1(size_t(n * Ms[1])), y2(size_t(n * 64));
+            float* const ys[3] = {y0.get(), y1.get(), y2.get()};
+            const llm8::cuda::DeviceMatrix three[3] = {dm[0], dm[1], dm[2]};
+            ASSERT_TRUE(llm8::cuda::gemv_fused(three, ys, 3, dx.get(), n, dnw.get(), 1e-5f, llm8::cuda::GemvMode::store, nullptr));
+            const Dev<float>* outs[3] = {&y0, &y1, &y2};
+            for (int i = 0; i < 3; ++i) {
+                want[size_t(i)].resize(size_t(n * h[i].view.ne1));
+                llm8::cpu::matmul_ref(h[i].view, xn.data(), n, want[size_t(i)].data());
+                EXPECT_LT(nmse(outs[i]->download(), want[size_t(i)]), 1e-9) << llm8::type_name(t) << " n " << n << " seg " << i;
+            }
+            // accumulate (residual): y = y0 + W x
+            const auto base = randn(size_t(n * Ms[0]), rng);
+            Dev<float> acc(base);
+            float* accp = acc.get();
+            ASSERT_TRUE(llm8::cuda::gemv_fused(&dm[0], &accp, 1, dx.get(), n, nullptr, 0.0f, llm8::cuda::GemvMode::accumulate, nullptr));
+            std::vector<float> wx(size_t(n * Ms[0]));
+            llm8::cpu::matmul_ref(h[0].view, x.data(), n, wx.data());
+            for (size_t i = 0; i < wx.size(); ++i) wx[i] += base[i];
+            EXPECT_LT(nmse(acc.download(), wx), 1e-9) << llm8::type_name(t) << " accumulate n " << n;
+            // swiglu of (gate = matrix 0, up = matrix 2), both 64 rows
+            Dev<float> g(size_t(n * 64));
+            const llm8::cuda::DeviceMatrix gu[2] = {dm[0], dm[2]};
+            float* const gys[2] = {g.get(), nullptr};
+            ASSERT_TRUE(llm8::cuda::gemv_fused(gu, gys, 2, dx.get(), n, dnw.get(), 1e-5f, llm8::cuda::GemvMode::swiglu, nullptr));
+            std::vector<float> gw(size_t(n * 64)), uw(size_t(n * 64));
+            llm8::cpu::matmul_ref(h[0].view, xn.data(), n, gw.data());
+            llm8::cpu::matmul_ref(h[2].view, xn.data(), n, uw.data());
+            llm8::cpu::swiglu(gw.data(), uw.data(), int64_t(gw.size()));
+            EXPECT_LT(nmse(g.download(), gw), 1e-9) << llm8::type_name(t) << " swiglu n " << n;
+        }
+    }
+}
+
+TEST(CudaOps, RopeStoreMatchesBiasRopeAndHalfCache) {
+    LLM8_REQUIRE_GPU();
+    std::mt19937 rng(std::random_device{}());
+    for (auto layout : {llm8::RopeLayout::norm, llm8::RopeLayout::neox}) {
+        const int H = 4, HK = 2, hd = 64, n_rot = 48;
+        const int64_t n = 3, ctx = 16;
+        const int32_t pos0 = 5;
+        const std::vector<int32_t> pos = {5, 6, 7};
+        auto q = randn(size_t(n * H * hd), rng), k = randn(size_t(n * HK * hd), rng), v = randn(size_t(n * HK * hd), rng);
+        const auto bq = randn(size_t(H * hd), rng), bk = randn(size_t(HK * hd), rng), bv = randn(size_t(HK * hd), rng);
+        auto wq = q, wk = k, wv = v;
+        llm8::cpu::add_bias(wq.data(), bq.data(), n, H * hd);
+        llm8::cpu::add_bias(wk.data(), bk.data(), n, HK * hd);
+        llm8::cpu::add_bias(wv.data(), bv.data(), n, HK * hd);
+        llm8::cpu::rope(wq.data(), n, H, hd, n_rot, pos.data(), layout, 10000.0f, 1.0f, nullptr);
+        llm8::cpu::rope(wk.data(), n, HK, hd, n_rot, pos.data(), layout, 10000.0f, 1.0f, nullptr);
+        Dev<float> dq(q), dk(k), dv(v), dbq(bq), dbk(bk), dbv(bv);
+        Dev<uint16_t> kc(size_t(ctx * HK * hd)), vc(size_t(ctx * HK * hd));
+        Dev<int32_t> dpos(pos), dpos0(std::vector<int32_t>{pos0});
+        llm8::cuda::rope_store(dq.get(), dk.get(), dv.get(), dbq.get(), dbk.get(), dbv.get(), kc.get(), vc.get(), n,
+                               dpos.get(), dpos0.get(), H, HK, hd, n_rot, layout, 10000.0f, 1.0f, nullptr, nullptr);
+        EXPECT_LT(nmse(dq.download(), wq), 1e-10);
+        const auto gk = kc.download(), gv = vc.download();
+        for (int64_t i = 0; i < n * HK * hd; ++i) {
+            EXPECT_NEAR(llm8::fp16_to_fp32(gk[size_t(pos0 * HK * hd + i)]), wk[size_t(i)], 2e-3 * (1 + std::fabs(wk[size_t(i)])));
+            EXPECT_EQ(gv[size_t(pos0 * HK * hd + i)], llm8::fp32_to_fp16(wv[size_t(i)]));
+        }
+    }
+}
+
 TEST(CudaOps, NormRopeSwigluAddBias) {
     LLM8_REQUIRE_GPU();
     std::mt19937 rng(std::random_device{}());

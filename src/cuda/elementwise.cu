@@ -77,7 +77,79 @@ __global__ void store_kv_kernel(const float* __restrict__ k, const float* __rest
     vc[dst] = __float2half_rn(v[i]);
 }
 
+// One thread per (token, head slot, pair): slots [0, n_head) are query heads, the rest key heads
+// (which also carry V). Pairs i < n_rot/2 rotate; the rest pass through (bias only).
+__global__ void rope_store_kernel(float* __restrict__ q, float* __restrict__ k, const float* __restrict__ v,
+                                  const float* __restrict__ bq, const float* __restrict__ bk,
+                                  const float* __restrict__ bv, __half* __restrict__ kc,
+                                  __half* __restrict__ vc, int64_t n, const int32_t* __restrict__ pos,
+                                  const int32_t* __restrict__ pos0, int n_head, int n_kv, int hd, int n_rot,
+                                  bool neox, float base, float freq_scale, const float* __restrict__ factors) {
+    const int half_hd = hd / 2, half_rot = n_rot / 2;
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    const int slots = n_head + n_kv;
+    if (i >= n * slots * half_hd) return;
+    const int p = int(i % half_hd);
+    const int slot = int((i / half_hd) % slots);
+    const int64_t t = i / (int64_t(half_hd) * slots);
+    int a, b;
+    if (p < half_rot) {
+        a = neox ? p : 2 * p;
+        b = neox ? p + half_rot : 2 * p + 1;
+    } else {
+        a = n_rot + 2 * (p - half_rot);
+        b = a + 1;
+    }
+    const bool is_q = slot < n_head;
+    const int head = is_q ? slot : slot - n_head;
+    float* vec = is_q ? q + (t * n_head + head) * hd : k + (t * n_kv + head) * hd;
+    const float* bias = is_q ? bq : bk;
+    float x0 = vec[a], x1 = vec[b];
+    if (bias) {
+        x0 += bias[head * hd + a];
+        x1 += bias[head * hd + b];
+    }
+    if (p < half_rot) {
+        float inv_freq = powf(base, -2.0f * float(p) / float(n_rot));
+        if (factors) inv_freq /= factors[p];
+        float sn, cs;
+        sincosf(float(pos[t]) * freq_scale * inv_freq, &sn, &cs);
+        const float r0 = x0 * cs - x1 * sn, r1 = x0 * sn + x1 * cs;
+        x0 = r0;
+        x1 = r1;
+    }
+    if (is_q) {
+        vec[a] = x0;
+        vec[b] = x1;
+        return;
+    }
+    const int64_t kv_dim = int64_t(n_kv) * hd;
+    const int64_t dst = (int64_t(*pos0) + t) * kv_dim + int64_t(head) * hd;
+    kc[dst + a] = __float2half_rn(x0);
+    kc[dst + b] = __float2half_rn(x1);
+    const float* vv = v + t * kv_dim + int64_t(head) * hd;
+    float v0 = vv[a], v1 = vv[b];
+    if (bv) {
+        v0 += bv[head * hd + a];
+        v1 += bv[head * hd + b];
+    }
+    vc[dst + a] = __float2half_rn(v0);
+    vc[dst + b] = __float2half_rn(v1);
+}
+
 }  // namespace
+
+void rope_store(float* q, float* k, const float* v, const float* bq, const float* bk, const float* bv,
+                uint16_t* kc, uint16_t* vc, int64_t n, const int32_t* pos, const int32_t* pos0_dev,
+                int n_head, int n_head_kv, int head_dim, int n_rot, RopeLayout layout, float base,
+                float freq_scale, const float* factors, cudaStream_t s) {
+    const int64_t total = n * (n_head + n_head_kv) * (head_dim / 2);
+    if (total == 0) return;
+    rope_store_kernel<<<ceil_div(total, 256), 256, 0, s>>>(
+        q, k, v, bq, bk, bv, reinterpret_cast<__half*>(kc), reinterpret_cast<__half*>(vc), n, pos, pos0_dev,
+        n_head, n_head_kv, head_dim, n_rot, layout == RopeLayout::neox, base, freq_scale, factors);
+    LLM8_CUDA_CHECK_LAUNCH();
+}
 
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int n, float eps, cudaStream_t s) {
     if (rows == 0) return;

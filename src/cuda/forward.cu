@@ -5,6 +5,8 @@
 // replayed: the token, its position and the KV length are read from device memory, so nothing
 // in a step waits on the host except the copy of the logits back.
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -196,48 +198,122 @@ std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> create_session(
 
 namespace {
 
+// LLM8_PROFILE=1: time every op of the forward pass with CUDA events (graphs off) and print a
+// table per op kind at exit. For finding where a step's time goes; costs a sync per step.
+struct Profiler {
+    bool on = false;
+    cudaStream_t stream = nullptr;
+    std::vector<std::pair<std::string, cudaEvent_t>> marks;  // (op that ends here, event)
+    std::vector<std::pair<std::string, std::pair<double, long>>> totals;
+    long steps = 0;
+
+    Profiler() { on = std::getenv("LLM8_PROFILE") != nullptr; }
+    ~Profiler() {
+        if (!on || totals.empty()) return;
+        double all = 0;
+        for (auto& t : totals) all += t.second.first;
+        std::fprintf(stderr, "\nllm8 profile (%ld forward calls, %.3f ms per call)\n", steps, all / std::max(1L, steps));
+        for (auto& t : totals)
+            std::fprintf(stderr, "  %-12s %9.3f ms/call %6.1f%%  (%ld launches)\n", t.first.c_str(),
+                         t.second.first / std::max(1L, steps), 100.0 * t.second.first / all, t.second.second);
+    }
+    void mark(const char* what) {
+        if (!on) return;
+        cudaEvent_t e;
+        cudaEventCreate(&e);
+        cudaEventRecord(e, stream);
+        marks.emplace_back(what, e);
+    }
+    void collect() {
+        if (!on || marks.empty()) return;
+        cudaEventSynchronize(marks.back().second);
+        for (size_t i = 1; i < marks.size(); ++i) {
+            float ms = 0;
+            cudaEventElapsedTime(&ms, marks[i - 1].second, marks[i].second);
+            auto it = std::find_if(totals.begin(), totals.end(), [&](auto& t) { return t.first == marks[i].first; });
+            if (it == totals.end()) totals.push_back({marks[i].first, {ms, 1}});
+            else it->second.first += ms, it->second.second += 1;
+        }
+        for (auto& m : marks) cudaEventDestroy(m.second);
+        marks.clear();
+        ++steps;
+    }
+};
+Profiler g_prof;
+#define LLM8_PROF(what) g_prof.mark(what)
+
 // Everything between the token upload and the logits download. max_keys bounds pos0 + n.
+// Up to 8 tokens (decode) take the fused GEMVs: 7 launches per layer (norm+QKV, bias+RoPE+KV
+// store, attention x2, Wo+residual, norm+gate+up+SwiGLU, down+residual). Larger batches take
+// cuBLAS with separate norms and adds. Either path falls back to separate ops where a fused
+// launch does not fit (mixed weight types, odd row lengths).
 void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
     const DeviceModel& m = *s.dm;
     const HParams& hp = m.hp;
-    const int64_t E = hp.n_embd, Q = hp.q_dim(), KV = hp.kv_dim(), F = hp.n_ff;
+    const int64_t E = hp.n_embd, KV = hp.kv_dim(), F = hp.n_ff;
     cudaStream_t st = s.stream;
     const size_t layer_kv = size_t(s.n_ctx) * size_t(KV);
+    const bool small = n <= 8;
+    auto mm = [&](const DeviceMatrix& w, const float* in, int64_t rows, float* out) {
+        matmul(w, in, rows, out, s.mm_ws.get(), s.cublas, st);
+    };
+    // y = W * rmsnorm(x) for the given matrices (fused when possible).
+    auto norm_matmul = [&](const DeviceMatrix* w, float* const* y, int count, const float* norm_w) {
+        if (small && gemv_fused(w, y, count, s.x.get(), int(n), norm_w, hp.rms_eps, GemvMode::store, st)) return;
+        rms_norm(s.x.get(), norm_w, s.xn.get(), n, int(E), hp.rms_eps, st);
+        for (int i = 0; i < count; ++i) mm(w[i], s.xn.get(), n, y[i]);
+    };
+    // x += W * in.
+    auto residual_matmul = [&](const DeviceMatrix& w, const float* in) {
+        float* y = s.x.get();
+        if (small && gemv_fused(&w, &y, 1, in, int(n), nullptr, 0.0f, GemvMode::accumulate, st)) return;
+        mm(w, in, n, s.o.get());
+        add(s.x.get(), s.o.get(), n * E, st);
+    };
+
+    LLM8_PROF("start");
     get_rows(m.tok_embd, s.tokens.get(), int(n), s.x.get(), st);
+    LLM8_PROF("embed");
     for (int il = 0; il < hp.n_layer; ++il) {
         const DeviceLayer& L = m.layers[size_t(il)];
-        rms_norm(s.x.get(), L.attn_norm, s.xn.get(), n, int(E), hp.rms_eps, st);
-        matmul(L.wq, s.xn.get(), n, s.q.get(), s.mm_ws.get(), s.cublas, st);
-        matmul(L.wk, s.xn.get(), n, s.k.get(), s.mm_ws.get(), s.cublas, st);
-        matmul(L.wv, s.xn.get(), n, s.v.get(), s.mm_ws.get(), s.cublas, st);
-        if (L.bq) add_bias(s.q.get(), L.bq, n, Q, st);
-        if (L.bk) add_bias(s.k.get(), L.bk, n, KV, st);
-        if (L.bv) add_bias(s.v.get(), L.bv, n, KV, st);
-        if (L.q_norm) {
+        const DeviceMatrix qkv[3] = {L.wq, L.wk, L.wv};
+        float* const qkv_out[3] = {s.q.get(), s.k.get(), s.v.get()};
+        norm_matmul(qkv, qkv_out, 3, L.attn_norm);
+        LLM8_PROF("norm+qkv");
+        if (L.q_norm) {  // qwen3: per-head RMSNorm of Q and K before RoPE
             rms_norm(s.q.get(), L.q_norm, s.q.get(), n * hp.n_head, hp.head_dim, hp.rms_eps, st);
             rms_norm(s.k.get(), L.k_norm, s.k.get(), n * hp.n_head_kv, hp.head_dim, hp.rms_eps, st);
         }
-        rope(s.q.get(), n, hp.n_head, hp.head_dim, hp.n_rot, s.pos.get(), hp.rope, hp.rope_freq_base,
-             hp.rope_freq_scale, m.rope_factors, st);
-        rope(s.k.get(), n, hp.n_head_kv, hp.head_dim, hp.n_rot, s.pos.get(), hp.rope,
-             hp.rope_freq_base, hp.rope_freq_scale, m.rope_factors, st);
         uint16_t* kc = s.kc.get() + size_t(il) * layer_kv;
         uint16_t* vc = s.vc.get() + size_t(il) * layer_kv;
-        store_kv(s.k.get(), s.v.get(), kc, vc, n, s.pos0.get(), int(KV), st);
+        rope_store(s.q.get(), s.k.get(), s.v.get(), L.bq, L.bk, L.bv, kc, vc, n, s.pos.get(), s.pos0.get(),
+                   hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_rot, hp.rope, hp.rope_freq_base,
+                   hp.rope_freq_scale, m.rope_factors, st);
+        LLM8_PROF("rope+kv");
         attention_f16(s.q.get(), kc, vc, n, s.pos0.get(), max_keys, hp.n_head, hp.n_head_kv,
                       hp.head_dim, s.att.get(), s.attn_ws.get(), st);
-        matmul(L.wo, s.att.get(), n, s.o.get(), s.mm_ws.get(), s.cublas, st);
-        add(s.x.get(), s.o.get(), n * E, st);
-        rms_norm(s.x.get(), L.ffn_norm, s.xn.get(), n, int(E), hp.rms_eps, st);
-        matmul(L.w_gate, s.xn.get(), n, s.gate.get(), s.mm_ws.get(), s.cublas, st);
-        matmul(L.w_up, s.xn.get(), n, s.up.get(), s.mm_ws.get(), s.cublas, st);
-        swiglu(s.gate.get(), s.up.get(), n * F, st);
-        matmul(L.w_down, s.gate.get(), n, s.o.get(), s.mm_ws.get(), s.cublas, st);
-        add(s.x.get(), s.o.get(), n * E, st);
+        LLM8_PROF("attention");
+        residual_matmul(L.wo, s.att.get());
+        LLM8_PROF("wo+add");
+        const DeviceMatrix gu[2] = {L.w_gate, L.w_up};
+        float* const gu_out[2] = {s.gate.get(), s.up.get()};
+        if (!(small && gemv_fused(gu, gu_out, 2, s.x.get(), int(n), L.ffn_norm, hp.rms_eps, GemvMode::swiglu, st))) {
+            norm_matmul(gu, gu_out, 2, L.ffn_norm);
+            swiglu(s.gate.get(), s.up.get(), n * F, st);
+        }
+        LLM8_PROF("norm+ffn_in");
+        residual_matmul(L.w_down, s.gate.get());
+        LLM8_PROF("down+add");
     }
     if (n_out > 0) {
-        rms_norm(s.x.get() + (n - n_out) * E, m.output_norm, s.xn.get(), n_out, int(E), hp.rms_eps, st);
-        matmul(m.output, s.xn.get(), n_out, s.logits.get(), s.mm_ws.get(), s.cublas, st);
+        const float* last = s.x.get() + (n - n_out) * E;
+        float* out = s.logits.get();
+        if (!(n_out <= 8 && gemv_fused(&m.output, &out, 1, last, int(n_out), m.output_norm, hp.rms_eps,
+                                       GemvMode::store, st))) {
+            rms_norm(last, m.output_norm, s.xn.get(), n_out, int(E), hp.rms_eps, st);
+            mm(m.output, s.xn.get(), n_out, out);
+        }
+        LLM8_PROF("output");
     }
 }
 
@@ -259,7 +335,9 @@ void forward(DeviceSession& s, const int32_t* tokens, int64_t n, int64_t pos0, i
                                     cudaMemcpyHostToDevice, s.stream));
     LLM8_CUDA_CHECK(cudaMemcpyAsync(s.pos0.get(), s.h_ints + 2 * n, sizeof(int32_t),
                                     cudaMemcpyHostToDevice, s.stream));
-    if (n == 1 && n_out == 1) {
+    static const bool no_graph = std::getenv("LLM8_NO_GRAPH") != nullptr;
+    g_prof.stream = s.stream;
+    if (n == 1 && n_out == 1 && !no_graph && !g_prof.on) {
         if (!s.graph) {
             cudaGraph_t g;
             LLM8_CUDA_CHECK(cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeThreadLocal));
@@ -275,7 +353,8 @@ void forward(DeviceSession& s, const int32_t* tokens, int64_t n, int64_t pos0, i
         }
         LLM8_CUDA_CHECK(cudaGraphLaunch(s.graph, s.stream));
     } else {
-        forward_body(s, n, n_out, int(pos0 + n));
+        forward_body(s, n, n_out, n == 1 ? s.n_ctx : int(pos0 + n));
+        g_prof.collect();
     }
     const size_t count = size_t(n_out) * size_t(V);
     if (count > 0) {

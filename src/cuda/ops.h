@@ -23,6 +23,20 @@ struct DeviceMatrix {
 
 // Y[n, ne1] = X[n, ne0] * W^T, n <= 8: streams each weight row once for all n tokens.
 void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s);
+// The decode-path GEMV with fused neighbours (gemv_fused.cu): y_i = W_i * norm(x) for up to 3
+// matrices of one type in one launch (norm: RMSNorm with weights norm_w, or none when null).
+// mode accumulate adds into y (the residual); swiglu takes (gate, up) and writes
+// silu(gate x) * (up x) to ys[0]. Returns false (nothing launched) when the shapes or types
+// do not fit one launch; the caller then uses the separate ops.
+enum class GemvMode { store = 0, accumulate = 1, swiglu = 2 };
+bool gemv_fused(const DeviceMatrix* mats, float* const* ys, int n_mats, const float* x, int n,
+                const float* norm_w, float eps, GemvMode mode, cudaStream_t s);
+// Bias, RoPE of Q and K, and the append of K/V to the half cache, for n tokens, in one launch.
+void rope_store(float* q, float* k, const float* v, const float* bq, const float* bk, const float* bv,
+                uint16_t* kc, uint16_t* vc, int64_t n, const int32_t* pos, const int32_t* pos0_dev,
+                int n_head, int n_head_kv, int head_dim, int n_rot, RopeLayout layout, float base,
+                float freq_scale, const float* factors, cudaStream_t s);
+
 // out[r, 0..ne0) = dequant(W row r) as half, rows [r0, r0+rows).
 void dequantize_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint16_t* out, cudaStream_t s);
 // out[i, :] = dequant(W row ids[i]) as float (embedding lookup).
