@@ -291,7 +291,8 @@ TEST(CudaOps, AttentionMatchesCpuOnAwkwardShapes) {
                             {28, 4, 128, 2, 4095}, {16, 16, 256, 5, 17},
                             // prefill shapes for the tensor-core kernel (chunked: pos0 > 0)
                             {32, 8, 128, 100, 4000}, {8, 2, 64, 64, 0}, {28, 4, 128, 17, 33},
-                            {16, 16, 64, 130, 70}, {4, 4, 128, 1, 0}};
+                            {16, 16, 64, 130, 70}, {4, 4, 128, 1, 0}, {28, 4, 128, 1, 30000},
+                            {8, 2, 64, 4, 1000}, {64, 8, 128, 2, 513}};
     for (const Shape& s : shapes) {
         const int64_t n_keys = s.pos0 + s.n_tok;
         const int64_t kv = int64_t(s.n_kv) * s.hd;
@@ -318,6 +319,18 @@ TEST(CudaOps, AttentionMatchesCpuOnAwkwardShapes) {
             EXPECT_LT(nmse(out.download(), want), 1e-10)
                 << "splitkv " << s.n_head << "/" << s.n_kv << " hd " << s.hd << " n " << s.n_tok << " pos0 "
                 << s.pos0 << " max_keys " << max_keys;
+        }
+        // The dispatcher (decode kernel for few queries with G*T <= 16 and hd 64/128).
+        if (s.n_tok < 16) {
+            Dev<float> ws(llm8::cuda::attention_workspace_floats(s.n_tok, s.n_head, s.hd, int(n_keys) + 1000));
+            for (int max_keys : {int(n_keys), int(n_keys) + 1000}) {
+                out.poison();
+                llm8::cuda::attention_f16(dq.get(), dk.get(), dv.get(), s.n_tok, dpos.get(), max_keys, s.n_head,
+                                          s.n_kv, s.hd, out.get(), ws.get(), nullptr);
+                EXPECT_LT(nmse(out.download(), want), 1e-10)
+                    << "decode " << s.n_head << "/" << s.n_kv << " hd " << s.hd << " n " << s.n_tok << " pos0 "
+                    << s.pos0 << " max_keys " << max_keys;
+            }
         }
         // The tensor-core kernel rounds Q and P to half: its bound is that of half inputs.
         out.poison();

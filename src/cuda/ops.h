@@ -78,6 +78,11 @@ void attention_f16(const float* q, const uint16_t* kc, const uint16_t* vc, int64
 void attention_f16_splitkv(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
                            const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv,
                            int head_dim, float* out, float* ws, cudaStream_t s);
+bool attention_f16_decode(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
+                          const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv, int head_dim,
+                          float* out, float* ws, cudaStream_t s);
+void attention_combine(const float* ws, int64_t n_tokens, int n_head, int head_dim, int splits, float* out,
+                       cudaStream_t s);
 bool attention_f16_mma(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
                        const int32_t* pos0_dev, int n_head, int n_head_kv, int head_dim, float* out,
                        cudaStream_t s);

@@ -136,8 +136,16 @@ int choose_splits(int64_t n_tokens, int n_head, int max_keys, int* split_keys) {
 
 size_t attention_workspace_floats(int64_t n_tokens, int n_head, int head_dim, int max_keys) {
     int split_keys;
-    const int splits = choose_splits(n_tokens, n_head, max_keys, &split_keys);
+    int splits = choose_splits(n_tokens, n_head, max_keys, &split_keys);
+    // The decode kernel splits per kv head; n_kv >= 1 gives at most this many splits.
+    splits = std::max(splits, std::min(1024, std::max(1, (max_keys + 255) / 256)));
     return size_t(n_tokens) * size_t(n_head) * size_t(splits) * size_t(head_dim + 2);
+}
+
+void attention_combine(const float* ws, int64_t n_tokens, int n_head, int head_dim, int splits, float* out,
+                       cudaStream_t s) {
+    attn_combine_kernel<<<unsigned(n_tokens * n_head), 128, 0, s>>>(ws, head_dim, splits, out);
+    LLM8_CUDA_CHECK_LAUNCH();
 }
 
 void attention_f16(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
@@ -145,6 +153,9 @@ void attention_f16(const float* q, const uint16_t* kc, const uint16_t* vc, int64
                    float* out, float* ws, cudaStream_t s) {
     if (n_tokens >= 16 &&
         attention_f16_mma(q, kc, vc, n_tokens, pos0_dev, n_head, n_head_kv, head_dim, out, s))
+        return;
+    if (n_tokens < 16 && attention_f16_decode(q, kc, vc, n_tokens, pos0_dev, max_keys, n_head, n_head_kv,
+                                              head_dim, out, ws, s))
         return;
     attention_f16_splitkv(q, kc, vc, n_tokens, pos0_dev, max_keys, n_head, n_head_kv, head_dim, out, ws, s);
 }

@@ -1,0 +1,207 @@
+// attn_f16_decode_gqa: attention for a few queries (decode) over a long half-precision cache.
+//
+// One 128-thread block per (kv head, key split) serves all G = n_head/n_kv query heads of that
+// kv head and all T queries (G*T <= 16 rows), so every K/V row is read from memory once per
+// group instead of once per query head. Q.K^T: one lane per key (a 256-byte row read as 16-byte
+// vectors), the queries broadcast from shared memory (pre-scaled by log2(e)/sqrt(hd) for exp2).
+// P.V: lanes split the head dims (hd/32 each, so a V row is one coalesced 256-byte read) and
+// take each key's probability from its lane by shuffle. Online softmax per row in float; each
+// block writes (m, l, acc[hd]) partials in the layout of attn_f16.cu, whose combine kernel
+// merges the splits.
+#include <cstdint>
+
+#include "cuda/cuda_common.cuh"
+#include "cuda/ops.h"
+
+namespace llm8 {
+namespace cuda {
+
+namespace {
+
+constexpr int kWarps = 4, kMaxRows = 16;
+
+template <int HD>
+__global__ void __launch_bounds__(kWarps * 32)
+    attn_decode_kernel(const float* __restrict__ q, const __half* __restrict__ kc,
+                       const __half* __restrict__ vc, int n_tokens, const int32_t* __restrict__ pos0_dev,
+                       int n_head, int n_kv, int split_keys, int n_splits, float scale_log2,
+                       float* __restrict__ ws) {
+    constexpr int kDims = HD / 32;  // per lane in P.V
+    const int hk = blockIdx.x, split = blockIdx.y;
+    const int G = n_head / n_kv, rows = G * n_tokens;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int pos0 = *pos0_dev;
+    const int n_keys = pos0 + n_tokens;
+    const int j0 = split * split_keys, j1 = min(n_keys, j0 + split_keys);
+    const int64_t kv_stride = int64_t(n_kv) * HD;
+
+    __shared__ __align__(16) float sq[kMaxRows][HD];
+    for (int i = threadIdx.x; i < rows * HD; i += blockDim.x) {
+        const int r = i / HD, d = i % HD, t = r / G, g = r % G;
+        sq[r][d] = q[(int64_t(t) * n_head + hk * G + g) * HD + d] * scale_log2;
+    }
+    __syncthreads();
+
+    float m[kMaxRows], l[kMaxRows], acc[kMaxRows][kDims];
+#pragma unroll
+    for (int r = 0; r < kMaxRows; ++r) {
+        m[r] = -INFINITY;
+        l[r] = 0.f;
+#pragma unroll
+        for (int d = 0; d < kDims; ++d) acc[r][d] = 0.f;
+    }
+
+    for (int base = j0 + warp * 32; base < j1; base += kWarps * 32) {
+        const int j = base + lane;
+        const bool have = j < j1;
+        // Scores of this lane's key for every row.
+        float s[kMaxRows];
+#pragma unroll
+        for (int r = 0; r < kMaxRows; ++r) s[r] = 0.f;
+        if (have) {
+            const uint4* kr = reinterpret_cast<const uint4*>(kc + int64_t(j) * kv_stride + int64_t(hk) * HD);
+#pragma unroll
+            for (int c = 0; c < HD / 8; ++c) {
+                uint4 raw = kr[c];
+                const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
+                float kf[8];
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const float2 f = __half22float2(h2[e]);
+                    kf[2 * e] = f.x;
+                    kf[2 * e + 1] = f.y;
+                }
+#pragma unroll
+                for (int r = 0; r < kMaxRows; ++r) {
+                    if (r < rows) {
+                        const float4 qa = *reinterpret_cast<const float4*>(&sq[r][c * 8]);
+                        const float4 qb = *reinterpret_cast<const float4*>(&sq[r][c * 8 + 4]);
+                        s[r] += qa.x * kf[0] + qa.y * kf[1] + qa.z * kf[2] + qa.w * kf[3] + qb.x * kf[4] +
+                                qb.y * kf[5] + qb.z * kf[6] + qb.w * kf[7];
+                    }
+                }
+            }
+        }
+        // Online softmax per row over this warp's 32 keys.
+        float p[kMaxRows];
+#pragma unroll
+        for (int r = 0; r < kMaxRows; ++r) {
+            if (r >= rows) continue;
+            const int t = r / G;
+            const bool visible = have && j <= pos0 + t;
+            float sv = visible ? s[r] : -INFINITY;
+            float mx = sv;
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+            const float mn = fmaxf(m[r], mx);
+            const float ref = mn == -INFINITY ? 0.f : mn;
+            const float corr = exp2f(m[r] - ref);
+            p[r] = visible ? exp2f(sv - ref) : 0.f;
+            l[r] = l[r] * corr + p[r];
+            m[r] = mn;
+#pragma unroll
+            for (int d = 0; d < kDims; ++d) acc[r][d] *= corr;
+        }
+        // P.V: key jj's probability comes from lane jj.
+        const int n_here = min(32, j1 - base);
+        for (int jj = 0; jj < n_here; ++jj) {
+            const __half* vr = vc + int64_t(base + jj) * kv_stride + int64_t(hk) * HD + lane * kDims;
+            float vf[kDims];
+            if (kDims == 4) {
+                uint2 raw = *reinterpret_cast<const uint2*>(vr);
+                const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
+                const float2 a = __half22float2(h2[0]), b = __half22float2(h2[1]);
+                vf[0] = a.x;
+                vf[1] = a.y;
+                vf[2 % kDims] = b.x;
+                vf[3 % kDims] = b.y;
+            } else {
+                const float2 a = __half22float2(*reinterpret_cast<const __half2*>(vr));
+                vf[0] = a.x;
+                vf[1 % kDims] = a.y;
+            }
+#pragma unroll
+            for (int r = 0; r < kMaxRows; ++r) {
+                if (r < rows) {
+                    const float pj = __shfl_sync(0xffffffffu, p[r], jj);
+#pragma unroll
+                    for (int d = 0; d < kDims; ++d) acc[r][d] += pj * vf[d];
+                }
+            }
+        }
+    }
+
+    // l was accumulated per lane: reduce over the warp. Then merge the warps.
+#pragma unroll
+    for (int r = 0; r < kMaxRows; ++r) {
+        if (r >= rows) continue;
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) l[r] += __shfl_xor_sync(0xffffffffu, l[r], off);
+    }
+    __shared__ float sm_m[kWarps][kMaxRows], sm_l[kWarps][kMaxRows];
+    __shared__ float sm_acc[kWarps][kMaxRows][HD];
+#pragma unroll
+    for (int r = 0; r < kMaxRows; ++r) {
+        if (r >= rows) continue;
+        if (lane == 0) {
+            sm_m[warp][r] = m[r];
+            sm_l[warp][r] = l[r];
+        }
+#pragma unroll
+        for (int d = 0; d < kDims; ++d) sm_acc[warp][r][lane * kDims + d] = acc[r][d];
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < rows * (HD + 2); i += blockDim.x) {
+        const int r = i / (HD + 2), c = i % (HD + 2), t = r / G, g = r % G;
+        float M = -INFINITY;
+        for (int w = 0; w < kWarps; ++w) M = fmaxf(M, sm_m[w][r]);
+        const int64_t th = int64_t(t) * n_head + hk * G + g;
+        float* out = ws + (th * n_splits + split) * (HD + 2);
+        float v = 0.f;
+        for (int w = 0; w < kWarps; ++w) {
+            if (sm_m[w][r] == -INFINITY) continue;
+            const float f = exp2f(sm_m[w][r] - M);
+            v += (c < HD ? sm_acc[w][r][c] : sm_l[w][r]) * f;
+        }
+        // Partials are in the natural-log convention of attn_f16.cu's combine kernel: m in
+        // units of the raw score, hence the division of the log2-scaled max.
+        if (c < HD) out[c] = v;
+        else if (c == HD) out[HD] = M == -INFINITY ? -INFINITY : M * 0.69314718055994531f;
+        else out[HD + 1] = v;
+    }
+}
+
+}  // namespace
+
+int attention_decode_splits(int n_kv, int max_keys, int* split_keys) {
+    int splits = std::max(1, 1024 / n_kv);
+    splits = std::min(splits, std::max(1, (max_keys + 255) / 256));
+    *split_keys = (max_keys + splits - 1) / splits;
+    return splits;
+}
+
+bool attention_f16_decode(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
+                          const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv, int head_dim,
+                          float* out, float* ws, cudaStream_t s) {
+    if ((n_head / n_head_kv) * n_tokens > kMaxRows || (head_dim != 64 && head_dim != 128)) return false;
+    int split_keys;
+    const int splits = attention_decode_splits(n_head_kv, max_keys, &split_keys);
+    const float scale_log2 = 1.4426950408889634f / sqrtf(float(head_dim));
+    const dim3 grid(static_cast<unsigned>(n_head_kv), static_cast<unsigned>(splits));
+    if (head_dim == 128)
+        attn_decode_kernel<128><<<grid, kWarps * 32, 0, s>>>(q, reinterpret_cast<const __half*>(kc),
+                                                              reinterpret_cast<const __half*>(vc), int(n_tokens),
+                                                              pos0_dev, n_head, n_head_kv, split_keys, splits,
+                                                              scale_log2, ws);
+    else
+        attn_decode_kernel<64><<<grid, kWarps * 32, 0, s>>>(q, reinterpret_cast<const __half*>(kc),
+                                                             reinterpret_cast<const __half*>(vc), int(n_tokens),
+                                                             pos0_dev, n_head, n_head_kv, split_keys, splits,
+                                                             scale_log2, ws);
+    LLM8_CUDA_CHECK_LAUNCH();
+    attention_combine(ws, n_tokens, n_head, head_dim, splits, out, s);
+    return true;
+}
+
+}  // namespace cuda
+}  // namespace llm8
