@@ -56,9 +56,9 @@ bool gpu_available(std::string* why) {
 #endif
 }
 
-#define REQUIRE_GPU()                                   \
-    do {                                                \
-        std::string why_;                               \
+#define REQUIRE_GPU()                                    \
+    do {                                                 \
+        std::string why_;                                \
         if (!gpu_available(&why_)) GTEST_SKIP() << why_; \
     } while (0)
 
@@ -121,9 +121,9 @@ struct CpuDraw {
     }
 };
 
-#define CUDA_OK(x)                                                     \
-    do {                                                               \
-        const cudaError_t e_ = (x);                                    \
+#define CUDA_OK(x)                                                          \
+    do {                                                                    \
+        const cudaError_t e_ = (x);                                         \
         ASSERT_EQ(e_, cudaSuccess) << #x << ": " << cudaGetErrorString(e_); \
     } while (0)
 
@@ -139,7 +139,9 @@ struct Dev {
     }
     Dev(const Dev&) = delete;
     Dev& operator=(const Dev&) = delete;
-    void put(const std::vector<T>& v) { cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice); }
+    void put(const std::vector<T>& v) {
+        cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice);
+    }
     std::vector<T> get() const {
         std::vector<T> v(n);
         cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost);
@@ -151,9 +153,9 @@ struct Dev {
 struct Batch {
     int vocab = 0;
     int64_t ld = 0;
-    std::vector<float> logits;                       // [rows][ld]
-    std::vector<llm8_sampling_row_params> params;    // [rows]
-    std::vector<int32_t> pen_tokens, pen_counts;     // pen_counts empty: raw windows
+    std::vector<float> logits;                     // [rows][ld]
+    std::vector<llm8_sampling_row_params> params;  // [rows]
+    std::vector<int32_t> pen_tokens, pen_counts;   // pen_counts empty: raw windows
     std::vector<int32_t> bias_tokens;
     std::vector<float> bias_values;
     int top_n = 0;
@@ -323,7 +325,8 @@ void check_frequencies(FreqCase fc) {
     int64_t exact = 0, done = 0, filtered = 0, bad = 0;
     std::vector<llm8_sampling_row_params> params = b.params;
     for (int64_t launch = 0; done < fc.draws; ++launch) {
-        for (int r = 0; r < fc.batch; ++r) params[size_t(r)].draw_index = uint64_t(launch * fc.batch + r);
+        for (int r = 0; r < fc.batch; ++r)
+            params[size_t(r)].draw_index = uint64_t(launch * fc.batch + r);
         const Out o = d.run(&params);
         for (int r = 0; r < fc.batch; ++r) {
             const int32_t t = o.tokens[size_t(r)];
@@ -448,6 +451,14 @@ TEST(SamplingCuda, FrequenciesMatchCpuChain) {
         FreqCase* pc = add("penalties + bias + k200 p0.95", sp, l4k, 4);
         std::mt19937 rng(5);
         for (int i = 0; i < 100; ++i) pc->history.push_back(int32_t(rng() % 300));  // repeats
+        // peaked: one dominant token, the top-50 boundary ~9 nats below it (beyond the first
+        // histogram window of 8 nats: the second, full histogram finds it)
+        std::vector<float> peaked = gaussian(4096, 14, 1.0f);
+        peaked[123] = 12.0f;
+        sp = plain(1.0f);
+        sp.top_k = 50;
+        sp.top_p = 0.999f;
+        add("peaked: top-k 50 beyond 8 nats", sp, peaked, 2);
         // the benchmark's shape: V = 128256, top-k 50, top-p 0.9, T = 0.8
         const std::vector<float> l128 = gaussian(128256, 13, 2.0f);
         sp = plain(0.8f);
@@ -474,8 +485,8 @@ TEST(SamplingCuda, GreedyIsBitExactArgmax) {
                 std::vector<SamplerParams> sps;
                 for (int r = 0; r < 37; ++r) {
                     std::vector<float> l = gaussian(V, uint32_t(100 + r), 3.0f);
-                    for (float& x : l) x = std::round(x);  // many ties
-                    if (r % 5 == 1) l[size_t(V - 1)] = 1e30f;  // max at the last id
+                    for (float& x : l) x = std::round(x);                 // many ties
+                    if (r % 5 == 1) l[size_t(V - 1)] = 1e30f;             // max at the last id
                     if (r % 5 == 2) std::fill(l.begin(), l.end(), 0.0f);  // all tied: id 0
                     if (r % 5 == 3)
                         for (int i = 0; i < V; i += 2) l[size_t(i)] = kNaN;
@@ -486,7 +497,8 @@ TEST(SamplingCuda, GreedyIsBitExactArgmax) {
                     }
                     if (r % 3 == 0) sp.temperature = -1.0f;
                     std::vector<int32_t> window;
-                    if (sp.repeat_penalty != 1.0f) window = {0, 0, int32_t(V / 2)};
+                    if (sp.repeat_penalty != 1.0f)
+                        window = std::vector<int32_t>{0, 0, int32_t(V / 2)};
                     b.add(l, sp, 0, window);
                     rows.push_back(l);
                     sps.push_back(sp);
@@ -495,18 +507,22 @@ TEST(SamplingCuda, GreedyIsBitExactArgmax) {
                 for (int r = 0; r < b.rows(); ++r) {
                     Sampler cpu(sps[size_t(r)], V);
                     std::vector<int32_t> window;
-                    if (sps[size_t(r)].repeat_penalty != 1.0f) window = {0, 0, int32_t(V / 2)};
+                    if (sps[size_t(r)].repeat_penalty != 1.0f)
+                        window = std::vector<int32_t>{0, 0, int32_t(V / 2)};
                     for (int32_t t : window) cpu.accept(t);
                     std::vector<double> pr;
                     try {
                         pr = cpu.distribution(rows[size_t(r)].data());
                     } catch (const llm8::Error&) {  // no finite logit: the GPU flags the row
-                        EXPECT_EQ(o.status[size_t(r)], LLM8_SAMPLE_ROW_NO_CANDIDATES) << "V " << V << " row " << r;
+                        EXPECT_EQ(o.status[size_t(r)], LLM8_SAMPLE_ROW_NO_CANDIDATES)
+                            << "V " << V << " row " << r;
                         EXPECT_EQ(o.tokens[size_t(r)], -1);
                         continue;
                     }
-                    const int32_t want = int32_t(std::max_element(pr.begin(), pr.end()) - pr.begin());
-                    EXPECT_EQ(o.tokens[size_t(r)], want) << "V " << V << " cluster " << cluster << " row " << r;
+                    const int32_t want =
+                        int32_t(std::max_element(pr.begin(), pr.end()) - pr.begin());
+                    EXPECT_EQ(o.tokens[size_t(r)], want)
+                        << "V " << V << " cluster " << cluster << " row " << r;
                     EXPECT_EQ(o.status[size_t(r)], LLM8_SAMPLE_ROW_OK);
                 }
             }
@@ -570,43 +586,43 @@ TEST(SamplingCuda, EdgeCasesGiveValidTokensOrFlags) {
         auto nan_row = std::vector<float>(size_t(V), kNaN);
         auto ninf_row = std::vector<float>(size_t(V), -kInf);
         SamplerParams sp = plain(0.8f);
-        b.add(nan_row, sp, 0);                                   // 0: all NaN
-        b.add(ninf_row, sp, 0);                                  // 1: all -inf
+        b.add(nan_row, sp, 0);   // 0: all NaN
+        b.add(ninf_row, sp, 0);  // 1: all -inf
         SamplerParams ban = sp;
-        for (int i = 0; i < V; ++i) ban.logit_bias[i] = -kInf;   // 2: every token banned
+        for (int i = 0; i < V; ++i) ban.logit_bias[i] = -kInf;  // 2: every token banned
         b.add(l, ban, 0);
         SamplerParams badt = sp;
-        badt.temperature = kNaN;                                 // 3: NaN temperature
+        badt.temperature = kNaN;  // 3: NaN temperature
         b.add(l, badt, 0);
         SamplerParams badp = sp;
-        badp.top_p = -0.5f;                                      // 4: top_p < 0
+        badp.top_p = -0.5f;  // 4: top_p < 0
         b.add(l, badp, 0);
         SamplerParams badb = sp;
-        badb.logit_bias = {{V + 10, 1.0f}};                      // 5: bias id out of range
+        badb.logit_bias = {{V + 10, 1.0f}};  // 5: bias id out of range
         b.add(l, badb, 0);
         std::vector<float> pinf = l;
         pinf[10] = pinf[20] = pinf[4000] = kInf;
         SamplerParams k2 = sp;
         k2.top_k = 2;
-        b.add(pinf, k2, 0);                                      // 6: +inf, top-k 2 -> 10 or 20
+        b.add(pinf, k2, 0);  // 6: +inf, top-k 2 -> 10 or 20
         SamplerParams kbig = sp;
         kbig.top_k = 10 * V;
-        b.add(l, kbig, 0);                                       // 7: k > V
+        b.add(l, kbig, 0);  // 7: k > V
         SamplerParams p0 = sp;
         p0.top_p = 0.0f;
-        b.add(l, p0, 0);                                         // 8: p = 0 -> argmax
+        b.add(l, p0, 0);  // 8: p = 0 -> argmax
         SamplerParams mp1 = sp;
         mp1.min_p = 1.0f;
-        b.add(l, mp1, 0);                                        // 9: min-p 1 -> argmax
+        b.add(l, mp1, 0);  // 9: min-p 1 -> argmax
         SamplerParams tinf = sp;
         tinf.temperature = kInf;
-        b.add(l, tinf, 0);                                       // 10: T = +inf
+        b.add(l, tinf, 0);  // 10: T = +inf
         std::vector<float> halfnan = l;
         for (int i = 0; i < V; i += 2) halfnan[size_t(i)] = kNaN;
-        b.add(halfnan, sp, 0);                                   // 11: NaN ignored
+        b.add(halfnan, sp, 0);  // 11: NaN ignored
         std::vector<float> one(size_t(V), -kInf);
         one[size_t(V - 1)] = 0.0f;
-        b.add(one, sp, 0);                                       // 12: one candidate, last id
+        b.add(one, sp, 0);  // 12: one candidate, last id
         const Out o = run_once(b);
         const int32_t am = int32_t(std::max_element(l.begin(), l.end()) - l.begin());
         EXPECT_EQ(o.status[0], LLM8_SAMPLE_ROW_NO_CANDIDATES);
@@ -676,7 +692,8 @@ TEST(SamplingCuda, LogprobsAndTopN) {
                 std::vector<SamplerParams> sps;
                 for (int r = 0; r < 12; ++r) {
                     std::vector<float> l = gaussian(V, uint32_t(500 + r), 2.5f);
-                    if (r == 3) for (float& x : l) x = std::round(x);  // ties in the top-n
+                    if (r == 3)
+                        for (float& x : l) x = std::round(x);  // ties in the top-n
                     SamplerParams sp = plain(r % 4 == 0 ? 0.0f : 0.9f);
                     sp.top_k = r % 3 == 1 ? 20 : 0;
                     sp.top_p = r % 3 == 2 ? 0.8f : 1.0f;
@@ -701,11 +718,14 @@ TEST(SamplingCuda, LogprobsAndTopN) {
                     EXPECT_NEAR(o.logprobs[size_t(r)], std::log(pr[size_t(t)]), 2e-4);
                     std::vector<int32_t> ids(static_cast<size_t>(V));
                     std::iota(ids.begin(), ids.end(), 0);
-                    std::stable_sort(ids.begin(), ids.end(),
-                                     [&](int32_t x, int32_t y) { return pr[size_t(x)] > pr[size_t(y)]; });
+                    std::stable_sort(ids.begin(), ids.end(), [&](int32_t x, int32_t y) {
+                        return pr[size_t(x)] > pr[size_t(y)];
+                    });
                     for (int k = 0; k < b.top_n; ++k) {
-                        ASSERT_EQ(o.top_tokens[size_t(r * b.top_n + k)], ids[size_t(k)]) << "rank " << k;
-                        EXPECT_NEAR(o.top_logprobs[size_t(r * b.top_n + k)], std::log(pr[size_t(ids[size_t(k)])]), 2e-4);
+                        ASSERT_EQ(o.top_tokens[size_t(r * b.top_n + k)], ids[size_t(k)])
+                            << "rank " << k;
+                        EXPECT_NEAR(o.top_logprobs[size_t(r * b.top_n + k)],
+                                    std::log(pr[size_t(ids[size_t(k)])]), 2e-4);
                     }
                 }
             }
@@ -755,7 +775,8 @@ TEST(SamplingCuda, GraphReplayAdvancesDrawIndex) {
             }
         }
         const auto params = d.params.get();
-        for (int r = 0; r < 4; ++r) EXPECT_EQ(params[size_t(r)].draw_index, uint64_t(1000 * r + 50));
+        for (int r = 0; r < 4; ++r)
+            EXPECT_EQ(params[size_t(r)].draw_index, uint64_t(1000 * r + 50));
         EXPECT_GE(same, total - 1) << "tokens of graph replays differ from the CPU chain's";
         cudaGraphExecDestroy(exec);
         cudaGraphDestroy(graph);
@@ -776,10 +797,12 @@ TEST(SamplingCuda, PenaltyCountsEqualRawWindow) {
         std::vector<int32_t> window;
         std::vector<int32_t> order(static_cast<size_t>(V));
         std::iota(order.begin(), order.end(), 0);
-        std::sort(order.begin(), order.end(), [&](int x, int y) { return l[size_t(x)] > l[size_t(y)]; });
-        for (int i = 0; i < 40; ++i) window.push_back(order[size_t(i % 13)]);  // top tokens, repeated
-        window.push_back(-5);                                                  // ignored
-        window.push_back(V + 5);                                               // ignored
+        std::sort(order.begin(), order.end(),
+                  [&](int x, int y) { return l[size_t(x)] > l[size_t(y)]; });
+        for (int i = 0; i < 40; ++i)
+            window.push_back(order[size_t(i % 13)]);  // top tokens, repeated
+        window.push_back(-5);                         // ignored
+        window.push_back(V + 5);                      // ignored
         Batch raw, counted;
         std::map<int32_t, int32_t> hist;
         for (int32_t t : window) ++hist[t];
@@ -798,6 +821,7 @@ TEST(SamplingCuda, PenaltyCountsEqualRawWindow) {
         Sampler cpu(sp, V);
         for (int32_t t : window) cpu.accept(t);
         const CpuDraw ref(cpu.distribution(l.data()));
-        for (int r = 0; r < 64; ++r) EXPECT_EQ(a.tokens[size_t(r)], ref.token(uint64_t(r), uint64_t(r)));
+        for (int r = 0; r < 64; ++r)
+            EXPECT_EQ(a.tokens[size_t(r)], ref.token(uint64_t(r), uint64_t(r)));
     });
 }

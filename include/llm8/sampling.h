@@ -69,3 +69,6 @@ private:
 int32_t argmax(const float* x, int32_t n);
 
 }  // namespace llm8
+
+// The GPU sampler's C API (plain C, usable from other engines): see llm8/sampling_cuda.h.
+#include "llm8/sampling_cuda.h"

@@ -10,25 +10,35 @@
 //
 // Passes of one row (sample_common.cuh defines d, w, u, g):
 //   1. cp.async copies the slice into shared memory (all 16-byte copies in flight at once);
-//      bias, penalties; block max (argmax, lowest id, for greedy rows) -> exchange: max m.
-//      Greedy rows are done here. A row with +inf logits becomes "0 for +inf, -inf otherwise".
+//      bias, penalties; block max (argmax, lowest id, for greedy rows). Greedy rows end after
+//      the max exchange. A row with +inf logits becomes "0 for +inf, -inf otherwise".
 //   2. histogram of the level-0 bins of d (1/8 nat each; float4 reads, one shared atomic per
 //      entry, none for the overflow bin where NaN, -inf and everything below 31.9 nats land):
-//      counts, and integer masses when top-p alone needs them -> exchange.
+//      counts, and integer masses when top-p alone needs them.
+//      Top-k rows (the common configuration) take the fused path: each block measures its bins
+//      from its own max and publishes them at the same barrier as the max; the row histogram is
+//      the sum of the blocks' histograms shifted by floor((m - M_r) 8 / T), and the gather takes
+//      two bins of slack, which provably still contains the whole top-k (fused_merge). One
+//      cluster barrier less per row; if the crossing is not found there, the exact path runs.
 //   3. common case (top-k small, or a small top-p nucleus): every candidate in the bins up to the
-//      crossing bin (found by one float compare per entry) is gathered into block 0; when there
-//      are at most 128, warp 0 sorts them in registers (bitonic), applies top-k, top-p and min-p
-//      exactly and draws by inverse CDF in id order; up to 512 go through a block-wide ranking.
-//      Three cluster barriers per row in all.
+//      crossing bin (one float compare per entry) is gathered into block 0, which applies
+//      top-k, top-p and min-p exactly and draws by inverse CDF in id order. Two finishes: at
+//      batch <= 4 all 256 threads rank the candidates by counting (finish_rank); above, one
+//      warp sorts up to 128 in registers (finish_warp), leaving the SM to other rows' blocks.
+//      Two (fused) or three cluster barriers per row in all.
 //   4. otherwise (k in the thousands, flat distributions): the top-k and top-p boundaries are
 //      found exactly by refining the crossing bin (levels 1 and 2 of g, 256 sub-bins each) until
 //      it holds <= 512 candidates, which are gathered and ranked; then one pass sums the kept
 //      integer weights per 32-entry task, and the block and the task where the cumulative
 //      weight crosses floor(u * total) are found with warp scans (inverse CDF in id order).
 //
-// Cost per logit on the common path: no register staging for the copy, ~2 instructions for the
-// max, ~5 and one shared atomic for the histogram, ~3 for the gather test (v1 spent ~60 over the
-// same passes, one entry per thread per iteration, and ran 3-4x slower at large batches).
+// Where the time goes (H200, V = 128256, top-k 50 + top-p 0.9; bench/sampling/NOTES.md): at
+// batch 1 ~10 us for launch + load + the first exchange, ~2 us per further exchange, ~5 us for
+// the finish in block 0; the histogram's atomics cost ~0.3 us. At batch 256 the rows in flight
+// (three blocks per SM, ~36 rows) times the per-row latency bound the throughput, not HBM
+// (0.8 TB/s effective). The passes over shared memory are cheap: ~2 instructions per logit for
+// the max, ~5 and one atomic for the histogram, ~3 for the gather test (v1 spent ~60 and ran
+// 2x slower at large batches).
 //
 // Tried and rejected:
 //   - FlashInfer-style rejection sampling (pivot rounds): a random number of passes, several
@@ -41,6 +51,10 @@
 //   - float atomics for masses: order-dependent sums make top-p boundaries and draws depend on
 //     scheduling; 64-bit integer weights are exact.
 //   - one block per row: at batch 1 one SM reads 0.5 MB alone (the anchor's weak spot).
+//   - a histogram window of 8 nats with a retry beyond it (to spare atomics): slower.
+//   - rolled bitonic loops in finish_warp (smaller code): 2.7 us slower per row at batch 1.
+//   - serial per-rank remote loads in the histogram reduction: issued all at once now
+//     (cluster_bin_sums), though the measured gain was small.
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
@@ -102,21 +116,22 @@ struct WarpStats {
 };
 
 struct Shared {
-    Xchg x[2];                           // by cluster-barrier parity
-    uint32_t hc[2][kBins];               // local histogram counts, by histogram parity
-    unsigned long long hm[2][kBins];     // local histogram masses
-    uint32_t gc0[kBins];                 // level-0 histogram of the cluster, all candidates
+    Xchg x[2];                        // by cluster-barrier parity
+    uint32_t hc[2][kBins];            // local histogram counts, by histogram parity
+    unsigned long long hm[2][kBins];  // local histogram masses
+    uint32_t gc0[kBins];              // level-0 histogram of the cluster, all candidates
     unsigned long long gm0[kBins];
-    uint32_t gc[kBins];                  // scratch histogram of the cluster
+    uint32_t gc[kBins];  // scratch histogram of the cluster
     unsigned long long gm[kBins];
-    Item list[2][kCap];                  // gathered candidates, by gather parity
+    Item list[2][kCap];  // gathered candidates, by gather parity
     Item sorted[kCap];
     uint32_t gcount[kMaxGathers];
     unsigned long long group_sum[kMaxGroups];
     unsigned long long red_u64[kWarps];
     float red_f[kWarps];
     WarpStats ws[kWarps];
-    int32_t bi[8];                       // block-wide broadcasts
+    float rank_max[16];  // fused path: every block's max
+    int32_t bi[8];       // block-wide broadcasts
     unsigned long long bu[4];
     float bf[4];
 };
@@ -137,19 +152,19 @@ __device__ __forceinline__ void argmax_combine(float& v, int32_t& a, float ov, i
 
 struct RowSampler {
     Shared& sm;
-    float* s;                    // [slice] this block's part of the row
-    unsigned long long* task;    // [slice / 32] per-task weight sums
+    float* s;                  // [slice] this block's part of the row
+    unsigned long long* task;  // [slice / 32] per-task weight sums
     const llm8_sampling_args& a;
     cg::cluster_group cl;
     int C, rank, tid, lane, warp, row, s0, n, n4, ntasks;
-    float scale;                 // 2^shift
-    int xs = 0;                  // cluster barriers so far
-    int hp = 0;                  // histogram buffer parity
-    int gi = 0;                  // gathers so far
+    float scale;  // 2^shift
+    int xs = 0;   // cluster barriers so far
+    int hp = 0;   // histogram buffer parity
+    int gi = 0;   // gathers so far
     llm8_sampling_row_params p;
     Row r;
     int32_t argmax = -1;
-    float z1 = 1.0f;             // softmax normalizer at T = 1 (for logprobs)
+    float z1 = 1.0f;  // softmax normalizer at T = 1 (for logprobs)
 
     __device__ RowSampler(Shared& sm_, unsigned char* dyn, const llm8_sampling_args& a_, int slice,
                           float scale_)
@@ -210,7 +225,33 @@ struct RowSampler {
         return z;
     }
 
-    __device__ float logprob(float x) const { return (x - r.m) - logf(z1); }
+    __device__ float logprob(float x) const {
+        return (x - r.m) - logf(z1);
+    }
+
+    // Bin `tid` of every block's local histogram, summed. All remote loads are issued before
+    // the first add (a rolled loop waits ~C distributed-shared-memory round trips).
+    __device__ void cluster_bin_sums(const uint32_t* hc, const unsigned long long* hm,
+                                     bool want_mass, unsigned long long* cs,
+                                     unsigned long long* ms) {
+        uint32_t c[16];
+#pragma unroll
+        for (int rk = 0; rk < 16; ++rk) c[rk] = rk < C ? cl.map_shared_rank(hc, rk)[tid] : 0u;
+        unsigned long long t = 0;
+#pragma unroll
+        for (int rk = 0; rk < 16; ++rk) t += c[rk];
+        *cs = t;
+        *ms = 0;
+        if (want_mass) {
+            unsigned long long m[16];
+#pragma unroll
+            for (int rk = 0; rk < 16; ++rk) m[rk] = rk < C ? cl.map_shared_rank(hm, rk)[tid] : 0ull;
+            unsigned long long mt = 0;
+#pragma unroll
+            for (int rk = 0; rk < 16; ++rk) mt += m[rk];
+            *ms = mt;
+        }
+    }
 
     // ---- pass 1 ---------------------------------------------------------------------------
     __device__ bool params_bad() const {
@@ -237,7 +278,8 @@ struct RowSampler {
             const int nv = n >> 2;
             for (int i = tid; i < nv; i += kThreads) {
                 const unsigned sa = unsigned(__cvta_generic_to_shared(s + 4 * i));
-                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(src + 4 * i)
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa),
+                             "l"(src + 4 * i)
                              : "memory");
             }
             asm volatile("cp.async.commit_group;\n" ::: "memory");
@@ -278,10 +320,22 @@ struct RowSampler {
         if (greedy) {  // argmax, ties to the lowest id, NaN ignored (llm8::argmax)
             for (int i = tid; i < n4; i += kThreads) {
                 const float4 v = s4[i];
-                if (v.x > bm) { bm = v.x; ba = s0 + 4 * i; }
-                if (v.y > bm) { bm = v.y; ba = s0 + 4 * i + 1; }
-                if (v.z > bm) { bm = v.z; ba = s0 + 4 * i + 2; }
-                if (v.w > bm) { bm = v.w; ba = s0 + 4 * i + 3; }
+                if (v.x > bm) {
+                    bm = v.x;
+                    ba = s0 + 4 * i;
+                }
+                if (v.y > bm) {
+                    bm = v.y;
+                    ba = s0 + 4 * i + 1;
+                }
+                if (v.z > bm) {
+                    bm = v.z;
+                    ba = s0 + 4 * i + 2;
+                }
+                if (v.w > bm) {
+                    bm = v.w;
+                    ba = s0 + 4 * i + 3;
+                }
             }
         } else {
             for (int i = tid; i < n4; i += kThreads) {
@@ -291,12 +345,14 @@ struct RowSampler {
         }
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1)
-            argmax_combine(bm, ba, __shfl_xor_sync(kFullMask, bm, o), __shfl_xor_sync(kFullMask, ba, o));
+            argmax_combine(bm, ba, __shfl_xor_sync(kFullMask, bm, o),
+                           __shfl_xor_sync(kFullMask, ba, o));
         if (lane == 0) sm.ws[warp] = WarpStats{bm, ba};
         const int any_bad = __syncthreads_or(bad_local ? 1 : 0);
         if (tid == 0) {
             WarpStats t = sm.ws[0];
-            for (int w = 1; w < kWarps; ++w) argmax_combine(t.maxv, t.arg, sm.ws[w].maxv, sm.ws[w].arg);
+            for (int w = 1; w < kWarps; ++w)
+                argmax_combine(t.maxv, t.arg, sm.ws[w].maxv, sm.ws[w].arg);
             Xchg& X = xw();
             X.maxv = t.maxv;
             X.arg = t.arg;
@@ -324,8 +380,8 @@ struct RowSampler {
             }
             float x = s[t - s0];
             x = x > 0.0f ? __fdiv_rn(x, p.repeat_penalty) : __fmul_rn(x, p.repeat_penalty);
-            x = __fsub_rn(x, __fadd_rn(__fmul_rn(float(count), p.frequency_penalty),
-                                       p.presence_penalty));
+            x = __fsub_rn(
+                x, __fadd_rn(__fmul_rn(float(count), p.frequency_penalty), p.presence_penalty));
             s[t - s0] = x;
         }
     }
@@ -385,10 +441,7 @@ struct RowSampler {
         }
         csync();
         unsigned long long cs = 0, ms = 0;
-        for (int rk = 0; rk < C; ++rk) {
-            cs += cl.map_shared_rank(hc, rk)[tid];
-            if (want_mass) ms += cl.map_shared_rank(hm, rk)[tid];
-        }
+        cluster_bin_sums(hc, hm, want_mass, &cs, &ms);
         out_c[tid] = uint32_t(cs);
         out_m[tid] = ms;
         hp ^= 1;
@@ -397,24 +450,36 @@ struct RowSampler {
     }
 
     // First bin (in order of decreasing probability) where the running count/mass exceeds tgt;
-    // -1 if none. *before: count/mass of the bins before it.
+    // -1 if none. *before: count/mass of the bins before it; *through (optional): the number
+    // of candidates in the bins up to and including it.
     __device__ int find_cross(const uint32_t* hcnt, const unsigned long long* hmass, bool by_mass,
-                              unsigned long long tgt, unsigned long long* before) {
-        const unsigned long long v = by_mass ? hmass[tid] : (unsigned long long)hcnt[tid];
+                              unsigned long long tgt, unsigned long long* before,
+                              unsigned long long* through = nullptr) {
+        const unsigned long long cnt = hcnt[tid];
+        const unsigned long long v = by_mass ? hmass[tid] : cnt;
         const unsigned long long inc = warp_inclusive_scan(v, lane);
-        if (lane == 31) sm.red_u64[warp] = inc;
+        const unsigned long long cinc = by_mass ? warp_inclusive_scan(cnt, lane) : inc;
+        if (lane == 31) {
+            sm.red_u64[warp] = inc;
+            sm.group_sum[warp] = cinc;
+        }
         if (tid == 0) sm.bi[7] = -1;
         __syncthreads();
-        unsigned long long off = 0;
-        for (int w = 0; w < warp; ++w) off += sm.red_u64[w];
+        unsigned long long off = 0, coff = 0;
+        for (int w = 0; w < warp; ++w) {
+            off += sm.red_u64[w];
+            coff += sm.group_sum[w];
+        }
         const unsigned long long excl = off + inc - v;
         if (v > 0 && excl <= tgt && tgt < excl + v) {
             sm.bi[7] = tid;
             sm.bu[3] = excl;
+            sm.bu[1] = coff + cinc;
         }
         __syncthreads();
         const int b = sm.bi[7];
         *before = sm.bu[3];
+        if (through) *through = sm.bu[1];
         __syncthreads();
         return b;
     }
@@ -540,8 +605,8 @@ struct RowSampler {
         if (warp == 0) {
             int e = -1;
             unsigned long long b1, b2, b3;
-            const int gsel =
-                warp_find_first_above(ngroups, lt, [&](int j) { return sm.group_sum[j]; }, &b1, lane);
+            const int gsel = warp_find_first_above(
+                ngroups, lt, [&](int j) { return sm.group_sum[j]; }, &b1, lane);
             if (gsel >= 0) {
                 const unsigned long long l2 = lt - b1;
                 const int tn = min(32, ntasks - 32 * gsel);
@@ -600,7 +665,9 @@ struct RowSampler {
                         unsigned long long bf;
                         idx = warp_find_first_above(
                             m, tgt,
-                            [&](int j) { return weight_units(weight(rr.dist(sm.sorted[j].x)), scale); },
+                            [&](int j) {
+                                return weight_units(weight(rr.dist(sm.sorted[j].x)), scale);
+                            },
                             &bf, lane);
                         if (idx < 0) idx = m - 1;
                     }
@@ -645,19 +712,40 @@ struct RowSampler {
 
     // ---- the common path ------------------------------------------------------------------
     // Level-0 histogram of all candidates: counts (and integer masses), optionally z1.
+    // (Tried: counting only a window of 8 nats first, to spare the atomics of the bulk of the
+    // row, with a retry when top-k reaches beyond it. Slower: the atomics cost ~0.3 us per row,
+    // the extra reduction more.)
     __device__ void hist0_pass(bool want_mass, bool want_z1) {
+        hist0_local(r.m, want_mass, want_z1);
+        csync();
+        unsigned long long cs = 0, ms = 0;
+        cluster_bin_sums(sm.hc[hp], sm.hm[hp], want_mass, &cs, &ms);
+        sm.gc0[tid] = uint32_t(cs);
+        sm.gm0[tid] = ms;
+        hp ^= 1;
+        if (want_z1) z1 = cluster_z1();  // includes a block barrier
+        __syncthreads();
+    }
+
+    // The block's level-0 histogram with bins measured from `ref` (the row max, or in the fused
+    // path this block's own max); publishes z1 relative to ref at the next barrier.
+    __device__ void hist0_local(float ref, bool want_mass, bool want_z1) {
         uint32_t* hc = sm.hc[hp];
         unsigned long long* hm = sm.hm[hp];
         hc[tid] = 0;
         hm[tid] = 0;
         __syncthreads();
-        const float m = r.m, c8 = r.inv_t * 8.0f;
+        const float m = ref, c8 = r.inv_t * 8.0f;
         const float4* s4 = reinterpret_cast<const float4*>(s);
         float z = 0.0f;
         auto one = [&](float x) {
             const float d8 = (m - x) * c8;  // == dist(x) * 8 exactly; NaN and -inf fail below
             if (d8 < 255.0f) {
                 const uint32_t bin = uint32_t(d8);
+                if (stop_at == 4) {
+                    z += float(bin);  // keeps the bin computation alive
+                    return;
+                }
                 atomicAdd(&hc[bin], 1u);
                 if (want_mass) {
                     const unsigned long long u = weight_units(weight(d8 * 0.125f), scale);
@@ -666,36 +754,68 @@ struct RowSampler {
             }
             if (want_z1 && x > -kInf) z += expf(x - m);
         };
-        for (int i = tid; i < n4; i += kThreads) {
-            const float4 v = s4[i];
-            one(v.x);
-            one(v.y);
-            one(v.z);
-            one(v.w);
+        if (m > -kInf && m < kInf) {
+            for (int i = tid; i < n4; i += kThreads) {
+                const float4 v = s4[i];
+                one(v.x);
+                one(v.y);
+                one(v.z);
+                one(v.w);
+            }
         }
-        if (want_z1) {
+        if (want_z1 || stop_at == 4) {
             z = block_sum(z);
             if (tid == 0) xw().z1 = z;
+        } else {
+            __syncthreads();
         }
-        csync();
-        unsigned long long cs = 0, ms = 0;
-        for (int rk = 0; rk < C; ++rk) {
-            cs += cl.map_shared_rank(hc, rk)[tid];
-            if (want_mass) ms += cl.map_shared_rank(hm, rk)[tid];
+    }
+
+    // Fused path, after the one barrier that published every block's max and local histogram:
+    // the row's level-0 histogram, each block's bins shifted by floor((m - M_r) c8). A block's
+    // shifted bin b' of an entry satisfies b' <= floor((m - x) c8) <= b' + 1, so the entries of
+    // shifted bins 0..bstar+2 include every entry of value >= the k-th largest (proof in
+    // docs/sampling.md); block 0 then selects exactly. shift[] receives the offsets.
+    __device__ void fused_merge(bool want_z1) {
+        const float* rank_max = sm.rank_max;
+        const float c8 = r.inv_t * 8.0f;
+        unsigned long long t = 0;
+#pragma unroll
+        for (int rk = 0; rk < 16; ++rk) {
+            uint32_t v = 0;
+            if (rk < C && rank_max[rk] > -kInf) {
+                const float sh = (r.m - rank_max[rk]) * c8;
+                const int b = tid - (sh < 1e6f ? int(sh) : 1000000);
+                if (b >= 0) v = cl.map_shared_rank(sm.hc[hp], rk)[b];
+            }
+            t += v;
         }
-        sm.gc0[tid] = uint32_t(cs);
-        sm.gm0[tid] = ms;
+        sm.gc0[tid] = uint32_t(t);
+        sm.gm0[tid] = 0;
         hp ^= 1;
-        if (want_z1) z1 = cluster_z1();  // includes a block barrier
+        if (want_z1) {
+            if (warp == 0) {
+                float z = 0.0f;
+                if (lane < C && rank_max[lane] > -kInf)
+                    z = xr(lane)->z1 * expf(rank_max[lane] - r.m);
+                z = warp_sum(z);
+                if (lane == 0) sm.bf[1] = z;
+            }
+            __syncthreads();
+            z1 = sm.bf[1];
+        }
         __syncthreads();
     }
 
-    // Every candidate of level-0 bins 0..bstar (bstar < 255) into block 0's list.
-    __device__ int gather_prefix(uint32_t bstar) {
+    // Every entry with floor((ref - x) * 8 / T) <= bmax (bmax < 255; NaN and -inf never) into
+    // block 0's list: the level-0 bins 0..bmax, measured from ref.
+    __device__ int gather_prefix(float ref, int bmax) {
         const int g = gi++;
+        if (bmax > 254) bmax = 254;
         Item* dst = cl.map_shared_rank(sm.list[g & 1], 0);
         uint32_t* counter = cl.map_shared_rank(&sm.gcount[g], 0);
-        const float m = r.m, c8 = r.inv_t * 8.0f, lim = float(bstar + 1);  // bin <= bstar <=> d8 < lim
+        const float m = ref, c8 = r.inv_t * 8.0f,
+                    lim = float(bmax + 1);  // bin <= bmax <=> d8 < lim
         const float4* s4 = reinterpret_cast<const float4*>(s);
         for (int base = warp * 32; base < n4; base += kThreads) {
             const int i = base + lane;
@@ -733,7 +853,7 @@ struct RowSampler {
             const int i = 32 * j + lane;
             k[j] = i < cnt ? rank_key(order_key(L[i].x), L[i].id) : ~0ull;
         }
-        warp_bitonic_sort128(k, lane);  // (logit desc, id asc)
+        warp_bitonic_sort128(k, lane, pow2_at_least(cnt));  // (logit desc, id asc)
         float x[4];
         int32_t id[4];
 #pragma unroll
@@ -777,16 +897,17 @@ struct RowSampler {
             unsigned long long k2[4];
 #pragma unroll
             for (int j = 0; j < 4; ++j)
-                k2[j] = 32 * j + lane < keep
-                            ? (static_cast<unsigned long long>(uint32_t(id[j])) << 32) | (k[j] >> 32)
-                            : ~0ull;
-            warp_bitonic_sort128(k2, lane);
+                k2[j] =
+                    32 * j + lane < keep
+                        ? (static_cast<unsigned long long>(uint32_t(id[j])) << 32) | (k[j] >> 32)
+                        : ~0ull;
+            warp_bitonic_sort128(k2, lane, pow2_at_least(keep));
             off = 0;
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
                 const int i = 32 * j + lane;
-                x[j] = key_value(~uint32_t(k2[j]));
-                u[j] = i < keep ? weight_units(weight(r.dist(x[j])), scale) : 0ull;
+                u[j] = i < keep ? weight_units(weight(r.dist(key_value(~uint32_t(k2[j])))), scale)
+                                : 0ull;
                 c[j] = warp_inclusive_scan(u[j], lane) + off;
                 off = __shfl_sync(kFullMask, c[j], 31);
             }
@@ -829,6 +950,95 @@ struct RowSampler {
         }
     }
 
+    // Block 0, all threads, at most 512 gathered candidates (the default finish). No sort: each
+    // thread ranks its candidates by counting over the list, summing on the way the integer
+    // mass ranked before them; the top-k / top-p / min-p cuts are then per-candidate tests, and
+    // the draw is a second counting pass in id order. Two loops of <= 512 shared-memory
+    // broadcasts per thread instead of one warp's ~2K dependent instructions (the warp's
+    // bitonic sorts measured ~7 us per row at batch 1, this version ~2).
+    __device__ void finish_rank(int g, int cnt, bool greedy, bool topk_on, bool topp_on, int ntop,
+                                unsigned long long s_total, float u01) {
+        const Item* L = sm.list[g & 1];
+        unsigned long long* K = reinterpret_cast<unsigned long long*>(sm.sorted);  // [kCap]
+        unsigned long long* U = reinterpret_cast<unsigned long long*>(sm.list[(g + 1) & 1]);
+        unsigned long long* UK = &sm.hm[0][0];  // [2 * kBins]
+        static_assert(
+            sizeof(sm.sorted) >= kCap * 8 && sizeof(sm.list[0]) >= kCap * 8 && 2 * kBins >= kCap,
+            "finish_rank's arrays");
+        for (int i = tid; i < cnt; i += kThreads) {
+            K[i] = rank_key(order_key(L[i].x), L[i].id);
+            U[i] = weight_units(weight(r.dist(L[i].x)), scale);
+        }
+        __syncthreads();
+        // my candidates: i0 = tid, i1 = tid + 256
+        const int i0 = tid, i1 = tid + kThreads;
+        const unsigned long long k0 = i0 < cnt ? K[i0] : ~0ull, k1 = i1 < cnt ? K[i1] : ~0ull;
+        int r0 = 0, r1 = 0;
+        unsigned long long b0 = 0, b1 = 0;
+        for (int f = 0; f < cnt; ++f) {
+            const unsigned long long kf = K[f], uf = U[f];
+            if (kf < k0) {
+                ++r0;
+                b0 += uf;
+            }
+            if (kf < k1) {
+                ++r1;
+                b1 += uf;
+            }
+        }
+        const int nk = topk_on ? min(p.top_k, cnt) : cnt;
+        unsigned long long S = s_total;
+        if (topk_on) {
+            unsigned long long mine = 0;
+            if (i0 < cnt && r0 < nk) mine += U[i0];
+            if (i1 < cnt && r1 < nk) mine += U[i1];
+            S = block_sum(mine);
+        }
+        const unsigned long long T = topp_on ? mass_target(S) : 0ull;
+        auto kept = [&](int i, int rk, unsigned long long before) {
+            if (i >= cnt || rk >= nk) return false;
+            if (topp_on && !(before < T)) return false;
+            if (p.min_p > 0.0f && !(weight(r.dist(L[i].x)) >= p.min_p)) return false;
+            return true;
+        };
+        const bool kp0 = kept(i0, r0, b0), kp1 = kept(i1, r1, b1);
+        if (i0 < cnt) UK[i0] = kp0 ? U[i0] : 0ull;
+        if (i1 < cnt) UK[i1] = kp1 ? U[i1] : 0ull;
+        if (greedy) {
+            if (i0 < cnt && r0 == 0) write_token(L[i0].id, L[i0].x);
+            if (i1 < cnt && r1 == 0) write_token(L[i1].id, L[i1].x);
+        } else {
+            const unsigned long long W = block_sum((kp0 ? U[i0] : 0ull) + (kp1 ? U[i1] : 0ull));
+            const double fl = floor(double(u01) * double(W));
+            const unsigned long long tgt = W ? min(W - 1, (unsigned long long)fl) : 0ull;
+            // running kept weight in id order, through each of my candidates
+            const int32_t id0 = i0 < cnt ? L[i0].id : INT_MAX, id1 = i1 < cnt ? L[i1].id : INT_MAX;
+            unsigned long long c0 = 0, c1 = 0;
+            for (int f = 0; f < cnt; ++f) {
+                const int32_t idf = L[f].id;
+                const unsigned long long uf = UK[f];
+                if (idf <= id0) c0 += uf;
+                if (idf <= id1) c1 += uf;
+            }
+            if (kp0 && c0 > tgt && c0 - U[i0] <= tgt) write_token(L[i0].id, L[i0].x);
+            if (kp1 && c1 > tgt && c1 - U[i1] <= tgt) write_token(L[i1].id, L[i1].x);
+        }
+        if (tid == 0) advance();
+        const int listed = min(min(ntop, cnt), a.top_n);
+        if (i0 < cnt && r0 < listed) {
+            a.out_top_tokens[size_t(row) * a.top_n + r0] = L[i0].id;
+            a.out_top_logprobs[size_t(row) * a.top_n + r0] = logprob(L[i0].x);
+        }
+        if (i1 < cnt && r1 < listed) {
+            a.out_top_tokens[size_t(row) * a.top_n + r1] = L[i1].id;
+            a.out_top_logprobs[size_t(row) * a.top_n + r1] = logprob(L[i1].x);
+        }
+        for (int i = listed + tid; i < a.top_n; i += kThreads) {
+            a.out_top_tokens[size_t(row) * a.top_n + i] = -1;
+            a.out_top_logprobs[size_t(row) * a.top_n + i] = -kInf;
+        }
+    }
+
     // Block 0 alone, 129..512 gathered candidates: ranking by counting.
     __device__ void finish_block(int g, int cnt, bool greedy, bool topk_on, bool topp_on, int ntop,
                                  unsigned long long s_total, float u01) {
@@ -848,7 +1058,8 @@ struct RowSampler {
                 int keep = nk;
                 if (topp_on) {
                     unsigned long long bf;
-                    const int j = warp_find_first_above(nk, mass_target(S) - 1, u_sorted, &bf, lane);
+                    const int j =
+                        warp_find_first_above(nk, mass_target(S) - 1, u_sorted, &bf, lane);
                     if (j >= 0) keep = j + 1;
                 }
                 if (p.min_p > 0.0f) {
@@ -901,6 +1112,17 @@ struct RowSampler {
         }
     }
 
+    __device__ void finish(int g, int cnt, bool greedy, bool topk_on, bool topp_on, int ntop,
+                           unsigned long long s_total, float u01) {
+        if (!warp_finish) {
+            finish_rank(g, cnt, greedy, topk_on, topp_on, ntop, s_total, u01);
+        } else if (cnt <= 128) {
+            if (warp == 0) finish_warp(g, cnt, greedy, topk_on, topp_on, ntop, s_total, u01);
+        } else {
+            finish_block(g, cnt, greedy, topk_on, topp_on, ntop, s_total, u01);
+        }
+    }
+
     // ---- outputs --------------------------------------------------------------------------
     __device__ void write_token(int32_t tok, float x) {
         a.out_tokens[row] = tok;
@@ -926,13 +1148,34 @@ struct RowSampler {
     }
 
     // ---- the row --------------------------------------------------------------------------
+    // stop_at (benchmarks only, to time the stages): 0 full; 1 after the max exchange; 2 after
+    // the histogram exchange; 3 after the gather (block 0 does not finish); 4 as 2 without the
+    // histogram's atomics. Rows stopped early leave their outputs unwritten.
+    int stop_at = 0;
+    bool fuse = true;  // fused max + histogram exchange for top-k rows (LLM8_SAMPLING_FUSED=0: off)
+    // Finish in block 0: false = all threads rank by counting (finish_rank; faster alone, at
+    // batch <= 4); true = one warp sorts in registers (finish_warp, up to 128 candidates; at
+    // larger batches it leaves the SM to the co-resident blocks of other rows and wins).
+    bool warp_finish = false;
+
     __device__ void run(bool vec_ok) {
         if (tid < kMaxGathers) sm.gcount[tid] = 0;
         p = a.params[row];
         const bool bad = params_bad();
         const bool greedy = !(p.temperature > 0.0f);
         load(bad, vec_ok, greedy);
-        csync();  // exchange A
+        // Fused path (top-k rows): the histogram is measured from this block's own max and
+        // published at the same barrier as the max, saving one cluster barrier per row.
+        bool fused = fuse && !bad && !greedy && p.top_k > 0 && p.top_k < a.vocab && a.top_n == 0;
+        float my_max = -kInf;
+        if (fused) {
+            if (tid == 0) sm.bf[2] = xw().maxv;
+            __syncthreads();
+            my_max = sm.bf[2];
+            r.inv_t = p.temperature == kInf ? 0.0f : fminf(1.0f / p.temperature, 4.2e37f);
+            hist0_local(my_max, false, a.out_logprobs != nullptr);
+        }
+        csync();  // exchange A (and, fused, the histograms)
         if (warp == 0) {
             float mv = -kInf;
             int32_t ma = INT_MAX, bd = 0;
@@ -944,7 +1187,8 @@ struct RowSampler {
             }
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) {
-                argmax_combine(mv, ma, __shfl_xor_sync(kFullMask, mv, o), __shfl_xor_sync(kFullMask, ma, o));
+                argmax_combine(mv, ma, __shfl_xor_sync(kFullMask, mv, o),
+                               __shfl_xor_sync(kFullMask, ma, o));
                 bd |= __shfl_xor_sync(kFullMask, bd, o);
             }
             if (lane == 0) {
@@ -957,7 +1201,12 @@ struct RowSampler {
         r.m = sm.bf[0];
         argmax = sm.bi[0];
         const bool row_bad = sm.bi[3] != 0;
+        if (fused && tid < 16) sm.rank_max[tid] = tid < C ? xr(tid)->maxv : -kInf;
         __syncthreads();
+        if (stop_at == 1) {
+            cl.sync();
+            return;
+        }
 
         if (row_bad || !(r.m > -kInf)) {
             if (rank == 0 && tid == 0) {
@@ -968,6 +1217,7 @@ struct RowSampler {
             return;
         }
         if (r.m == kInf) {
+            fused = false;  // the histograms were measured before the +inf mapping
             // Some logit is +inf: the candidates are the +inf tokens, uniformly (CPU chain).
             float4* s4w = reinterpret_cast<float4*>(s);
             for (int i = tid; i < n4; i += kThreads) {
@@ -981,14 +1231,40 @@ struct RowSampler {
             r.m = 0.0f;
             __syncthreads();
         }
-        r.inv_t = greedy ? 1.0f
-                         : (p.temperature == kInf ? 0.0f
-                                                  : fminf(1.0f / p.temperature, 4.2e37f));  // *8 finite
+        r.inv_t =
+            greedy ? 1.0f
+                   : (p.temperature == kInf ? 0.0f
+                                            : fminf(1.0f / p.temperature, 4.2e37f));  // *8 finite
         const bool topk_on = !greedy && p.top_k > 0 && p.top_k < a.vocab;
         const bool topp_on = !greedy && p.top_p < 1.0f;
         const bool need_z1 = a.out_logprobs != nullptr || a.top_n > 0;
         const bool need_hist = topk_on || topp_on || a.top_n > 0;
         const float u01 = philox_draw(p.seed, p.draw_index);
+
+        if (fused) {
+            fused_merge(need_z1);
+            if (stop_at == 2 || stop_at == 4) {
+                cl.sync();
+                return;
+            }
+            unsigned long long before = 0, through = 0;
+            const int bk = find_cross(sm.gc0, sm.gm0, false, (unsigned long long)(p.top_k - 1),
+                                      &before, &through);
+            if (bk >= 0 && bk + 2 <= 254) {
+                const int bmax = bk + 2;
+                const unsigned long long cnt =
+                    block_sum(tid <= bmax ? (unsigned long long)sm.gc0[tid] : 0ull);
+                if (cnt <= (unsigned long long)kCap) {
+                    const float sh = (r.m - my_max) * (r.inv_t * 8.0f);  // as in fused_merge
+                    const int mine = sh < 1e6f ? int(sh) : 1000000;
+                    const int g = gather_prefix(my_max, my_max > -kInf ? bmax - mine : -1);
+                    if (rank != 0 || stop_at == 3) return;
+                    finish(g, gather_count(g), false, true, topp_on, 0, 0ull, u01);
+                    return;
+                }
+            }
+            // the crossing lies beyond 31.9 nats or too many candidates: the standard path
+        }
 
         if (!need_hist) {
             if (greedy) {
@@ -1003,7 +1279,8 @@ struct RowSampler {
                     csync();
                     z1 = cluster_z1();
                 }
-                if (tid == 0 && argmax >= s0 && argmax < s0 + n) write_token(argmax, s[argmax - s0]);
+                if (tid == 0 && argmax >= s0 && argmax < s0 + n)
+                    write_token(argmax, s[argmax - s0]);
             } else {
                 int rc = -1;
                 const float min_p = p.min_p;
@@ -1025,6 +1302,10 @@ struct RowSampler {
         // pass 2: level-0 histogram of all candidates
         const bool mass0 = topp_on && !topk_on;
         hist0_pass(mass0, need_z1);
+        if (stop_at == 2 || stop_at == 4) {
+            cl.sync();
+            return;
+        }
         const unsigned long long s_total = mass0 ? block_sum(sm.gm0[tid]) : 0ull;
         int ntop = 0;
         if (a.top_n > 0) {  // candidates within the window (the top-n list stops there)
@@ -1032,41 +1313,40 @@ struct RowSampler {
             ntop = int(min((unsigned long long)a.top_n, n_in));
         }
 
-        // the common case: everything that matters fits in one list in block 0
+        // the common case: everything that matters fits in one list in block 0. The candidates
+        // through the crossing bin are counted by the same scan that finds it.
         bool pg = greedy || topk_on || topp_on;
         int bstar = -1;
-        unsigned long long before = 0;
+        unsigned long long cnt_prefix = 0, before = 0, through = 0;
         if (topk_on) {
-            const int b = find_cross(sm.gc0, sm.gm0, false, (unsigned long long)(p.top_k - 1), &before);
-            if (b < 0) pg = false;
-            bstar = max(bstar, b);
+            bstar = find_cross(sm.gc0, sm.gm0, false, (unsigned long long)(p.top_k - 1), &before,
+                               &through);
+            cnt_prefix = through;
         } else if (topp_on) {
-            const int b = find_cross(sm.gc0, sm.gm0, true, mass_target(s_total) - 1, &before);
-            if (b < 0) pg = false;
-            bstar = max(bstar, b);
+            bstar = find_cross(sm.gc0, sm.gm0, true, mass_target(s_total) - 1, &before, &through);
+            cnt_prefix = through;
         }
+        if ((topk_on || topp_on) && bstar < 0) pg = false;
         if (ntop > 0) {
-            const int b = find_cross(sm.gc0, sm.gm0, false, (unsigned long long)(ntop - 1), &before);
+            const int b = find_cross(sm.gc0, sm.gm0, false, (unsigned long long)(ntop - 1), &before,
+                                     &through);
             if (b < 0) pg = false;
-            bstar = max(bstar, b);
-        }
-        const unsigned long long cnt_prefix =
-            block_sum(tid <= bstar ? (unsigned long long)sm.gc0[tid] : 0ull);
-        if (pg && bstar >= 0 && bstar < 255 && cnt_prefix <= (unsigned long long)kCap) {
-            const int g = gather_prefix(uint32_t(bstar));
-            if (rank != 0) return;  // no block reads another block's memory after this barrier
-            const int cnt = gather_count(g);
-            if (cnt <= 128) {
-                if (warp == 0) finish_warp(g, cnt, greedy, topk_on, topp_on, ntop, s_total, u01);
-            } else {
-                finish_block(g, cnt, greedy, topk_on, topp_on, ntop, s_total, u01);
+            if (b > bstar) {
+                bstar = b;
+                cnt_prefix = through;
             }
+        }
+        if (pg && bstar >= 0 && bstar < 255 && cnt_prefix <= (unsigned long long)kCap) {
+            const int g = gather_prefix(r.m, bstar);
+            if (rank != 0 || stop_at == 3) return;  // no block reads another block's memory now
+            finish(g, gather_count(g), greedy, topk_on, topp_on, ntop, s_total, u01);
             return;
         }
 
         // general case: exact boundaries, then a cluster-wide draw
         Bound K{kAll, 0u, 0}, P{kAll, 0u, 0};
-        if (topk_on) K = resolve(r, false, (unsigned long long)p.top_k, Bound{kAll, 0u, 0}, sm.gc0, sm.gm0);
+        if (topk_on)
+            K = resolve(r, false, (unsigned long long)p.top_k, Bound{kAll, 0u, 0}, sm.gc0, sm.gm0);
         if (ntop > 0) top_n_general(ntop);
         if (topp_on) {
             hist_pass(r, 0, 0u, K, true, false, sm.gc, sm.gm);
@@ -1117,7 +1397,8 @@ struct RowSampler {
             for (int i = tid; i < a.top_n; i += kThreads) {
                 const bool ok = i < cnt && i < ntop;
                 a.out_top_tokens[size_t(row) * a.top_n + i] = ok ? sm.sorted[i].id : -1;
-                a.out_top_logprobs[size_t(row) * a.top_n + i] = ok ? logprob(sm.sorted[i].x) : -kInf;
+                a.out_top_logprobs[size_t(row) * a.top_n + i] =
+                    ok ? logprob(sm.sorted[i].x) : -kInf;
             }
             __syncthreads();
         }
@@ -1126,12 +1407,19 @@ struct RowSampler {
 
 __global__ void __launch_bounds__(kThreads, 3)
     sample_cluster_sm90_kernel(const __grid_constant__ llm8_sampling_args a, int slice, float scale,
-                               int vec_ok) {
+                               int vec_ok, int stop_at, int fuse, int warp_finish) {
     __shared__ Shared sm;
     extern __shared__ __align__(16) unsigned char dyn[];
     RowSampler rs(sm, dyn, a, slice, scale);
+    rs.stop_at = stop_at;
+    rs.fuse = fuse != 0;
+    rs.warp_finish = warp_finish != 0;
     rs.run(vec_ok != 0);
 }
+
+int g_stop_at = 0;
+int g_fuse = 1;
+int g_finish_mode = 0;  // 0: by batch size, 1: warp, 2: rank
 
 int ceil_log2(int v) {
     int k = 0;
@@ -1146,11 +1434,14 @@ ClusterConfig cluster_config(int vocab, int cluster) {
     c.cluster = cluster;
     const int per = (vocab + cluster - 1) / cluster;
     c.slice = (per + 31) / 32 * 32;
-    c.dyn_smem = size_t(c.slice) * sizeof(float) + size_t(c.slice / 32) * sizeof(unsigned long long);
+    c.dyn_smem =
+        size_t(c.slice) * sizeof(float) + size_t(c.slice / 32) * sizeof(unsigned long long);
     return c;
 }
 
-size_t static_smem_bytes() { return sizeof(Shared); }
+size_t static_smem_bytes() {
+    return sizeof(Shared);
+}
 
 cudaError_t prepare_sample_cluster_sm90() {
     int dev = 0;
@@ -1160,11 +1451,11 @@ cudaError_t prepare_sample_cluster_sm90() {
     e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
     if (e != cudaSuccess) return e;
     const int dyn_max = optin - int(sizeof(Shared));
-    e = cudaFuncSetAttribute(sample_cluster_sm90_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             dyn_max);
+    e = cudaFuncSetAttribute(sample_cluster_sm90_kernel,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, dyn_max);
     if (e != cudaSuccess) return e;
-    e = cudaFuncSetAttribute(sample_cluster_sm90_kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                             100);
+    e = cudaFuncSetAttribute(sample_cluster_sm90_kernel,
+                             cudaFuncAttributePreferredSharedMemoryCarveout, 100);
     if (e != cudaSuccess) return e;
     return cudaFuncSetAttribute(sample_cluster_sm90_kernel,
                                 cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
@@ -1207,7 +1498,19 @@ cudaError_t launch_sample_cluster_sm90(const llm8_sampling_args& a, const Cluste
     const int shift = min(45, 62 - ceil_log2(a.vocab));
     const float scale = std::ldexp(1.0f, shift);
     const bool vec_ok = (reinterpret_cast<uintptr_t>(a.logits) % 16 == 0) && (a.ld % 4 == 0);
-    return cudaLaunchKernelEx(&cfg, sample_cluster_sm90_kernel, a, c.slice, scale, vec_ok ? 1 : 0);
+    const int warp_finish = g_finish_mode == 1 || (g_finish_mode == 0 && a.batch > 4);
+    return cudaLaunchKernelEx(&cfg, sample_cluster_sm90_kernel, a, c.slice, scale, vec_ok ? 1 : 0,
+                              g_stop_at, g_fuse, warp_finish);
+}
+
+void set_stage_limit(int stop_at) {
+    g_stop_at = stop_at;
+}
+void set_fused(bool on) {
+    g_fuse = on ? 1 : 0;
+}
+void set_finish_mode(int mode) {
+    g_finish_mode = mode;
 }
 
 }  // namespace llm8::cuda_sampling

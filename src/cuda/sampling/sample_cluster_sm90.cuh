@@ -8,9 +8,9 @@
 namespace llm8::cuda_sampling {
 
 struct ClusterConfig {
-    int cluster = 1;          // thread blocks per row
-    int slice = 0;            // vocabulary entries per block (multiple of 32)
-    size_t dyn_smem = 0;      // dynamic shared memory per block
+    int cluster = 1;      // thread blocks per row
+    int slice = 0;        // vocabulary entries per block (multiple of 32)
+    size_t dyn_smem = 0;  // dynamic shared memory per block
 };
 
 // Shared-memory layout for a given cluster size (no CUDA calls).
@@ -28,5 +28,15 @@ cudaError_t launch_sample_cluster_sm90(const llm8_sampling_args& a, const Cluste
 
 // Clusters of this configuration that fit on the device at once (0: cannot launch).
 int max_active_clusters(const ClusterConfig& cfg);
+
+// Benchmarks only: stop every row after a stage (see RowSampler::stop_at); 0 runs everything.
+void set_stage_limit(int stop_at);
+// The fused max + histogram exchange for top-k rows (default on; the environment variable
+// LLM8_SAMPLING_FUSED=0 turns it off at the first call).
+void set_fused(bool on);
+// Finish in block 0: 0 by batch size (default: all threads rank by counting at batch <= 4, one
+// warp sorting in registers above), 1 always the warp, 2 always the ranking
+// (LLM8_SAMPLING_FINISH=warp|rank).
+void set_finish_mode(int mode);
 
 }  // namespace llm8::cuda_sampling

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 
@@ -43,8 +44,10 @@ int prepare_locked(int dev) {
     cudaError_t e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
     if (e != cudaSuccess) return fail_cuda(e, "llm8_sample_cuda: device query");
     if (major != 9) {
-        g_last_error = "llm8_sample_cuda: the sampling kernels are built for sm_90a (H100/H200); "
-                       "this device has compute capability " + std::to_string(major) + ".x";
+        g_last_error =
+            "llm8_sample_cuda: the sampling kernels are built for sm_90a (H100/H200); "
+            "this device has compute capability " +
+            std::to_string(major) + ".x";
         return LLM8_SAMPLING_ECUDA;
     }
     if ((e = cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess ||
@@ -55,6 +58,12 @@ int prepare_locked(int dev) {
         return fail_cuda(e, "llm8_sample_cuda: device query");
     e = llm8::cuda_sampling::prepare_sample_cluster_sm90();
     if (e != cudaSuccess) return fail_cuda(e, "llm8_sample_cuda: kernel attributes");
+    // LLM8_SAMPLING_FUSED=0: one more cluster barrier per top-k row (for comparisons)
+    const char* fused = std::getenv("LLM8_SAMPLING_FUSED");
+    if (fused != nullptr && fused[0] == '0') llm8::cuda_sampling::set_fused(false);
+    const char* finish = std::getenv("LLM8_SAMPLING_FINISH");
+    if (finish != nullptr && std::string(finish) == "warp") llm8::cuda_sampling::set_finish_mode(1);
+    if (finish != nullptr && std::string(finish) == "rank") llm8::cuda_sampling::set_finish_mode(2);
     d.prepared = true;
     return LLM8_SAMPLING_OK;
 }
@@ -70,7 +79,8 @@ int current_device(int* dev) {
 }
 
 bool fits(const DeviceInfo& d, const ClusterConfig& c, int blocks_per_sm) {
-    const size_t per_block = llm8::cuda_sampling::static_smem_bytes() + c.dyn_smem + 1024;  // +reserved
+    const size_t per_block =
+        llm8::cuda_sampling::static_smem_bytes() + c.dyn_smem + 1024;  // +reserved
     return c.dyn_smem + llm8::cuda_sampling::static_smem_bytes() <= size_t(d.smem_optin) &&
            per_block * size_t(blocks_per_sm) <= size_t(d.smem_per_sm);
 }
@@ -96,8 +106,8 @@ int choose_cluster(const DeviceInfo& d, int batch, int vocab) {
 // Checks (once per device, cluster size and vocabulary) that a cluster can be resident.
 bool launchable(DeviceInfo& d, int c, int vocab) {
     if (d.cluster_vocab[c] != vocab || d.cluster_ok[c] == 0) {
-        const int n = llm8::cuda_sampling::max_active_clusters(
-            llm8::cuda_sampling::cluster_config(vocab, c));
+        const int n =
+            llm8::cuda_sampling::max_active_clusters(llm8::cuda_sampling::cluster_config(vocab, c));
         d.cluster_ok[c] = n > 0 ? 1 : -1;
         d.cluster_vocab[c] = vocab;
     }
@@ -140,15 +150,20 @@ extern "C" int llm8_sample_cuda(const llm8_sampling_args* args, void* workspace,
     }
     const llm8_sampling_args& a = *args;
     std::string bad;
-    if (a.batch < 0) bad = "batch < 0";
-    else if (a.vocab <= 0) bad = "vocab <= 0";
-    else if (a.ld < a.vocab) bad = "ld < vocab";
+    if (a.batch < 0)
+        bad = "batch < 0";
+    else if (a.vocab <= 0)
+        bad = "vocab <= 0";
+    else if (a.ld < a.vocab)
+        bad = "ld < vocab";
     else if (a.batch > 0 && (a.logits == nullptr || a.params == nullptr || a.out_tokens == nullptr))
         bad = "logits, params and out_tokens are required";
-    else if (a.top_n < 0 || a.top_n > LLM8_SAMPLING_MAX_TOP_N) bad = "top_n outside [0, 32]";
+    else if (a.top_n < 0 || a.top_n > LLM8_SAMPLING_MAX_TOP_N)
+        bad = "top_n outside [0, 32]";
     else if (a.top_n > 0 && (a.out_top_tokens == nullptr || a.out_top_logprobs == nullptr))
         bad = "top_n > 0 needs out_top_tokens and out_top_logprobs";
-    else if (a.cluster_size < 0 || a.cluster_size > kMaxCluster) bad = "cluster_size outside [0, 16]";
+    else if (a.cluster_size < 0 || a.cluster_size > kMaxCluster)
+        bad = "cluster_size outside [0, 16]";
     if (!bad.empty()) {
         g_last_error = "llm8_sample_cuda: " + bad;
         return LLM8_SAMPLING_EINVAL;
@@ -204,9 +219,9 @@ extern "C" const char* llm8_sample_cuda_error_string(int code) {
             return "ok";
         case LLM8_SAMPLING_EINVAL:
         case LLM8_SAMPLING_ECUDA:
-            return g_last_error.empty() ? (code == LLM8_SAMPLING_EINVAL ? "invalid argument"
-                                                                        : "CUDA error")
-                                        : g_last_error.c_str();
+            return g_last_error.empty()
+                       ? (code == LLM8_SAMPLING_EINVAL ? "invalid argument" : "CUDA error")
+                       : g_last_error.c_str();
         default:
             return "unknown llm8_sample_cuda return code";
     }
