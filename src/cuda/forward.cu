@@ -138,6 +138,7 @@ public:
     DeviceArray<uint16_t> kc, vc, mm_ws;
     DeviceArray<float> x, xn, q, k, v, att, o, gate, up, logits, attn_ws;
     DeviceArray<int32_t> tokens, pos, pos0;
+    DeviceArray<float> norm_scale;  // [n_batch]: 1/rms per token for the fused GEMVs
     int32_t* h_ints = nullptr;   // pinned: tokens, positions, pos0
     float* h_logits = nullptr;   // pinned
     size_t h_logits_n = 0;
@@ -182,6 +183,7 @@ std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> create_session(
     s->tokens.resize(B);
     s->pos.resize(B);
     s->pos0.resize(1);
+    s->norm_scale.resize(B);
     size_t ws = 0;
     const DeviceModel& m = *dm;
     auto need = [&](const DeviceMatrix& w) { ws = std::max(ws, matmul_workspace_elems(w, int64_t(B))); };
@@ -243,30 +245,41 @@ Profiler g_prof;
 #define LLM8_PROF(what) g_prof.mark(what)
 
 // Everything between the token upload and the logits download. max_keys bounds pos0 + n.
-// Up to 8 tokens (decode) take the fused GEMVs: 7 launches per layer (norm+QKV, bias+RoPE+KV
-// store, attention x2, Wo+residual, norm+gate+up+SwiGLU, down+residual). Larger batches take
-// cuBLAS with separate norms and adds. Either path falls back to separate ops where a fused
-// launch does not fit (mixed weight types, odd row lengths).
+// With LLM8_FUSE=1, up to 8 tokens (decode) take the fused GEMVs: 7 launches per layer
+// (norm+QKV, bias+RoPE+KV store, attention x2, Wo+residual, norm+gate+up+SwiGLU,
+// down+residual). Otherwise (the default, faster today) separate norm, GEMV/cuBLAS and add
+// launches. The fused path falls back to separate ops where a launch does not fit (mixed
+// weight types, odd row lengths).
 void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
     const DeviceModel& m = *s.dm;
     const HParams& hp = m.hp;
     const int64_t E = hp.n_embd, KV = hp.kv_dim(), F = hp.n_ff;
     cudaStream_t st = s.stream;
     const size_t layer_kv = size_t(s.n_ctx) * size_t(KV);
-    const bool small = n <= 8;
+    // The fused decode GEMVs (gemv_fused.cu) are opt-in: measured on an H200 (2026-11-21),
+    // llama-2-7B Q4_0 tg128 ran at 188 t/s fused against 199 t/s with separate launches. Both
+    // are limited by the GEMV's small loads (~17% of DRAM bandwidth per ncu), not by launches;
+    // see docs/benchmarks.md.
+    static const bool fuse = std::getenv("LLM8_FUSE") != nullptr;
+    const bool small = n <= 8 && fuse;
     auto mm = [&](const DeviceMatrix& w, const float* in, int64_t rows, float* out) {
         matmul(w, in, rows, out, s.mm_ws.get(), s.cublas, st);
     };
     // y = W * rmsnorm(x) for the given matrices (fused when possible).
+    auto scale_of = [&](const float* xin, int64_t rows) {
+        rms_scale(xin, rows, E, hp.rms_eps, s.norm_scale.get(), st);
+        return s.norm_scale.get();
+    };
     auto norm_matmul = [&](const DeviceMatrix* w, float* const* y, int count, const float* norm_w) {
-        if (small && gemv_fused(w, y, count, s.x.get(), int(n), norm_w, hp.rms_eps, GemvMode::store, st)) return;
+        if (small && gemv_fused(w, y, count, s.x.get(), int(n), norm_w, scale_of(s.x.get(), n), GemvMode::store, st))
+            return;
         rms_norm(s.x.get(), norm_w, s.xn.get(), n, int(E), hp.rms_eps, st);
         for (int i = 0; i < count; ++i) mm(w[i], s.xn.get(), n, y[i]);
     };
     // x += W * in.
     auto residual_matmul = [&](const DeviceMatrix& w, const float* in) {
         float* y = s.x.get();
-        if (small && gemv_fused(&w, &y, 1, in, int(n), nullptr, 0.0f, GemvMode::accumulate, st)) return;
+        if (small && gemv_fused(&w, &y, 1, in, int(n), nullptr, nullptr, GemvMode::accumulate, st)) return;
         mm(w, in, n, s.o.get());
         add(s.x.get(), s.o.get(), n * E, st);
     };
@@ -297,7 +310,8 @@ void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
         LLM8_PROF("wo+add");
         const DeviceMatrix gu[2] = {L.w_gate, L.w_up};
         float* const gu_out[2] = {s.gate.get(), s.up.get()};
-        if (!(small && gemv_fused(gu, gu_out, 2, s.x.get(), int(n), L.ffn_norm, hp.rms_eps, GemvMode::swiglu, st))) {
+        if (!(small && gemv_fused(gu, gu_out, 2, s.x.get(), int(n), L.ffn_norm, scale_of(s.x.get(), n),
+                                  GemvMode::swiglu, st))) {
             norm_matmul(gu, gu_out, 2, L.ffn_norm);
             swiglu(s.gate.get(), s.up.get(), n * F, st);
         }
@@ -308,8 +322,8 @@ void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
     if (n_out > 0) {
         const float* last = s.x.get() + (n - n_out) * E;
         float* out = s.logits.get();
-        if (!(n_out <= 8 && gemv_fused(&m.output, &out, 1, last, int(n_out), m.output_norm, hp.rms_eps,
-                                       GemvMode::store, st))) {
+        if (!(n_out <= 8 && gemv_fused(&m.output, &out, 1, last, int(n_out), m.output_norm,
+                                       scale_of(last, n_out), GemvMode::store, st))) {
             rms_norm(last, m.output_norm, s.xn.get(), n_out, int(E), hp.rms_eps, st);
             mm(m.output, s.xn.get(), n_out, out);
         }

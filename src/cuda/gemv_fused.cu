@@ -1,8 +1,10 @@
 // gemv_fused: the decode-path GEMV with its neighbours folded in, so that a layer costs 7
 // launches instead of 17 (per-launch cost, not bandwidth, dominated decode: 4.7 ms per 7B Q4_0
 // token with ~550 launches, against 0.9 ms of weight bytes).
-//   - optional RMSNorm of the input: each block recomputes the per-token scale from x (every
-//     block reads the same 16-56 KB row, so after the first block per SM it comes from L1);
+//   - optional RMSNorm of the input: the per-token scale 1/rms(x) comes from rms_scale() (one
+//     tiny launch) and the GEMV applies x * scale * w on the fly. Rejected: recomputing the scale
+//     in every block (commit 249bd57): with ~4 loop iterations per warp at K=4096 the prologue
+//     (a 16 KB read and two block barriers) cost more than the GEMV and decode got 22% slower;
 //   - up to 3 weight matrices of one type in one launch (Q, K, V), blocks split by row ranges;
 //   - output modes: store, accumulate (the residual add), or SwiGLU of a gate/up pair (each
 //     warp computes row r of both and writes silu(g) * u).
@@ -36,7 +38,7 @@ struct Args {
     const float* x;
     int n;
     const float* norm_w;
-    float eps;
+    const float* norm_scale;  // [n] device
     int mode;  // GemvMode
 };
 
@@ -52,28 +54,9 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const Args a) {
     const int64_t K = a.K, n_units = K / 32;
     const int n = a.n;
 
-    // Fused RMSNorm: per-token scale from the whole input row.
-    __shared__ float s_scale[NT];
-    __shared__ float s_part[kWarps];
-    if (a.norm_w) {
-        for (int t = 0; t < n && t < NT; ++t) {
-            float ss = 0.0f;
-            for (int64_t i = threadIdx.x; i < K; i += blockDim.x) {
-                const float v = a.x[t * K + i];
-                ss += v * v;
-            }
+    float scale[NT];
 #pragma unroll
-            for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
-            if (lane == 0) s_part[warp] = ss;
-            __syncthreads();
-            if (threadIdx.x == 0) {
-                float tot = 0.0f;
-                for (int w = 0; w < kWarps; ++w) tot += s_part[w];
-                s_scale[t] = rsqrtf(tot / float(K) + a.eps);
-            }
-            __syncthreads();
-        }
-    }
+    for (int t = 0; t < NT; ++t) scale[t] = (a.norm_w && t < n) ? a.norm_scale[t] : 1.0f;
 
     // Row slots of this warp: rows r0, r0+1 of the segment; in SwiGLU mode slot 0 is gate row
     // r and slot 1 is up row r (segments 0 and 1).
@@ -110,7 +93,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const Args a) {
                 float4 xa = __ldg(reinterpret_cast<const float4*>(xp + off_a));
                 float4 xb = __ldg(reinterpret_cast<const float4*>(xp + off_b));
                 if (a.norm_w) {
-                    const float sc = s_scale[t];
+                    const float sc = scale[t];
                     xa = make_float4(xa.x * sc * wa.x, xa.y * sc * wa.y, xa.z * sc * wa.z, xa.w * sc * wa.w);
                     xb = make_float4(xb.x * sc * wb.x, xb.y * sc * wb.y, xb.z * sc * wb.z, xb.w * sc * wb.w);
                 }
@@ -187,10 +170,31 @@ bool quad_ok(const DeviceMatrix& w) {
     return true;
 }
 
+__global__ void rms_scale_kernel(const float* __restrict__ x, int64_t K, float eps, float* __restrict__ out) {
+    const float* xr = x + int64_t(blockIdx.x) * K;
+    float ss = 0.0f;
+    for (int64_t i = threadIdx.x; i < K; i += blockDim.x) ss += xr[i] * xr[i];
+    __shared__ float part[32];
+    for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float tot = 0.0f;
+        for (int w = 0; w < int(blockDim.x >> 5); ++w) tot += part[w];
+        out[blockIdx.x] = rsqrtf(tot / float(K) + eps);
+    }
+}
+
 }  // namespace
 
+void rms_scale(const float* x, int64_t rows, int64_t K, float eps, float* out, cudaStream_t s) {
+    if (rows == 0) return;
+    rms_scale_kernel<<<unsigned(rows), 1024, 0, s>>>(x, K, eps, out);
+    LLM8_CUDA_CHECK_LAUNCH();
+}
+
 bool gemv_fused(const DeviceMatrix* mats, float* const* ys, int n_mats, const float* x, int n,
-                const float* norm_w, float eps, GemvMode mode, cudaStream_t s) {
+                const float* norm_w, const float* norm_scale, GemvMode mode, cudaStream_t s) {
     if (n < 1 || n > 8 || n_mats < 1 || n_mats > 3) return false;
     const GgmlType type = mats[0].type;
     const int64_t K = mats[0].ne0;
@@ -209,7 +213,8 @@ bool gemv_fused(const DeviceMatrix* mats, float* const* ys, int n_mats, const fl
     a.x = x;
     a.n = n;
     a.norm_w = norm_w;
-    a.eps = eps;
+    a.norm_scale = norm_scale;
+    if (norm_w && !norm_scale) return false;
     a.mode = int(mode);
     if (n == 1) {
 #define LLM8_GF(T) gemv_fused_kernel<T, 1><<<blocks, kWarps * 32, 0, s>>>(a)

@@ -24,13 +24,16 @@ struct DeviceMatrix {
 // Y[n, ne1] = X[n, ne0] * W^T, n <= 8: streams each weight row once for all n tokens.
 void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s);
 // The decode-path GEMV with fused neighbours (gemv_fused.cu): y_i = W_i * norm(x) for up to 3
-// matrices of one type in one launch (norm: RMSNorm with weights norm_w, or none when null).
+// matrices of one type in one launch (norm: x * norm_scale[t] * norm_w, or none when norm_w is
+// null; norm_scale [n] on the device, from rms_scale).
 // mode accumulate adds into y (the residual); swiglu takes (gate, up) and writes
 // silu(gate x) * (up x) to ys[0]. Returns false (nothing launched) when the shapes or types
 // do not fit one launch; the caller then uses the separate ops.
 enum class GemvMode { store = 0, accumulate = 1, swiglu = 2 };
 bool gemv_fused(const DeviceMatrix* mats, float* const* ys, int n_mats, const float* x, int n,
-                const float* norm_w, float eps, GemvMode mode, cudaStream_t s);
+                const float* norm_w, const float* norm_scale, GemvMode mode, cudaStream_t s);
+// out[r] = 1 / sqrt(mean(x[r]^2) + eps) for rows of K.
+void rms_scale(const float* x, int64_t rows, int64_t K, float eps, float* out, cudaStream_t s);
 // Bias, RoPE of Q and K, and the append of K/V to the half cache, for n tokens, in one launch.
 void rope_store(float* q, float* k, const float* v, const float* bq, const float* bk, const float* bv,
                 uint16_t* kc, uint16_t* vc, int64_t n, const int32_t* pos, const int32_t* pos0_dev,

@@ -8,6 +8,7 @@
 // take each key's probability from its lane by shuffle. Online softmax per row in float; each
 // block writes (m, l, acc[hd]) partials in the layout of attn_f16.cu, whose combine kernel
 // merges the splits.
+#include <algorithm>
 #include <cstdint>
 
 #include "cuda/cuda_common.cuh"
@@ -102,30 +103,39 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
             for (int d = 0; d < kDims; ++d) acc[r][d] *= corr;
         }
-        // P.V: key jj's probability comes from lane jj.
+        // P.V: key jj's probability comes from lane jj. Four V rows are loaded before their
+        // shuffles and FMAs so that the loads overlap.
         const int n_here = min(32, j1 - base);
-        for (int jj = 0; jj < n_here; ++jj) {
-            const __half* vr = vc + int64_t(base + jj) * kv_stride + int64_t(hk) * HD + lane * kDims;
-            float vf[kDims];
-            if (kDims == 4) {
-                uint2 raw = *reinterpret_cast<const uint2*>(vr);
-                const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
-                const float2 a = __half22float2(h2[0]), b = __half22float2(h2[1]);
-                vf[0] = a.x;
-                vf[1] = a.y;
-                vf[2 % kDims] = b.x;
-                vf[3 % kDims] = b.y;
-            } else {
-                const float2 a = __half22float2(*reinterpret_cast<const __half2*>(vr));
-                vf[0] = a.x;
-                vf[1 % kDims] = a.y;
+        for (int jj0 = 0; jj0 < n_here; jj0 += 4) {
+            float vf[4][kDims];
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                const int jj = min(jj0 + u, n_here - 1);
+                const __half* vr = vc + int64_t(base + jj) * kv_stride + int64_t(hk) * HD + lane * kDims;
+                if (kDims == 4) {
+                    uint2 raw = *reinterpret_cast<const uint2*>(vr);
+                    const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
+                    const float2 a = __half22float2(h2[0]), b = __half22float2(h2[1]);
+                    vf[u][0] = a.x;
+                    vf[u][1 % kDims] = a.y;
+                    vf[u][2 % kDims] = b.x;
+                    vf[u][3 % kDims] = b.y;
+                } else {
+                    const float2 a = __half22float2(*reinterpret_cast<const __half2*>(vr));
+                    vf[u][0] = a.x;
+                    vf[u][1 % kDims] = a.y;
+                }
             }
 #pragma unroll
-            for (int r = 0; r < kMaxRows; ++r) {
-                if (r < rows) {
-                    const float pj = __shfl_sync(0xffffffffu, p[r], jj);
+            for (int u = 0; u < 4; ++u) {
+                if (jj0 + u >= n_here) break;
 #pragma unroll
-                    for (int d = 0; d < kDims; ++d) acc[r][d] += pj * vf[d];
+                for (int r = 0; r < kMaxRows; ++r) {
+                    if (r < rows) {
+                        const float pj = __shfl_sync(0xffffffffu, p[r], jj0 + u);
+#pragma unroll
+                        for (int d = 0; d < kDims; ++d) acc[r][d] += pj * vf[u][d];
+                    }
                 }
             }
         }
@@ -173,9 +183,10 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 }  // namespace
 
+// About 4 blocks per SM of an H100/H200 (528), each split at least 128 keys (one per thread).
 int attention_decode_splits(int n_kv, int max_keys, int* split_keys) {
-    int splits = std::max(1, 1024 / n_kv);
-    splits = std::min(splits, std::max(1, (max_keys + 255) / 256));
+    int splits = std::max(1, (528 + n_kv - 1) / n_kv);
+    splits = std::min(splits, std::max(1, (max_keys + 127) / 128));
     *split_keys = (max_keys + splits - 1) / splits;
     return splits;
 }
