@@ -6,6 +6,7 @@ GPU_TARGETS="llm8-bench llm8-mkmodel" source "$(dirname "$0")/gpu-build.sh" || e
 B=./build-gpu
 $B/tools/mkmodel/llm8-mkmodel --preset llama2-7b --type ${TYPE:-q4_0} --vocab .dev/data/vocab/ggml-vocab-llama-spm.gguf -o /tmp/m.gguf 2>&1 | tail -1
 echo "== unfused (default)"; $B/tools/bench/llm8-bench -m /tmp/m.gguf -p 0 -n 128 -r 3 | tail -1
+echo "== split layout"; LLM8_SPLIT=1 $B/tools/bench/llm8-bench -m /tmp/m.gguf -p 0 -n 128 -r 3 | tail -1
 echo "== fused"; LLM8_FUSE=1 $B/tools/bench/llm8-bench -m /tmp/m.gguf -p 0 -n 128 -r 3 | tail -1
 echo "== ncu (one decode step, graphs off)"
 LLM8_NO_GRAPH=1 timeout 300 ncu --clock-control none --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed \

@@ -118,6 +118,48 @@ TEST(CudaOps, MatmulEveryTypeAndTokenCount) {
     cublasDestroy(handle);
 }
 
+TEST(CudaOps, SplitLayoutGemvAndDequantize) {
+    // Q4_0/Q8_0 rows repacked at upload: GEMV (1..8 tokens) and cuBLAS (> 8) against the CPU,
+    // and the half dequantization bit for bit.
+    LLM8_REQUIRE_GPU();
+    std::mt19937 rng(std::random_device{}());
+    cublasHandle_t handle;
+    ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);
+    for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0}) {
+        for (int64_t M : {1, 37, 130}) {
+            const int64_t K = 768;
+            auto h = make_matrix(t, K, M, rng);
+            Dev<uint8_t> raw(h.bytes), packed(h.bytes.size());
+            llm8::cuda::DeviceMatrix dm{t, K, M, h.view.row_bytes, raw.get()};
+            ASSERT_TRUE(llm8::cuda::can_split(dm));
+            llm8::cuda::repack_split(dm, raw.get(), packed.get(), nullptr);
+            dm.data = packed.get();
+            dm.split = true;
+            for (int64_t n : {1, 2, 3, 8, 9, 40}) {
+                const auto x = randn(size_t(n * K), rng);
+                std::vector<float> want(static_cast<size_t>(n * M));
+                llm8::cpu::matmul_ref(h.view, x.data(), n, want.data());
+                Dev<float> dx(x), dy(size_t(n * M));
+                Dev<uint16_t> ws(std::max<size_t>(1, llm8::cuda::matmul_workspace_elems(dm, n)));
+                llm8::cuda::matmul(dm, dx.get(), n, dy.get(), ws.get(), handle, nullptr);
+                EXPECT_LT(nmse(dy.download(), want), n <= 8 ? 1e-10 : 2e-6) << llm8::type_name(t) << " M=" << M << " n=" << n;
+            }
+            Dev<uint16_t> h16(size_t(M * K));
+            llm8::cuda::dequantize_f16(dm, 0, M, h16.get(), nullptr);
+            const auto g16 = h16.download();
+            std::vector<float> row(static_cast<size_t>(K));
+            for (int64_t r = 0; r < M; ++r) {
+                llm8::dequantize_row(t, h.view.row(r), row.data(), K);
+                for (int64_t k = 0; k < K; ++k)
+                    ASSERT_EQ(g16[size_t(r * K + k)], llm8::fp32_to_fp16(row[size_t(k)])) << llm8::type_name(t);
+            }
+        }
+    }
+    llm8::cuda::DeviceMatrix f{GgmlType::F16, 256, 1, 512, nullptr};
+    EXPECT_FALSE(llm8::cuda::can_split(f));
+    cublasDestroy(handle);
+}
+
 TEST(CudaOps, FloatRowsOfAwkwardLength) {
     // stories260K's FFN is 172 wide: float rows that are not a multiple of 32 (or of 8 halves).
     LLM8_REQUIRE_GPU();

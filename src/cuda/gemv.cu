@@ -219,6 +219,10 @@ int64_t gemm_tile_rows(const DeviceMatrix& w) {
 void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s) {
     check_matrix(w);
     if (n < 1 || n > kGemvMaxTokens) fail(ErrorKind::invalid_arg, "gemv: 1..8 tokens");
+    if (w.split) {
+        gemv_split(w, x, n, y, s);
+        return;
+    }
     const int blocks = ceil_div(w.ne1, kGemvWarps);
     if (elementwise_path(w)) {
 #define LLM8_GEMV_E(T) gemv_elem_kernel<T><<<blocks, kGemvWarps * 32, 0, s>>>(w.data, w.row_bytes, w.ne0, w.ne1, x, n, y)
@@ -246,6 +250,10 @@ void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s
 
 void dequantize_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint16_t* out, cudaStream_t s) {
     check_matrix(w);
+    if (w.split) {
+        dequantize_split_f16(w, r0, rows, out, s);
+        return;
+    }
     const uint8_t* base = w.data + size_t(r0) * w.row_bytes;
     __half* o = reinterpret_cast<__half*>(out);
     if (elementwise_path(w)) {
@@ -267,6 +275,7 @@ void dequantize_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint16_t* o
 
 void get_rows(const DeviceMatrix& w, const int32_t* ids, int n, float* out, cudaStream_t s) {
     check_matrix(w);
+    if (w.split) fail(ErrorKind::invalid_arg, "get_rows: split-layout matrices are not gathered");
     if (n == 0) return;
     if (elementwise_path(w)) {
         const int64_t total = int64_t(n) * w.ne0;

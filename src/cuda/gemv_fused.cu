@@ -163,8 +163,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const Args a) {
 }
 
 bool quad_ok(const DeviceMatrix& w) {
-    // The quarter-unit loads need whole 32-element units and aligned float rows.
-    if (w.ne0 % 32 != 0) return false;
+    // The quarter-unit loads need ggml's block layout, whole 32-element units and aligned float rows.
+    if (w.split || w.ne0 % 32 != 0) return false;
     if (w.type == GgmlType::F32 || w.type == GgmlType::F16 || w.type == GgmlType::BF16)
         return w.row_bytes % 16 == 0 && reinterpret_cast<uintptr_t>(w.data) % 16 == 0;
     return true;

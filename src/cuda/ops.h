@@ -13,13 +13,24 @@
 namespace llm8 {
 namespace cuda {
 
-// A weight matrix in device memory, in its file type: ne1 rows of ne0 elements.
+// A weight matrix in device memory, in its file type: ne1 rows of ne0 elements. split: Q4_0 and
+// Q8_0 rows repacked at upload as [all quants (16 or 32 bytes per block) | all half scales],
+// the same bytes per row as ggml's interleaved blocks, with 16-byte aligned quants for the GEMV.
 struct DeviceMatrix {
     GgmlType type = GgmlType::F32;
     int64_t ne0 = 0, ne1 = 0;
     size_t row_bytes = 0;
     const uint8_t* data = nullptr;
+    bool split = false;
 };
+
+// Can this matrix be repacked (Q4_0/Q8_0 with 16-byte aligned rows)?
+bool can_split(const DeviceMatrix& w);
+// Repacks rows [0, ne1) of ggml blocks at src into the split layout at dst (both on the device,
+// distinct buffers of ne1 * row_bytes).
+void repack_split(const DeviceMatrix& w, const uint8_t* src, uint8_t* dst, cudaStream_t s);
+void gemv_split(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s);
+void dequantize_split_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint16_t* out, cudaStream_t s);
 
 // Y[n, ne1] = X[n, ne0] * W^T, n <= 8: streams each weight row once for all n tokens.
 void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s);

@@ -138,7 +138,7 @@ size_t attention_workspace_floats(int64_t n_tokens, int n_head, int head_dim, in
     int split_keys;
     int splits = choose_splits(n_tokens, n_head, max_keys, &split_keys);
     // The decode kernel splits per kv head; n_kv >= 1 gives at most this many splits.
-    splits = std::max(splits, std::min(528, std::max(1, (max_keys + 127) / 128)));
+    splits = std::max(splits, std::min(528, std::max(1, (max_keys + 31) / 32)));
     return size_t(n_tokens) * size_t(n_head) * size_t(splits) * size_t(head_dim + 2);
 }
 

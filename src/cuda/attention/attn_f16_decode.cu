@@ -183,10 +183,11 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 }  // namespace
 
-// About 4 blocks per SM of an H100/H200 (528), each split at least 128 keys (one per thread).
+// About 4 blocks per SM of an H100/H200 (528), each split at least 32 keys (one warp's step):
+// short contexts then spread over several blocks instead of one long chain per kv head.
 int attention_decode_splits(int n_kv, int max_keys, int* split_keys) {
     int splits = std::max(1, (528 + n_kv - 1) / n_kv);
-    splits = std::min(splits, std::max(1, (max_keys + 127) / 128));
+    splits = std::min(splits, std::max(1, (max_keys + 31) / 32));
     *split_keys = (max_keys + splits - 1) / splits;
     return splits;
 }
