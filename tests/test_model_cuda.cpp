@@ -6,6 +6,7 @@
 #include "cuda_test_util.h"
 #include "llm8/engine.h"
 #include "llm8/sampling.h"
+#include <cstdio>
 #include "model_builder.h"
 #include "runtime/perplexity.h"
 
@@ -112,6 +113,51 @@ TEST(CudaModel, PerplexityMatchesCpuTo4Digits) {
     const auto rg = llm8::perplexity(gpu, tokens, 512, 8, 512, 0);
     std::printf("PPL cpu %.6f gpu %.6f\n", rc.ppl, rg.ppl);
     EXPECT_NEAR(rg.ppl, rc.ppl, 5e-5 * rc.ppl);
+}
+
+TEST(CudaModel, DecodeEndsInTheGpuSamplerLikeTheCpuChain) {
+    // The GPU session samples on the device (only ids come back). In lockstep with a CPU session
+    // fed the same tokens, with the same seed and draw counter, the draws agree wherever the two
+    // forward passes' logits are close enough not to move the uniform across a CDF step.
+    LLM8_REQUIRE_GPU();
+    auto cpu = llm8::Model::load({"", 0});
+    auto gpu = llm8::Model::load({"", -1});
+    ASSERT_TRUE(gpu->on_gpu());
+    for (float temp : {0.0f, 0.8f}) {
+        llm8::SamplerParams sp;
+        sp.temperature = temp;
+        sp.top_k = 40;
+        sp.top_p = 0.95f;
+        sp.min_p = 0.05f;
+        sp.repeat_penalty = 1.1f;
+        sp.seed = 1234;
+        llm8::Sampler sc(sp, cpu->n_vocab()), sg(sp, gpu->n_vocab());
+        llm8::Session c(cpu, {256, 64, 0}), g(gpu, {256, 64, 0});
+        std::vector<int32_t> toks = cpu->tokenize("Once upon a time", true);
+        for (int32_t t : toks) {
+            sc.accept(t);
+            sg.accept(t);
+        }
+        int32_t tg = g.decode_sample(toks, sg);
+        c.decode(toks);
+        int32_t tc = sc.sample(c.logits());
+        int agree = 0;
+        const int steps = 150;
+        for (int i = 0; i < steps; ++i) {
+            ASSERT_GE(tg, 0);
+            ASSERT_LT(tg, gpu->n_vocab());
+            agree += tg == tc;
+            // Both continue with the GPU's token, so the histories stay equal.
+            sc.accept(tg);
+            sg.accept(tg);
+            c.decode(&tg, 1);
+            tc = sc.sample(c.logits());
+            tg = g.decode_sample(&tg, 1, sg);
+        }
+        std::printf("temperature %.1f: GPU and CPU draws agree at %d of %d steps\n", temp, agree, steps);
+        EXPECT_GE(agree, temp == 0.0f ? steps : steps * 95 / 100);
+        EXPECT_EQ(sg.draws(), sc.draws());
+    }
 }
 
 TEST(CudaModel, GpuRequestWithoutGpuIsAClearError) {

@@ -4,6 +4,7 @@
 #include <random>
 #include <set>
 
+#include "llm8/engine.h"
 #include "llm8/error.h"
 #include "llm8/sampling.h"
 #include "sampling/philox.h"
@@ -302,4 +303,34 @@ TEST(Sampler, RejectsBadParameters) {
     sp = SamplerParams();
     sp.frequency_penalty = NAN;
     EXPECT_THROW(Sampler(sp, 10), llm8::Error);
+}
+
+TEST(Sampler, DecodeSampleEqualsDecodeThenSampleOnCpu) {
+    auto model = llm8::Model::load({"", 0});
+    SamplerParams sp;
+    sp.temperature = 0.9f;
+    sp.top_k = 30;
+    sp.repeat_penalty = 1.2f;
+    sp.seed = 77;
+    Sampler a(sp, model->n_vocab()), b(sp, model->n_vocab());
+    llm8::Session sa(model, {128, 64, 1}), sb(model, {128, 64, 1});
+    std::vector<int32_t> toks = model->tokenize("Once upon a time", true);
+    for (int32_t t : toks) {
+        a.accept(t);
+        b.accept(t);
+    }
+    int32_t ta = sa.decode_sample(toks, a);
+    sb.decode(toks);
+    int32_t tb = b.sample(sb.logits());
+    for (int i = 0; i < 40; ++i) {
+        ASSERT_EQ(ta, tb) << "step " << i;
+        a.accept(ta);
+        b.accept(tb);
+        ta = sa.decode_sample(&ta, 1, a);
+        sb.decode(&tb, 1);
+        tb = b.sample(sb.logits());
+    }
+    EXPECT_EQ(a.draws(), b.draws());
+    EXPECT_EQ(a.penalty_window(), b.penalty_window());
+    EXPECT_EQ(a.penalty_window().size(), toks.size() + 40);  // prompt + 40 drawn, window 64
 }

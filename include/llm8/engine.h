@@ -22,6 +22,7 @@ namespace llm8 {
 
 struct LlamaModel;
 class Vocab;
+class Sampler;
 namespace cuda {
 class DeviceModel;
 }
@@ -92,7 +93,18 @@ public:
         decode(tokens.data(), tokens.size(), all_logits);
     }
     // Logits [n_vocab] of token i of the last decode (with all_logits), or of its last token.
+    // (Not available after decode_sample on a GPU model: the logits stay on the device.)
     const float* logits(int i = -1) const;
+
+    // decode(), then draws the next token from the last position with `sampler` (its
+    // parameters, penalty window, seed and draw counter; the draw is counted, the token is not
+    // accepted: call sampler.accept()). On a GPU model the logits never leave the device: the
+    // GPU sampler (llm8/sampling_cuda.h) runs on them and only the token id comes back. It
+    // draws from the same distribution as the CPU chain, with the same Philox stream.
+    int32_t decode_sample(const int32_t* tokens, size_t n, Sampler& sampler);
+    int32_t decode_sample(const std::vector<int32_t>& tokens, Sampler& sampler) {
+        return decode_sample(tokens.data(), tokens.size(), sampler);
+    }
 
     int n_past() const;
     int n_ctx() const;

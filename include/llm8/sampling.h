@@ -54,6 +54,11 @@ public:
 
     const SamplerParams& params() const { return params_; }
     uint64_t draws() const { return n_draws_; }
+    // The tokens the penalties look at now (the last penalty_last_n accepted), oldest first.
+    std::vector<int32_t> penalty_window() const;
+    // Counts a draw made elsewhere with this sampler's parameters (the GPU sampler), so the
+    // next draw uses the next Philox counter, as if sample() had been called.
+    void count_external_draw() { ++n_draws_; }
 
 private:
     void apply_bias_and_penalties(std::vector<float>& l) const;

@@ -13,6 +13,7 @@
 #include "cuda/backend.h"
 #include "cuda/cuda_common.cuh"
 #include "cuda/ops.h"
+#include "llm8/sampling_cuda.h"
 #include "model/llama.h"
 
 namespace llm8 {
@@ -160,6 +161,10 @@ public:
     int32_t* h_ints = nullptr;   // pinned: tokens, positions, pos0
     float* h_logits = nullptr;   // pinned
     size_t h_logits_n = 0;
+    uint8_t* h_sample = nullptr;  // pinned staging of the GPU sampler's parameters
+    size_t h_sample_n = 0;
+    DeviceArray<uint8_t> d_sample;
+    DeviceArray<int32_t> sample_out;  // token, status
     cudaGraphExec_t graph = nullptr;
 
     ~DeviceSession() {
@@ -168,6 +173,7 @@ public:
         if (stream) cudaStreamDestroy(stream);
         if (h_ints) cudaFreeHost(h_ints);
         if (h_logits) cudaFreeHost(h_logits);
+        if (h_sample) cudaFreeHost(h_sample);
     }
 };
 
@@ -202,6 +208,7 @@ std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> create_session(
     s->pos.resize(B);
     s->pos0.resize(1);
     s->norm_scale.resize(B);
+    s->sample_out.resize(2);
     size_t ws = 0;
     const DeviceModel& m = *dm;
     auto need = [&](const DeviceMatrix& w) { ws = std::max(ws, matmul_workspace_elems(w, int64_t(B))); };
@@ -351,12 +358,14 @@ void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
 
 }  // namespace
 
-void forward(DeviceSession& s, const int32_t* tokens, int64_t n, int64_t pos0, int64_t n_out,
-             float* logits) {
+namespace {
+
+// Uploads the tokens and positions and runs the forward (the decode graph for one token);
+// the logits of the last n_out tokens are left in s.logits.
+void launch_forward(DeviceSession& s, const int32_t* tokens, int64_t n, int64_t pos0, int64_t n_out) {
     if (n < 1 || n > s.n_batch) fail(ErrorKind::invalid_arg, "CUDA forward: bad token count");
     if (pos0 + n > s.n_ctx) fail(ErrorKind::invalid_arg, "CUDA forward: context overflow");
     LLM8_CUDA_CHECK(cudaSetDevice(s.dm->device));
-    const int64_t V = s.dm->hp.n_vocab;
     // Tokens, positions and pos0 go up in one copy from pinned memory.
     std::memcpy(s.h_ints, tokens, sizeof(int32_t) * size_t(n));
     for (int64_t t = 0; t < n; ++t) s.h_ints[n + t] = int32_t(pos0 + t);
@@ -388,6 +397,14 @@ void forward(DeviceSession& s, const int32_t* tokens, int64_t n, int64_t pos0, i
         forward_body(s, n, n_out, n == 1 ? s.n_ctx : int(pos0 + n));
         g_prof.collect();
     }
+}
+
+}  // namespace
+
+void forward(DeviceSession& s, const int32_t* tokens, int64_t n, int64_t pos0, int64_t n_out,
+             float* logits) {
+    launch_forward(s, tokens, n, pos0, n_out);
+    const int64_t V = s.dm->hp.n_vocab;
     const size_t count = size_t(n_out) * size_t(V);
     if (count > 0) {
         if (s.h_logits_n < count) {
@@ -401,6 +418,74 @@ void forward(DeviceSession& s, const int32_t* tokens, int64_t n, int64_t pos0, i
     }
     LLM8_CUDA_CHECK(cudaStreamSynchronize(s.stream));
     if (count > 0) std::memcpy(logits, s.h_logits, count * sizeof(float));
+}
+
+int32_t forward_sample(DeviceSession& s, const int32_t* tokens, int64_t n, int64_t pos0,
+                       const SampleRequest& req, int32_t* status) {
+    static const bool prepared = [] {
+        if (llm8_sample_cuda_prepare() != LLM8_SAMPLING_OK)
+            fail(ErrorKind::runtime, std::string("GPU sampler: ") + llm8_sample_cuda_error_string(LLM8_SAMPLING_ECUDA));
+        return true;
+    }();
+    (void)prepared;
+    launch_forward(s, tokens, n, pos0, 1);
+    // Parameters, penalty window and bias go up through one pinned staging buffer.
+    llm8_sampling_row_params p{};
+    p.temperature = req.temperature;
+    p.top_k = req.top_k;
+    p.top_p = req.top_p;
+    p.min_p = req.min_p;
+    p.repeat_penalty = req.repeat_penalty;
+    p.frequency_penalty = req.frequency_penalty;
+    p.presence_penalty = req.presence_penalty;
+    p.penalty_begin = 0;
+    p.penalty_count = int32_t(req.penalty_window.size());
+    p.bias_begin = 0;
+    p.bias_count = int32_t(req.bias_tokens.size());
+    p.flags = 0;
+    p.seed = req.seed;
+    p.draw_index = req.draw_index;
+    const size_t n_pen = req.penalty_window.size(), n_bias = req.bias_tokens.size();
+    const size_t bytes = sizeof(p) + 4 * (n_pen + 2 * n_bias) + 64;
+    if (s.h_sample_n < bytes) {
+        if (s.h_sample) cudaFreeHost(s.h_sample);
+        s.h_sample = nullptr;
+        LLM8_CUDA_CHECK(cudaMallocHost(&s.h_sample, bytes));
+        s.h_sample_n = bytes;
+        s.d_sample.resize(bytes);
+    }
+    uint8_t* h = s.h_sample;
+    std::memcpy(h, &p, sizeof(p));
+    size_t off = (sizeof(p) + 15) / 16 * 16;
+    const size_t pen_off = off;
+    std::memcpy(h + pen_off, req.penalty_window.data(), 4 * n_pen);
+    const size_t bt_off = pen_off + 4 * n_pen;
+    std::memcpy(h + bt_off, req.bias_tokens.data(), 4 * n_bias);
+    const size_t bv_off = bt_off + 4 * n_bias;
+    std::memcpy(h + bv_off, req.bias_values.data(), 4 * n_bias);
+    const size_t used = bv_off + 4 * n_bias;
+    LLM8_CUDA_CHECK(cudaMemcpyAsync(s.d_sample.get(), h, used, cudaMemcpyHostToDevice, s.stream));
+    uint8_t* d = s.d_sample.get();
+    llm8_sampling_args a{};
+    a.logits = s.logits.get();
+    a.batch = 1;
+    a.vocab = int32_t(s.dm->hp.n_vocab);
+    a.ld = s.dm->hp.n_vocab;
+    a.params = reinterpret_cast<llm8_sampling_row_params*>(d);
+    a.penalty_tokens = n_pen ? reinterpret_cast<const int32_t*>(d + pen_off) : nullptr;
+    a.penalty_counts = nullptr;
+    a.bias_tokens = n_bias ? reinterpret_cast<const int32_t*>(d + bt_off) : nullptr;
+    a.bias_values = n_bias ? reinterpret_cast<const float*>(d + bv_off) : nullptr;
+    a.out_tokens = s.sample_out.get();
+    a.out_status = s.sample_out.get() + 1;
+    const int rc = llm8_sample_cuda(&a, nullptr, 0, reinterpret_cast<llm8_cuda_stream>(s.stream));
+    if (rc != LLM8_SAMPLING_OK)
+        fail(ErrorKind::runtime, std::string("GPU sampler: ") + llm8_sample_cuda_error_string(rc));
+    LLM8_CUDA_CHECK(cudaMemcpyAsync(s.h_ints, s.sample_out.get(), 2 * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                                    s.stream));
+    LLM8_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+    if (status) *status = s.h_ints[1];
+    return s.h_ints[0];
 }
 
 }  // namespace cuda

@@ -25,6 +25,9 @@ std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> create_session(std::sha
 void forward(DeviceSession&, const int32_t*, int64_t, int64_t, int64_t, float*) {
     fail(ErrorKind::unsupported, "llm8 was built without CUDA");
 }
+int32_t forward_sample(DeviceSession&, const int32_t*, int64_t, int64_t, const SampleRequest&, int32_t*) {
+    fail(ErrorKind::unsupported, "llm8 was built without CUDA");
+}
 
 }  // namespace cuda
 }  // namespace llm8

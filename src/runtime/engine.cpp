@@ -7,6 +7,7 @@
 #include "cpu/ops.h"
 #include "cuda/backend.h"
 #include "llm8/engine.h"
+#include "llm8/sampling.h"
 #include "model/llama.h"
 #include "model/llama_forward.h"
 #include "runtime/embedded_model.h"
@@ -155,6 +156,53 @@ void Session::decode(const int32_t* tokens, size_t n, bool all_logits) {
         st.n_past += int(cur);
         done += cur;
     }
+}
+
+int32_t Session::decode_sample(const int32_t* tokens, size_t n, Sampler& sampler) {
+    State& st = *st_;
+    if (!st.gpu) {
+        decode(tokens, n);
+        return sampler.sample(logits());
+    }
+    if (n == 0) fail(ErrorKind::invalid_arg, "decode: no tokens");
+    // All but the last batch through decode(); the last one ends in the GPU sampler.
+    const size_t nb = size_t(st.params.n_batch);
+    const size_t last = n > nb ? (n - 1) / nb * nb : 0;
+    if (last > 0) decode(tokens, last, false);
+    const size_t cur = n - last;
+    if (size_t(st.n_past) + cur > size_t(st.params.n_ctx))
+        fail(ErrorKind::invalid_arg, "context full: " + std::to_string(st.n_past) + " + " +
+                                         std::to_string(cur) + " tokens exceed the context of " +
+                                         std::to_string(st.params.n_ctx) + " (raise -c)");
+    const int V = model_->n_vocab();
+    for (size_t i = last; i < n; ++i)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            fail(ErrorKind::invalid_arg, "token id " + std::to_string(tokens[i]) + " is out of range");
+    const SamplerParams& p = sampler.params();
+    cuda::SampleRequest req;
+    req.temperature = p.temperature;
+    req.top_k = p.top_k;
+    req.top_p = p.top_p;
+    req.min_p = p.min_p;
+    req.repeat_penalty = p.repeat_penalty;
+    req.frequency_penalty = p.frequency_penalty;
+    req.presence_penalty = p.presence_penalty;
+    req.penalty_window = sampler.penalty_window();
+    for (const auto& kv : p.logit_bias) {
+        req.bias_tokens.push_back(kv.first);
+        req.bias_values.push_back(kv.second);
+    }
+    req.seed = p.seed;
+    req.draw_index = sampler.draws();
+    int32_t status = 0;
+    const int32_t tok = cuda::forward_sample(*st.gpu, tokens + last, int64_t(cur), st.n_past, req, &status);
+    st.n_past += int(cur);
+    st.n_logits = 0;  // the logits stayed on the device
+    if (tok < 0 || status != 0)
+        fail(ErrorKind::runtime, status == 1 ? "sampler: every logit is NaN or -inf"
+                                             : "sampler: bad parameters (GPU status " + std::to_string(status) + ")");
+    sampler.count_external_draw();
+    return tok;
 }
 
 const float* Session::logits(int i) const {

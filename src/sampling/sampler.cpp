@@ -41,6 +41,15 @@ Sampler::Sampler(const SamplerParams& params, int32_t n_vocab) : params_(params)
 
 void Sampler::accept(int32_t token) { history_.push_back(token); }
 
+std::vector<int32_t> Sampler::penalty_window() const {
+    const bool any = params_.repeat_penalty != 1.0f || params_.frequency_penalty != 0.0f ||
+                     params_.presence_penalty != 0.0f;
+    if (!any || params_.penalty_last_n == 0) return {};
+    const size_t window = params_.penalty_last_n < 0 ? history_.size()
+                                                     : std::min(history_.size(), size_t(params_.penalty_last_n));
+    return std::vector<int32_t>(history_.end() - long(window), history_.end());
+}
+
 void Sampler::reset() {
     history_.clear();
     n_draws_ = 0;

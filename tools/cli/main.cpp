@@ -57,17 +57,23 @@ std::string generate(llm8::Session& session, llm8::Sampler& sampler, const llm8:
                        std::to_string(session.n_ctx()) + " (" + std::to_string(session.n_past()) +
                        " used; raise -c)");
     for (int32_t t : toks) sampler.accept(t);
+    if (limit <= 0) {  // -n 0: evaluate the prompt only
+        const auto t0 = clock_type::now();
+        session.decode(toks);
+        tm.prompt_ms += ms_since(t0);
+        tm.prompt_tokens += toks.size();
+        return "";
+    }
+    // The forward pass ends in the sampler: on a GPU only the token id comes back.
     const auto t_prompt = clock_type::now();
-    session.decode(toks);
+    int32_t tok = session.decode_sample(toks, sampler);
     tm.prompt_ms += ms_since(t_prompt);
     tm.prompt_tokens += toks.size();
 
     llm8::TokenStreamer streamer(model.vocab());
     std::string text;
     const auto t_gen = clock_type::now();
-    for (int n = 0; n < limit && session.n_past() < session.n_ctx();) {
-        const int32_t tok = sampler.sample(session.logits());
-        ++n;
+    for (int n = 1;; ++n) {
         ++tm.gen_tokens;
         if (!ignore_eos && model.is_eog(tok)) break;
         sampler.accept(tok);
@@ -76,7 +82,7 @@ std::string generate(llm8::Session& session, llm8::Sampler& sampler, const llm8:
         std::fwrite(piece.data(), 1, piece.size(), stdout);
         std::fflush(stdout);
         if (n >= limit || session.n_past() >= session.n_ctx()) break;
-        session.decode(&tok, 1);
+        tok = session.decode_sample(&tok, 1, sampler);
     }
     const std::string rest = streamer.flush();
     text += rest;
