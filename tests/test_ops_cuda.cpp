@@ -39,6 +39,26 @@ const GgmlType kTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlT
                            GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
                            GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
 
+// Per-output bound relative to sum_i |w_i x_i| (the scale of the rounding of a dot product,
+// which a normalized MSE over few outputs does not capture when the sum cancels): float
+// accumulation of K terms stays within ~K * 2^-24 of it; half inputs within ~2^-11.
+double max_dot_err(const llm8::WeightView& w, const std::vector<float>& x, int64_t n, const std::vector<float>& got,
+                   const std::vector<float>& want) {
+    std::vector<float> row(static_cast<size_t>(w.ne0));
+    double worst = 0;
+    for (int64_t r = 0; r < w.ne1; ++r) {
+        llm8::dequantize_row(w.type, w.row(r), row.data(), w.ne0);
+        for (int64_t t = 0; t < n; ++t) {
+            double absdot = 0;
+            for (int64_t i = 0; i < w.ne0; ++i) absdot += std::fabs(double(row[size_t(i)]) * x[size_t(t * w.ne0 + i)]);
+            const double g = got[size_t(t * w.ne1 + r)];
+            if (!std::isfinite(g)) return INFINITY;
+            worst = std::max(worst, std::fabs(g - want[size_t(t * w.ne1 + r)]) / std::max(absdot, 1e-30));
+        }
+    }
+    return worst;
+}
+
 struct HostMatrix {
     llm8::WeightView view;
     std::vector<uint8_t> bytes;
@@ -109,9 +129,11 @@ TEST(CudaOps, MatmulEveryTypeAndTokenCount) {
                 Dev<float> dx(x), dy(size_t(n * M));
                 Dev<uint16_t> ws(std::max<size_t>(1, llm8::cuda::matmul_workspace_elems(dm, n)));
                 llm8::cuda::matmul(dm, dx.get(), n, dy.get(), ws.get(), handle, nullptr);
-                const double e = nmse(dy.download(), want);
+                const auto got = dy.download();
                 // n <= 8: float GEMV. n > 8: half inputs, float accumulation (cuBLAS).
-                EXPECT_LT(e, n <= 8 ? 1e-10 : 2e-6) << llm8::type_name(t) << " M=" << M << " n=" << n;
+                EXPECT_LT(nmse(got, want), n <= 8 ? 1e-8 : 2e-5) << llm8::type_name(t) << " M=" << M << " n=" << n;
+                EXPECT_LT(max_dot_err(h.view, x, n, got, want), n <= 8 ? 4e-5 : 2e-3)
+                    << llm8::type_name(t) << " M=" << M << " n=" << n;
             }
         }
     }
@@ -142,7 +164,8 @@ TEST(CudaOps, SplitLayoutGemvAndDequantize) {
                 Dev<float> dx(x), dy(size_t(n * M));
                 Dev<uint16_t> ws(std::max<size_t>(1, llm8::cuda::matmul_workspace_elems(dm, n)));
                 llm8::cuda::matmul(dm, dx.get(), n, dy.get(), ws.get(), handle, nullptr);
-                EXPECT_LT(nmse(dy.download(), want), n <= 8 ? 1e-10 : 2e-6) << llm8::type_name(t) << " M=" << M << " n=" << n;
+                EXPECT_LT(max_dot_err(h.view, x, n, dy.download(), want), n <= 8 ? 4e-5 : 2e-3)
+                    << llm8::type_name(t) << " M=" << M << " n=" << n;
             }
             Dev<uint16_t> h16(size_t(M * K));
             llm8::cuda::dequantize_f16(dm, 0, M, h16.get(), nullptr);
@@ -179,7 +202,8 @@ TEST(CudaOps, FloatRowsOfAwkwardLength) {
                 Dev<float> dx(x), dy(size_t(n * M));
                 Dev<uint16_t> ws(std::max<size_t>(1, llm8::cuda::matmul_workspace_elems(dm, n)));
                 llm8::cuda::matmul(dm, dx.get(), n, dy.get(), ws.get(), handle, nullptr);
-                EXPECT_LT(nmse(dy.download(), want), n <= 8 ? 1e-10 : 2e-6) << llm8::type_name(t) << " K=" << K << " n=" << n;
+                EXPECT_LT(max_dot_err(h.view, x, n, dy.download(), want), n <= 8 ? 4e-5 : 2e-3)
+                    << llm8::type_name(t) << " K=" << K << " n=" << n;
             }
             const std::vector<int32_t> ids = {32, 0, 7};
             Dev<int32_t> d_ids(ids);
@@ -223,7 +247,7 @@ TEST(CudaOps, FusedGemvModesMatchTheCpuComposition) {
             for (int i = 0; i < 3; ++i) {
                 want[size_t(i)].resize(size_t(n * h[i].view.ne1));
                 llm8::cpu::matmul_ref(h[i].view, xn.data(), n, want[size_t(i)].data());
-                EXPECT_LT(nmse(outs[i]->download(), want[size_t(i)]), 1e-9) << llm8::type_name(t) << " n " << n << " seg " << i;
+                EXPECT_LT(nmse(outs[i]->download(), want[size_t(i)]), 1e-8) << llm8::type_name(t) << " n " << n << " seg " << i;
             }
             // accumulate (residual): y = y0 + W x
             const auto base = randn(size_t(n * Ms[0]), rng);
@@ -233,7 +257,7 @@ TEST(CudaOps, FusedGemvModesMatchTheCpuComposition) {
             std::vector<float> wx(size_t(n * Ms[0]));
             llm8::cpu::matmul_ref(h[0].view, x.data(), n, wx.data());
             for (size_t i = 0; i < wx.size(); ++i) wx[i] += base[i];
-            EXPECT_LT(nmse(acc.download(), wx), 1e-9) << llm8::type_name(t) << " accumulate n " << n;
+            EXPECT_LT(nmse(acc.download(), wx), 1e-8) << llm8::type_name(t) << " accumulate n " << n;
             // swiglu of (gate = matrix 0, up = matrix 2), both 64 rows
             Dev<float> g(size_t(n * 64));
             const llm8::cuda::DeviceMatrix gu[2] = {dm[0], dm[2]};
@@ -243,7 +267,7 @@ TEST(CudaOps, FusedGemvModesMatchTheCpuComposition) {
             llm8::cpu::matmul_ref(h[0].view, xn.data(), n, gw.data());
             llm8::cpu::matmul_ref(h[2].view, xn.data(), n, uw.data());
             llm8::cpu::swiglu(gw.data(), uw.data(), int64_t(gw.size()));
-            EXPECT_LT(nmse(g.download(), gw), 1e-9) << llm8::type_name(t) << " swiglu n " << n;
+            EXPECT_LT(nmse(g.download(), gw), 1e-8) << llm8::type_name(t) << " swiglu n " << n;
         }
     }
 }
