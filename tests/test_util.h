@@ -1,8 +1,12 @@
 // Helpers shared by the tests: where the data lives, and skipping when it is absent.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -24,6 +28,26 @@ inline bool file_exists(const std::string& path) {
 inline std::string read_file(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// Fresh random inputs (never zeros: they hide unwritten outputs).
+inline std::vector<float> randn(size_t n, std::mt19937& rng, float scale = 1.0f) {
+    std::normal_distribution<float> nd(0.0f, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = nd(rng);
+    return v;
+}
+
+// Normalized MSE: sum (got - want)^2 / sum want^2; infinite when got has a NaN or inf (so a
+// poisoned, unwritten element fails any bound).
+inline double nmse(const std::vector<float>& got, const std::vector<float>& want) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+        if (!std::isfinite(got[i])) return INFINITY;
+        num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+        den += double(want[i]) * want[i];
+    }
+    return num / std::max(den, 1e-30);
 }
 
 }  // namespace llm8_test

@@ -16,6 +16,7 @@
 #include "cuda/cuda_common.cuh"
 #include "cuda/ops.h"
 #include "cuda/quant_blocks.cuh"
+#include "cuda/gemv_common.cuh"
 #include "cuda/quant_quads.cuh"
 
 namespace llm8 {
@@ -73,28 +74,14 @@ __global__ void __launch_bounds__(kQuadWarps * 32)
         }
     }
     __shared__ float red[kQuadWarps][R * NT];
-#pragma unroll
-    for (int r = 0; r < R; ++r)
-#pragma unroll
-        for (int t = 0; t < NT; ++t) {
-            float s = acc[r][t];
-#pragma unroll
-            for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
-            if (lane == 0) red[warp][r * NT + t] = s;
-        }
+    park_warp_sums<kQuadWarps, R, NT>(acc, red, warp, lane);
     __syncthreads();
-    // One thread per (row group, r, t) adds the S partial sums of its row.
     const int per_group = R * NT;
     const int tid = threadIdx.x;
     if (tid < (kQuadWarps / S) * per_group) {
         const int grp = tid / per_group, rt = tid % per_group, r = rt / NT, t = rt % NT;
         const int64_t row = (int64_t(blockIdx.x) * (kQuadWarps / S) + grp) * R + r;
-        if (row < M && t < n) {
-            float s = 0.0f;
-#pragma unroll
-            for (int q = 0; q < S; ++q) s += red[grp * S + q][rt];
-            y[t * M + row] = s;
-        }
+        if (row < M && t < n) y[t * M + row] = split_sum<kQuadWarps, R, NT, S>(red, grp, rt);
     }
 }
 
@@ -159,9 +146,7 @@ __global__ void gemv_elem_kernel(const uint8_t* __restrict__ w, size_t row_bytes
 #pragma unroll
     for (int t = 0; t < kGemvMaxTokens; ++t) {
         if (t < n) {
-            float s = acc[t];
-#pragma unroll
-            for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+            const float s = warp_sum(acc[t]);
             if (lane == 0) y[t * M + row] = s;
         }
     }

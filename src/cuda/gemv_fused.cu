@@ -14,6 +14,7 @@
 
 #include "cuda/cuda_common.cuh"
 #include "cuda/ops.h"
+#include "cuda/gemv_common.cuh"
 #include "cuda/quant_quads.cuh"
 
 namespace llm8 {
@@ -120,15 +121,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const Args a) {
     }
 
     __shared__ float red[kWarps][kR * NT];
-#pragma unroll
-    for (int r = 0; r < kR; ++r)
-#pragma unroll
-        for (int t = 0; t < NT; ++t) {
-            float s = acc[r][t];
-#pragma unroll
-            for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
-            if (lane == 0) red[warp][r * NT + t] = s;
-        }
+    park_warp_sums<kWarps, kR, NT>(acc, red, warp, lane);
     __syncthreads();
     const int groups = kWarps / kS;
     const int tid = threadIdx.x;
@@ -137,12 +130,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const Args a) {
             const int grp = tid / NT, t = tid % NT;
             const int64_t row = local_block * groups + grp;
             if (row < sg.M && t < n) {
-                float gsum = 0.0f, usum = 0.0f;
-#pragma unroll
-                for (int q = 0; q < kS; ++q) {
-                    gsum += red[grp * kS + q][0 * NT + t];
-                    usum += red[grp * kS + q][1 * NT + t];
-                }
+                const float gsum = split_sum<kWarps, kR, NT, kS>(red, grp, 0 * NT + t);
+                const float usum = split_sum<kWarps, kR, NT, kS>(red, grp, 1 * NT + t);
                 a.seg[0].y[t * sg.M + row] = gsum / (1.0f + __expf(-gsum)) * usum;
             }
         }
@@ -152,9 +141,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const Args a) {
         const int grp = tid / (kR * NT), rt = tid % (kR * NT), r = rt / NT, t = rt % NT;
         const int64_t row = local_block * kRowsPerBlock + grp * kR + r;
         if (row < sg.M && t < n) {
-            float s = 0.0f;
-#pragma unroll
-            for (int q = 0; q < kS; ++q) s += red[grp * kS + q][rt];
+            const float s = split_sum<kWarps, kR, NT, kS>(red, grp, rt);
             float* dst = sg.y + t * sg.M + row;
             if (a.mode == int(GemvMode::accumulate)) *dst += s;
             else *dst = s;

@@ -16,6 +16,7 @@
 
 #include "cuda/cuda_common.cuh"
 #include "cuda/ops.h"
+#include "cuda/gemv_common.cuh"
 #include "cuda/quant_quads.cuh"
 
 namespace llm8 {
@@ -125,26 +126,13 @@ __global__ void __launch_bounds__(kWarps * 32)
         }
     }
     __shared__ float red[kWarps][kR * NT];
-#pragma unroll
-    for (int r = 0; r < kR; ++r)
-#pragma unroll
-        for (int t = 0; t < NT; ++t) {
-            float s = acc[r][t];
-#pragma unroll
-            for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
-            if (lane == 0) red[warp][r * NT + t] = s;
-        }
+    park_warp_sums<kWarps, kR, NT>(acc, red, warp, lane);
     __syncthreads();
     const int tid = threadIdx.x, per = kR * NT;
     if (tid < (kWarps / kS) * per) {
         const int grp = tid / per, rt = tid % per, r = rt / NT, t = rt % NT;
         const int64_t row = (int64_t(blockIdx.x) * (kWarps / kS) + grp) * kR + r;
-        if (row < M && t < n) {
-            float s = 0.0f;
-#pragma unroll
-            for (int q = 0; q < kS; ++q) s += red[grp * kS + q][rt];
-            y[t * M + row] = s;
-        }
+        if (row < M && t < n) y[t * M + row] = split_sum<kWarps, kR, NT, kS>(red, grp, rt);
     }
 }
 

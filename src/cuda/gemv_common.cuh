@@ -1,0 +1,37 @@
+// The shared tail of the GEMV kernels (gemv.cu, gemv_fused.cu, gemv_split.cu): each warp's
+// R x NT partial sums are reduced over its lanes and parked in shared memory; after a barrier,
+// one thread per (row group, slot) adds the S warps that split the row's units.
+#pragma once
+
+namespace llm8 {
+namespace cuda {
+
+__device__ __forceinline__ float warp_sum(float s) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+    return s;
+}
+
+template <int W, int R, int NT>
+__device__ __forceinline__ void park_warp_sums(const float (&acc)[R][NT], float (&red)[W][R * NT], int warp,
+                                               int lane) {
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int t = 0; t < NT; ++t) {
+            const float s = warp_sum(acc[r][t]);
+            if (lane == 0) red[warp][r * NT + t] = s;
+        }
+}
+
+// Sum over the S warps of row group grp for slot rt (call after __syncthreads()).
+template <int W, int R, int NT, int S>
+__device__ __forceinline__ float split_sum(const float (&red)[W][R * NT], int grp, int rt) {
+    float s = 0.0f;
+#pragma unroll
+    for (int q = 0; q < S; ++q) s += red[grp * S + q][rt];
+    return s;
+}
+
+}  // namespace cuda
+}  // namespace llm8
