@@ -116,7 +116,13 @@ Session::Session(std::shared_ptr<const Model> model, const SessionParams& params
     if (model_->on_gpu()) {
         st_->gpu = cuda::create_session(model_->device_model(), n_ctx, params.n_batch);
     } else {
-        st_->cache.init(hp.n_layer, n_ctx, hp.kv_dim());
+        try {
+            st_->cache.init(hp.n_layer, n_ctx, hp.kv_dim());
+        } catch (const std::bad_alloc&) {
+            fail(ErrorKind::runtime, "cannot allocate the " + std::to_string(kv_bytes / (1 << 30)) +
+                                         " GiB KV cache for a context of " + std::to_string(n_ctx) +
+                                         " tokens: choose a smaller -c");
+        }
     }
     if (params.n_threads > 0) cpu::set_threads(params.n_threads);
 }
@@ -164,20 +170,22 @@ int32_t Session::decode_sample(const int32_t* tokens, size_t n, Sampler& sampler
         decode(tokens, n);
         return sampler.sample(logits());
     }
+    // Validate everything before anything runs, so a bad call leaves the session unchanged.
     if (n == 0) fail(ErrorKind::invalid_arg, "decode: no tokens");
+    if (size_t(st.n_past) + n > size_t(st.params.n_ctx))
+        fail(ErrorKind::invalid_arg, "context full: " + std::to_string(st.n_past) + " + " +
+                                         std::to_string(n) + " tokens exceed the context of " +
+                                         std::to_string(st.params.n_ctx) + " (raise -c)");
+    const int V = model_->n_vocab();
+    for (size_t i = 0; i < n; ++i)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            fail(ErrorKind::invalid_arg, "token id " + std::to_string(tokens[i]) + " is out of range [0, " +
+                                             std::to_string(V) + ")");
     // All but the last batch through decode(); the last one ends in the GPU sampler.
     const size_t nb = size_t(st.params.n_batch);
     const size_t last = n > nb ? (n - 1) / nb * nb : 0;
     if (last > 0) decode(tokens, last, false);
     const size_t cur = n - last;
-    if (size_t(st.n_past) + cur > size_t(st.params.n_ctx))
-        fail(ErrorKind::invalid_arg, "context full: " + std::to_string(st.n_past) + " + " +
-                                         std::to_string(cur) + " tokens exceed the context of " +
-                                         std::to_string(st.params.n_ctx) + " (raise -c)");
-    const int V = model_->n_vocab();
-    for (size_t i = last; i < n; ++i)
-        if (tokens[i] < 0 || tokens[i] >= V)
-            fail(ErrorKind::invalid_arg, "token id " + std::to_string(tokens[i]) + " is out of range");
     const SamplerParams& p = sampler.params();
     cuda::SampleRequest req;
     req.temperature = p.temperature;

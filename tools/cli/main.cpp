@@ -107,7 +107,9 @@ int main(int argc, char** argv) {
     app.add_option("-p,--prompt", prompt, "prompt text");
     app.add_option("-f,--file", prompt_file, "read the prompt from a file");
     app.add_option("-n,--n-predict", n_predict, "tokens to generate (-1: until end of text or full context)");
-    app.add_option("-c,--ctx-size", n_ctx, "context size (0: the model's)")->check(CLI::NonNegativeNumber);
+    auto* ctx_opt = app.add_option("-c,--ctx-size", n_ctx,
+                                   "context size (default 4096 capped at the model's; 0: the model's)")
+                        ->check(CLI::NonNegativeNumber);
     app.add_option("-b,--batch-size", n_batch, "prompt tokens per forward pass")->check(CLI::PositiveNumber);
     app.add_option("-t,--threads", n_threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
     app.add_option("-s,--seed", seed, "RNG seed (-1: random)");
@@ -147,6 +149,9 @@ int main(int argc, char** argv) {
 
         const auto t_load = clock_type::now();
         auto model = llm8::Model::load({model_path, n_gpu_layers});
+        // As llama.cpp: 4096 unless asked (a 128K-context model would otherwise take its whole
+        // KV cache up front).
+        if (ctx_opt->count() == 0) n_ctx = std::min(4096, model->n_ctx_train());
         llm8::Session session(model, {n_ctx, n_batch, n_threads});
         const double load_ms = ms_since(t_load);
         std::fprintf(stderr, "llm8: model %s (%s), %d layers, context %d, backend %s, seed %llu\n",
