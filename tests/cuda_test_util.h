@@ -11,10 +11,10 @@
 #include <cuda_runtime_api.h>
 #endif
 
-#define LLM8_REQUIRE_GPU()                                                                    \
-    do {                                                                                      \
-        std::string why_;                                                                     \
-        if (!llm8::cuda::available(&why_)) GTEST_SKIP() << "no CUDA GPU: " << why_;           \
+#define LLM8_REQUIRE_GPU()                                                          \
+    do {                                                                            \
+        std::string why_;                                                           \
+        if (!llm8::cuda::available(&why_)) GTEST_SKIP() << "no CUDA GPU: " << why_; \
     } while (0)
 
 #ifdef LLM8_HAVE_CUDA
@@ -24,7 +24,8 @@ template <typename T>
 class Dev {
 public:
     explicit Dev(size_t n) : n_(n) {
-        if (cudaMalloc(reinterpret_cast<void**>(&p_), std::max<size_t>(n, 1) * sizeof(T)) != cudaSuccess)
+        if (cudaMalloc(reinterpret_cast<void**>(&p_), std::max<size_t>(n, 1) * sizeof(T)) !=
+            cudaSuccess)
             throw std::bad_alloc();
         poison();
     }
@@ -33,7 +34,8 @@ public:
     Dev(const Dev&) = delete;
     Dev& operator=(const Dev&) = delete;
     void upload(const std::vector<T>& v) {
-        EXPECT_EQ(cudaMemcpy(p_, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+        EXPECT_EQ(cudaMemcpy(p_, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice),
+                  cudaSuccess);
     }
     std::vector<T> download() const {
         std::vector<T> v(n_);

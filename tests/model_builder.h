@@ -42,7 +42,18 @@ inline void add_tiny_vocab(llm8::GgufWriter& w, int n_pieces = 64) {
         toks.push_back(buf);
         types.push_back(6);
     }
-    const char* pieces[] = {"\xe2\x96\x81", "e", "t", "a", "o", "n", "\xe2\x96\x81" "t", "he", "\xe2\x96\x81" "a", "in"};
+    const char* pieces[] = {"\xe2\x96\x81",
+                            "e",
+                            "t",
+                            "a",
+                            "o",
+                            "n",
+                            "\xe2\x96\x81"
+                            "t",
+                            "he",
+                            "\xe2\x96\x81"
+                            "a",
+                            "in"};
     for (int i = 0; i < n_pieces; ++i) {
         std::string p = i < 10 ? pieces[i] : "\xe2\x96\x81w" + std::to_string(i);
         toks.push_back(p);
@@ -59,7 +70,9 @@ inline void add_tiny_vocab(llm8::GgufWriter& w, int n_pieces = 64) {
     w.set("tokenizer.ggml.unknown_token_id", llm8::GgufValue::make_u32(0));
 }
 
-inline int tiny_vocab_size(int n_pieces = 64) { return 3 + 256 + n_pieces; }
+inline int tiny_vocab_size(int n_pieces = 64) {
+    return 3 + 256 + n_pieces;
+}
 
 inline llm8::GgufWriter build_tiny_model(const TinySpec& s) {
     using llm8::GgufValue;

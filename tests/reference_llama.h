@@ -62,7 +62,8 @@ public:
                     for (int j = 0; j <= t; ++j) {
                         double d = 0;
                         for (int i = 0; i < hd_; ++i)
-                            d += q[size_t(t)][size_t(h * hd_ + i)] * k[size_t(j)][size_t(hk * hd_ + i)];
+                            d += q[size_t(t)][size_t(h * hd_ + i)] *
+                                 k[size_t(j)][size_t(hk * hd_ + i)];
                         s[size_t(j)] = d / std::sqrt(double(hd_));
                         mx = std::max(mx, s[size_t(j)]);
                     }
@@ -70,7 +71,8 @@ public:
                     for (double& e : s) sum += (e = std::exp(e - mx));
                     for (int j = 0; j <= t; ++j)
                         for (int i = 0; i < hd_; ++i)
-                            att[size_t(h * hd_ + i)] += s[size_t(j)] / sum * v[size_t(j)][size_t(hk * hd_ + i)];
+                            att[size_t(h * hd_ + i)] +=
+                                s[size_t(j)] / sum * v[size_t(j)][size_t(hk * hd_ + i)];
                 }
                 auto o = linear(p + "attn_output", att);
                 for (int i = 0; i < E_; ++i) x[size_t(t)][size_t(i)] += o[size_t(i)];
@@ -101,7 +103,8 @@ private:
         const llm8::GgufTensorInfo* t = f_.find_tensor(name);
         const int64_t ne0 = t->ne[0];
         std::vector<float> tmp(static_cast<size_t>(ne0));
-        llm8::dequantize_row(t->type, t->data + size_t(r) * llm8::row_size(t->type, ne0), tmp.data(), ne0);
+        llm8::dequantize_row(t->type, t->data + size_t(r) * llm8::row_size(t->type, ne0),
+                             tmp.data(), ne0);
         return std::vector<double>(tmp.begin(), tmp.end());
     }
     std::vector<double> vec(const std::string& name) const { return row(name, 0); }
@@ -120,7 +123,8 @@ private:
         }
         return y;
     }
-    std::vector<double> rmsnorm(const std::vector<double>& xin, const std::vector<double>& w) const {
+    std::vector<double> rmsnorm(const std::vector<double>& xin,
+                                const std::vector<double>& w) const {
         double ss = 0;
         for (double v : xin) ss += v * v;
         const double s = 1.0 / std::sqrt(ss / double(xin.size()) + eps_);

@@ -13,13 +13,16 @@
 namespace {
 const std::string kModels = llm8_test::shared_data() + "/models/";
 
-std::string tmp(const std::string& n) { return "/tmp/llm8-conv-" + std::to_string(::getpid()) + n; }
+std::string tmp(const std::string& n) {
+    return "/tmp/llm8-conv-" + std::to_string(::getpid()) + n;
+}
 }  // namespace
 
 TEST(Convert, Llama2cMatchesTheIndependentV1File) {
     LLM8_REQUIRE_FILE(kModels + "stories260K.bin");
     LLM8_REQUIRE_FILE(kModels + "stories260K-v1-f32.gguf");
-    const auto bytes = llm8::convert_llama2c(kModels + "stories260K.bin", kModels + "tok512.bin", "s").to_bytes();
+    const auto bytes =
+        llm8::convert_llama2c(kModels + "stories260K.bin", kModels + "tok512.bin", "s").to_bytes();
     auto ours = llm8::GgufFile::from_memory(bytes.data(), bytes.size(), "ours");
     auto v1 = llm8::GgufFile::open(kModels + "stories260K-v1-f32.gguf");
     // Every tensor of ours equals the v1 file's tensor of that name, byte for byte.
@@ -31,20 +34,23 @@ TEST(Convert, Llama2cMatchesTheIndependentV1File) {
         EXPECT_EQ(std::memcmp(t.data, o->data, t.nbytes), 0) << t.name;
     }
     // Same vocabulary, scores and token types.
-    for (const char* k : {"tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"}) {
+    for (const char* k :
+         {"tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"}) {
         const auto& a = ours->get_array(k);
         const auto& b = v1->get_array(k);
         EXPECT_EQ(a.strings, b.strings) << k;
         EXPECT_EQ(a.floats, b.floats) << k;
         EXPECT_EQ(a.ints, b.ints) << k;
     }
-    for (const char* k : {"llama.embedding_length", "llama.block_count", "llama.feed_forward_length",
-                          "llama.attention.head_count", "llama.attention.head_count_kv",
-                          "llama.rope.dimension_count", "llama.context_length"})
+    for (const char* k :
+         {"llama.embedding_length", "llama.block_count", "llama.feed_forward_length",
+          "llama.attention.head_count", "llama.attention.head_count_kv",
+          "llama.rope.dimension_count", "llama.context_length"})
         EXPECT_EQ(ours->get_int(k), v1->get_int(k)) << k;
     // The embedded model is this very conversion.
     ASSERT_GT(llm8::embedded_model_size(), 0u);
-    auto emb = llm8::GgufFile::from_memory(llm8::embedded_model_data(), llm8::embedded_model_size(), "emb");
+    auto emb = llm8::GgufFile::from_memory(llm8::embedded_model_data(), llm8::embedded_model_size(),
+                                           "emb");
     for (const auto& t : emb->tensors())
         EXPECT_EQ(std::memcmp(t.data, ours->find_tensor(t.name)->data, t.nbytes), 0) << t.name;
 }
@@ -74,7 +80,8 @@ TEST(Convert, V1ToV3GivesTheSameGreedyText) {
         }
         return text;
     };
-    const std::string a = generate(kModels + "stories260K-v1-f32.gguf"), b = generate(out), c = generate("");
+    const std::string a = generate(kModels + "stories260K-v1-f32.gguf"), b = generate(out),
+                      c = generate("");
     EXPECT_EQ(a, b);
     EXPECT_EQ(a, c);
     EXPECT_EQ(a.rfind(", there was a little girl named Lily.", 0), 0u) << a;
@@ -82,13 +89,15 @@ TEST(Convert, V1ToV3GivesTheSameGreedyText) {
 }
 
 TEST(Convert, RequantizeKeepsNormsAndLoads) {
-    auto src = llm8::GgufFile::from_memory(llm8::embedded_model_data(), llm8::embedded_model_size(), "emb");
+    auto src = llm8::GgufFile::from_memory(llm8::embedded_model_data(), llm8::embedded_model_size(),
+                                           "emb");
     const llm8::GgmlType t = llm8::GgmlType::Q8_0;
     const auto bytes = llm8::convert_gguf(*src, &t).to_bytes();
     auto q = llm8::GgufFile::from_memory(bytes.data(), bytes.size(), "q8");
     EXPECT_EQ(q->find_tensor("blk.0.attn_q.weight")->type, llm8::GgmlType::Q8_0);
     EXPECT_EQ(q->find_tensor("blk.0.attn_norm.weight")->type, llm8::GgmlType::F32);
-    EXPECT_EQ(q->find_tensor("blk.0.ffn_down.weight")->type, llm8::GgmlType::F32);  // 172: not a block multiple
+    EXPECT_EQ(q->find_tensor("blk.0.ffn_down.weight")->type,
+              llm8::GgmlType::F32);  // 172: not a block multiple
     EXPECT_EQ(q->get_int("general.file_type"), 7);
     const llm8::GgmlType bad = llm8::GgmlType::Q2_K;
     EXPECT_THROW(llm8::convert_gguf(*src, &bad), llm8::Error);

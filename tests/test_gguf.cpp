@@ -32,8 +32,8 @@ GgufWriter sample_writer() {
     w.set("a.f32s", GgufValue::make_f32_array({1.5f, -2.0f}));
     w.set("a.i32s", GgufValue::make_i32_array({1, -2, 3}));
     // The narrower and wider scalar types, and arrays of them.
-    const GgufType kinds[] = {GgufType::UINT8, GgufType::INT8,  GgufType::UINT16, GgufType::INT16,
-                              GgufType::INT64, GgufType::FLOAT64};
+    const GgufType kinds[] = {GgufType::UINT8, GgufType::INT8,  GgufType::UINT16,
+                              GgufType::INT16, GgufType::INT64, GgufType::FLOAT64};
     for (GgufType k : kinds) {
         GgufValue s;
         s.type = k;
@@ -44,8 +44,10 @@ GgufWriter sample_writer() {
         GgufValue a;
         a.type = GgufType::ARRAY;
         a.elem_type = k;
-        if (k == GgufType::FLOAT64) a.floats = {1.0, 2.5};
-        else a.ints = {s.i, 0, s.i};
+        if (k == GgufType::FLOAT64)
+            a.floats = {1.0, 2.5};
+        else
+            a.ints = {s.i, 0, s.i};
         w.set(std::string("arr.") + llm8::gguf_type_name(k), a);
     }
     GgufValue u64s;
@@ -62,7 +64,8 @@ GgufWriter sample_writer() {
 
 std::string write_bytes(const std::vector<uint8_t>& b, const std::string& name) {
     const std::string p = llm8_test::temp_path(name);
-    std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), long(b.size()));
+    std::ofstream(p, std::ios::binary)
+        .write(reinterpret_cast<const char*>(b.data()), long(b.size()));
     return p;
 }
 
@@ -118,7 +121,8 @@ TEST(Gguf, RoundTripEveryType) {
     ASSERT_NE(t, nullptr);
     EXPECT_EQ(t->ne, (std::vector<int64_t>{3, 2}));
     EXPECT_EQ(t->nrows(), 2);
-    EXPECT_EQ(reinterpret_cast<uintptr_t>(t->data) % 32, reinterpret_cast<uintptr_t>(bytes.data()) % 32);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t->data) % 32,
+              reinterpret_cast<uintptr_t>(bytes.data()) % 32);
     float got[6];
     std::memcpy(got, t->data, 24);
     EXPECT_EQ(got[5], 6.0f);
@@ -291,7 +295,8 @@ TEST(GgufErrors, TensorInfoChecks) {
     w.add_tensor("w", llm8::GgmlType::F32, {8, 8}, x.data(), 256);
     const auto good = w.to_bytes();
     const size_t name = find(good, std::string("\x01\0\0\0\0\0\0\0w", 9));
-    const size_t ndims = name + 9, dim0 = ndims + 4, dim1 = dim0 + 8, type = dim1 + 8, off = type + 4;
+    const size_t ndims = name + 9, dim0 = ndims + 4, dim1 = dim0 + 8, type = dim1 + 8,
+                 off = type + 4;
 
     auto b = good;
     poke<uint32_t>(b, ndims, 5);

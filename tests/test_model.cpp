@@ -20,7 +20,9 @@ struct Case {
     TinySpec spec;
 };
 
-void PrintTo(const Case& c, std::ostream* os) { *os << c.label; }
+void PrintTo(const Case& c, std::ostream* os) {
+    *os << c.label;
+}
 
 std::vector<Case> cases() {
     std::vector<Case> c;
@@ -116,7 +118,9 @@ TEST_P(ModelVsReference, PrefillAndDecodeMatchDoublePrecision) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, ModelVsReference, ::testing::ValuesIn(cases()),
-                         [](const ::testing::TestParamInfo<Case>& i) { return std::string(i.param.label); });
+                         [](const ::testing::TestParamInfo<Case>& i) {
+                             return std::string(i.param.label);
+                         });
 
 // ---- errors -------------------------------------------------------------------------------------
 
@@ -158,7 +162,8 @@ TEST(ModelErrors, MissingTensor) {
     for (const auto& t : f->tensors())
         if (t.name != "blk.0.ffn_up.weight") w.add_tensor(t.name, t.type, t.ne, t.data, t.nbytes);
     std::remove(path.c_str());
-    EXPECT_NE(load_error(w, "missing").find("missing tensor 'blk.0.ffn_up.weight'"), std::string::npos);
+    EXPECT_NE(load_error(w, "missing").find("missing tensor 'blk.0.ffn_up.weight'"),
+              std::string::npos);
 }
 
 TEST(ModelErrors, WrongShape) {

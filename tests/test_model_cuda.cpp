@@ -68,7 +68,8 @@ TEST(CudaModel, LogitsMatchCpuForEveryArchAndType) {
         sc.decode(toks, true);
         sg.decode(toks, true);
         for (int t = 0; t < 40; ++t)
-            EXPECT_LT(rel_err(sg.logits(t), sc.logits(t), V), 1e-2) << c.arch << " " << llm8::type_name(c.t) << " pos " << t;
+            EXPECT_LT(rel_err(sg.logits(t), sc.logits(t), V), 1e-2)
+                << c.arch << " " << llm8::type_name(c.t) << " pos " << t;
         for (int i = 0; i < 5; ++i) {
             const int32_t tok = int32_t((i * 11 + 3) % V);
             sc.decode(&tok, 1);
@@ -154,7 +155,8 @@ TEST(CudaModel, DecodeEndsInTheGpuSamplerLikeTheCpuChain) {
             tc = sc.sample(c.logits());
             tg = g.decode_sample(&tg, 1, sg);
         }
-        std::printf("temperature %.1f: GPU and CPU draws agree at %d of %d steps\n", temp, agree, steps);
+        std::printf("temperature %.1f: GPU and CPU draws agree at %d of %d steps\n", temp, agree,
+                    steps);
         EXPECT_GE(agree, temp == 0.0f ? steps : steps * 95 / 100);
         EXPECT_EQ(sg.draws(), sc.draws());
     }

@@ -13,10 +13,7 @@ using llm8::GgmlType;
 using llm8_test::nmse;
 using llm8_test::randn;
 
-namespace {
-
-
-}  // namespace
+namespace {}  // namespace
 
 TEST(CpuOps, MatmulEveryTypeAndShape) {
     std::mt19937 rng(std::random_device{}());
@@ -49,9 +46,13 @@ TEST(CpuOps, MatmulEveryTypeAndShape) {
                     llm8::dequantize_row(t, w.row(r), row.data(), K);
                     for (int64_t j = 0; j < n; ++j) {
                         double absdot = 0;
-                        for (int64_t i = 0; i < K; ++i) absdot += std::fabs(double(row[size_t(i)]) * x[size_t(j * K + i)]);
+                        for (int64_t i = 0; i < K; ++i)
+                            absdot += std::fabs(double(row[size_t(i)]) * x[size_t(j * K + i)]);
                         const double g = got[size_t(j * M + r)];
-                        worst = std::isfinite(g) ? std::max(worst, std::fabs(g - want[size_t(j * M + r)]) / absdot) : INFINITY;
+                        worst =
+                            std::isfinite(g)
+                                ? std::max(worst, std::fabs(g - want[size_t(j * M + r)]) / absdot)
+                                : INFINITY;
                     }
                 }
                 EXPECT_LT(worst, 4e-5) << llm8::type_name(t) << " M=" << M << " n=" << n;
@@ -66,7 +67,7 @@ TEST(CpuOps, AttentionShapesAndGqa) {
         int n_head, n_kv, hd;
         int64_t n_tok, pos0;
     };
-    const Shape shapes[] = {{4, 4, 64, 1, 0},  {8, 2, 64, 3, 110}, {8, 1, 128, 75, 0},
+    const Shape shapes[] = {{4, 4, 64, 1, 0},   {8, 2, 64, 3, 110}, {8, 1, 128, 75, 0},
                             {2, 2, 16, 1, 112}, {4, 1, 32, 13, 38}, {8, 8, 128, 2, 111}};
     for (const Shape& s : shapes) {
         const int64_t n_keys = s.pos0 + s.n_tok;
@@ -74,10 +75,12 @@ TEST(CpuOps, AttentionShapesAndGqa) {
         const auto k = randn(size_t(n_keys * s.n_kv * s.hd), rng, 2.0f);
         const auto v = randn(size_t(n_keys * s.n_kv * s.hd), rng);
         std::vector<float> want(q.size()), got(q.size(), NAN);
-        llm8::cpu::attention_ref(q.data(), k.data(), v.data(), s.n_tok, s.pos0, s.n_head, s.n_kv, s.hd, want.data());
-        llm8::cpu::attention(q.data(), k.data(), v.data(), s.n_tok, s.pos0, s.n_head, s.n_kv, s.hd, got.data());
-        EXPECT_LT(nmse(got, want), 1e-10) << s.n_head << "/" << s.n_kv << " hd " << s.hd << " n " << s.n_tok
-                                          << " pos0 " << s.pos0;
+        llm8::cpu::attention_ref(q.data(), k.data(), v.data(), s.n_tok, s.pos0, s.n_head, s.n_kv,
+                                 s.hd, want.data());
+        llm8::cpu::attention(q.data(), k.data(), v.data(), s.n_tok, s.pos0, s.n_head, s.n_kv, s.hd,
+                             got.data());
+        EXPECT_LT(nmse(got, want), 1e-10) << s.n_head << "/" << s.n_kv << " hd " << s.hd << " n "
+                                          << s.n_tok << " pos0 " << s.pos0;
     }
 }
 
@@ -86,7 +89,8 @@ TEST(CpuOps, AttentionIsCausal) {
     std::mt19937 rng(5);
     const int H = 2, hd = 8;
     const int64_t n = 5;
-    auto q = randn(size_t(n * H * hd), rng), k = randn(size_t(n * H * hd), rng), v = randn(size_t(n * H * hd), rng);
+    auto q = randn(size_t(n * H * hd), rng), k = randn(size_t(n * H * hd), rng),
+         v = randn(size_t(n * H * hd), rng);
     std::vector<float> a(q.size()), b(q.size());
     llm8::cpu::attention(q.data(), k.data(), v.data(), n, 0, H, H, hd, a.data());
     for (size_t i = size_t(3 * H * hd); i < k.size(); ++i) k[i] = v[i] = 100.0f;

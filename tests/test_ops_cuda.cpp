@@ -21,7 +21,6 @@ using llm8_test::randn;
 
 namespace {
 
-
 const GgmlType kTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
                            GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
                            GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
@@ -29,18 +28,20 @@ const GgmlType kTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlT
 // Per-output bound relative to sum_i |w_i x_i| (the scale of the rounding of a dot product,
 // which a normalized MSE over few outputs does not capture when the sum cancels): float
 // accumulation of K terms stays within ~K * 2^-24 of it; half inputs within ~2^-11.
-double max_dot_err(const llm8::WeightView& w, const std::vector<float>& x, int64_t n, const std::vector<float>& got,
-                   const std::vector<float>& want) {
+double max_dot_err(const llm8::WeightView& w, const std::vector<float>& x, int64_t n,
+                   const std::vector<float>& got, const std::vector<float>& want) {
     std::vector<float> row(static_cast<size_t>(w.ne0));
     double worst = 0;
     for (int64_t r = 0; r < w.ne1; ++r) {
         llm8::dequantize_row(w.type, w.row(r), row.data(), w.ne0);
         for (int64_t t = 0; t < n; ++t) {
             double absdot = 0;
-            for (int64_t i = 0; i < w.ne0; ++i) absdot += std::fabs(double(row[size_t(i)]) * x[size_t(t * w.ne0 + i)]);
+            for (int64_t i = 0; i < w.ne0; ++i)
+                absdot += std::fabs(double(row[size_t(i)]) * x[size_t(t * w.ne0 + i)]);
             const double g = got[size_t(t * w.ne1 + r)];
             if (!std::isfinite(g)) return INFINITY;
-            worst = std::max(worst, std::fabs(g - want[size_t(t * w.ne1 + r)]) / std::max(absdot, 1e-30));
+            worst = std::max(worst,
+                             std::fabs(g - want[size_t(t * w.ne1 + r)]) / std::max(absdot, 1e-30));
         }
     }
     return worst;
@@ -84,7 +85,8 @@ TEST(CudaOps, GetRowsDequantizesBitExactly) {
         for (size_t i = 0; i < ids.size(); ++i) {
             llm8::dequantize_row(t, h.view.row(ids[i]), want.data(), K);
             for (int64_t k = 0; k < K; ++k)
-                ASSERT_EQ(got[i * size_t(K) + size_t(k)], want[size_t(k)]) << llm8::type_name(t) << " row " << ids[i] << " elem " << k;
+                ASSERT_EQ(got[i * size_t(K) + size_t(k)], want[size_t(k)])
+                    << llm8::type_name(t) << " row " << ids[i] << " elem " << k;
         }
         // Half dequantization: the CPU value rounded to half.
         Dev<uint16_t> h16(size_t(M * K));
@@ -93,7 +95,8 @@ TEST(CudaOps, GetRowsDequantizesBitExactly) {
         for (int64_t r = 0; r < M; ++r) {
             llm8::dequantize_row(t, h.view.row(r), want.data(), K);
             for (int64_t k = 0; k < K; ++k)
-                ASSERT_EQ(g16[size_t(r * K + k)], llm8::fp32_to_fp16(want[size_t(k)])) << llm8::type_name(t);
+                ASSERT_EQ(g16[size_t(r * K + k)], llm8::fp32_to_fp16(want[size_t(k)]))
+                    << llm8::type_name(t);
         }
     }
 }
@@ -118,7 +121,8 @@ TEST(CudaOps, MatmulEveryTypeAndTokenCount) {
                 llm8::cuda::matmul(dm, dx.get(), n, dy.get(), ws.get(), handle, nullptr);
                 const auto got = dy.download();
                 // n <= 8: float GEMV. n > 8: half inputs, float accumulation (cuBLAS).
-                EXPECT_LT(nmse(got, want), n <= 8 ? 1e-8 : 2e-5) << llm8::type_name(t) << " M=" << M << " n=" << n;
+                EXPECT_LT(nmse(got, want), n <= 8 ? 1e-8 : 2e-5)
+                    << llm8::type_name(t) << " M=" << M << " n=" << n;
                 EXPECT_LT(max_dot_err(h.view, x, n, got, want), n <= 8 ? 4e-5 : 2e-3)
                     << llm8::type_name(t) << " M=" << M << " n=" << n;
             }
@@ -161,7 +165,8 @@ TEST(CudaOps, SplitLayoutGemvAndDequantize) {
             for (int64_t r = 0; r < M; ++r) {
                 llm8::dequantize_row(t, h.view.row(r), row.data(), K);
                 for (int64_t k = 0; k < K; ++k)
-                    ASSERT_EQ(g16[size_t(r * K + k)], llm8::fp32_to_fp16(row[size_t(k)])) << llm8::type_name(t);
+                    ASSERT_EQ(g16[size_t(r * K + k)], llm8::fp32_to_fp16(row[size_t(k)]))
+                        << llm8::type_name(t);
             }
         }
     }
@@ -200,7 +205,8 @@ TEST(CudaOps, FloatRowsOfAwkwardLength) {
             std::vector<float> row(static_cast<size_t>(K));
             for (size_t i = 0; i < ids.size(); ++i) {
                 llm8::dequantize_row(t, h.view.row(ids[i]), row.data(), K);
-                for (int64_t k = 0; k < K; ++k) ASSERT_EQ(got[i * size_t(K) + size_t(k)], row[size_t(k)]);
+                for (int64_t k = 0; k < K; ++k)
+                    ASSERT_EQ(got[i * size_t(K) + size_t(k)], row[size_t(k)]);
             }
         }
     }
@@ -213,15 +219,17 @@ TEST(CudaOps, FusedGemvModesMatchTheCpuComposition) {
     for (GgmlType t : kTypes) {
         const int64_t K = llm8::type_traits(t)->block_size == 256 ? 512 : 160;
         const int64_t Ms[3] = {64, 17, 33};
-        HostMatrix h[3] = {make_matrix(t, K, Ms[0], rng), make_matrix(t, K, Ms[1], rng), make_matrix(t, K, 64, rng)};
+        HostMatrix h[3] = {make_matrix(t, K, Ms[0], rng), make_matrix(t, K, Ms[1], rng),
+                           make_matrix(t, K, 64, rng)};
         Dev<uint8_t> w0(h[0].bytes), w1(h[1].bytes), w2(h[2].bytes);
         const llm8::cuda::DeviceMatrix dm[3] = {{t, K, Ms[0], h[0].view.row_bytes, w0.get()},
-                                               {t, K, Ms[1], h[1].view.row_bytes, w1.get()},
-                                               {t, K, 64, h[2].view.row_bytes, w2.get()}};
+                                                {t, K, Ms[1], h[1].view.row_bytes, w1.get()},
+                                                {t, K, 64, h[2].view.row_bytes, w2.get()}};
         for (int n : {1, 3, 8}) {
             const auto x = randn(size_t(n * K), rng), nw = randn(size_t(K), rng);
             std::vector<float> xn(x.size());
-            for (int i = 0; i < n; ++i) llm8::cpu::rms_norm(x.data() + i * K, nw.data(), xn.data() + i * K, K, 1e-5f);
+            for (int i = 0; i < n; ++i)
+                llm8::cpu::rms_norm(x.data() + i * K, nw.data(), xn.data() + i * K, K, 1e-5f);
             Dev<float> dx(x), dnw(nw), dsc(static_cast<size_t>(n));
             llm8::cuda::rms_scale(dx.get(), n, K, 1e-5f, dsc.get(), nullptr);
             // store, three matrices (rows 64, 17, 64), normed input
@@ -229,27 +237,32 @@ TEST(CudaOps, FusedGemvModesMatchTheCpuComposition) {
             Dev<float> y0(size_t(n * Ms[0])), y1(size_t(n * Ms[1])), y2(size_t(n * 64));
             float* const ys[3] = {y0.get(), y1.get(), y2.get()};
             const llm8::cuda::DeviceMatrix three[3] = {dm[0], dm[1], dm[2]};
-            ASSERT_TRUE(llm8::cuda::gemv_fused(three, ys, 3, dx.get(), n, dnw.get(), dsc.get(), llm8::cuda::GemvMode::store, nullptr));
+            ASSERT_TRUE(llm8::cuda::gemv_fused(three, ys, 3, dx.get(), n, dnw.get(), dsc.get(),
+                                               llm8::cuda::GemvMode::store, nullptr));
             const Dev<float>* outs[3] = {&y0, &y1, &y2};
             for (int i = 0; i < 3; ++i) {
                 want[size_t(i)].resize(size_t(n * h[i].view.ne1));
                 llm8::cpu::matmul_ref(h[i].view, xn.data(), n, want[size_t(i)].data());
-                EXPECT_LT(nmse(outs[i]->download(), want[size_t(i)]), 1e-8) << llm8::type_name(t) << " n " << n << " seg " << i;
+                EXPECT_LT(nmse(outs[i]->download(), want[size_t(i)]), 1e-8)
+                    << llm8::type_name(t) << " n " << n << " seg " << i;
             }
             // accumulate (residual): y = y0 + W x
             const auto base = randn(size_t(n * Ms[0]), rng);
             Dev<float> acc(base);
             float* accp = acc.get();
-            ASSERT_TRUE(llm8::cuda::gemv_fused(&dm[0], &accp, 1, dx.get(), n, nullptr, nullptr, llm8::cuda::GemvMode::accumulate, nullptr));
+            ASSERT_TRUE(llm8::cuda::gemv_fused(&dm[0], &accp, 1, dx.get(), n, nullptr, nullptr,
+                                               llm8::cuda::GemvMode::accumulate, nullptr));
             std::vector<float> wx(size_t(n * Ms[0]));
             llm8::cpu::matmul_ref(h[0].view, x.data(), n, wx.data());
             for (size_t i = 0; i < wx.size(); ++i) wx[i] += base[i];
-            EXPECT_LT(nmse(acc.download(), wx), 1e-8) << llm8::type_name(t) << " accumulate n " << n;
+            EXPECT_LT(nmse(acc.download(), wx), 1e-8)
+                << llm8::type_name(t) << " accumulate n " << n;
             // swiglu of (gate = matrix 0, up = matrix 2), both 64 rows
             Dev<float> g(size_t(n * 64));
             const llm8::cuda::DeviceMatrix gu[2] = {dm[0], dm[2]};
             float* const gys[2] = {g.get(), nullptr};
-            ASSERT_TRUE(llm8::cuda::gemv_fused(gu, gys, 2, dx.get(), n, dnw.get(), dsc.get(), llm8::cuda::GemvMode::swiglu, nullptr));
+            ASSERT_TRUE(llm8::cuda::gemv_fused(gu, gys, 2, dx.get(), n, dnw.get(), dsc.get(),
+                                               llm8::cuda::GemvMode::swiglu, nullptr));
             std::vector<float> gw(size_t(n * 64)), uw(size_t(n * 64));
             llm8::cpu::matmul_ref(h[0].view, xn.data(), n, gw.data());
             llm8::cpu::matmul_ref(h[2].view, xn.data(), n, uw.data());
@@ -267,8 +280,10 @@ TEST(CudaOps, RopeStoreMatchesBiasRopeAndHalfCache) {
         const int64_t n = 3, ctx = 16;
         const int32_t pos0 = 5;
         const std::vector<int32_t> pos = {5, 6, 7};
-        auto q = randn(size_t(n * H * hd), rng), k = randn(size_t(n * HK * hd), rng), v = randn(size_t(n * HK * hd), rng);
-        const auto bq = randn(size_t(H * hd), rng), bk = randn(size_t(HK * hd), rng), bv = randn(size_t(HK * hd), rng);
+        auto q = randn(size_t(n * H * hd), rng), k = randn(size_t(n * HK * hd), rng),
+             v = randn(size_t(n * HK * hd), rng);
+        const auto bq = randn(size_t(H * hd), rng), bk = randn(size_t(HK * hd), rng),
+                   bv = randn(size_t(HK * hd), rng);
         auto wq = q, wk = k, wv = v;
         llm8::cpu::add_bias(wq.data(), bq.data(), n, H * hd);
         llm8::cpu::add_bias(wk.data(), bk.data(), n, HK * hd);
@@ -278,12 +293,14 @@ TEST(CudaOps, RopeStoreMatchesBiasRopeAndHalfCache) {
         Dev<float> dq(q), dk(k), dv(v), dbq(bq), dbk(bk), dbv(bv);
         Dev<uint16_t> kc(size_t(ctx * HK * hd)), vc(size_t(ctx * HK * hd));
         Dev<int32_t> dpos(pos), dpos0(std::vector<int32_t>{pos0});
-        llm8::cuda::rope_store(dq.get(), dk.get(), dv.get(), dbq.get(), dbk.get(), dbv.get(), kc.get(), vc.get(), n,
-                               dpos.get(), dpos0.get(), H, HK, hd, n_rot, layout, 10000.0f, 1.0f, nullptr, nullptr);
+        llm8::cuda::rope_store(dq.get(), dk.get(), dv.get(), dbq.get(), dbk.get(), dbv.get(),
+                               kc.get(), vc.get(), n, dpos.get(), dpos0.get(), H, HK, hd, n_rot,
+                               layout, 10000.0f, 1.0f, nullptr, nullptr);
         EXPECT_LT(nmse(dq.download(), wq), 1e-10);
         const auto gk = kc.download(), gv = vc.download();
         for (int64_t i = 0; i < n * HK * hd; ++i) {
-            EXPECT_NEAR(llm8::fp16_to_fp32(gk[size_t(pos0 * HK * hd + i)]), wk[size_t(i)], 2e-3 * (1 + std::fabs(wk[size_t(i)])));
+            EXPECT_NEAR(llm8::fp16_to_fp32(gk[size_t(pos0 * HK * hd + i)]), wk[size_t(i)],
+                        2e-3 * (1 + std::fabs(wk[size_t(i)])));
             EXPECT_EQ(gv[size_t(pos0 * HK * hd + i)], llm8::fp32_to_fp16(wv[size_t(i)]));
         }
     }
@@ -297,7 +314,8 @@ TEST(CudaOps, NormRopeSwigluAddBias) {
         const int64_t rows = 3;
         const auto x = randn(size_t(rows * n), rng), w = randn(size_t(n), rng);
         std::vector<float> want(x.size());
-        for (int64_t r = 0; r < rows; ++r) llm8::cpu::rms_norm(x.data() + r * n, w.data(), want.data() + r * n, n, 1e-5f);
+        for (int64_t r = 0; r < rows; ++r)
+            llm8::cpu::rms_norm(x.data() + r * n, w.data(), want.data() + r * n, n, 1e-5f);
         Dev<float> dx(x), dw(w), dy(x.size());
         llm8::cuda::rms_norm(dx.get(), dw.get(), dy.get(), rows, n, 1e-5f, nullptr);
         EXPECT_LT(nmse(dy.download(), want), 1e-12) << n;
@@ -311,10 +329,12 @@ TEST(CudaOps, NormRopeSwigluAddBias) {
         for (float& f : factors) f = 1.0f + float(rng() % 8);
         const auto x = randn(size_t(n * H * hd), rng);
         auto want = x;
-        llm8::cpu::rope(want.data(), n, H, hd, n_rot, pos.data(), layout, 500000.0f, 0.25f, factors.data());
+        llm8::cpu::rope(want.data(), n, H, hd, n_rot, pos.data(), layout, 500000.0f, 0.25f,
+                        factors.data());
         Dev<float> dx(x), df(factors);
         Dev<int32_t> dp(pos);
-        llm8::cuda::rope(dx.get(), n, H, hd, n_rot, dp.get(), layout, 500000.0f, 0.25f, df.get(), nullptr);
+        llm8::cuda::rope(dx.get(), n, H, hd, n_rot, dp.get(), layout, 500000.0f, 0.25f, df.get(),
+                         nullptr);
         // Angles reach 30000 * 0.25 = 7500 rad, where a float ulp is ~4.9e-4 rad; the CPU (double
         // pow, then float) and GPU (powf) frequencies differ by about an ulp, so the normalized
         // MSE is ~(5e-4)^2 / 2 at the largest position: bound 1e-7 (measured 1.06e-9).
@@ -343,13 +363,23 @@ TEST(CudaOps, AttentionMatchesCpuOnAwkwardShapes) {
         int n_head, n_kv, hd;
         int64_t n_tok, pos0;
     };
-    const Shape shapes[] = {{8, 8, 64, 1, 0},     {32, 8, 128, 1, 112}, {32, 4, 128, 1, 4096},
-                            {8, 1, 64, 3, 110},   {8, 2, 128, 75, 0},   {4, 1, 8, 9, 38},
-                            {28, 4, 128, 2, 4095}, {16, 16, 256, 5, 17},
+    const Shape shapes[] = {{8, 8, 64, 1, 0},
+                            {32, 8, 128, 1, 112},
+                            {32, 4, 128, 1, 4096},
+                            {8, 1, 64, 3, 110},
+                            {8, 2, 128, 75, 0},
+                            {4, 1, 8, 9, 38},
+                            {28, 4, 128, 2, 4095},
+                            {16, 16, 256, 5, 17},
                             // prefill shapes for the tensor-core kernel (chunked: pos0 > 0)
-                            {32, 8, 128, 100, 4000}, {8, 2, 64, 64, 0}, {28, 4, 128, 17, 33},
-                            {16, 16, 64, 130, 70}, {4, 4, 128, 1, 0}, {28, 4, 128, 1, 30000},
-                            {8, 2, 64, 4, 1000}, {64, 8, 128, 2, 513}};
+                            {32, 8, 128, 100, 4000},
+                            {8, 2, 64, 64, 0},
+                            {28, 4, 128, 17, 33},
+                            {16, 16, 64, 130, 70},
+                            {4, 4, 128, 1, 0},
+                            {28, 4, 128, 1, 30000},
+                            {8, 2, 64, 4, 1000},
+                            {64, 8, 128, 2, 513}};
     for (const Shape& s : shapes) {
         const int64_t n_keys = s.pos0 + s.n_tok;
         const int64_t kv = int64_t(s.n_kv) * s.hd;
@@ -364,39 +394,45 @@ TEST(CudaOps, AttentionMatchesCpuOnAwkwardShapes) {
             v[i] = llm8::fp16_to_fp32(v16[i]);
         }
         std::vector<float> want(q.size());
-        llm8::cpu::attention_ref(q.data(), k.data(), v.data(), s.n_tok, s.pos0, s.n_head, s.n_kv, s.hd, want.data());
+        llm8::cpu::attention_ref(q.data(), k.data(), v.data(), s.n_tok, s.pos0, s.n_head, s.n_kv,
+                                 s.hd, want.data());
         Dev<float> dq(q), out(q.size());
         Dev<uint16_t> dk(k16), dv(v16);
         Dev<int32_t> dpos(std::vector<int32_t>{int32_t(s.pos0)});
         for (int max_keys : {int(n_keys), int(n_keys) + 1000}) {  // graph-style upper bound too
-            Dev<float> ws(llm8::cuda::attention_workspace_floats(s.n_tok, s.n_head, s.hd, max_keys));
+            Dev<float> ws(
+                llm8::cuda::attention_workspace_floats(s.n_tok, s.n_head, s.hd, max_keys));
             out.poison();
-            llm8::cuda::attention_f16_splitkv(dq.get(), dk.get(), dv.get(), s.n_tok, dpos.get(), max_keys,
-                                              s.n_head, s.n_kv, s.hd, out.get(), ws.get(), nullptr);
+            llm8::cuda::attention_f16_splitkv(dq.get(), dk.get(), dv.get(), s.n_tok, dpos.get(),
+                                              max_keys, s.n_head, s.n_kv, s.hd, out.get(), ws.get(),
+                                              nullptr);
             EXPECT_LT(nmse(out.download(), want), 1e-10)
-                << "splitkv " << s.n_head << "/" << s.n_kv << " hd " << s.hd << " n " << s.n_tok << " pos0 "
-                << s.pos0 << " max_keys " << max_keys;
+                << "splitkv " << s.n_head << "/" << s.n_kv << " hd " << s.hd << " n " << s.n_tok
+                << " pos0 " << s.pos0 << " max_keys " << max_keys;
         }
         // The dispatcher (decode kernel for few queries with G*T <= 16 and hd 64/128).
         if (s.n_tok < 16) {
-            Dev<float> ws(llm8::cuda::attention_workspace_floats(s.n_tok, s.n_head, s.hd, int(n_keys) + 1000));
+            Dev<float> ws(llm8::cuda::attention_workspace_floats(s.n_tok, s.n_head, s.hd,
+                                                                 int(n_keys) + 1000));
             for (int max_keys : {int(n_keys), int(n_keys) + 1000}) {
                 out.poison();
-                llm8::cuda::attention_f16(dq.get(), dk.get(), dv.get(), s.n_tok, dpos.get(), max_keys, s.n_head,
-                                          s.n_kv, s.hd, out.get(), ws.get(), nullptr);
+                llm8::cuda::attention_f16(dq.get(), dk.get(), dv.get(), s.n_tok, dpos.get(),
+                                          max_keys, s.n_head, s.n_kv, s.hd, out.get(), ws.get(),
+                                          nullptr);
                 EXPECT_LT(nmse(out.download(), want), 1e-10)
-                    << "decode " << s.n_head << "/" << s.n_kv << " hd " << s.hd << " n " << s.n_tok << " pos0 "
-                    << s.pos0 << " max_keys " << max_keys;
+                    << "decode " << s.n_head << "/" << s.n_kv << " hd " << s.hd << " n " << s.n_tok
+                    << " pos0 " << s.pos0 << " max_keys " << max_keys;
             }
         }
         // The tensor-core kernel rounds Q and P to half: its bound is that of half inputs.
         out.poison();
-        if (llm8::cuda::attention_f16_mma(dq.get(), dk.get(), dv.get(), s.n_tok, dpos.get(), s.n_head, s.n_kv,
-                                          s.hd, out.get(), nullptr)) {
+        if (llm8::cuda::attention_f16_mma(dq.get(), dk.get(), dv.get(), s.n_tok, dpos.get(),
+                                          s.n_head, s.n_kv, s.hd, out.get(), nullptr)) {
             const double e = nmse(out.download(), want);
-            std::printf("mma %d/%d hd %d n %ld pos0 %ld: nmse %.3g\n", s.n_head, s.n_kv, s.hd, long(s.n_tok),
-                        long(s.pos0), e);
-            EXPECT_LT(e, 2e-5) << "mma " << s.n_head << "/" << s.n_kv << " hd " << s.hd << " n " << s.n_tok;
+            std::printf("mma %d/%d hd %d n %ld pos0 %ld: nmse %.3g\n", s.n_head, s.n_kv, s.hd,
+                        long(s.n_tok), long(s.pos0), e);
+            EXPECT_LT(e, 2e-5) << "mma " << s.n_head << "/" << s.n_kv << " hd " << s.hd << " n "
+                               << s.n_tok;
         }
     }
 }
@@ -428,5 +464,7 @@ TEST(CudaOps, UnsupportedTypeIsAnError) {
 }
 
 #else
-TEST(CudaOps, Skipped) { GTEST_SKIP() << "llm8 was built without CUDA"; }
+TEST(CudaOps, Skipped) {
+    GTEST_SKIP() << "llm8 was built without CUDA";
+}
 #endif

@@ -18,7 +18,9 @@
 
 namespace {
 
-std::shared_ptr<const llm8::Model> stories() { return llm8::Model::load({"", 0}); }
+std::shared_ptr<const llm8::Model> stories() {
+    return llm8::Model::load({"", 0});
+}
 
 }  // namespace
 
@@ -28,7 +30,8 @@ TEST(Perplexity, Stories260KMatchesDoublePrecisionReference) {
     if (llm8_test::file_exists(text_path)) {
         text = llm8_test::read_file(text_path).substr(0, 40000);
     } else {  // the check does not need that exact text
-        for (int i = 0; i < 400; ++i) text += "Once upon a time, there was a little girl named Lily. ";
+        for (int i = 0; i < 400; ++i)
+            text += "Once upon a time, there was a little girl named Lily. ";
     }
     auto model = stories();
     const auto tokens = model->tokenize(text, true);
@@ -39,7 +42,8 @@ TEST(Perplexity, Stories260KMatchesDoublePrecisionReference) {
     EXPECT_EQ(r.n_chunks, chunks);
     EXPECT_EQ(r.n_scored, chunks * (n_ctx - n_ctx / 2 - 1));
 
-    auto file = llm8::GgufFile::from_memory(llm8::embedded_model_data(), llm8::embedded_model_size(), "emb");
+    auto file = llm8::GgufFile::from_memory(llm8::embedded_model_data(),
+                                            llm8::embedded_model_size(), "emb");
     llm8_test::RefLlama ref(*file);
     double sum = 0;
     int64_t n = 0;
@@ -100,11 +104,13 @@ TEST_P(TrainedModel, WikiTextPerplexityLogitsAndGreedyMatchReference) {
         const float* l = s.logits(int(t));
         const auto ids = lr["top8_ids"][t].get<std::vector<int>>();
         const auto vals = lr["top8_logits"][t].get<std::vector<double>>();
-        for (size_t k = 0; k < ids.size(); ++k) max_err = std::max(max_err, std::fabs(l[ids[k]] - vals[k]));
+        for (size_t k = 0; k < ids.size(); ++k)
+            max_err = std::max(max_err, std::fabs(l[ids[k]] - vals[k]));
         id_mismatch += llm8::argmax(l, model->n_vocab()) != ids[0];
         double norm = 0;
         for (int i = 0; i < model->n_vocab(); ++i) norm += double(l[i]) * l[i];
-        EXPECT_NEAR(std::sqrt(norm), lr["logit_norms"][t].get<double>(), 1e-3 * lr["logit_norms"][t].get<double>());
+        EXPECT_NEAR(std::sqrt(norm), lr["logit_norms"][t].get<double>(),
+                    1e-3 * lr["logit_norms"][t].get<double>());
     }
     EXPECT_LT(max_err, 2e-3) << "largest deviation of a reference top-8 logit";
     EXPECT_EQ(id_mismatch, 0);
@@ -135,7 +141,8 @@ TEST_P(TrainedModel, WikiTextPerplexityLogitsAndGreedyMatchReference) {
     EXPECT_NEAR(r.ppl_err, want_err, 0.01 * want_err);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shared, TrainedModel, ::testing::Values("tiny-llama-hd64", "tiny-llama-hd128"),
+INSTANTIATE_TEST_SUITE_P(Shared, TrainedModel,
+                         ::testing::Values("tiny-llama-hd64", "tiny-llama-hd128"),
                          [](const ::testing::TestParamInfo<const char*>& i) {
                              std::string s = i.param;
                              for (char& c : s)

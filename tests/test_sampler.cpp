@@ -24,7 +24,8 @@ std::vector<float> random_logits(int n, uint32_t seed, float scale = 2.0f) {
 }
 
 // Pearson chi-square of counts against probabilities (bins with expected >= 5).
-double chi2_pvalue_ok(const std::vector<int>& counts, const std::vector<double>& p, int n, double* stat) {
+double chi2_pvalue_ok(const std::vector<int>& counts, const std::vector<double>& p, int n,
+                      double* stat) {
     double chi = 0;
     int dof = -1;
     for (size_t i = 0; i < p.size(); ++i) {
@@ -34,7 +35,8 @@ double chi2_pvalue_ok(const std::vector<int>& counts, const std::vector<double>&
         ++dof;
     }
     *stat = chi;
-    // Wilson-Hilferty: chi2(dof) quantile at 1 - 1e-4 ~ dof * (1 - 2/(9dof) + 3.72 sqrt(2/(9dof)))^3
+    // Wilson-Hilferty: chi2(dof) quantile at 1 - 1e-4 ~ dof * (1 - 2/(9dof) + 3.72
+    // sqrt(2/(9dof)))^3
     const double k = std::max(dof, 1);
     const double z = 3.72;
     return std::pow(1 - 2 / (9 * k) + z * std::sqrt(2 / (9 * k)), 3) * k;
@@ -97,7 +99,8 @@ TEST(Sampler, TopKTopPMinPFrequencies) {
                 sp.top_p = p;
                 sp.min_p = mp;
                 sp.seed = uint64_t(k * 100 + int(p * 10) + int(mp * 1000));
-                SCOPED_TRACE("k=" + std::to_string(k) + " p=" + std::to_string(p) + " min_p=" + std::to_string(mp));
+                SCOPED_TRACE("k=" + std::to_string(k) + " p=" + std::to_string(p) +
+                             " min_p=" + std::to_string(mp));
                 check_frequencies(sp, l, 60000);
             }
 }
@@ -106,7 +109,8 @@ TEST(Sampler, FilterSetsAreExact) {
     const auto l = random_logits(1000, 3);
     std::vector<int> order(1000);
     for (int i = 0; i < 1000; ++i) order[size_t(i)] = i;
-    std::sort(order.begin(), order.end(), [&](int a, int b) { return l[size_t(a)] > l[size_t(b)]; });
+    std::sort(order.begin(), order.end(),
+              [&](int a, int b) { return l[size_t(a)] > l[size_t(b)]; });
     SamplerParams sp;
     sp.temperature = 1.0f;
     sp.top_p = 1.0f;

@@ -12,7 +12,9 @@
 
 namespace llm8_test {
 
-inline std::string source_dir() { return LLM8_SOURCE_DIR; }
+inline std::string source_dir() {
+    return LLM8_SOURCE_DIR;
+}
 
 // ../shared/data beside the checkout, or $LLM8_SHARED_DATA.
 inline std::string shared_data() {
@@ -53,8 +55,8 @@ inline double nmse(const std::vector<float>& got, const std::vector<float>& want
 }  // namespace llm8_test
 
 // Skips the current test with a message when a data file is missing.
-#define LLM8_REQUIRE_FILE(path)                                                        \
-    do {                                                                               \
-        if (!llm8_test::file_exists(path)) GTEST_SKIP() << "test data not found: " << (path) \
-                                                        << " (set LLM8_SHARED_DATA)";  \
+#define LLM8_REQUIRE_FILE(path)                                                             \
+    do {                                                                                    \
+        if (!llm8_test::file_exists(path))                                                  \
+            GTEST_SKIP() << "test data not found: " << (path) << " (set LLM8_SHARED_DATA)"; \
     } while (0)

@@ -41,7 +41,8 @@ int main() {
         float *dq, *dout, *ws;
         uint16_t *dk, *dv;
         int32_t* dpos;
-        const size_t wsn = llm8::cuda::attention_workspace_floats(s.n_tok, s.n_head, s.hd, s.n_keys);
+        const size_t wsn =
+            llm8::cuda::attention_workspace_floats(s.n_tok, s.n_head, s.hd, s.n_keys);
         cudaMalloc(reinterpret_cast<void**>(&dq), qn * 4);
         cudaMalloc(reinterpret_cast<void**>(&dout), qn * 4);
         cudaMalloc(reinterpret_cast<void**>(&ws), wsn * 4);
@@ -60,7 +61,8 @@ int main() {
         for (int it = 0; it < 23; ++it) {
             cudaEventRecord(a);
             for (int bi = 0; bi < s.batch; ++bi)
-                llm8::cuda::attention_f16(dq, dk, dv, s.n_tok, dpos, s.n_keys, s.n_head, s.n_kv, s.hd, dout, ws, nullptr);
+                llm8::cuda::attention_f16(dq, dk, dv, s.n_tok, dpos, s.n_keys, s.n_head, s.n_kv,
+                                          s.hd, dout, ws, nullptr);
             cudaEventRecord(b);
             cudaEventSynchronize(b);
             float ms;
@@ -70,7 +72,8 @@ int main() {
         const double ms = median_ms(times);
         if (s.n_tok > 1) {
             // Causal: half of the QK^T and PV products.
-            const double flops = 4.0 * s.batch * double(s.n_head) * s.hd * double(s.n_tok) * s.n_keys / 2;
+            const double flops =
+                4.0 * s.batch * double(s.n_head) * s.hd * double(s.n_tok) * s.n_keys / 2;
             std::printf("| %s | %.3f | %.1f TFLOP/s |\n", s.name, ms, flops / ms / 1e9);
         } else {
             const double bytes = double(s.batch) * 2.0 * kvn * 2;

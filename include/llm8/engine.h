@@ -55,7 +55,7 @@ public:
     std::string detokenize(const std::vector<int32_t>& ids) const;
     int32_t bos() const;
     int32_t eos() const;
-    bool vocab_adds_bos() const;  // tokenizer.ggml.add_bos_token
+    bool vocab_adds_bos() const;        // tokenizer.ggml.add_bos_token
     std::string chat_template() const;  // tokenizer.chat_template (Jinja source) or ""
     bool is_eog(int32_t id) const;
 

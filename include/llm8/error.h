@@ -1,5 +1,5 @@
-// llm8::Error: typed errors raised at the boundaries (files, requests, flags). Tools catch llm8::Error,
-// print what() and exit non-zero; nothing aborts on bad input.
+// llm8::Error: typed errors raised at the boundaries (files, requests, flags). Tools catch
+// llm8::Error, print what() and exit non-zero; nothing aborts on bad input.
 #pragma once
 #include <stdexcept>
 #include <string>
@@ -23,6 +23,8 @@ private:
     ErrorKind kind_;
 };
 
-[[noreturn]] inline void fail(ErrorKind kind, const std::string& msg) { throw Error(kind, msg); }
+[[noreturn]] inline void fail(ErrorKind kind, const std::string& msg) {
+    throw Error(kind, msg);
+}
 
 }  // namespace llm8

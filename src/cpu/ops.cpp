@@ -29,8 +29,12 @@ void sync_blas_threads(int n) {
 }
 }  // namespace
 
-void set_threads(int n) { g_threads = n; }
-int threads() { return g_threads > 0 ? g_threads : omp_get_num_procs(); }
+void set_threads(int n) {
+    g_threads = n;
+}
+int threads() {
+    return g_threads > 0 ? g_threads : omp_get_num_procs();
+}
 
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
     double ss = 0;
@@ -59,17 +63,19 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* y) {
         // Small matrices are not worth waking the threads (and suffer badly when a core is busy).
 #pragma omp parallel for num_threads(nth) schedule(static) if (M * K >= (1 << 17))
         for (int64_t r = 0; r < M; ++r)
-            for (int64_t t = 0; t < n; ++t) y[t * M + r] = vec_dot_row(w.type, w.row(r), x + t * K, K);
+            for (int64_t t = 0; t < n; ++t)
+                y[t * M + r] = vec_dot_row(w.type, w.row(r), x + t * K, K);
         return;
     }
     sync_blas_threads(nth);
     if (w.type == GgmlType::F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(M), int(K), 1.0f, x, int(K),
-                    reinterpret_cast<const float*>(w.data), int(K), 0.0f, y, int(M));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(M), int(K), 1.0f, x,
+                    int(K), reinterpret_cast<const float*>(w.data), int(K), 0.0f, y, int(M));
         return;
     }
     // Tiles of ~8 MB of float weights: dequantized by our threads, multiplied by OpenBLAS's.
-    const int64_t tile = std::max<int64_t>(16, std::min<int64_t>(M, (int64_t(2) << 20) / std::max<int64_t>(K, 1)));
+    const int64_t tile =
+        std::max<int64_t>(16, std::min<int64_t>(M, (int64_t(2) << 20) / std::max<int64_t>(K, 1)));
     // One buffer per calling thread (sessions on several threads each get their own); the
     // OpenMP workers write into the caller's buffer through the captured pointer.
     thread_local std::vector<float> buf;
@@ -79,8 +85,8 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* y) {
         const int64_t rows = std::min(tile, M - r0);
 #pragma omp parallel for num_threads(nth) schedule(static) if (rows * K >= (1 << 16))
         for (int64_t r = 0; r < rows; ++r) dequantize_row(w.type, w.row(r0 + r), bp + r * K, K);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(K), 1.0f, x, int(K),
-                    bp, int(K), 0.0f, y + r0, int(M));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(K), 1.0f, x,
+                    int(K), bp, int(K), 0.0f, y + r0, int(M));
     }
 }
 
@@ -169,7 +175,8 @@ void attention_ref(const float* q, const float* k, const float* v, int64_t n_tok
             for (int64_t j = 0; j < n_keys; ++j) {
                 double d = 0;
                 for (int i = 0; i < head_dim; ++i)
-                    d += double(q[t * q_stride + h * head_dim + i]) * k[j * kv_stride + hk * head_dim + i];
+                    d += double(q[t * q_stride + h * head_dim + i]) *
+                         k[j * kv_stride + hk * head_dim + i];
                 s[size_t(j)] = d / std::sqrt(double(head_dim));
                 mx = std::max(mx, s[size_t(j)]);
             }
@@ -177,7 +184,8 @@ void attention_ref(const float* q, const float* k, const float* v, int64_t n_tok
             for (double& x : s) sum += (x = std::exp(x - mx));
             for (int i = 0; i < head_dim; ++i) {
                 double acc = 0;
-                for (int64_t j = 0; j < n_keys; ++j) acc += s[size_t(j)] * v[j * kv_stride + hk * head_dim + i];
+                for (int64_t j = 0; j < n_keys; ++j)
+                    acc += s[size_t(j)] * v[j * kv_stride + hk * head_dim + i];
                 out[t * q_stride + h * head_dim + i] = float(acc / sum);
             }
         }

@@ -18,11 +18,11 @@ namespace cuda {
                                  std::to_string(line) + ": " + msg);
 }
 
-#define LLM8_CUDA_CHECK(call)                                                               \
-    do {                                                                                    \
-        cudaError_t err_ = (call);                                                          \
-        if (err_ != cudaSuccess)                                                            \
-            ::llm8::cuda::cuda_fail(#call, cudaGetErrorString(err_), __FILE__, __LINE__);   \
+#define LLM8_CUDA_CHECK(call)                                                             \
+    do {                                                                                  \
+        cudaError_t err_ = (call);                                                        \
+        if (err_ != cudaSuccess)                                                          \
+            ::llm8::cuda::cuda_fail(#call, cudaGetErrorString(err_), __FILE__, __LINE__); \
     } while (0)
 
 #define LLM8_CUDA_CHECK_LAUNCH() LLM8_CUDA_CHECK(cudaGetLastError())
@@ -34,7 +34,9 @@ namespace cuda {
             ::llm8::cuda::cuda_fail(#call, cublasGetStatusString(st_), __FILE__, __LINE__); \
     } while (0)
 
-inline int ceil_div(int64_t a, int64_t b) { return int((a + b - 1) / b); }
+inline int ceil_div(int64_t a, int64_t b) {
+    return int((a + b - 1) / b);
+}
 
 // Device memory owned RAII-style.
 template <typename T>
@@ -45,7 +47,10 @@ public:
     ~DeviceArray() { release(); }
     DeviceArray(const DeviceArray&) = delete;
     DeviceArray& operator=(const DeviceArray&) = delete;
-    DeviceArray(DeviceArray&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; o.n_ = 0; }
+    DeviceArray(DeviceArray&& o) noexcept : p_(o.p_), n_(o.n_) {
+        o.p_ = nullptr;
+        o.n_ = 0;
+    }
     DeviceArray& operator=(DeviceArray&& o) noexcept {
         release();
         p_ = o.p_;

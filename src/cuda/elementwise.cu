@@ -62,7 +62,8 @@ __global__ void add_kernel(float* __restrict__ y, const float* __restrict__ x, i
     if (i < n) y[i] += x[i];
 }
 
-__global__ void add_bias_kernel(float* __restrict__ y, const float* __restrict__ b, int64_t n, int64_t m) {
+__global__ void add_bias_kernel(float* __restrict__ y, const float* __restrict__ b, int64_t n,
+                                int64_t m) {
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i < n * m) y[i] += b[i % m];
 }
@@ -79,12 +80,13 @@ __global__ void store_kv_kernel(const float* __restrict__ k, const float* __rest
 
 // One thread per (token, head slot, pair): slots [0, n_head) are query heads, the rest key heads
 // (which also carry V). Pairs i < n_rot/2 rotate; the rest pass through (bias only).
-__global__ void rope_store_kernel(float* __restrict__ q, float* __restrict__ k, const float* __restrict__ v,
-                                  const float* __restrict__ bq, const float* __restrict__ bk,
-                                  const float* __restrict__ bv, __half* __restrict__ kc,
-                                  __half* __restrict__ vc, int64_t n, const int32_t* __restrict__ pos,
-                                  const int32_t* __restrict__ pos0, int n_head, int n_kv, int hd, int n_rot,
-                                  bool neox, float base, float freq_scale, const float* __restrict__ factors) {
+__global__ void rope_store_kernel(float* __restrict__ q, float* __restrict__ k,
+                                  const float* __restrict__ v, const float* __restrict__ bq,
+                                  const float* __restrict__ bk, const float* __restrict__ bv,
+                                  __half* __restrict__ kc, __half* __restrict__ vc, int64_t n,
+                                  const int32_t* __restrict__ pos, const int32_t* __restrict__ pos0,
+                                  int n_head, int n_kv, int hd, int n_rot, bool neox, float base,
+                                  float freq_scale, const float* __restrict__ factors) {
     const int half_hd = hd / 2, half_rot = n_rot / 2;
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     const int slots = n_head + n_kv;
@@ -139,19 +141,22 @@ __global__ void rope_store_kernel(float* __restrict__ q, float* __restrict__ k, 
 
 }  // namespace
 
-void rope_store(float* q, float* k, const float* v, const float* bq, const float* bk, const float* bv,
-                uint16_t* kc, uint16_t* vc, int64_t n, const int32_t* pos, const int32_t* pos0_dev,
-                int n_head, int n_head_kv, int head_dim, int n_rot, RopeLayout layout, float base,
-                float freq_scale, const float* factors, cudaStream_t s) {
+void rope_store(float* q, float* k, const float* v, const float* bq, const float* bk,
+                const float* bv, uint16_t* kc, uint16_t* vc, int64_t n, const int32_t* pos,
+                const int32_t* pos0_dev, int n_head, int n_head_kv, int head_dim, int n_rot,
+                RopeLayout layout, float base, float freq_scale, const float* factors,
+                cudaStream_t s) {
     const int64_t total = n * (n_head + n_head_kv) * (head_dim / 2);
     if (total == 0) return;
     rope_store_kernel<<<ceil_div(total, 256), 256, 0, s>>>(
-        q, k, v, bq, bk, bv, reinterpret_cast<__half*>(kc), reinterpret_cast<__half*>(vc), n, pos, pos0_dev,
-        n_head, n_head_kv, head_dim, n_rot, layout == RopeLayout::neox, base, freq_scale, factors);
+        q, k, v, bq, bk, bv, reinterpret_cast<__half*>(kc), reinterpret_cast<__half*>(vc), n, pos,
+        pos0_dev, n_head, n_head_kv, head_dim, n_rot, layout == RopeLayout::neox, base, freq_scale,
+        factors);
     LLM8_CUDA_CHECK_LAUNCH();
 }
 
-void rms_norm(const float* x, const float* w, float* y, int64_t rows, int n, float eps, cudaStream_t s) {
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int n, float eps,
+              cudaStream_t s) {
     if (rows == 0) return;
     rms_norm_kernel<<<unsigned(rows), n >= 1024 ? 1024 : 256, 0, s>>>(x, w, y, n, eps);
     LLM8_CUDA_CHECK_LAUNCH();
@@ -162,7 +167,8 @@ void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int n_rot, cons
     const int64_t total = n_tokens * n_heads * (n_rot / 2);
     if (total == 0) return;
     rope_kernel<<<ceil_div(total, 256), 256, 0, s>>>(x, n_tokens, n_heads, head_dim, n_rot, pos,
-                                                     layout == RopeLayout::neox, base, freq_scale, factors);
+                                                     layout == RopeLayout::neox, base, freq_scale,
+                                                     factors);
     LLM8_CUDA_CHECK_LAUNCH();
 }
 

@@ -54,7 +54,9 @@ std::string device_name(int device) {
     return p.name;
 }
 
-size_t device_model_bytes(const DeviceModel& dm) { return dm.bytes; }
+size_t device_model_bytes(const DeviceModel& dm) {
+    return dm.bytes;
+}
 
 std::shared_ptr<DeviceModel> upload_model(const LlamaModel& m, int device) {
     LLM8_CUDA_CHECK(cudaSetDevice(device));
@@ -90,11 +92,13 @@ std::shared_ptr<DeviceModel> upload_model(const LlamaModel& m, int device) {
     for (const LayerWeights& L : m.layers)
         li.push_back({plan_w(L.wq), plan_w(L.wk), plan_w(L.wv), plan_w(L.wo), plan_w(L.w_gate),
                       plan_w(L.w_up), plan_w(L.w_down), plan_v(L.attn_norm), plan_v(L.ffn_norm),
-                      plan_v(L.bq), plan_v(L.bk), plan_v(L.bv), plan_v(L.q_norm), plan_v(L.k_norm)});
+                      plan_v(L.bq), plan_v(L.bk), plan_v(L.bv), plan_v(L.q_norm),
+                      plan_v(L.k_norm)});
     dm->mem.resize(total);
     dm->bytes = total;
     for (const Item& it : items)
-        LLM8_CUDA_CHECK(cudaMemcpy(dm->mem.get() + it.off, it.src, it.bytes, cudaMemcpyHostToDevice));
+        LLM8_CUDA_CHECK(
+            cudaMemcpy(dm->mem.get() + it.off, it.src, it.bytes, cudaMemcpyHostToDevice));
 
     uint8_t* base = dm->mem.get();
     // LLM8_SPLIT=1: Q4_0/Q8_0 matrices (not the embedding, which get_rows gathers) are repacked
@@ -158,8 +162,8 @@ public:
     DeviceArray<float> x, xn, q, k, v, att, o, gate, up, logits, attn_ws;
     DeviceArray<int32_t> tokens, pos, pos0;
     DeviceArray<float> norm_scale;  // [n_batch]: 1/rms per token for the fused GEMVs
-    int32_t* h_ints = nullptr;   // pinned: tokens, positions, pos0
-    float* h_logits = nullptr;   // pinned
+    int32_t* h_ints = nullptr;      // pinned: tokens, positions, pos0
+    float* h_logits = nullptr;      // pinned
     size_t h_logits_n = 0;
     uint8_t* h_sample = nullptr;  // pinned staging of the GPU sampler's parameters
     size_t h_sample_n = 0;
@@ -177,11 +181,14 @@ public:
     }
 };
 
-static void destroy_session(DeviceSession* s) { delete s; }
+static void destroy_session(DeviceSession* s) {
+    delete s;
+}
 
 std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> create_session(
     std::shared_ptr<DeviceModel> dm, int n_ctx, int n_batch) {
-    std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> s(new DeviceSession(), destroy_session);
+    std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> s(new DeviceSession(),
+                                                               destroy_session);
     LLM8_CUDA_CHECK(cudaSetDevice(dm->device));
     const HParams& hp = dm->hp;
     s->dm = dm;
@@ -211,14 +218,18 @@ std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> create_session(
     s->sample_out.resize(2);
     size_t ws = 0;
     const DeviceModel& m = *dm;
-    auto need = [&](const DeviceMatrix& w) { ws = std::max(ws, matmul_workspace_elems(w, int64_t(B))); };
+    auto need = [&](const DeviceMatrix& w) {
+        ws = std::max(ws, matmul_workspace_elems(w, int64_t(B)));
+    };
     need(m.output);
     for (const DeviceLayer& L : m.layers)
-        for (const DeviceMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) need(*w);
+        for (const DeviceMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+            need(*w);
     s->mm_ws.resize(std::max<size_t>(ws, 1));
     // Attention scratch: the larger of a full batch at the longest prefix and one decode token.
-    s->attn_ws.resize(std::max(attention_workspace_floats(int64_t(B), hp.n_head, hp.head_dim, n_ctx),
-                               attention_workspace_floats(1, hp.n_head, hp.head_dim, n_ctx)));
+    s->attn_ws.resize(
+        std::max(attention_workspace_floats(int64_t(B), hp.n_head, hp.head_dim, n_ctx),
+                 attention_workspace_floats(1, hp.n_head, hp.head_dim, n_ctx)));
     LLM8_CUDA_CHECK(cudaMallocHost(&s->h_ints, sizeof(int32_t) * (2 * B + 1)));
     return s;
 }
@@ -239,10 +250,12 @@ struct Profiler {
         if (!on || totals.empty()) return;
         double all = 0;
         for (auto& t : totals) all += t.second.first;
-        std::fprintf(stderr, "\nllm8 profile (%ld forward calls, %.3f ms per call)\n", steps, all / std::max(1L, steps));
+        std::fprintf(stderr, "\nllm8 profile (%ld forward calls, %.3f ms per call)\n", steps,
+                     all / std::max(1L, steps));
         for (auto& t : totals)
             std::fprintf(stderr, "  %-12s %9.3f ms/call %6.1f%%  (%ld launches)\n", t.first.c_str(),
-                         t.second.first / std::max(1L, steps), 100.0 * t.second.first / all, t.second.second);
+                         t.second.first / std::max(1L, steps), 100.0 * t.second.first / all,
+                         t.second.second);
     }
     void mark(const char* what) {
         if (!on) return;
@@ -257,9 +270,12 @@ struct Profiler {
         for (size_t i = 1; i < marks.size(); ++i) {
             float ms = 0;
             cudaEventElapsedTime(&ms, marks[i - 1].second, marks[i].second);
-            auto it = std::find_if(totals.begin(), totals.end(), [&](auto& t) { return t.first == marks[i].first; });
-            if (it == totals.end()) totals.push_back({marks[i].first, {ms, 1}});
-            else it->second.first += ms, it->second.second += 1;
+            auto it = std::find_if(totals.begin(), totals.end(),
+                                   [&](auto& t) { return t.first == marks[i].first; });
+            if (it == totals.end())
+                totals.push_back({marks[i].first, {ms, 1}});
+            else
+                it->second.first += ms, it->second.second += 1;
         }
         for (auto& m : marks) cudaEventDestroy(m.second);
         marks.clear();
@@ -296,7 +312,8 @@ void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
         return s.norm_scale.get();
     };
     auto norm_matmul = [&](const DeviceMatrix* w, float* const* y, int count, const float* norm_w) {
-        if (small && gemv_fused(w, y, count, s.x.get(), int(n), norm_w, scale_of(s.x.get(), n), GemvMode::store, st))
+        if (small && gemv_fused(w, y, count, s.x.get(), int(n), norm_w, scale_of(s.x.get(), n),
+                                GemvMode::store, st))
             return;
         rms_norm(s.x.get(), norm_w, s.xn.get(), n, int(E), hp.rms_eps, st);
         for (int i = 0; i < count; ++i) mm(w[i], s.xn.get(), n, y[i]);
@@ -304,7 +321,8 @@ void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
     // x += W * in.
     auto residual_matmul = [&](const DeviceMatrix& w, const float* in) {
         float* y = s.x.get();
-        if (small && gemv_fused(&w, &y, 1, in, int(n), nullptr, nullptr, GemvMode::accumulate, st)) return;
+        if (small && gemv_fused(&w, &y, 1, in, int(n), nullptr, nullptr, GemvMode::accumulate, st))
+            return;
         mm(w, in, n, s.o.get());
         add(s.x.get(), s.o.get(), n * E, st);
     };
@@ -324,9 +342,9 @@ void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
         }
         uint16_t* kc = s.kc.get() + size_t(il) * layer_kv;
         uint16_t* vc = s.vc.get() + size_t(il) * layer_kv;
-        rope_store(s.q.get(), s.k.get(), s.v.get(), L.bq, L.bk, L.bv, kc, vc, n, s.pos.get(), s.pos0.get(),
-                   hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_rot, hp.rope, hp.rope_freq_base,
-                   hp.rope_freq_scale, m.rope_factors, st);
+        rope_store(s.q.get(), s.k.get(), s.v.get(), L.bq, L.bk, L.bv, kc, vc, n, s.pos.get(),
+                   s.pos0.get(), hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_rot, hp.rope,
+                   hp.rope_freq_base, hp.rope_freq_scale, m.rope_factors, st);
         LLM8_PROF("rope+kv");
         attention_f16(s.q.get(), kc, vc, n, s.pos0.get(), max_keys, hp.n_head, hp.n_head_kv,
                       hp.head_dim, s.att.get(), s.attn_ws.get(), st);
@@ -335,8 +353,8 @@ void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
         LLM8_PROF("wo+add");
         const DeviceMatrix gu[2] = {L.w_gate, L.w_up};
         float* const gu_out[2] = {s.gate.get(), s.up.get()};
-        if (!(small && gemv_fused(gu, gu_out, 2, s.x.get(), int(n), L.ffn_norm, scale_of(s.x.get(), n),
-                                  GemvMode::swiglu, st))) {
+        if (!(small && gemv_fused(gu, gu_out, 2, s.x.get(), int(n), L.ffn_norm,
+                                  scale_of(s.x.get(), n), GemvMode::swiglu, st))) {
             norm_matmul(gu, gu_out, 2, L.ffn_norm);
             swiglu(s.gate.get(), s.up.get(), n * F, st);
         }
@@ -362,7 +380,8 @@ namespace {
 
 // Uploads the tokens and positions and runs the forward (the decode graph for one token);
 // the logits of the last n_out tokens are left in s.logits.
-void launch_forward(DeviceSession& s, const int32_t* tokens, int64_t n, int64_t pos0, int64_t n_out) {
+void launch_forward(DeviceSession& s, const int32_t* tokens, int64_t n, int64_t pos0,
+                    int64_t n_out) {
     if (n < 1 || n > s.n_batch) fail(ErrorKind::invalid_arg, "CUDA forward: bad token count");
     if (pos0 + n > s.n_ctx) fail(ErrorKind::invalid_arg, "CUDA forward: context overflow");
     LLM8_CUDA_CHECK(cudaSetDevice(s.dm->device));
@@ -424,7 +443,8 @@ int32_t forward_sample(DeviceSession& s, const int32_t* tokens, int64_t n, int64
                        const SampleRequest& req, int32_t* status) {
     static const bool prepared = [] {
         if (llm8_sample_cuda_prepare() != LLM8_SAMPLING_OK)
-            fail(ErrorKind::runtime, std::string("GPU sampler: ") + llm8_sample_cuda_error_string(LLM8_SAMPLING_ECUDA));
+            fail(ErrorKind::runtime,
+                 std::string("GPU sampler: ") + llm8_sample_cuda_error_string(LLM8_SAMPLING_ECUDA));
         return true;
     }();
     (void)prepared;
@@ -481,8 +501,8 @@ int32_t forward_sample(DeviceSession& s, const int32_t* tokens, int64_t n, int64
     const int rc = llm8_sample_cuda(&a, nullptr, 0, reinterpret_cast<llm8_cuda_stream>(s.stream));
     if (rc != LLM8_SAMPLING_OK)
         fail(ErrorKind::runtime, std::string("GPU sampler: ") + llm8_sample_cuda_error_string(rc));
-    LLM8_CUDA_CHECK(cudaMemcpyAsync(s.h_ints, s.sample_out.get(), 2 * sizeof(int32_t), cudaMemcpyDeviceToHost,
-                                    s.stream));
+    LLM8_CUDA_CHECK(cudaMemcpyAsync(s.h_ints, s.sample_out.get(), 2 * sizeof(int32_t),
+                                    cudaMemcpyDeviceToHost, s.stream));
     LLM8_CUDA_CHECK(cudaStreamSynchronize(s.stream));
     if (status) *status = s.h_ints[1];
     return s.h_ints[0];

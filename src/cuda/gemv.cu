@@ -50,10 +50,18 @@ __global__ void __launch_bounds__(kQuadWarps * 32)
         for (int t = 0; t < NT; ++t) {
             if (t < n) {
                 const float* xp = x + t * K + u * 32;
-                const float4 a = __ldg(reinterpret_cast<const float4*>(xp + (kSplit ? 4 * k : 8 * k)));
-                const float4 b = __ldg(reinterpret_cast<const float4*>(xp + (kSplit ? 16 + 4 * k : 8 * k + 4)));
-                xv[t][0] = a.x; xv[t][1] = a.y; xv[t][2] = a.z; xv[t][3] = a.w;
-                xv[t][4] = b.x; xv[t][5] = b.y; xv[t][6] = b.z; xv[t][7] = b.w;
+                const float4 a =
+                    __ldg(reinterpret_cast<const float4*>(xp + (kSplit ? 4 * k : 8 * k)));
+                const float4 b =
+                    __ldg(reinterpret_cast<const float4*>(xp + (kSplit ? 16 + 4 * k : 8 * k + 4)));
+                xv[t][0] = a.x;
+                xv[t][1] = a.y;
+                xv[t][2] = a.z;
+                xv[t][3] = a.w;
+                xv[t][4] = b.x;
+                xv[t][5] = b.y;
+                xv[t][6] = b.z;
+                xv[t][7] = b.w;
             }
         }
 #pragma unroll
@@ -99,7 +107,8 @@ __global__ void dequant_f16_kernel(const uint8_t* __restrict__ w, size_t row_byt
     for (int k = 0; k < 4; ++k) {
         __half2 h[4];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) h[j] = __floats2half2_rn(v[8 * k + 2 * j], v[8 * k + 2 * j + 1]);
+        for (int j = 0; j < 4; ++j)
+            h[j] = __floats2half2_rn(v[8 * k + 2 * j], v[8 * k + 2 * j + 1]);
         o[k] = *reinterpret_cast<uint4*>(h);
     }
 }
@@ -113,7 +122,8 @@ __global__ void get_rows_kernel(const uint8_t* __restrict__ w, size_t row_bytes,
         dequant_unit<T>(w + r * row_bytes, u, v);
         float4* o = reinterpret_cast<float4*>(out + int64_t(blockIdx.x) * K + u * 32);
 #pragma unroll
-        for (int k = 0; k < 8; ++k) o[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
+        for (int k = 0; k < 8; ++k)
+            o[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
     }
 }
 
@@ -129,7 +139,8 @@ __device__ __forceinline__ float load_elem(const uint8_t* row, int64_t i) {
 
 template <GgmlType T>
 __global__ void gemv_elem_kernel(const uint8_t* __restrict__ w, size_t row_bytes, int64_t K,
-                                 int64_t M, const float* __restrict__ x, int n, float* __restrict__ y) {
+                                 int64_t M, const float* __restrict__ x, int n,
+                                 float* __restrict__ y) {
     const int lane = threadIdx.x & 31;
     const int64_t row = int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
     if (row >= M) return;
@@ -154,22 +165,31 @@ __global__ void gemv_elem_kernel(const uint8_t* __restrict__ w, size_t row_bytes
 
 template <GgmlType T>
 __global__ void dequant_elem_kernel(const uint8_t* __restrict__ w, size_t row_bytes, int64_t K,
-                                    int64_t rows, const int32_t* __restrict__ ids, float* __restrict__ out_f,
-                                    __half* __restrict__ out_h) {
+                                    int64_t rows, const int32_t* __restrict__ ids,
+                                    float* __restrict__ out_f, __half* __restrict__ out_h) {
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= rows * K) return;
     const int64_t r = i / K, k = i % K;
     const float v = load_elem<T>(w + (ids ? int64_t(ids[r]) : r) * row_bytes, k);
-    if (out_f) out_f[i] = v;
-    else out_h[i] = __float2half_rn(v);
+    if (out_f)
+        out_f[i] = v;
+    else
+        out_h[i] = __float2half_rn(v);
 }
 
-#define LLM8_DISPATCH_FLOAT_TYPE(t, F)                                                            \
-    switch (t) {                                                                                  \
-        case GgmlType::F32: F(GgmlType::F32); break;                                              \
-        case GgmlType::F16: F(GgmlType::F16); break;                                              \
-        case GgmlType::BF16: F(GgmlType::BF16); break;                                            \
-        default: ::llm8::fail(::llm8::ErrorKind::unsupported, "CUDA backend: bad row length");    \
+#define LLM8_DISPATCH_FLOAT_TYPE(t, F)                                                    \
+    switch (t) {                                                                          \
+        case GgmlType::F32:                                                               \
+            F(GgmlType::F32);                                                             \
+            break;                                                                        \
+        case GgmlType::F16:                                                               \
+            F(GgmlType::F16);                                                             \
+            break;                                                                        \
+        case GgmlType::BF16:                                                              \
+            F(GgmlType::BF16);                                                            \
+            break;                                                                        \
+        default:                                                                          \
+            ::llm8::fail(::llm8::ErrorKind::unsupported, "CUDA backend: bad row length"); \
     }
 
 __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restrict__ y, int64_t n) {
@@ -210,7 +230,9 @@ void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s
     }
     const int blocks = ceil_div(w.ne1, kGemvWarps);
     if (elementwise_path(w)) {
-#define LLM8_GEMV_E(T) gemv_elem_kernel<T><<<blocks, kGemvWarps * 32, 0, s>>>(w.data, w.row_bytes, w.ne0, w.ne1, x, n, y)
+#define LLM8_GEMV_E(T)  \
+    gemv_elem_kernel<T> \
+        <<<blocks, kGemvWarps * 32, 0, s>>>(w.data, w.row_bytes, w.ne0, w.ne1, x, n, y)
         LLM8_DISPATCH_FLOAT_TYPE(w.type, LLM8_GEMV_E)
 #undef LLM8_GEMV_E
         LLM8_CUDA_CHECK_LAUNCH();
@@ -219,13 +241,17 @@ void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s
     if (n == 1) {
         constexpr int R = 2, S = 4;
         const int qblocks = ceil_div(w.ne1, (kQuadWarps / S) * R);
-#define LLM8_GEMV(T) gemv_quad_kernel<T, 1, R, S><<<qblocks, kQuadWarps * 32, 0, s>>>(w.data, w.row_bytes, w.ne0, w.ne1, x, n, y)
+#define LLM8_GEMV(T)             \
+    gemv_quad_kernel<T, 1, R, S> \
+        <<<qblocks, kQuadWarps * 32, 0, s>>>(w.data, w.row_bytes, w.ne0, w.ne1, x, n, y)
         LLM8_DISPATCH_TYPE(w.type, LLM8_GEMV)
 #undef LLM8_GEMV
     } else {
         constexpr int R = 1, S = 4;
         const int qblocks = ceil_div(w.ne1, (kQuadWarps / S) * R);
-#define LLM8_GEMV(T) gemv_quad_kernel<T, kGemvMaxTokens, R, S><<<qblocks, kQuadWarps * 32, 0, s>>>(w.data, w.row_bytes, w.ne0, w.ne1, x, n, y)
+#define LLM8_GEMV(T)                          \
+    gemv_quad_kernel<T, kGemvMaxTokens, R, S> \
+        <<<qblocks, kQuadWarps * 32, 0, s>>>(w.data, w.row_bytes, w.ne0, w.ne1, x, n, y)
         LLM8_DISPATCH_TYPE(w.type, LLM8_GEMV)
 #undef LLM8_GEMV
     }
@@ -233,7 +259,8 @@ void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s
     LLM8_CUDA_CHECK_LAUNCH();
 }
 
-void dequantize_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint16_t* out, cudaStream_t s) {
+void dequantize_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint16_t* out,
+                    cudaStream_t s) {
     check_matrix(w);
     if (w.split) {
         dequantize_split_f16(w, r0, rows, out, s);
@@ -244,7 +271,9 @@ void dequantize_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint16_t* o
     if (elementwise_path(w)) {
         const int64_t n = rows * w.ne0;
         if (n == 0) return;
-#define LLM8_DQ_E(T) dequant_elem_kernel<T><<<ceil_div(n, 256), 256, 0, s>>>(base, w.row_bytes, w.ne0, rows, nullptr, nullptr, o)
+#define LLM8_DQ_E(T)       \
+    dequant_elem_kernel<T> \
+        <<<ceil_div(n, 256), 256, 0, s>>>(base, w.row_bytes, w.ne0, rows, nullptr, nullptr, o)
         LLM8_DISPATCH_FLOAT_TYPE(w.type, LLM8_DQ_E)
 #undef LLM8_DQ_E
         LLM8_CUDA_CHECK_LAUNCH();
@@ -252,7 +281,8 @@ void dequantize_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint16_t* o
     }
     const int64_t total = rows * (w.ne0 / 32);
     if (total == 0) return;
-#define LLM8_DQ(T) dequant_f16_kernel<T><<<ceil_div(total, 256), 256, 0, s>>>(base, w.row_bytes, w.ne0, rows, o)
+#define LLM8_DQ(T) \
+    dequant_f16_kernel<T><<<ceil_div(total, 256), 256, 0, s>>>(base, w.row_bytes, w.ne0, rows, o)
     LLM8_DISPATCH_TYPE(w.type, LLM8_DQ)
 #undef LLM8_DQ
     LLM8_CUDA_CHECK_LAUNCH();
@@ -264,7 +294,9 @@ void get_rows(const DeviceMatrix& w, const int32_t* ids, int n, float* out, cuda
     if (n == 0) return;
     if (elementwise_path(w)) {
         const int64_t total = int64_t(n) * w.ne0;
-#define LLM8_GR_E(T) dequant_elem_kernel<T><<<ceil_div(total, 256), 256, 0, s>>>(w.data, w.row_bytes, w.ne0, n, ids, out, nullptr)
+#define LLM8_GR_E(T)       \
+    dequant_elem_kernel<T> \
+        <<<ceil_div(total, 256), 256, 0, s>>>(w.data, w.row_bytes, w.ne0, n, ids, out, nullptr)
         LLM8_DISPATCH_FLOAT_TYPE(w.type, LLM8_GR_E)
 #undef LLM8_GR_E
         LLM8_CUDA_CHECK_LAUNCH();
@@ -314,9 +346,9 @@ void matmul(const DeviceMatrix& w, const float* x, int64_t n, float* y, uint16_t
             a = w16;
         }
         // Column-major view: C (rows x n, ldc M) = A^T (A: K x rows) * B (K x n).
-        LLM8_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(n), int(K), &alpha,
-                                       a, CUDA_R_16F, int(K), x16, CUDA_R_16F, int(K), &beta,
-                                       y + r0, CUDA_R_32F, int(M), CUBLAS_COMPUTE_32F,
+        LLM8_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(n), int(K),
+                                       &alpha, a, CUDA_R_16F, int(K), x16, CUDA_R_16F, int(K),
+                                       &beta, y + r0, CUDA_R_32F, int(M), CUBLAS_COMPUTE_32F,
                                        CUBLAS_GEMM_DEFAULT));
     }
 }

@@ -13,8 +13,8 @@ __device__ __forceinline__ float warp_sum(float s) {
 }
 
 template <int W, int R, int NT>
-__device__ __forceinline__ void park_warp_sums(const float (&acc)[R][NT], float (&red)[W][R * NT], int warp,
-                                               int lane) {
+__device__ __forceinline__ void park_warp_sums(const float (&acc)[R][NT], float (&red)[W][R * NT],
+                                               int warp, int lane) {
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll

@@ -40,7 +40,7 @@ struct Args {
     int n;
     const float* norm_w;
     const float* norm_scale;  // [n] device
-    int mode;  // GemvMode
+    int mode;                 // GemvMode
 };
 
 template <GgmlType T, int NT>
@@ -62,7 +62,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const Args a) {
     // Row slots of this warp: rows r0, r0+1 of the segment; in SwiGLU mode slot 0 is gate row
     // r and slot 1 is up row r (segments 0 and 1).
     const int64_t local_block = int64_t(blockIdx.x) - sg.block_begin;
-    const int64_t r_base = swiglu ? (local_block * (kWarps / kS) + rw) : (local_block * kRowsPerBlock + rw * kR);
+    const int64_t r_base =
+        swiglu ? (local_block * (kWarps / kS) + rw) : (local_block * kRowsPerBlock + rw * kR);
     const uint8_t* rows[kR];
     bool valid[kR];
 #pragma unroll
@@ -95,11 +96,19 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const Args a) {
                 float4 xb = __ldg(reinterpret_cast<const float4*>(xp + off_b));
                 if (a.norm_w) {
                     const float sc = scale[t];
-                    xa = make_float4(xa.x * sc * wa.x, xa.y * sc * wa.y, xa.z * sc * wa.z, xa.w * sc * wa.w);
-                    xb = make_float4(xb.x * sc * wb.x, xb.y * sc * wb.y, xb.z * sc * wb.z, xb.w * sc * wb.w);
+                    xa = make_float4(xa.x * sc * wa.x, xa.y * sc * wa.y, xa.z * sc * wa.z,
+                                     xa.w * sc * wa.w);
+                    xb = make_float4(xb.x * sc * wb.x, xb.y * sc * wb.y, xb.z * sc * wb.z,
+                                     xb.w * sc * wb.w);
                 }
-                xv[t][0] = xa.x; xv[t][1] = xa.y; xv[t][2] = xa.z; xv[t][3] = xa.w;
-                xv[t][4] = xb.x; xv[t][5] = xb.y; xv[t][6] = xb.z; xv[t][7] = xb.w;
+                xv[t][0] = xa.x;
+                xv[t][1] = xa.y;
+                xv[t][2] = xa.z;
+                xv[t][3] = xa.w;
+                xv[t][4] = xb.x;
+                xv[t][5] = xb.y;
+                xv[t][6] = xb.z;
+                xv[t][7] = xb.w;
             }
         }
 #pragma unroll
@@ -143,21 +152,25 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const Args a) {
         if (row < sg.M && t < n) {
             const float s = split_sum<kWarps, kR, NT, kS>(red, grp, rt);
             float* dst = sg.y + t * sg.M + row;
-            if (a.mode == int(GemvMode::accumulate)) *dst += s;
-            else *dst = s;
+            if (a.mode == int(GemvMode::accumulate))
+                *dst += s;
+            else
+                *dst = s;
         }
     }
 }
 
 bool quad_ok(const DeviceMatrix& w) {
-    // The quarter-unit loads need ggml's block layout, whole 32-element units and aligned float rows.
+    // The quarter-unit loads need ggml's block layout, whole 32-element units and aligned float
+    // rows.
     if (w.split || w.ne0 % 32 != 0) return false;
     if (w.type == GgmlType::F32 || w.type == GgmlType::F16 || w.type == GgmlType::BF16)
         return w.row_bytes % 16 == 0 && reinterpret_cast<uintptr_t>(w.data) % 16 == 0;
     return true;
 }
 
-__global__ void rms_scale_kernel(const float* __restrict__ x, int64_t K, float eps, float* __restrict__ out) {
+__global__ void rms_scale_kernel(const float* __restrict__ x, int64_t K, float eps,
+                                 float* __restrict__ out) {
     const float* xr = x + int64_t(blockIdx.x) * K;
     float ss = 0.0f;
     for (int64_t i = threadIdx.x; i < K; i += blockDim.x) ss += xr[i] * xr[i];

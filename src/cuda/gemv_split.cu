@@ -38,8 +38,8 @@ struct SplitFmt<GgmlType::Q8_0> {
 };
 
 template <GgmlType T>
-__global__ void repack_kernel(const uint8_t* __restrict__ src, uint8_t* __restrict__ dst, int64_t nb,
-                              size_t row_bytes, int64_t rows) {
+__global__ void repack_kernel(const uint8_t* __restrict__ src, uint8_t* __restrict__ dst,
+                              int64_t nb, size_t row_bytes, int64_t rows) {
     using F = SplitFmt<T>;
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= rows * nb) return;
@@ -75,7 +75,8 @@ __device__ __forceinline__ float split_block(const uint8_t* row, int64_t nb, int
 #pragma unroll
         for (int i = 0; i < 8; ++i)
 #pragma unroll
-            for (int j = 0; j < 4; ++j) v[4 * i + j] = u2f_minus(((w[i] >> (8 * j)) & 0xFF) ^ 0x80, 128.0f);
+            for (int j = 0; j < 4; ++j)
+                v[4 * i + j] = u2f_minus(((w[i] >> (8 * j)) & 0xFF) ^ 0x80, 128.0f);
     }
     return d;
 }
@@ -150,7 +151,8 @@ __global__ void dequant_split_f16_kernel(const uint8_t* __restrict__ w, size_t r
     for (int k = 0; k < 4; ++k) {
         __half2 h[4];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) h[j] = __floats2half2_rn(v[8 * k + 2 * j] * d, v[8 * k + 2 * j + 1] * d);
+        for (int j = 0; j < 4; ++j)
+            h[j] = __floats2half2_rn(v[8 * k + 2 * j] * d, v[8 * k + 2 * j + 1] * d);
         o[k] = *reinterpret_cast<uint4*>(h);
     }
 }
@@ -163,12 +165,15 @@ bool can_split(const DeviceMatrix& w) {
 }
 
 void repack_split(const DeviceMatrix& w, const uint8_t* src, uint8_t* dst, cudaStream_t s) {
-    if (!can_split(w)) fail(ErrorKind::invalid_arg, "repack_split: not a Q4_0/Q8_0 matrix with aligned rows");
+    if (!can_split(w))
+        fail(ErrorKind::invalid_arg, "repack_split: not a Q4_0/Q8_0 matrix with aligned rows");
     const int64_t nb = w.ne0 / 32, total = nb * w.ne1;
     if (w.type == GgmlType::Q4_0)
-        repack_kernel<GgmlType::Q4_0><<<ceil_div(total, 256), 256, 0, s>>>(src, dst, nb, w.row_bytes, w.ne1);
+        repack_kernel<GgmlType::Q4_0>
+            <<<ceil_div(total, 256), 256, 0, s>>>(src, dst, nb, w.row_bytes, w.ne1);
     else
-        repack_kernel<GgmlType::Q8_0><<<ceil_div(total, 256), 256, 0, s>>>(src, dst, nb, w.row_bytes, w.ne1);
+        repack_kernel<GgmlType::Q8_0>
+            <<<ceil_div(total, 256), 256, 0, s>>>(src, dst, nb, w.row_bytes, w.ne1);
     LLM8_CUDA_CHECK_LAUNCH();
 }
 
@@ -177,8 +182,12 @@ void gemv_split(const DeviceMatrix& w, const float* x, int n, float* y, cudaStre
     const int blocks = ceil_div(w.ne1, (kWarps / kS) * kR);
     const bool q4 = w.type == GgmlType::Q4_0;
     if (n == 1) {
-        if (q4) gemv_split_kernel<GgmlType::Q4_0, 1><<<blocks, kWarps * 32, 0, s>>>(w.data, w.row_bytes, w.ne0, w.ne1, x, n, y);
-        else gemv_split_kernel<GgmlType::Q8_0, 1><<<blocks, kWarps * 32, 0, s>>>(w.data, w.row_bytes, w.ne0, w.ne1, x, n, y);
+        if (q4)
+            gemv_split_kernel<GgmlType::Q4_0, 1>
+                <<<blocks, kWarps * 32, 0, s>>>(w.data, w.row_bytes, w.ne0, w.ne1, x, n, y);
+        else
+            gemv_split_kernel<GgmlType::Q8_0, 1>
+                <<<blocks, kWarps * 32, 0, s>>>(w.data, w.row_bytes, w.ne0, w.ne1, x, n, y);
     } else {
         for (int t0 = 0; t0 < n; t0 += 2) {  // two tokens per launch keeps the registers in check
             const int nt = std::min(2, n - t0);
@@ -193,15 +202,18 @@ void gemv_split(const DeviceMatrix& w, const float* x, int n, float* y, cudaStre
     LLM8_CUDA_CHECK_LAUNCH();
 }
 
-void dequantize_split_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint16_t* out, cudaStream_t s) {
+void dequantize_split_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint16_t* out,
+                          cudaStream_t s) {
     const int64_t total = rows * (w.ne0 / 32);
     if (total == 0) return;
     const uint8_t* base = w.data + size_t(r0) * w.row_bytes;
     __half* o = reinterpret_cast<__half*>(out);
     if (w.type == GgmlType::Q4_0)
-        dequant_split_f16_kernel<GgmlType::Q4_0><<<ceil_div(total, 256), 256, 0, s>>>(base, w.row_bytes, w.ne0, rows, o);
+        dequant_split_f16_kernel<GgmlType::Q4_0>
+            <<<ceil_div(total, 256), 256, 0, s>>>(base, w.row_bytes, w.ne0, rows, o);
     else
-        dequant_split_f16_kernel<GgmlType::Q8_0><<<ceil_div(total, 256), 256, 0, s>>>(base, w.row_bytes, w.ne0, rows, o);
+        dequant_split_f16_kernel<GgmlType::Q8_0>
+            <<<ceil_div(total, 256), 256, 0, s>>>(base, w.row_bytes, w.ne0, rows, o);
     LLM8_CUDA_CHECK_LAUNCH();
 }
 

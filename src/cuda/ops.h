@@ -30,7 +30,8 @@ bool can_split(const DeviceMatrix& w);
 // distinct buffers of ne1 * row_bytes).
 void repack_split(const DeviceMatrix& w, const uint8_t* src, uint8_t* dst, cudaStream_t s);
 void gemv_split(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s);
-void dequantize_split_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint16_t* out, cudaStream_t s);
+void dequantize_split_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint16_t* out,
+                          cudaStream_t s);
 
 // Y[n, ne1] = X[n, ne0] * W^T, n <= 8: streams each weight row once for all n tokens.
 void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s);
@@ -46,10 +47,11 @@ bool gemv_fused(const DeviceMatrix* mats, float* const* ys, int n_mats, const fl
 // out[r] = 1 / sqrt(mean(x[r]^2) + eps) for rows of K.
 void rms_scale(const float* x, int64_t rows, int64_t K, float eps, float* out, cudaStream_t s);
 // Bias, RoPE of Q and K, and the append of K/V to the half cache, for n tokens, in one launch.
-void rope_store(float* q, float* k, const float* v, const float* bq, const float* bk, const float* bv,
-                uint16_t* kc, uint16_t* vc, int64_t n, const int32_t* pos, const int32_t* pos0_dev,
-                int n_head, int n_head_kv, int head_dim, int n_rot, RopeLayout layout, float base,
-                float freq_scale, const float* factors, cudaStream_t s);
+void rope_store(float* q, float* k, const float* v, const float* bq, const float* bk,
+                const float* bv, uint16_t* kc, uint16_t* vc, int64_t n, const int32_t* pos,
+                const int32_t* pos0_dev, int n_head, int n_head_kv, int head_dim, int n_rot,
+                RopeLayout layout, float base, float freq_scale, const float* factors,
+                cudaStream_t s);
 
 // out[r, 0..ne0) = dequant(W row r) as half, rows [r0, r0+rows).
 void dequantize_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint16_t* out, cudaStream_t s);
@@ -65,7 +67,8 @@ void matmul(const DeviceMatrix& w, const float* x, int64_t n, float* y, uint16_t
             cublasHandle_t h, cudaStream_t s);
 
 // Per row of n: y = x / rms(x) * w. rows rows, y may alias x.
-void rms_norm(const float* x, const float* w, float* y, int64_t rows, int n, float eps, cudaStream_t s);
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int n, float eps,
+              cudaStream_t s);
 void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int n_rot, const int32_t* pos,
           RopeLayout layout, float base, float freq_scale, const float* factors, cudaStream_t s);
 void swiglu(float* g, const float* u, int64_t n, cudaStream_t s);
@@ -93,10 +96,10 @@ void attention_f16_splitkv(const float* q, const uint16_t* kc, const uint16_t* v
                            const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv,
                            int head_dim, float* out, float* ws, cudaStream_t s);
 bool attention_f16_decode(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
-                          const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv, int head_dim,
-                          float* out, float* ws, cudaStream_t s);
-void attention_combine(const float* ws, int64_t n_tokens, int n_head, int head_dim, int splits, float* out,
-                       cudaStream_t s);
+                          const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv,
+                          int head_dim, float* out, float* ws, cudaStream_t s);
+void attention_combine(const float* ws, int64_t n_tokens, int n_head, int head_dim, int splits,
+                       float* out, cudaStream_t s);
 bool attention_f16_mma(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
                        const int32_t* pos0_dev, int n_head, int n_head_kv, int head_dim, float* out,
                        cudaStream_t s);

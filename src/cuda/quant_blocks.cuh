@@ -119,7 +119,8 @@ struct Unit<GgmlType::Q5_0> {
     static constexpr int kBlockBytes = 22, kUnits = 1;
     __device__ static void dq(const uint8_t* b, int, float* v) {
         const float d = ld_half(b);
-        const uint32_t qh = uint32_t(b[2]) | uint32_t(b[3]) << 8 | uint32_t(b[4]) << 16 | uint32_t(b[5]) << 24;
+        const uint32_t qh =
+            uint32_t(b[2]) | uint32_t(b[3]) << 8 | uint32_t(b[4]) << 16 | uint32_t(b[5]) << 24;
         const uint8_t* qs = b + 6;
 #pragma unroll
         for (int j = 0; j < 16; ++j) {
@@ -136,7 +137,8 @@ struct Unit<GgmlType::Q5_1> {
     static constexpr int kBlockBytes = 24, kUnits = 1;
     __device__ static void dq(const uint8_t* b, int, float* v) {
         const float d = ld_half(b), m = ld_half(b + 2);
-        const uint32_t qh = uint32_t(b[4]) | uint32_t(b[5]) << 8 | uint32_t(b[6]) << 16 | uint32_t(b[7]) << 24;
+        const uint32_t qh =
+            uint32_t(b[4]) | uint32_t(b[5]) << 8 | uint32_t(b[6]) << 16 | uint32_t(b[7]) << 24;
         const uint8_t* qs = b + 8;
 #pragma unroll
         for (int j = 0; j < 16; ++j) {
@@ -225,23 +227,45 @@ __device__ __forceinline__ void dequant_unit(const uint8_t* row, int64_t u, floa
 }
 
 // Calls f.template operator()<T>() for the runtime type t; unsupported types throw.
-#define LLM8_DISPATCH_TYPE(t, F)                                                                  \
-    switch (t) {                                                                                  \
-        case GgmlType::F32: F(GgmlType::F32); break;                                              \
-        case GgmlType::F16: F(GgmlType::F16); break;                                              \
-        case GgmlType::BF16: F(GgmlType::BF16); break;                                            \
-        case GgmlType::Q4_0: F(GgmlType::Q4_0); break;                                            \
-        case GgmlType::Q4_1: F(GgmlType::Q4_1); break;                                            \
-        case GgmlType::Q5_0: F(GgmlType::Q5_0); break;                                            \
-        case GgmlType::Q5_1: F(GgmlType::Q5_1); break;                                            \
-        case GgmlType::Q8_0: F(GgmlType::Q8_0); break;                                            \
-        case GgmlType::Q4_K: F(GgmlType::Q4_K); break;                                            \
-        case GgmlType::Q5_K: F(GgmlType::Q5_K); break;                                            \
-        case GgmlType::Q6_K: F(GgmlType::Q6_K); break;                                            \
-        default:                                                                                  \
-            ::llm8::fail(::llm8::ErrorKind::unsupported,                                          \
-                         std::string("CUDA backend: tensor type ") + ::llm8::type_name(t) +       \
-                             " is not supported");                                                \
+#define LLM8_DISPATCH_TYPE(t, F)                                                            \
+    switch (t) {                                                                            \
+        case GgmlType::F32:                                                                 \
+            F(GgmlType::F32);                                                               \
+            break;                                                                          \
+        case GgmlType::F16:                                                                 \
+            F(GgmlType::F16);                                                               \
+            break;                                                                          \
+        case GgmlType::BF16:                                                                \
+            F(GgmlType::BF16);                                                              \
+            break;                                                                          \
+        case GgmlType::Q4_0:                                                                \
+            F(GgmlType::Q4_0);                                                              \
+            break;                                                                          \
+        case GgmlType::Q4_1:                                                                \
+            F(GgmlType::Q4_1);                                                              \
+            break;                                                                          \
+        case GgmlType::Q5_0:                                                                \
+            F(GgmlType::Q5_0);                                                              \
+            break;                                                                          \
+        case GgmlType::Q5_1:                                                                \
+            F(GgmlType::Q5_1);                                                              \
+            break;                                                                          \
+        case GgmlType::Q8_0:                                                                \
+            F(GgmlType::Q8_0);                                                              \
+            break;                                                                          \
+        case GgmlType::Q4_K:                                                                \
+            F(GgmlType::Q4_K);                                                              \
+            break;                                                                          \
+        case GgmlType::Q5_K:                                                                \
+            F(GgmlType::Q5_K);                                                              \
+            break;                                                                          \
+        case GgmlType::Q6_K:                                                                \
+            F(GgmlType::Q6_K);                                                              \
+            break;                                                                          \
+        default:                                                                            \
+            ::llm8::fail(::llm8::ErrorKind::unsupported,                                    \
+                         std::string("CUDA backend: tensor type ") + ::llm8::type_name(t) + \
+                             " is not supported");                                          \
     }
 
 }  // namespace cuda

@@ -34,8 +34,14 @@ struct Quad<GgmlType::F32> {
     __device__ static void dq(const uint8_t* row, int64_t u, int k, float* v) {
         const float4* p = reinterpret_cast<const float4*>(row + u * 128 + k * 32);
         const float4 a = p[0], b = p[1];
-        v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
-        v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+        v[0] = a.x;
+        v[1] = a.y;
+        v[2] = a.z;
+        v[3] = a.w;
+        v[4] = b.x;
+        v[5] = b.y;
+        v[6] = b.z;
+        v[7] = b.w;
     }
 };
 
@@ -211,14 +217,17 @@ struct Quad<GgmlType::Q6_K> {
         const uint8_t* ql = b + 64 * h + ((kq & 1) ? 32 : 0) + 8 * k;
         const uint8_t* qh = b + 128 + 32 * h + 8 * k;
         const float d = __half2float(*reinterpret_cast<const __half*>(b + 208));
-        const float dsc = d * float(reinterpret_cast<const int8_t*>(b + 192)[8 * h + 2 * kq + (k >> 1)]);
+        const float dsc =
+            d * float(reinterpret_cast<const int8_t*>(b + 192)[8 * h + 2 * kq + (k >> 1)]);
         const uint32_t l0 = ld_u32_2a(ql), l1 = ld_u32_2a(ql + 4);
         const uint32_t h0 = ld_u32_2a(qh), h1 = ld_u32_2a(qh + 4);
         const int lshift = (kq & 2) ? 4 : 0;
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-            const uint32_t q0 = ((l0 >> (8 * i + lshift)) & 0xF) | (((h0 >> (8 * i + 2 * kq)) & 3) << 4);
-            const uint32_t q1 = ((l1 >> (8 * i + lshift)) & 0xF) | (((h1 >> (8 * i + 2 * kq)) & 3) << 4);
+            const uint32_t q0 =
+                ((l0 >> (8 * i + lshift)) & 0xF) | (((h0 >> (8 * i + 2 * kq)) & 3) << 4);
+            const uint32_t q1 =
+                ((l1 >> (8 * i + lshift)) & 0xF) | (((h1 >> (8 * i + 2 * kq)) & 3) << 4);
             v[i] = dsc * u2f_minus(q0, 32.0f);
             v[4 + i] = dsc * u2f_minus(q1, 32.0f);
         }

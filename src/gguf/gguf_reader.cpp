@@ -65,34 +65,78 @@ size_t scalar_size(GgufType t) {
     switch (t) {
         case GgufType::UINT8:
         case GgufType::INT8:
-        case GgufType::BOOL: return 1;
+        case GgufType::BOOL:
+            return 1;
         case GgufType::UINT16:
-        case GgufType::INT16: return 2;
+        case GgufType::INT16:
+            return 2;
         case GgufType::UINT32:
         case GgufType::INT32:
-        case GgufType::FLOAT32: return 4;
+        case GgufType::FLOAT32:
+            return 4;
         case GgufType::UINT64:
         case GgufType::INT64:
-        case GgufType::FLOAT64: return 8;
-        default: return 0;
+        case GgufType::FLOAT64:
+            return 8;
+        default:
+            return 0;
     }
 }
 
-bool valid_type(uint32_t t) { return t <= static_cast<uint32_t>(GgufType::FLOAT64); }
+bool valid_type(uint32_t t) {
+    return t <= static_cast<uint32_t>(GgufType::FLOAT64);
+}
 
 // Reads one scalar of type t into v (i, u, f and, for bools, i/u as 0/1).
 void read_scalar(Cursor& c, GgufType t, GgufValue& v, const char* item) {
     switch (t) {
-        case GgufType::UINT8: v.u = c.read<uint8_t>(item); v.i = int64_t(v.u); v.f = double(v.u); break;
-        case GgufType::INT8: v.i = c.read<int8_t>(item); v.u = uint64_t(v.i); v.f = double(v.i); break;
-        case GgufType::UINT16: v.u = c.read<uint16_t>(item); v.i = int64_t(v.u); v.f = double(v.u); break;
-        case GgufType::INT16: v.i = c.read<int16_t>(item); v.u = uint64_t(v.i); v.f = double(v.i); break;
-        case GgufType::UINT32: v.u = c.read<uint32_t>(item); v.i = int64_t(v.u); v.f = double(v.u); break;
-        case GgufType::INT32: v.i = c.read<int32_t>(item); v.u = uint64_t(v.i); v.f = double(v.i); break;
-        case GgufType::UINT64: v.u = c.read<uint64_t>(item); v.i = int64_t(v.u); v.f = double(v.u); break;
-        case GgufType::INT64: v.i = c.read<int64_t>(item); v.u = uint64_t(v.i); v.f = double(v.i); break;
-        case GgufType::FLOAT32: v.f = c.read<float>(item); v.i = int64_t(0); break;
-        case GgufType::FLOAT64: v.f = c.read<double>(item); break;
+        case GgufType::UINT8:
+            v.u = c.read<uint8_t>(item);
+            v.i = int64_t(v.u);
+            v.f = double(v.u);
+            break;
+        case GgufType::INT8:
+            v.i = c.read<int8_t>(item);
+            v.u = uint64_t(v.i);
+            v.f = double(v.i);
+            break;
+        case GgufType::UINT16:
+            v.u = c.read<uint16_t>(item);
+            v.i = int64_t(v.u);
+            v.f = double(v.u);
+            break;
+        case GgufType::INT16:
+            v.i = c.read<int16_t>(item);
+            v.u = uint64_t(v.i);
+            v.f = double(v.i);
+            break;
+        case GgufType::UINT32:
+            v.u = c.read<uint32_t>(item);
+            v.i = int64_t(v.u);
+            v.f = double(v.u);
+            break;
+        case GgufType::INT32:
+            v.i = c.read<int32_t>(item);
+            v.u = uint64_t(v.i);
+            v.f = double(v.i);
+            break;
+        case GgufType::UINT64:
+            v.u = c.read<uint64_t>(item);
+            v.i = int64_t(v.u);
+            v.f = double(v.u);
+            break;
+        case GgufType::INT64:
+            v.i = c.read<int64_t>(item);
+            v.u = uint64_t(v.i);
+            v.f = double(v.i);
+            break;
+        case GgufType::FLOAT32:
+            v.f = c.read<float>(item);
+            v.i = int64_t(0);
+            break;
+        case GgufType::FLOAT64:
+            v.f = c.read<double>(item);
+            break;
         case GgufType::BOOL: {
             const uint8_t b = c.read<uint8_t>(item);
             if (b > 1)
@@ -103,7 +147,8 @@ void read_scalar(Cursor& c, GgufType t, GgufValue& v, const char* item) {
             v.f = b;
             break;
         }
-        default: fail(ErrorKind::format, c.what() + ": " + item + ": not a scalar type");
+        default:
+            fail(ErrorKind::format, c.what() + ": " + item + ": not a scalar type");
     }
 }
 
@@ -112,7 +157,7 @@ void read_scalar(Cursor& c, GgufType t, GgufValue& v, const char* item) {
 // ---- GgufValue --------------------------------------------------------------------------------
 
 const char* gguf_type_name(GgufType t) {
-    static const char* names[] = {"u8",  "i8",   "u16",    "i16", "u32", "i32", "f32",
+    static const char* names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
                                   "bool", "string", "array", "u64", "i64", "f64"};
     const uint32_t i = static_cast<uint32_t>(t);
     return i < sizeof(names) / sizeof(names[0]) ? names[i] : "invalid";
@@ -121,11 +166,15 @@ const char* gguf_type_name(GgufType t) {
 size_t GgufValue::array_size() const {
     if (!is_array()) return 0;
     switch (elem_type) {
-        case GgufType::STRING: return strings.size();
+        case GgufType::STRING:
+            return strings.size();
         case GgufType::FLOAT32:
-        case GgufType::FLOAT64: return floats.size();
-        case GgufType::UINT64: return uints.size();
-        default: return ints.size();
+        case GgufType::FLOAT64:
+            return floats.size();
+        case GgufType::UINT64:
+            return uints.size();
+        default:
+            return ints.size();
     }
 }
 
@@ -255,9 +304,9 @@ void GgufFile::parse() {
     }
     version_ = c.read<uint32_t>("version");
     if (version_ < 1 || version_ > 3)
-        fail(ErrorKind::unsupported,
-             path_ + ": GGUF version " + std::to_string(version_) + " is not supported (1-3)" +
-                 (version_ > 0x00ffffff ? " (a big-endian file?)" : ""));
+        fail(ErrorKind::unsupported, path_ + ": GGUF version " + std::to_string(version_) +
+                                         " is not supported (1-3)" +
+                                         (version_ > 0x00ffffff ? " (a big-endian file?)" : ""));
 
     const uint64_t n_tensors = c.read_len(version_, "tensor count");
     const uint64_t n_kv = c.read_len(version_, "metadata count");
@@ -275,8 +324,8 @@ void GgufFile::parse() {
         std::string key = c.read_string(version_, "metadata key");
         const uint32_t t = c.read<uint32_t>("metadata type");
         if (!valid_type(t))
-            fail(ErrorKind::format, path_ + ": metadata '" + key + "' has invalid type " +
-                                        std::to_string(t));
+            fail(ErrorKind::format,
+                 path_ + ": metadata '" + key + "' has invalid type " + std::to_string(t));
         GgufValue v;
         v.type = static_cast<GgufType>(t);
         if (v.type == GgufType::STRING) {
@@ -285,7 +334,8 @@ void GgufFile::parse() {
             const uint32_t et = c.read<uint32_t>("array element type");
             if (!valid_type(et))
                 fail(ErrorKind::format, path_ + ": metadata '" + key +
-                                            "' has invalid array element type " + std::to_string(et));
+                                            "' has invalid array element type " +
+                                            std::to_string(et));
             v.elem_type = static_cast<GgufType>(et);
             if (v.elem_type == GgufType::ARRAY)
                 fail(ErrorKind::unsupported,
@@ -305,15 +355,21 @@ void GgufFile::parse() {
                 const bool is_float =
                     v.elem_type == GgufType::FLOAT32 || v.elem_type == GgufType::FLOAT64;
                 const bool is_u64 = v.elem_type == GgufType::UINT64;
-                if (is_float) v.floats.reserve(count);
-                else if (is_u64) v.uints.reserve(count);
-                else v.ints.reserve(count);
+                if (is_float)
+                    v.floats.reserve(count);
+                else if (is_u64)
+                    v.uints.reserve(count);
+                else
+                    v.ints.reserve(count);
                 GgufValue e;
                 for (size_t i = 0; i < count; ++i) {
                     read_scalar(c, v.elem_type, e, key.c_str());
-                    if (is_float) v.floats.push_back(e.f);
-                    else if (is_u64) v.uints.push_back(e.u);
-                    else v.ints.push_back(e.i);
+                    if (is_float)
+                        v.floats.push_back(e.f);
+                    else if (is_u64)
+                        v.uints.push_back(e.u);
+                    else
+                        v.ints.push_back(e.i);
                 }
             }
         } else {
@@ -342,21 +398,21 @@ void GgufFile::parse() {
                                         std::to_string(n_dims) + " dimensions (at most 4)");
         int64_t nel = 1;
         for (uint32_t d = 0; d < n_dims; ++d) {
-            const uint64_t dim = version_ == 1 ? c.read<uint32_t>("tensor dim")
-                                               : c.read<uint64_t>("tensor dim");
+            const uint64_t dim =
+                version_ == 1 ? c.read<uint32_t>("tensor dim") : c.read<uint64_t>("tensor dim");
             // ggml keeps dims as int64: reject anything whose element count overflows.
             if (dim == 0 || dim > uint64_t(std::numeric_limits<int64_t>::max()) ||
                 uint64_t(nel) > uint64_t(std::numeric_limits<int64_t>::max()) / dim)
-                fail(ErrorKind::format, path_ + ": tensor '" + ti.name + "' has an absurd dimension " +
-                                            std::to_string(dim));
+                fail(ErrorKind::format, path_ + ": tensor '" + ti.name +
+                                            "' has an absurd dimension " + std::to_string(dim));
             nel *= int64_t(dim);
             ti.ne.push_back(int64_t(dim));
         }
         const uint32_t type = c.read<uint32_t>("tensor type");
         const TypeTraits* tt = type_traits(type);
         if (!tt)
-            fail(ErrorKind::unsupported, path_ + ": tensor '" + ti.name + "' has unknown type id " +
-                                             std::to_string(type));
+            fail(ErrorKind::unsupported,
+                 path_ + ": tensor '" + ti.name + "' has unknown type id " + std::to_string(type));
         ti.type = static_cast<GgmlType>(type);
         ti.offset = c.read<uint64_t>("tensor offset");
         const int64_t ne0 = ti.ne.empty() ? 1 : ti.ne[0];
@@ -366,8 +422,8 @@ void GgufFile::parse() {
                                         tt->name + " block size");
         const uint64_t nblocks = uint64_t(nel) / uint64_t(tt->block_size);
         if (nblocks > uint64_t(size_) / tt->type_size)
-            fail(ErrorKind::format, path_ + ": tensor '" + ti.name + "' (" +
-                                        std::to_string(nel) + " elements) is larger than the file");
+            fail(ErrorKind::format, path_ + ": tensor '" + ti.name + "' (" + std::to_string(nel) +
+                                        " elements) is larger than the file");
         ti.nbytes = static_cast<size_t>(nblocks * tt->type_size);
         if (tensor_index_.count(ti.name))
             fail(ErrorKind::format, path_ + ": duplicate tensor name '" + ti.name + "'");
@@ -388,10 +444,9 @@ void GgufFile::parse() {
                                         std::to_string(ti.offset) + " is not aligned to " +
                                         std::to_string(alignment_));
         if (ti.offset > data_size || ti.nbytes > data_size - ti.offset)
-            fail(ErrorKind::format, path_ + ": tensor '" + ti.name + "' data [" +
-                                        std::to_string(ti.offset) + ", +" +
-                                        std::to_string(ti.nbytes) +
-                                        ") runs past the end of the file (truncated?)");
+            fail(ErrorKind::format,
+                 path_ + ": tensor '" + ti.name + "' data [" + std::to_string(ti.offset) + ", +" +
+                     std::to_string(ti.nbytes) + ") runs past the end of the file (truncated?)");
         ti.data = base_ + off + ti.offset;
     }
 }
@@ -416,8 +471,10 @@ static bool is_integer(GgufType t) {
         case GgufType::INT32:
         case GgufType::UINT64:
         case GgufType::INT64:
-        case GgufType::BOOL: return true;
-        default: return false;
+        case GgufType::BOOL:
+            return true;
+        default:
+            return false;
     }
 }
 
@@ -452,8 +509,8 @@ double GgufFile::get_float(const std::string& key, double dflt) const {
     if (!v) return dflt;
     if (v->type == GgufType::FLOAT32 || v->type == GgufType::FLOAT64) return v->f;
     if (is_integer(v->type)) return double(v->i);
-    fail(ErrorKind::format, path_ + ": metadata '" + key + "' is " + gguf_type_name(v->type) +
-                                ", expected a number");
+    fail(ErrorKind::format,
+         path_ + ": metadata '" + key + "' is " + gguf_type_name(v->type) + ", expected a number");
 }
 
 bool GgufFile::get_bool(const std::string& key, bool dflt) const {

@@ -31,18 +31,41 @@ public:
 
 void put_scalar(Out& o, GgufType t, int64_t i, uint64_t u, double f) {
     switch (t) {
-        case GgufType::UINT8: o.put<uint8_t>(uint8_t(u)); break;
-        case GgufType::INT8: o.put<int8_t>(int8_t(i)); break;
-        case GgufType::UINT16: o.put<uint16_t>(uint16_t(u)); break;
-        case GgufType::INT16: o.put<int16_t>(int16_t(i)); break;
-        case GgufType::UINT32: o.put<uint32_t>(uint32_t(u)); break;
-        case GgufType::INT32: o.put<int32_t>(int32_t(i)); break;
-        case GgufType::UINT64: o.put<uint64_t>(u); break;
-        case GgufType::INT64: o.put<int64_t>(i); break;
-        case GgufType::FLOAT32: o.put<float>(float(f)); break;
-        case GgufType::FLOAT64: o.put<double>(f); break;
-        case GgufType::BOOL: o.put<uint8_t>(i != 0); break;
-        default: fail(ErrorKind::invalid_arg, "gguf writer: not a scalar type");
+        case GgufType::UINT8:
+            o.put<uint8_t>(uint8_t(u));
+            break;
+        case GgufType::INT8:
+            o.put<int8_t>(int8_t(i));
+            break;
+        case GgufType::UINT16:
+            o.put<uint16_t>(uint16_t(u));
+            break;
+        case GgufType::INT16:
+            o.put<int16_t>(int16_t(i));
+            break;
+        case GgufType::UINT32:
+            o.put<uint32_t>(uint32_t(u));
+            break;
+        case GgufType::INT32:
+            o.put<int32_t>(int32_t(i));
+            break;
+        case GgufType::UINT64:
+            o.put<uint64_t>(u);
+            break;
+        case GgufType::INT64:
+            o.put<int64_t>(i);
+            break;
+        case GgufType::FLOAT32:
+            o.put<float>(float(f));
+            break;
+        case GgufType::FLOAT64:
+            o.put<double>(f);
+            break;
+        case GgufType::BOOL:
+            o.put<uint8_t>(i != 0);
+            break;
+        default:
+            fail(ErrorKind::invalid_arg, "gguf writer: not a scalar type");
     }
 }
 
@@ -64,7 +87,8 @@ void put_value(Out& o, const GgufValue& v) {
             case GgufType::UINT64:
                 for (uint64_t u : v.uints) put_scalar(o, v.elem_type, int64_t(u), u, 0);
                 break;
-            case GgufType::ARRAY: fail(ErrorKind::unsupported, "gguf writer: array of arrays");
+            case GgufType::ARRAY:
+                fail(ErrorKind::unsupported, "gguf writer: array of arrays");
             default:
                 for (int64_t i : v.ints) put_scalar(o, v.elem_type, i, uint64_t(i), 0);
         }
@@ -148,8 +172,10 @@ std::vector<uint8_t> GgufWriter::to_bytes() const {
     for (const auto& t : tensors_) {
         const size_t at = buf.size();
         buf.resize(at + (t.nbytes + alignment_ - 1) / alignment_ * alignment_, 0);
-        if (t.fill) t.fill(buf.data() + at);
-        else std::copy(t.bytes.begin(), t.bytes.end(), buf.begin() + long(at));
+        if (t.fill)
+            t.fill(buf.data() + at);
+        else
+            std::copy(t.bytes.begin(), t.bytes.end(), buf.begin() + long(at));
     }
     return buf;
 }
@@ -187,7 +213,8 @@ void GgufWriter::write(const std::string& path) const {
     }
     if (std::rename(tmp.c_str(), path.c_str()) != 0) {
         std::remove(tmp.c_str());
-        fail(ErrorKind::io, "cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(errno));
+        fail(ErrorKind::io,
+             "cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(errno));
     }
 }
 

@@ -46,7 +46,9 @@ struct TypeTraits {
 
 // Traits of a raw type id from a file; nullptr when the id is not a ggml type at all.
 const TypeTraits* type_traits(uint32_t type);
-inline const TypeTraits* type_traits(GgmlType t) { return type_traits(static_cast<uint32_t>(t)); }
+inline const TypeTraits* type_traits(GgmlType t) {
+    return type_traits(static_cast<uint32_t>(t));
+}
 const char* type_name(GgmlType t);
 // Parse "q8_0", "f16", ... (case-insensitive); returns false when unknown.
 bool type_from_name(const char* name, GgmlType* out);

@@ -18,13 +18,13 @@ struct Entry {
 
 // Only the types llm8 knows by name; the rest of ggml's ids are "unknown".
 const Entry kTypes[] = {
-    {0, {"f32", 1, 4, true}},        {1, {"f16", 1, 2, true}},
-    {2, {"q4_0", 32, 18, true}},     {3, {"q4_1", 32, 20, true}},
-    {6, {"q5_0", 32, 22, true}},     {7, {"q5_1", 32, 24, true}},
-    {8, {"q8_0", 32, 34, true}},     {9, {"q8_1", 32, 36, false}},
-    {10, {"q2_K", 256, 84, false}},  {11, {"q3_K", 256, 110, false}},
-    {12, {"q4_K", 256, 144, true}},  {13, {"q5_K", 256, 176, true}},
-    {14, {"q6_K", 256, 210, true}},  {15, {"q8_K", 256, 292, false}},
+    {0, {"f32", 1, 4, true}},       {1, {"f16", 1, 2, true}},
+    {2, {"q4_0", 32, 18, true}},    {3, {"q4_1", 32, 20, true}},
+    {6, {"q5_0", 32, 22, true}},    {7, {"q5_1", 32, 24, true}},
+    {8, {"q8_0", 32, 34, true}},    {9, {"q8_1", 32, 36, false}},
+    {10, {"q2_K", 256, 84, false}}, {11, {"q3_K", 256, 110, false}},
+    {12, {"q4_K", 256, 144, true}}, {13, {"q5_K", 256, 176, true}},
+    {14, {"q6_K", 256, 210, true}}, {15, {"q8_K", 256, 292, false}},
     {30, {"bf16", 1, 2, true}},
 };
 
@@ -128,7 +128,8 @@ float bf16_to_fp32(uint16_t h) {
 uint16_t fp32_to_bf16(float f) {
     uint32_t x;
     std::memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40);  // quiet nan
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return static_cast<uint16_t>((x >> 16) | 0x40);  // quiet nan
     const uint32_t rounding = 0x7fff + ((x >> 16) & 1);
     return static_cast<uint16_t>((x + rounding) >> 16);
 }

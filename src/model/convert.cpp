@@ -21,18 +21,30 @@ std::vector<uint8_t> read_all(const std::string& path) {
 // llama.cpp's file_type numbering for general.file_type (LLAMA_FTYPE_*).
 uint32_t ftype_of(GgmlType t) {
     switch (t) {
-        case GgmlType::F32: return 0;
-        case GgmlType::F16: return 1;
-        case GgmlType::Q4_0: return 2;
-        case GgmlType::Q4_1: return 3;
-        case GgmlType::Q8_0: return 7;
-        case GgmlType::Q5_0: return 8;
-        case GgmlType::Q5_1: return 9;
-        case GgmlType::Q4_K: return 15;  // Q4_K_M is the usual name; plain Q4_K here
-        case GgmlType::Q5_K: return 17;
-        case GgmlType::Q6_K: return 18;
-        case GgmlType::BF16: return 32;
-        default: return 0;
+        case GgmlType::F32:
+            return 0;
+        case GgmlType::F16:
+            return 1;
+        case GgmlType::Q4_0:
+            return 2;
+        case GgmlType::Q4_1:
+            return 3;
+        case GgmlType::Q8_0:
+            return 7;
+        case GgmlType::Q5_0:
+            return 8;
+        case GgmlType::Q5_1:
+            return 9;
+        case GgmlType::Q4_K:
+            return 15;  // Q4_K_M is the usual name; plain Q4_K here
+        case GgmlType::Q5_K:
+            return 17;
+        case GgmlType::Q6_K:
+            return 18;
+        case GgmlType::BF16:
+            return 32;
+        default:
+            return 0;
     }
 }
 
@@ -41,21 +53,21 @@ uint32_t ftype_of(GgmlType t) {
 GgufWriter convert_llama2c(const std::string& checkpoint_path, const std::string& tokenizer_path,
                            const std::string& name) {
     const std::vector<uint8_t> ck = read_all(checkpoint_path);
-    if (ck.size() < 28) fail(ErrorKind::format, checkpoint_path + ": too small for a llama2.c header");
+    if (ck.size() < 28)
+        fail(ErrorKind::format, checkpoint_path + ": too small for a llama2.c header");
     int32_t cfg[7];
     std::memcpy(cfg, ck.data(), sizeof cfg);
     const int dim = cfg[0], hidden = cfg[1], n_layers = cfg[2], n_heads = cfg[3],
               n_kv_heads = cfg[4], seq_len = cfg[6];
     const bool shared = cfg[5] > 0;
     const int vocab = shared ? cfg[5] : -cfg[5];
-    if (dim <= 0 || hidden <= 0 || n_layers <= 0 || n_heads <= 0 || n_kv_heads <= 0 ||
-        vocab <= 0 || seq_len <= 0 || dim % n_heads || n_heads % n_kv_heads || dim > (1 << 20) ||
+    if (dim <= 0 || hidden <= 0 || n_layers <= 0 || n_heads <= 0 || n_kv_heads <= 0 || vocab <= 0 ||
+        seq_len <= 0 || dim % n_heads || n_heads % n_kv_heads || dim > (1 << 20) ||
         hidden > (1 << 22) || n_layers > 1024 || vocab > (1 << 24) || seq_len > (1 << 24))
-        fail(ErrorKind::format, checkpoint_path + ": implausible llama2.c config (dim " +
-                                    std::to_string(dim) + ", layers " + std::to_string(n_layers) +
-                                    ", heads " + std::to_string(n_heads) + "/" +
-                                    std::to_string(n_kv_heads) + ", vocab " +
-                                    std::to_string(vocab) + ")");
+        fail(ErrorKind::format,
+             checkpoint_path + ": implausible llama2.c config (dim " + std::to_string(dim) +
+                 ", layers " + std::to_string(n_layers) + ", heads " + std::to_string(n_heads) +
+                 "/" + std::to_string(n_kv_heads) + ", vocab " + std::to_string(vocab) + ")");
     const int64_t hd = dim / n_heads, kv_dim = int64_t(n_kv_heads) * hd;
     const int64_t L = n_layers, D = dim, H = hidden, V = vocab;
     const int64_t n_floats = V * D + L * D + L * D * D + 2 * L * D * kv_dim + L * D * D + L * D +
@@ -178,7 +190,8 @@ GgufWriter convert_gguf(const GgufFile& in, const GgmlType* out_type) {
     if (out_type) {
         const TypeTraits* tt = type_traits(*out_type);
         if (!tt || !tt->supported)
-            fail(ErrorKind::unsupported, std::string("cannot convert to type ") + type_name(*out_type));
+            fail(ErrorKind::unsupported,
+                 std::string("cannot convert to type ") + type_name(*out_type));
         w.set("general.file_type", GgufValue::make_u32(ftype_of(*out_type)));
     }
     std::vector<float> row;
@@ -186,8 +199,8 @@ GgufWriter convert_gguf(const GgufFile& in, const GgmlType* out_type) {
     for (const auto& t : in.tensors()) {
         const bool matrix = t.ne.size() == 2 && t.ne[1] > 1;
         const TypeTraits* target = out_type ? type_traits(*out_type) : nullptr;
-        const bool convert = out_type && matrix && *out_type != t.type &&
-                             t.ne[0] % target->block_size == 0;
+        const bool convert =
+            out_type && matrix && *out_type != t.type && t.ne[0] % target->block_size == 0;
         if (!convert) {
             w.add_tensor(t.name, t.type, t.ne, t.data, t.nbytes);
             continue;

@@ -108,16 +108,18 @@ HParams read_hparams(const GgufFile& f) {
                                     " is not a multiple of head_count_kv " +
                                     std::to_string(hp.n_head_kv));
     hp.n_ff = get_pos_int(f, a + ".feed_forward_length", 1, kMax);
-    hp.n_ctx_train = f.has(a + ".context_length") ? get_pos_int(f, a + ".context_length", 1, kMax)
-                                                  : 2048;
+    hp.n_ctx_train =
+        f.has(a + ".context_length") ? get_pos_int(f, a + ".context_length", 1, kMax) : 2048;
     if (f.has(a + ".attention.key_length")) {
         hp.head_dim = get_pos_int(f, a + ".attention.key_length", 1, 1024);
         if (f.has(a + ".attention.value_length") &&
             f.get_int(a + ".attention.value_length") != hp.head_dim)
-            fail(ErrorKind::unsupported, f.path() + ": key_length != value_length is not supported");
+            fail(ErrorKind::unsupported,
+                 f.path() + ": key_length != value_length is not supported");
     } else {
         if (hp.n_embd % hp.n_head != 0)
-            fail(ErrorKind::format, f.path() + ": embedding_length is not a multiple of head_count");
+            fail(ErrorKind::format,
+                 f.path() + ": embedding_length is not a multiple of head_count");
         hp.head_dim = hp.n_embd / hp.n_head;
     }
     hp.n_rot = f.has(a + ".rope.dimension_count")
@@ -174,7 +176,8 @@ std::shared_ptr<LlamaModel> load_llama(std::shared_ptr<const GgufFile> file) {
         m->output = m->tok_embd;
         m->tied_output = true;
     }
-    if (f.find_tensor("rope_freqs.weight")) m->rope_freq_factors = vec(f, "rope_freqs.weight", hp.n_rot / 2);
+    if (f.find_tensor("rope_freqs.weight"))
+        m->rope_freq_factors = vec(f, "rope_freqs.weight", hp.n_rot / 2);
 
     const int64_t E = hp.n_embd, Q = hp.q_dim(), KV = hp.kv_dim(), F = hp.n_ff;
     m->layers.resize(size_t(hp.n_layer));

@@ -65,11 +65,11 @@ struct WeightView {
 };
 
 struct LayerWeights {
-    std::vector<float> attn_norm;            // [n_embd]
+    std::vector<float> attn_norm;  // [n_embd]
     WeightView wq, wk, wv, wo;
-    std::vector<float> bq, bk, bv;           // qwen2: [q_dim] [kv_dim] [kv_dim]; else empty
-    std::vector<float> q_norm, k_norm;       // qwen3: [head_dim]; else empty
-    std::vector<float> ffn_norm;             // [n_embd]
+    std::vector<float> bq, bk, bv;      // qwen2: [q_dim] [kv_dim] [kv_dim]; else empty
+    std::vector<float> q_norm, k_norm;  // qwen3: [head_dim]; else empty
+    std::vector<float> ffn_norm;        // [n_embd]
     WeightView w_gate, w_up, w_down;
 };
 
@@ -86,7 +86,7 @@ struct LlamaModel {
     std::vector<LayerWeights> layers;
 
     size_t n_params() const;
-    size_t weight_bytes() const;  // bytes of all tensors in the file
+    size_t weight_bytes() const;       // bytes of all tensors in the file
     std::string type_summary() const;  // "Q8_0" style: the most common matrix type
 };
 

@@ -33,7 +33,8 @@ void llama_forward_cpu(const LlamaModel& m, KvCache& cache, const int32_t* token
 
         // Attention block.
         for (int64_t t = 0; t < n; ++t)
-            cpu::rms_norm(s.x.data() + t * E, L.attn_norm.data(), s.xn.data() + t * E, E, hp.rms_eps);
+            cpu::rms_norm(s.x.data() + t * E, L.attn_norm.data(), s.xn.data() + t * E, E,
+                          hp.rms_eps);
         cpu::matmul(L.wq, s.xn.data(), n, s.q.data());
         cpu::matmul(L.wk, s.xn.data(), n, s.k.data());
         cpu::matmul(L.wv, s.xn.data(), n, s.v.data());
@@ -63,7 +64,8 @@ void llama_forward_cpu(const LlamaModel& m, KvCache& cache, const int32_t* token
 
         // Feed-forward block (SwiGLU).
         for (int64_t t = 0; t < n; ++t)
-            cpu::rms_norm(s.x.data() + t * E, L.ffn_norm.data(), s.xn.data() + t * E, E, hp.rms_eps);
+            cpu::rms_norm(s.x.data() + t * E, L.ffn_norm.data(), s.xn.data() + t * E, E,
+                          hp.rms_eps);
         cpu::matmul(L.w_gate, s.xn.data(), n, s.gate.data());
         cpu::matmul(L.w_up, s.xn.data(), n, s.up.data());
         cpu::swiglu(s.gate.data(), s.up.data(), n * F);

@@ -14,18 +14,24 @@ bool available(std::string* why) {
     if (why) *why = "llm8 was built without CUDA (no nvcc at configure time, or LLM8_CUDA=OFF)";
     return false;
 }
-std::string device_name(int) { return "none"; }
+std::string device_name(int) {
+    return "none";
+}
 std::shared_ptr<DeviceModel> upload_model(const LlamaModel&, int) {
     fail(ErrorKind::unsupported, "llm8 was built without CUDA");
 }
-size_t device_model_bytes(const DeviceModel&) { return 0; }
-std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> create_session(std::shared_ptr<DeviceModel>, int, int) {
+size_t device_model_bytes(const DeviceModel&) {
+    return 0;
+}
+std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> create_session(
+    std::shared_ptr<DeviceModel>, int, int) {
     fail(ErrorKind::unsupported, "llm8 was built without CUDA");
 }
 void forward(DeviceSession&, const int32_t*, int64_t, int64_t, int64_t, float*) {
     fail(ErrorKind::unsupported, "llm8 was built without CUDA");
 }
-int32_t forward_sample(DeviceSession&, const int32_t*, int64_t, int64_t, const SampleRequest&, int32_t*) {
+int32_t forward_sample(DeviceSession&, const int32_t*, int64_t, int64_t, const SampleRequest&,
+                       int32_t*) {
     fail(ErrorKind::unsupported, "llm8 was built without CUDA");
 }
 

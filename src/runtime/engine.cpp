@@ -32,8 +32,8 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
             fail(ErrorKind::invalid_arg,
                  "this build has no embedded model (models/stories260K.gguf was missing at build "
                  "time): pass a model with -m");
-        file = GgufFile::from_memory(embedded_model_data(), embedded_model_size(),
-                                     kEmbeddedModelName);
+        file =
+            GgufFile::from_memory(embedded_model_data(), embedded_model_size(), kEmbeddedModelName);
     } else {
         file = GgufFile::open(params.path);
     }
@@ -43,27 +43,49 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
     const bool have_gpu = params.n_gpu_layers != 0 && cuda::available(&why);
     if (params.n_gpu_layers > 0 && !have_gpu)
         fail(ErrorKind::unsupported, "GPU requested (-ngl " + std::to_string(params.n_gpu_layers) +
-                                         ") but none is usable: " + why + "; use -ngl 0 for the CPU");
+                                         ") but none is usable: " + why +
+                                         "; use -ngl 0 for the CPU");
     if (have_gpu) device = cuda::upload_model(*impl, 0);
     return std::make_shared<const Model>(impl, device);
 }
 
-int Model::n_vocab() const { return impl_->hp.n_vocab; }
-int Model::n_ctx_train() const { return impl_->hp.n_ctx_train; }
-int Model::n_embd() const { return impl_->hp.n_embd; }
-int Model::n_layer() const { return impl_->hp.n_layer; }
-std::string Model::name() const { return impl_->name; }
-std::string Model::arch() const { return impl_->hp.arch_name; }
-uint64_t Model::n_params() const { return impl_->n_params(); }
-uint64_t Model::size_bytes() const { return impl_->weight_bytes(); }
-const Vocab& Model::vocab() const { return *impl_->vocab; }
+int Model::n_vocab() const {
+    return impl_->hp.n_vocab;
+}
+int Model::n_ctx_train() const {
+    return impl_->hp.n_ctx_train;
+}
+int Model::n_embd() const {
+    return impl_->hp.n_embd;
+}
+int Model::n_layer() const {
+    return impl_->hp.n_layer;
+}
+std::string Model::name() const {
+    return impl_->name;
+}
+std::string Model::arch() const {
+    return impl_->hp.arch_name;
+}
+uint64_t Model::n_params() const {
+    return impl_->n_params();
+}
+uint64_t Model::size_bytes() const {
+    return impl_->weight_bytes();
+}
+const Vocab& Model::vocab() const {
+    return *impl_->vocab;
+}
 
 std::string Model::description() const {
     const double p = double(n_params());
     char buf[64];
-    if (p >= 1e9) std::snprintf(buf, sizeof buf, "%.1fB", p / 1e9);
-    else if (p >= 1e6) std::snprintf(buf, sizeof buf, "%.1fM", p / 1e6);
-    else std::snprintf(buf, sizeof buf, "%.1fK", p / 1e3);
+    if (p >= 1e9)
+        std::snprintf(buf, sizeof buf, "%.1fB", p / 1e9);
+    else if (p >= 1e6)
+        std::snprintf(buf, sizeof buf, "%.1fM", p / 1e6);
+    else
+        std::snprintf(buf, sizeof buf, "%.1fK", p / 1e3);
     return impl_->hp.arch_name + " " + buf + " " + impl_->type_summary();
 }
 
@@ -78,13 +100,21 @@ std::string Model::token_to_piece(int32_t id, bool special) const {
 std::string Model::detokenize(const std::vector<int32_t>& ids) const {
     return impl_->vocab->detokenize(ids);
 }
-int32_t Model::bos() const { return impl_->vocab->bos(); }
-int32_t Model::eos() const { return impl_->vocab->eos(); }
-bool Model::vocab_adds_bos() const { return impl_->vocab->add_bos(); }
+int32_t Model::bos() const {
+    return impl_->vocab->bos();
+}
+int32_t Model::eos() const {
+    return impl_->vocab->eos();
+}
+bool Model::vocab_adds_bos() const {
+    return impl_->vocab->add_bos();
+}
 std::string Model::chat_template() const {
     return impl_->file->get_str("tokenizer.chat_template", "");
 }
-bool Model::is_eog(int32_t id) const { return impl_->vocab->is_eog(id); }
+bool Model::is_eog(int32_t id) const {
+    return impl_->vocab->is_eog(id);
+}
 
 // ---- Session ----------------------------------------------------------------------------------
 
@@ -110,8 +140,8 @@ Session::Session(std::shared_ptr<const Model> model, const SessionParams& params
     st_->params.n_ctx = n_ctx;
     const double kv_bytes = 2.0 * hp.n_layer * double(n_ctx) * hp.kv_dim() * sizeof(float);
     if (kv_bytes > 64.0 * (1ull << 30))
-        fail(ErrorKind::invalid_arg, "context of " + std::to_string(n_ctx) +
-                                         " tokens needs a " + std::to_string(kv_bytes / (1 << 30)) +
+        fail(ErrorKind::invalid_arg, "context of " + std::to_string(n_ctx) + " tokens needs a " +
+                                         std::to_string(kv_bytes / (1 << 30)) +
                                          " GiB KV cache; choose a smaller -c");
     if (model_->on_gpu()) {
         st_->gpu = cuda::create_session(model_->device_model(), n_ctx, params.n_batch);
@@ -179,8 +209,8 @@ int32_t Session::decode_sample(const int32_t* tokens, size_t n, Sampler& sampler
     const int V = model_->n_vocab();
     for (size_t i = 0; i < n; ++i)
         if (tokens[i] < 0 || tokens[i] >= V)
-            fail(ErrorKind::invalid_arg, "token id " + std::to_string(tokens[i]) + " is out of range [0, " +
-                                             std::to_string(V) + ")");
+            fail(ErrorKind::invalid_arg, "token id " + std::to_string(tokens[i]) +
+                                             " is out of range [0, " + std::to_string(V) + ")");
     // All but the last batch through decode(); the last one ends in the GPU sampler.
     const size_t nb = size_t(st.params.n_batch);
     const size_t last = n > nb ? (n - 1) / nb * nb : 0;
@@ -203,12 +233,14 @@ int32_t Session::decode_sample(const int32_t* tokens, size_t n, Sampler& sampler
     req.seed = p.seed;
     req.draw_index = sampler.draws();
     int32_t status = 0;
-    const int32_t tok = cuda::forward_sample(*st.gpu, tokens + last, int64_t(cur), st.n_past, req, &status);
+    const int32_t tok =
+        cuda::forward_sample(*st.gpu, tokens + last, int64_t(cur), st.n_past, req, &status);
     st.n_past += int(cur);
     st.n_logits = 0;  // the logits stayed on the device
     if (tok < 0 || status != 0)
-        fail(ErrorKind::runtime, status == 1 ? "sampler: every logit is NaN or -inf"
-                                             : "sampler: bad parameters (GPU status " + std::to_string(status) + ")");
+        fail(ErrorKind::runtime,
+             status == 1 ? "sampler: every logit is NaN or -inf"
+                         : "sampler: bad parameters (GPU status " + std::to_string(status) + ")");
     sampler.count_external_draw();
     return tok;
 }
@@ -220,8 +252,12 @@ const float* Session::logits(int i) const {
     return st_->logits.data() + size_t(i) * size_t(model_->n_vocab());
 }
 
-int Session::n_past() const { return st_->n_past; }
-int Session::n_ctx() const { return st_->params.n_ctx; }
+int Session::n_past() const {
+    return st_->n_past;
+}
+int Session::n_ctx() const {
+    return st_->params.n_ctx;
+}
 void Session::clear() {
     st_->n_past = 0;
     st_->n_logits = 0;

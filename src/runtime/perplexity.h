@@ -14,9 +14,9 @@ namespace llm8 {
 struct PerplexityResult {
     int n_chunks = 0;
     int64_t n_scored = 0;
-    double nll = 0;       // mean negative log-likelihood (nats)
-    double ppl = 0;       // exp(nll)
-    double ppl_err = 0;   // llama.cpp's estimate: ppl * sqrt(var(nll_i) / (n - 1))
+    double nll = 0;                 // mean negative log-likelihood (nats)
+    double ppl = 0;                 // exp(nll)
+    double ppl_err = 0;             // llama.cpp's estimate: ppl * sqrt(var(nll_i) / (n - 1))
     std::vector<double> chunk_ppl;  // running PPL after each chunk
 };
 

@@ -45,7 +45,9 @@ LLM8_HD Philox4x32 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t
 }
 
 // A uniform float in [0, 1) with 24 random bits, from one 32-bit word.
-LLM8_HD float philox_uniform(uint32_t x) { return float(x >> 8) * (1.0f / 16777216.0f); }
+LLM8_HD float philox_uniform(uint32_t x) {
+    return float(x >> 8) * (1.0f / 16777216.0f);
+}
 
 // The uniform of draw `offset` (and lane 0..3 of it) for a request seeded with `seed`.
 LLM8_HD float philox_draw(uint64_t seed, uint64_t offset, uint32_t subsequence = 0, int lane = 0) {

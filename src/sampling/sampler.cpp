@@ -21,7 +21,8 @@ int32_t argmax(const float* x, int32_t n) {
     return best;
 }
 
-Sampler::Sampler(const SamplerParams& params, int32_t n_vocab) : params_(params), n_vocab_(n_vocab) {
+Sampler::Sampler(const SamplerParams& params, int32_t n_vocab)
+    : params_(params), n_vocab_(n_vocab) {
     if (n_vocab <= 0) fail(ErrorKind::invalid_arg, "sampler: vocabulary size must be > 0");
     if (std::isnan(params.temperature)) fail(ErrorKind::invalid_arg, "sampler: temperature is NaN");
     if (!(params.top_p >= 0.0f)) fail(ErrorKind::invalid_arg, "sampler: top-p must be >= 0");
@@ -35,18 +36,21 @@ Sampler::Sampler(const SamplerParams& params, int32_t n_vocab) : params_(params)
         fail(ErrorKind::invalid_arg, "sampler: penalty window must be >= -1");
     for (const auto& kv : params.logit_bias)
         if (kv.first < 0 || kv.first >= n_vocab || std::isnan(kv.second))
-            fail(ErrorKind::invalid_arg, "sampler: logit bias for token " + std::to_string(kv.first) +
-                                             " is out of range or NaN");
+            fail(ErrorKind::invalid_arg, "sampler: logit bias for token " +
+                                             std::to_string(kv.first) + " is out of range or NaN");
 }
 
-void Sampler::accept(int32_t token) { history_.push_back(token); }
+void Sampler::accept(int32_t token) {
+    history_.push_back(token);
+}
 
 std::vector<int32_t> Sampler::penalty_window() const {
     const bool any = params_.repeat_penalty != 1.0f || params_.frequency_penalty != 0.0f ||
                      params_.presence_penalty != 0.0f;
     if (!any || params_.penalty_last_n == 0) return {};
-    const size_t window = params_.penalty_last_n < 0 ? history_.size()
-                                                     : std::min(history_.size(), size_t(params_.penalty_last_n));
+    const size_t window = params_.penalty_last_n < 0
+                              ? history_.size()
+                              : std::min(history_.size(), size_t(params_.penalty_last_n));
     return std::vector<int32_t>(history_.end() - long(window), history_.end());
 }
 
@@ -98,7 +102,8 @@ std::vector<double> Sampler::distribution(const float* logits) const {
         if (has_pos_inf ? l[i] == INFINITY : l[i] != -INFINITY) ids.push_back(int32_t(i));
     if (ids.empty()) fail(ErrorKind::runtime, "sampler: every logit is NaN or -inf");
     std::vector<double> z(V, 0.0);  // tempered logits of the candidates
-    for (int32_t i : ids) z[size_t(i)] = has_pos_inf ? 0.0 : double(l[size_t(i)]) / params_.temperature;
+    for (int32_t i : ids)
+        z[size_t(i)] = has_pos_inf ? 0.0 : double(l[size_t(i)]) / params_.temperature;
 
     auto by_value = [&](int32_t a, int32_t b) {
         return z[size_t(a)] > z[size_t(b)] || (z[size_t(a)] == z[size_t(b)] && a < b);

@@ -29,7 +29,8 @@ std::vector<int> parse_list(const std::string& s, const char* flag) {
             if (used != item.size() || x < 0) throw std::invalid_argument(item);
             v.push_back(x);
         } catch (const std::exception&) {
-            llm8::fail(llm8::ErrorKind::invalid_arg, std::string(flag) + ": '" + s + "' is not a list of counts");
+            llm8::fail(llm8::ErrorKind::invalid_arg,
+                       std::string(flag) + ": '" + s + "' is not a list of counts");
         }
     }
     return v;
@@ -56,7 +57,8 @@ int main(int argc, char** argv) {
     auto args = llm8_tools::normalize_llama_args(argc, argv);
     CLI::App app{"llm8-bench: prompt processing and generation speed, llama-bench style"};
     std::vector<std::string> models;
-    std::string p_list = "512", n_list = "128", d_list = "0", output = "md", ctk = "f16", ctv = "f16";
+    std::string p_list = "512", n_list = "128", d_list = "0", output = "md", ctk = "f16",
+                ctv = "f16";
     int reps = 5, ngl = -1, ubatch = 512, threads = 0, flash = 1;
     app.add_option("-m,--model", models, "GGUF model(s) (default: embedded stories260K)");
     app.add_option("-p,--n-prompt", p_list, "prompt lengths, comma separated (0: none)");
@@ -64,12 +66,15 @@ int main(int argc, char** argv) {
     app.add_option("-d,--n-depth", d_list, "context depths, comma separated");
     app.add_option("-r,--repetitions", reps, "timed runs per test")->check(CLI::Range(1, 1000));
     app.add_option("--n-gpu-layers", ngl, "-ngl: -1 all when a GPU is present, 0 CPU");
-    app.add_option("--ubatch-size,-b", ubatch, "-ub: tokens per forward pass")->check(CLI::Range(1, 65536));
+    app.add_option("--ubatch-size,-b", ubatch, "-ub: tokens per forward pass")
+        ->check(CLI::Range(1, 65536));
     app.add_option("-t,--threads", threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
-    app.add_option("--flash-attn", flash, "-fa: accepted for compatibility; llm8's attention is always the fused kernel");
+    app.add_option("--flash-attn", flash,
+                   "-fa: accepted for compatibility; llm8's attention is always the fused kernel");
     app.add_option("--cache-type-k", ctk, "-ctk: K cache type (f16)");
     app.add_option("--cache-type-v", ctv, "-ctv: V cache type (f16)");
-    app.add_option("-o,--output", output, "md, csv or json")->check(CLI::IsMember({"md", "csv", "json"}));
+    app.add_option("-o,--output", output, "md, csv or json")
+        ->check(CLI::IsMember({"md", "csv", "json"}));
     try {
         app.parse(args.argc(), args.argv());
     } catch (const CLI::ParseError& e) {
@@ -77,9 +82,10 @@ int main(int argc, char** argv) {
     }
     try {
         if (ctk != "f16" || ctv != "f16")
-            llm8::fail(llm8::ErrorKind::unsupported, "cache type " + ctk + "/" + ctv +
-                                                         " is not supported yet (f16 only)");
-        const auto ps = parse_list(p_list, "-p"), ns = parse_list(n_list, "-n"), ds = parse_list(d_list, "-d");
+            llm8::fail(llm8::ErrorKind::unsupported,
+                       "cache type " + ctk + "/" + ctv + " is not supported yet (f16 only)");
+        const auto ps = parse_list(p_list, "-p"), ns = parse_list(n_list, "-n"),
+                   ds = parse_list(d_list, "-d");
         if (models.empty()) models.push_back("");
         std::vector<Result> results;
         for (const std::string& path : models) {
@@ -92,7 +98,8 @@ int main(int argc, char** argv) {
             const double step_bytes = weight_bytes - (lm.tied_output ? 0.0 : emb_bytes);
             // Matrix flops per prompt token (the output projection runs for the last token only).
             const double layer_params = double(hp.n_embd) * (hp.q_dim() + 2.0 * hp.kv_dim()) +
-                                        double(hp.q_dim()) * hp.n_embd + 3.0 * hp.n_embd * double(hp.n_ff);
+                                        double(hp.q_dim()) * hp.n_embd +
+                                        3.0 * hp.n_embd * double(hp.n_ff);
             const double out_flops = 2.0 * hp.n_embd * double(hp.n_vocab);
             const double kv_elem = model->on_gpu() ? 2.0 : 4.0;
             std::mt19937 rng(42);
@@ -110,7 +117,8 @@ int main(int argc, char** argv) {
             for (const Test& t : tests) {
                 const int n_ctx = t.d + std::max(t.p, t.n) + 1;
                 llm8::Session s(model, {n_ctx, ubatch, threads});
-                std::vector<int32_t> depth(static_cast<size_t>(t.d)), prompt(static_cast<size_t>(t.p));
+                std::vector<int32_t> depth(static_cast<size_t>(t.d)),
+                    prompt(static_cast<size_t>(t.p));
                 for (auto& x : depth) x = tok(rng);
                 for (auto& x : prompt) x = tok(rng);
                 Result r;
@@ -137,7 +145,9 @@ int main(int argc, char** argv) {
                             x = int32_t((x + 7919) % model->n_vocab());
                         }
                     }
-                    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                    const double sec =
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+                            .count();
                     if (rep >= 0) r.ts.push_back((t.p ? t.p : t.n) / sec);
                 }
                 double sum = 0, sum2 = 0;
@@ -145,7 +155,8 @@ int main(int argc, char** argv) {
                 r.mean = sum / double(r.ts.size());
                 for (double x : r.ts) sum2 += (x - r.mean) * (x - r.mean);
                 r.sd = r.ts.size() > 1 ? std::sqrt(sum2 / double(r.ts.size() - 1)) : 0.0;
-                const double kv_row = 2.0 * hp.n_layer * hp.kv_dim() * kv_elem;  // K and V bytes per cached token
+                const double kv_row =
+                    2.0 * hp.n_layer * hp.kv_dim() * kv_elem;  // K and V bytes per cached token
                 if (t.n) {
                     // Bytes a decode step must read: every weight once, and the cache so far.
                     const double bytes = step_bytes + kv_row * (t.d + t.n / 2.0);
@@ -166,29 +177,40 @@ int main(int argc, char** argv) {
                     std::printf("| --- | ---: | ---: | --- | --: | ---: | ---: | ---: |\n");
                 }
                 if (output == "md")
-                    std::printf("| %s | %s | %s | %s | %d | %s | %s | %s |\n", r.model.c_str(),
-                                fmt("%.2f GiB", r.size_gib).c_str(), fmt("%.2f B", r.params_b).c_str(),
-                                r.backend.c_str(), r.ngl, r.test.c_str(), fmt("%.2f ± %.2f", r.mean, r.sd).c_str(),
-                                fmt(r.rate_unit[0] == 'G' ? "%.0f GB/s" : "%.1f TFLOP/s", r.rate).c_str());
+                    std::printf(
+                        "| %s | %s | %s | %s | %d | %s | %s | %s |\n", r.model.c_str(),
+                        fmt("%.2f GiB", r.size_gib).c_str(), fmt("%.2f B", r.params_b).c_str(),
+                        r.backend.c_str(), r.ngl, r.test.c_str(),
+                        fmt("%.2f ± %.2f", r.mean, r.sd).c_str(),
+                        fmt(r.rate_unit[0] == 'G' ? "%.0f GB/s" : "%.1f TFLOP/s", r.rate).c_str());
                 std::fflush(stdout);
             }
         }
         if (output == "csv") {
-            std::printf("model,size_gib,params_b,backend,ngl,test,n_prompt,n_gen,n_depth,avg_ts,stddev_ts,rate,rate_unit\n");
+            std::printf(
+                "model,size_gib,params_b,backend,ngl,test,n_prompt,n_gen,n_depth,avg_ts,stddev_ts,"
+                "rate,rate_unit\n");
             for (const Result& r : results)
-                std::printf("\"%s\",%.4f,%.4f,%s,%d,\"%s\",%d,%d,%d,%.4f,%.4f,%.4f,%s\n", r.model.c_str(), r.size_gib,
-                            r.params_b, r.backend.c_str(), r.ngl, r.test.c_str(), r.n_prompt, r.n_gen, r.depth,
-                            r.mean, r.sd, r.rate, r.rate_unit);
+                std::printf("\"%s\",%.4f,%.4f,%s,%d,\"%s\",%d,%d,%d,%.4f,%.4f,%.4f,%s\n",
+                            r.model.c_str(), r.size_gib, r.params_b, r.backend.c_str(), r.ngl,
+                            r.test.c_str(), r.n_prompt, r.n_gen, r.depth, r.mean, r.sd, r.rate,
+                            r.rate_unit);
         } else if (output == "json") {
             std::printf("[\n");
             for (size_t i = 0; i < results.size(); ++i) {
                 const Result& r = results[i];
-                std::printf("  {\"model\": \"%s\", \"size_gib\": %.4f, \"params_b\": %.4f, \"backend\": \"%s\", "
-                            "\"ngl\": %d, \"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, "
-                            "\"avg_ts\": %.4f, \"stddev_ts\": %.4f, \"rate\": %.4f, \"rate_unit\": \"%s\", \"samples_ts\": [",
-                            r.model.c_str(), r.size_gib, r.params_b, r.backend.c_str(), r.ngl, r.test.c_str(),
-                            r.n_prompt, r.n_gen, r.depth, r.mean, r.sd, r.rate, r.rate_unit);
-                for (size_t k = 0; k < r.ts.size(); ++k) std::printf("%s%.4f", k ? ", " : "", r.ts[k]);
+                std::printf(
+                    "  {\"model\": \"%s\", \"size_gib\": %.4f, \"params_b\": %.4f, \"backend\": "
+                    "\"%s\", "
+                    "\"ngl\": %d, \"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": "
+                    "%d, "
+                    "\"avg_ts\": %.4f, \"stddev_ts\": %.4f, \"rate\": %.4f, \"rate_unit\": \"%s\", "
+                    "\"samples_ts\": [",
+                    r.model.c_str(), r.size_gib, r.params_b, r.backend.c_str(), r.ngl,
+                    r.test.c_str(), r.n_prompt, r.n_gen, r.depth, r.mean, r.sd, r.rate,
+                    r.rate_unit);
+                for (size_t k = 0; k < r.ts.size(); ++k)
+                    std::printf("%s%.4f", k ? ", " : "", r.ts[k]);
                 std::printf("]}%s\n", i + 1 < results.size() ? "," : "");
             }
             std::printf("]\n");

@@ -53,9 +53,9 @@ std::string generate(llm8::Session& session, llm8::Sampler& sampler, const llm8:
                      const std::vector<int32_t>& toks, int limit, bool ignore_eos, Timing& tm) {
     if (session.n_past() + int(toks.size()) >= session.n_ctx())
         llm8::fail(llm8::ErrorKind::invalid_arg,
-                   "prompt of " + std::to_string(toks.size()) + " tokens does not fit the context of " +
-                       std::to_string(session.n_ctx()) + " (" + std::to_string(session.n_past()) +
-                       " used; raise -c)");
+                   "prompt of " + std::to_string(toks.size()) +
+                       " tokens does not fit the context of " + std::to_string(session.n_ctx()) +
+                       " (" + std::to_string(session.n_past()) + " used; raise -c)");
     for (int32_t t : toks) sampler.accept(t);
     if (limit <= 0) {  // -n 0: evaluate the prompt only
         const auto t0 = clock_type::now();
@@ -106,12 +106,16 @@ int main(int argc, char** argv) {
     app.add_option("-m,--model", model_path, "GGUF model (default: embedded stories260K)");
     app.add_option("-p,--prompt", prompt, "prompt text");
     app.add_option("-f,--file", prompt_file, "read the prompt from a file");
-    app.add_option("-n,--n-predict", n_predict, "tokens to generate (-1: until end of text or full context)");
-    auto* ctx_opt = app.add_option("-c,--ctx-size", n_ctx,
-                                   "context size (default 4096 capped at the model's; 0: the model's)")
-                        ->check(CLI::NonNegativeNumber);
-    app.add_option("-b,--batch-size", n_batch, "prompt tokens per forward pass")->check(CLI::PositiveNumber);
-    app.add_option("-t,--threads", n_threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
+    app.add_option("-n,--n-predict", n_predict,
+                   "tokens to generate (-1: until end of text or full context)");
+    auto* ctx_opt =
+        app.add_option("-c,--ctx-size", n_ctx,
+                       "context size (default 4096 capped at the model's; 0: the model's)")
+            ->check(CLI::NonNegativeNumber);
+    app.add_option("-b,--batch-size", n_batch, "prompt tokens per forward pass")
+        ->check(CLI::PositiveNumber);
+    app.add_option("-t,--threads", n_threads, "CPU threads (0: all)")
+        ->check(CLI::NonNegativeNumber);
     app.add_option("-s,--seed", seed, "RNG seed (-1: random)");
     app.add_option("--temp", sp.temperature, "temperature (0: greedy)");
     app.add_option("--top-k", sp.top_k, "top-k (0: off)");
@@ -129,7 +133,8 @@ int main(int argc, char** argv) {
     app.add_option("--system-prompt", system_prompt, "system message for chat mode (-sys)");
     app.add_option("--chat-template", chat_template,
                    "chat template name (default: recognised from the model, else chatml)");
-    app.add_option("--n-gpu-layers", n_gpu_layers, "-ngl: layers on the GPU (-1: all when a GPU is present, 0: CPU)");
+    app.add_option("--n-gpu-layers", n_gpu_layers,
+                   "-ngl: layers on the GPU (-1: all when a GPU is present, 0: CPU)");
     try {
         app.parse(args.argc(), args.argv());
     } catch (const CLI::ParseError& e) {
@@ -139,7 +144,8 @@ int main(int argc, char** argv) {
     try {
         if (!prompt_file.empty()) {
             std::ifstream f(prompt_file, std::ios::binary);
-            if (!f) llm8::fail(llm8::ErrorKind::io, "cannot open prompt file '" + prompt_file + "'");
+            if (!f)
+                llm8::fail(llm8::ErrorKind::io, "cannot open prompt file '" + prompt_file + "'");
             std::stringstream ss;
             ss << f.rdbuf();
             prompt = ss.str();
@@ -156,14 +162,16 @@ int main(int argc, char** argv) {
         const double load_ms = ms_since(t_load);
         std::fprintf(stderr, "llm8: model %s (%s), %d layers, context %d, backend %s, seed %llu\n",
                      model->name().c_str(), model->description().c_str(), model->n_layer(),
-                     session.n_ctx(), model->backend().c_str(), static_cast<unsigned long long>(sp.seed));
+                     session.n_ctx(), model->backend().c_str(),
+                     static_cast<unsigned long long>(sp.seed));
 
         llm8::Sampler sampler(sp, model->n_vocab());
         Timing tm;
         const int limit = n_predict < 0 ? session.n_ctx() : n_predict;
 
         if (conversation) {
-            const std::string tmpl = llm8::choose_chat_template(chat_template, model->chat_template());
+            const std::string tmpl =
+                llm8::choose_chat_template(chat_template, model->chat_template());
             std::fprintf(stderr, "llm8: chat template %s; type a message, end with Ctrl-D\n",
                          tmpl.c_str());
             std::vector<llm8::ChatMessage> msgs;
@@ -179,13 +187,13 @@ int main(int argc, char** argv) {
                 msgs.push_back({"user", line});
                 const std::string full = llm8::render_chat_template(tmpl, msgs, true);
                 // Only the new text goes through the model; the rest is in the KV cache.
-                const std::string delta = full.compare(0, shown.size(), shown) == 0
-                                              ? full.substr(shown.size())
-                                              : full;
+                const std::string delta =
+                    full.compare(0, shown.size(), shown) == 0 ? full.substr(shown.size()) : full;
                 if (delta.size() == full.size() && !shown.empty()) session.clear();
                 const bool first = session.n_past() == 0;
                 const std::vector<int32_t> toks = model->tokenize(delta, first, true);
-                const std::string reply = generate(session, sampler, *model, toks, limit, false, tm);
+                const std::string reply =
+                    generate(session, sampler, *model, toks, limit, false, tm);
                 msgs.push_back({"assistant", reply});
                 shown = llm8::render_chat_template(tmpl, msgs, false);
                 std::fputs("\n", stdout);
@@ -193,7 +201,8 @@ int main(int argc, char** argv) {
         } else {
             std::vector<int32_t> toks = model->tokenize(prompt, true);
             if (toks.empty())
-                llm8::fail(llm8::ErrorKind::invalid_arg, "empty prompt and the model adds no BOS token");
+                llm8::fail(llm8::ErrorKind::invalid_arg,
+                           "empty prompt and the model adds no BOS token");
             if (verbose_prompt) {
                 std::fprintf(stderr, "prompt tokens:");
                 for (int32_t t : toks) std::fprintf(stderr, " %d", t);
@@ -202,17 +211,20 @@ int main(int argc, char** argv) {
             if (int(toks.size()) >= session.n_ctx())
                 llm8::fail(llm8::ErrorKind::invalid_arg,
                            "prompt of " + std::to_string(toks.size()) +
-                               " tokens does not fit the context of " + std::to_string(session.n_ctx()) +
-                               " (raise -c)");
+                               " tokens does not fit the context of " +
+                               std::to_string(session.n_ctx()) + " (raise -c)");
             std::fputs(prompt.c_str(), stdout);
             std::fflush(stdout);
             generate(session, sampler, *model, toks, limit, ignore_eos, tm);
             std::fputs("\n", stdout);
         }
         std::fprintf(stderr, "\nllm8: load time    = %10.2f ms\n", load_ms);
-        std::fprintf(stderr, "llm8: prompt eval  = %10.2f ms / %5zu tokens (%10.2f tokens per second)\n",
-                     tm.prompt_ms, tm.prompt_tokens, tm.prompt_tokens * 1000.0 / std::max(tm.prompt_ms, 1e-3));
-        std::fprintf(stderr, "llm8: generation   = %10.2f ms / %5d tokens (%10.2f tokens per second)\n",
+        std::fprintf(stderr,
+                     "llm8: prompt eval  = %10.2f ms / %5zu tokens (%10.2f tokens per second)\n",
+                     tm.prompt_ms, tm.prompt_tokens,
+                     tm.prompt_tokens * 1000.0 / std::max(tm.prompt_ms, 1e-3));
+        std::fprintf(stderr,
+                     "llm8: generation   = %10.2f ms / %5d tokens (%10.2f tokens per second)\n",
                      tm.gen_ms, tm.gen_tokens, tm.gen_tokens * 1000.0 / std::max(tm.gen_ms, 1e-3));
         return 0;
     } catch (const std::exception& e) {

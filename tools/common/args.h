@@ -19,8 +19,8 @@ struct Argv {
 
 inline Argv normalize_llama_args(int argc, char** argv) {
     static const char* kMap[][2] = {
-        {"-ngl", "--n-gpu-layers"}, {"-fa", "--flash-attn"},   {"-ctk", "--cache-type-k"},
-        {"-ctv", "--cache-type-v"}, {"-ub", "--ubatch-size"},  {"-cnv", "--conversation"},
+        {"-ngl", "--n-gpu-layers"},  {"-fa", "--flash-attn"},  {"-ctk", "--cache-type-k"},
+        {"-ctv", "--cache-type-v"},  {"-ub", "--ubatch-size"}, {"-cnv", "--conversation"},
         {"-sys", "--system-prompt"}, {"-mg", "--main-gpu"},    {"-ns", "--n-sequences"},
     };
     Argv out;

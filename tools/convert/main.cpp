@@ -27,8 +27,9 @@ int main(int argc, char** argv) {
     auto* gg = app.add_subcommand("gguf", "GGUF v1/v2/v3 -> GGUF v3, optionally re-quantized");
     gg->add_option("input", in, "input GGUF")->required();
     gg->add_option("-o,--outfile", out, "output GGUF")->required();
-    gg->add_option("--outtype", outtype, "convert weight matrices to f32, f16, bf16, q8_0, q4_0, "
-                                         "q4_1, q5_0, q5_1, q4_K, q5_K, q6_K");
+    gg->add_option("--outtype", outtype,
+                   "convert weight matrices to f32, f16, bf16, q8_0, q4_0, "
+                   "q4_1, q5_0, q5_1, q4_K, q5_K, q6_K");
     try {
         app.parse(args.argc(), args.argv());
     } catch (const CLI::ParseError& e) {

@@ -70,8 +70,12 @@ int main(int argc, char** argv) {
     uint64_t seed = 1;
     int layers = 0;
     app.add_option("--preset", preset, "llama2-7b, llama3-8b, qwen2.5-7b, tiny");
-    app.add_option("--type", type, "weight type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K");
-    app.add_option("--vocab", vocab, "GGUF whose tokenizer.* metadata to use (e.g. ../shared/data/vocab/llama3-vocab.gguf)")->required();
+    app.add_option("--type", type,
+                   "weight type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K");
+    app.add_option(
+           "--vocab", vocab,
+           "GGUF whose tokenizer.* metadata to use (e.g. ../shared/data/vocab/llama3-vocab.gguf)")
+        ->required();
     app.add_option("-o,--outfile", out, "output GGUF")->required();
     app.add_option("--seed", seed, "random seed");
     app.add_option("--layers", layers, "override the layer count (smaller files for tests)");
@@ -87,7 +91,8 @@ int main(int argc, char** argv) {
         if (!p) llm8::fail(llm8::ErrorKind::invalid_arg, "unknown --preset '" + preset + "'");
         llm8::GgmlType wt;
         if (!llm8::type_from_name(type.c_str(), &wt) || !llm8::type_traits(wt)->supported)
-            llm8::fail(llm8::ErrorKind::invalid_arg, "unknown or unsupported --type '" + type + "'");
+            llm8::fail(llm8::ErrorKind::invalid_arg,
+                       "unknown or unsupported --type '" + type + "'");
         auto vf = llm8::GgufFile::open(vocab);
         llm8::GgufWriter w;
         const std::string a = p->arch;
@@ -102,7 +107,8 @@ int main(int argc, char** argv) {
             llm8::GgufValue v = kv.second;
             if (target > n_vocab) {
                 if (kv.first == "tokenizer.ggml.tokens")
-                    for (int i = n_vocab; i < target; ++i) v.strings.push_back("<|pad_" + std::to_string(i) + "|>");
+                    for (int i = n_vocab; i < target; ++i)
+                        v.strings.push_back("<|pad_" + std::to_string(i) + "|>");
                 if (kv.first == "tokenizer.ggml.token_type")
                     for (int i = n_vocab; i < target; ++i) v.ints.push_back(5);  // unused
                 if (kv.first == "tokenizer.ggml.scores")
@@ -179,8 +185,8 @@ int main(int argc, char** argv) {
         }
         ones("output_norm.weight", E);
         matrix("output.weight", E, n_vocab, wt);
-        std::fprintf(stderr, "llm8-mkmodel: writing %s (%s, %d layers, vocab %d, %s)\n", out.c_str(),
-                     p->name, L, n_vocab, type.c_str());
+        std::fprintf(stderr, "llm8-mkmodel: writing %s (%s, %d layers, vocab %d, %s)\n",
+                     out.c_str(), p->name, L, n_vocab, type.c_str());
         w.write(out);
         return 0;
     } catch (const std::exception& e) {

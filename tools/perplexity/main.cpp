@@ -20,9 +20,12 @@ int main(int argc, char** argv) {
     app.add_option("-f,--file", file, "text file")->required();
     app.add_option("-c,--ctx-size", n_ctx, "tokens per chunk")->check(CLI::Range(4, 1 << 20));
     app.add_option("--chunks", n_chunks, "chunks to score (-1: all)");
-    app.add_option("-b,--batch-size", n_batch, "tokens per forward pass")->check(CLI::PositiveNumber);
-    app.add_option("-t,--threads", n_threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
-    app.add_option("--n-gpu-layers", n_gpu_layers, "-ngl: layers on the GPU (-1: all when a GPU is present, 0: CPU)");
+    app.add_option("-b,--batch-size", n_batch, "tokens per forward pass")
+        ->check(CLI::PositiveNumber);
+    app.add_option("-t,--threads", n_threads, "CPU threads (0: all)")
+        ->check(CLI::NonNegativeNumber);
+    app.add_option("--n-gpu-layers", n_gpu_layers,
+                   "-ngl: layers on the GPU (-1: all when a GPU is present, 0: CPU)");
     try {
         app.parse(args.argc(), args.argv());
     } catch (const CLI::ParseError& e) {
@@ -45,19 +48,20 @@ int main(int argc, char** argv) {
                      tokens.size());
         const int max_chunks = int(tokens.size() / size_t(n_ctx));
         const int chunks = n_chunks > 0 ? std::min(n_chunks, max_chunks) : max_chunks;
-        std::fprintf(stderr, "perplexity: calculating perplexity over %d chunks, n_ctx=%d, batch_size=%d\n",
+        std::fprintf(stderr,
+                     "perplexity: calculating perplexity over %d chunks, n_ctx=%d, batch_size=%d\n",
                      chunks, n_ctx, n_batch);
         auto t_prev = clk::now();
-        const auto r = llm8::perplexity(model, tokens, n_ctx, n_chunks, n_batch, n_threads,
-                                        [&](int i, double ppl) {
-                                            if (i == 0) {
-                                                const double s = std::chrono::duration<double>(clk::now() - t_prev).count();
-                                                std::fprintf(stderr, "perplexity: %.2f seconds per pass - ETA %.2f minutes\n",
-                                                             s, s * chunks / 60.0);
-                                            }
-                                            std::printf("[%d]%.4f,", i + 1, ppl);
-                                            std::fflush(stdout);
-                                        });
+        const auto r = llm8::perplexity(
+            model, tokens, n_ctx, n_chunks, n_batch, n_threads, [&](int i, double ppl) {
+                if (i == 0) {
+                    const double s = std::chrono::duration<double>(clk::now() - t_prev).count();
+                    std::fprintf(stderr, "perplexity: %.2f seconds per pass - ETA %.2f minutes\n",
+                                 s, s * chunks / 60.0);
+                }
+                std::printf("[%d]%.4f,", i + 1, ppl);
+                std::fflush(stdout);
+            });
         std::printf("\nFinal estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_err);
         return 0;
     } catch (const std::exception& e) {

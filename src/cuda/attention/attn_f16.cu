@@ -142,8 +142,8 @@ size_t attention_workspace_floats(int64_t n_tokens, int n_head, int head_dim, in
     return size_t(n_tokens) * size_t(n_head) * size_t(splits) * size_t(head_dim + 2);
 }
 
-void attention_combine(const float* ws, int64_t n_tokens, int n_head, int head_dim, int splits, float* out,
-                       cudaStream_t s) {
+void attention_combine(const float* ws, int64_t n_tokens, int n_head, int head_dim, int splits,
+                       float* out, cudaStream_t s) {
     attn_combine_kernel<<<unsigned(n_tokens * n_head), 128, 0, s>>>(ws, head_dim, splits, out);
     LLM8_CUDA_CHECK_LAUNCH();
 }
@@ -154,18 +154,19 @@ void attention_f16(const float* q, const uint16_t* kc, const uint16_t* vc, int64
     if (n_tokens >= 16 &&
         attention_f16_mma(q, kc, vc, n_tokens, pos0_dev, n_head, n_head_kv, head_dim, out, s))
         return;
-    if (n_tokens < 16 && attention_f16_decode(q, kc, vc, n_tokens, pos0_dev, max_keys, n_head, n_head_kv,
-                                              head_dim, out, ws, s))
+    if (n_tokens < 16 && attention_f16_decode(q, kc, vc, n_tokens, pos0_dev, max_keys, n_head,
+                                              n_head_kv, head_dim, out, ws, s))
         return;
-    attention_f16_splitkv(q, kc, vc, n_tokens, pos0_dev, max_keys, n_head, n_head_kv, head_dim, out, ws, s);
+    attention_f16_splitkv(q, kc, vc, n_tokens, pos0_dev, max_keys, n_head, n_head_kv, head_dim, out,
+                          ws, s);
 }
 
 void attention_f16_splitkv(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
                            const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv,
                            int head_dim, float* out, float* ws, cudaStream_t s) {
     if (head_dim > kMaxHd || head_dim < 1)
-        fail(ErrorKind::unsupported, "CUDA attention: head dim " + std::to_string(head_dim) +
-                                         " is not supported (1..256)");
+        fail(ErrorKind::unsupported,
+             "CUDA attention: head dim " + std::to_string(head_dim) + " is not supported (1..256)");
     if (n_tokens == 0) return;
     int split_keys;
     const int splits = choose_splits(n_tokens, n_head, max_keys, &split_keys);

@@ -24,9 +24,9 @@ constexpr int kWarps = 4, kMaxRows = 16;
 template <int HD>
 __global__ void __launch_bounds__(kWarps * 32)
     attn_decode_kernel(const float* __restrict__ q, const __half* __restrict__ kc,
-                       const __half* __restrict__ vc, int n_tokens, const int32_t* __restrict__ pos0_dev,
-                       int n_head, int n_kv, int split_keys, int n_splits, float scale_log2,
-                       float* __restrict__ ws) {
+                       const __half* __restrict__ vc, int n_tokens,
+                       const int32_t* __restrict__ pos0_dev, int n_head, int n_kv, int split_keys,
+                       int n_splits, float scale_log2, float* __restrict__ ws) {
     constexpr int kDims = HD / 32;  // per lane in P.V
     const int hk = blockIdx.x, split = blockIdx.y;
     const int G = n_head / n_kv, rows = G * n_tokens;
@@ -60,7 +60,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
         for (int r = 0; r < kMaxRows; ++r) s[r] = 0.f;
         if (have) {
-            const uint4* kr = reinterpret_cast<const uint4*>(kc + int64_t(j) * kv_stride + int64_t(hk) * HD);
+            const uint4* kr =
+                reinterpret_cast<const uint4*>(kc + int64_t(j) * kv_stride + int64_t(hk) * HD);
 #pragma unroll
             for (int c = 0; c < HD / 8; ++c) {
                 uint4 raw = kr[c];
@@ -77,8 +78,8 @@ __global__ void __launch_bounds__(kWarps * 32)
                     if (r < rows) {
                         const float4 qa = *reinterpret_cast<const float4*>(&sq[r][c * 8]);
                         const float4 qb = *reinterpret_cast<const float4*>(&sq[r][c * 8 + 4]);
-                        s[r] += qa.x * kf[0] + qa.y * kf[1] + qa.z * kf[2] + qa.w * kf[3] + qb.x * kf[4] +
-                                qb.y * kf[5] + qb.z * kf[6] + qb.w * kf[7];
+                        s[r] += qa.x * kf[0] + qa.y * kf[1] + qa.z * kf[2] + qa.w * kf[3] +
+                                qb.x * kf[4] + qb.y * kf[5] + qb.z * kf[6] + qb.w * kf[7];
                     }
                 }
             }
@@ -93,7 +94,8 @@ __global__ void __launch_bounds__(kWarps * 32)
             float sv = visible ? s[r] : -INFINITY;
             float mx = sv;
 #pragma unroll
-            for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+            for (int off = 16; off > 0; off >>= 1)
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
             const float mn = fmaxf(m[r], mx);
             const float ref = mn == -INFINITY ? 0.f : mn;
             const float corr = exp2f(m[r] - ref);
@@ -111,7 +113,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
             for (int u = 0; u < 4; ++u) {
                 const int jj = min(jj0 + u, n_here - 1);
-                const __half* vr = vc + int64_t(base + jj) * kv_stride + int64_t(hk) * HD + lane * kDims;
+                const __half* vr =
+                    vc + int64_t(base + jj) * kv_stride + int64_t(hk) * HD + lane * kDims;
                 if (kDims == 4) {
                     uint2 raw = *reinterpret_cast<const uint2*>(vr);
                     const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
@@ -175,9 +178,12 @@ __global__ void __launch_bounds__(kWarps * 32)
         }
         // Partials are in the natural-log convention of attn_f16.cu's combine kernel: m in
         // units of the raw score, hence the division of the log2-scaled max.
-        if (c < HD) out[c] = v;
-        else if (c == HD) out[HD] = M == -INFINITY ? -INFINITY : M * 0.69314718055994531f;
-        else out[HD + 1] = v;
+        if (c < HD)
+            out[c] = v;
+        else if (c == HD)
+            out[HD] = M == -INFINITY ? -INFINITY : M * 0.69314718055994531f;
+        else
+            out[HD + 1] = v;
     }
 }
 
@@ -193,23 +199,22 @@ int attention_decode_splits(int n_kv, int max_keys, int* split_keys) {
 }
 
 bool attention_f16_decode(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
-                          const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv, int head_dim,
-                          float* out, float* ws, cudaStream_t s) {
-    if ((n_head / n_head_kv) * n_tokens > kMaxRows || (head_dim != 64 && head_dim != 128)) return false;
+                          const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv,
+                          int head_dim, float* out, float* ws, cudaStream_t s) {
+    if ((n_head / n_head_kv) * n_tokens > kMaxRows || (head_dim != 64 && head_dim != 128))
+        return false;
     int split_keys;
     const int splits = attention_decode_splits(n_head_kv, max_keys, &split_keys);
     const float scale_log2 = 1.4426950408889634f / sqrtf(float(head_dim));
     const dim3 grid(static_cast<unsigned>(n_head_kv), static_cast<unsigned>(splits));
     if (head_dim == 128)
-        attn_decode_kernel<128><<<grid, kWarps * 32, 0, s>>>(q, reinterpret_cast<const __half*>(kc),
-                                                              reinterpret_cast<const __half*>(vc), int(n_tokens),
-                                                              pos0_dev, n_head, n_head_kv, split_keys, splits,
-                                                              scale_log2, ws);
+        attn_decode_kernel<128><<<grid, kWarps * 32, 0, s>>>(
+            q, reinterpret_cast<const __half*>(kc), reinterpret_cast<const __half*>(vc),
+            int(n_tokens), pos0_dev, n_head, n_head_kv, split_keys, splits, scale_log2, ws);
     else
-        attn_decode_kernel<64><<<grid, kWarps * 32, 0, s>>>(q, reinterpret_cast<const __half*>(kc),
-                                                             reinterpret_cast<const __half*>(vc), int(n_tokens),
-                                                             pos0_dev, n_head, n_head_kv, split_keys, splits,
-                                                             scale_log2, ws);
+        attn_decode_kernel<64><<<grid, kWarps * 32, 0, s>>>(
+            q, reinterpret_cast<const __half*>(kc), reinterpret_cast<const __half*>(vc),
+            int(n_tokens), pos0_dev, n_head, n_head_kv, split_keys, splits, scale_log2, ws);
     LLM8_CUDA_CHECK_LAUNCH();
     attention_combine(ws, n_tokens, n_head, head_dim, splits, out, s);
     return true;

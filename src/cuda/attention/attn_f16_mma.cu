@@ -27,17 +27,20 @@ constexpr int kBr = 64, kBc = 64, kThreads = 128;
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
-__device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
+__device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2,
+                                            uint32_t& r3) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr));
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(addr));
 }
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2,
-                                                  uint32_t& r3) {
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t addr, uint32_t& r0, uint32_t& r1,
+                                                  uint32_t& r2, uint32_t& r3) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr));
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(addr));
 }
-__device__ __forceinline__ void mma16816(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                         uint32_t b1) {
+__device__ __forceinline__ void mma16816(float* c, uint32_t a0, uint32_t a1, uint32_t a2,
+                                         uint32_t a3, uint32_t b0, uint32_t b1) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};\n"
@@ -71,7 +74,8 @@ __global__ void __launch_bounds__(kThreads)
     for (int i = tid; i < kBr * HD / 4; i += kThreads) {
         const int r = i / (HD / 4), c = (i % (HD / 4)) * 4;
         float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (q0 + r < n_tokens) v = *reinterpret_cast<const float4*>(q + (q0 + r) * q_stride + int64_t(h) * HD + c);
+        if (q0 + r < n_tokens)
+            v = *reinterpret_cast<const float4*>(q + (q0 + r) * q_stride + int64_t(h) * HD + c);
         __half2* d = reinterpret_cast<__half2*>(sQ + r * kStride + c);
         d[0] = __floats2half2_rn(v.x, v.y);
         d[1] = __floats2half2_rn(v.z, v.w);
@@ -101,8 +105,10 @@ __global__ void __launch_bounds__(kThreads)
             const int r = i / (HD / 8), c = (i % (HD / 8)) * 8;
             uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
             if (k0 + r < n_keys) {
-                kv = *reinterpret_cast<const uint4*>(kc + (k0 + r) * kv_stride + int64_t(hk) * HD + c);
-                vv = *reinterpret_cast<const uint4*>(vc + (k0 + r) * kv_stride + int64_t(hk) * HD + c);
+                kv = *reinterpret_cast<const uint4*>(kc + (k0 + r) * kv_stride + int64_t(hk) * HD +
+                                                     c);
+                vv = *reinterpret_cast<const uint4*>(vc + (k0 + r) * kv_stride + int64_t(hk) * HD +
+                                                     c);
             }
             *reinterpret_cast<uint4*>(sK + r * kStride + c) = kv;
             *reinterpret_cast<uint4*>(sV + r * kStride + c) = vv;
@@ -116,7 +122,8 @@ __global__ void __launch_bounds__(kThreads)
         for (int kk = 0; kk < HD / 16; ++kk) {
 #pragma unroll
             for (int nt = 0; nt < kBc / 8; nt += 2) {
-                const int r = nt * 8 + (lane % 8) + (lane / 16) * 8, c = kk * 16 + ((lane / 8) % 2) * 8;
+                const int r = nt * 8 + (lane % 8) + (lane / 16) * 8,
+                          c = kk * 16 + ((lane / 8) % 2) * 8;
                 uint32_t b0, b1, b2, b3;
                 ldmatrix_x4(smem_addr(sK + r * kStride + c), b0, b1, b2, b3);
                 mma16816(s[nt], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b0, b1);
@@ -183,7 +190,8 @@ __global__ void __launch_bounds__(kThreads)
             const uint32_t a3 = pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 #pragma unroll
             for (int dt = 0; dt < HD / 8; dt += 2) {
-                const int r = kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8, c = dt * 8 + (lane / 16) * 8;
+                const int r = kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8,
+                          c = dt * 8 + (lane / 16) * 8;
                 uint32_t b0, b1, b2, b3;
                 ldmatrix_x4_trans(smem_addr(sV + r * kStride + c), b0, b1, b2, b3);
                 mma16816(o[dt], a0, a1, a2, a3, b0, b1);
@@ -213,20 +221,20 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <int HD>
-void launch(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens, const int32_t* pos0_dev,
-            int n_head, int n_kv, float* out, cudaStream_t s) {
+void launch(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
+            const int32_t* pos0_dev, int n_head, int n_kv, float* out, cudaStream_t s) {
     const size_t smem = size_t(3) * kBr * (HD + 8) * sizeof(__half);
     static bool configured = false;  // one attribute call per instance
     if (!configured) {
-        LLM8_CUDA_CHECK(cudaFuncSetAttribute(attn_f16_mma_kernel<HD>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+        LLM8_CUDA_CHECK(cudaFuncSetAttribute(
+            attn_f16_mma_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
         configured = true;
     }
     const float scale_log2 = 1.4426950408889634f / sqrtf(float(HD));
     const dim3 grid(unsigned((n_tokens + kBr - 1) / kBr), unsigned(n_head));
-    attn_f16_mma_kernel<HD><<<grid, kThreads, smem, s>>>(q, reinterpret_cast<const __half*>(kc),
-                                                          reinterpret_cast<const __half*>(vc), n_tokens,
-                                                          pos0_dev, n_head, n_kv, scale_log2, out);
+    attn_f16_mma_kernel<HD><<<grid, kThreads, smem, s>>>(
+        q, reinterpret_cast<const __half*>(kc), reinterpret_cast<const __half*>(vc), n_tokens,
+        pos0_dev, n_head, n_kv, scale_log2, out);
     LLM8_CUDA_CHECK_LAUNCH();
 }
 
@@ -236,9 +244,14 @@ bool attention_f16_mma(const float* q, const uint16_t* kc, const uint16_t* vc, i
                        const int32_t* pos0_dev, int n_head, int n_head_kv, int head_dim, float* out,
                        cudaStream_t s) {
     switch (head_dim) {
-        case 64: launch<64>(q, kc, vc, n_tokens, pos0_dev, n_head, n_head_kv, out, s); return true;
-        case 128: launch<128>(q, kc, vc, n_tokens, pos0_dev, n_head, n_head_kv, out, s); return true;
-        default: return false;
+        case 64:
+            launch<64>(q, kc, vc, n_tokens, pos0_dev, n_head, n_head_kv, out, s);
+            return true;
+        case 128:
+            launch<128>(q, kc, vc, n_tokens, pos0_dev, n_head, n_head_kv, out, s);
+            return true;
+        default:
+            return false;
     }
 }
 
