@@ -87,48 +87,40 @@ bool valid_type(uint32_t t) {
     return t <= static_cast<uint32_t>(GgufType::FLOAT64);
 }
 
+// An integer (or bool) value seen three ways: i, u (two's complement) and f.
+template <typename T>
+void set_int(GgufValue& v, T x) {
+    v.i = int64_t(x);
+    v.u = uint64_t(x);
+    v.f = double(x);
+}
+
 // Reads one scalar of type t into v (i, u, f and, for bools, i/u as 0/1).
 void read_scalar(Cursor& c, GgufType t, GgufValue& v, const char* item) {
     switch (t) {
         case GgufType::UINT8:
-            v.u = c.read<uint8_t>(item);
-            v.i = int64_t(v.u);
-            v.f = double(v.u);
+            set_int(v, c.read<uint8_t>(item));
             break;
         case GgufType::INT8:
-            v.i = c.read<int8_t>(item);
-            v.u = uint64_t(v.i);
-            v.f = double(v.i);
+            set_int(v, c.read<int8_t>(item));
             break;
         case GgufType::UINT16:
-            v.u = c.read<uint16_t>(item);
-            v.i = int64_t(v.u);
-            v.f = double(v.u);
+            set_int(v, c.read<uint16_t>(item));
             break;
         case GgufType::INT16:
-            v.i = c.read<int16_t>(item);
-            v.u = uint64_t(v.i);
-            v.f = double(v.i);
+            set_int(v, c.read<int16_t>(item));
             break;
         case GgufType::UINT32:
-            v.u = c.read<uint32_t>(item);
-            v.i = int64_t(v.u);
-            v.f = double(v.u);
+            set_int(v, c.read<uint32_t>(item));
             break;
         case GgufType::INT32:
-            v.i = c.read<int32_t>(item);
-            v.u = uint64_t(v.i);
-            v.f = double(v.i);
+            set_int(v, c.read<int32_t>(item));
             break;
         case GgufType::UINT64:
-            v.u = c.read<uint64_t>(item);
-            v.i = int64_t(v.u);
-            v.f = double(v.u);
+            set_int(v, c.read<uint64_t>(item));
             break;
         case GgufType::INT64:
-            v.i = c.read<int64_t>(item);
-            v.u = uint64_t(v.i);
-            v.f = double(v.i);
+            set_int(v, c.read<int64_t>(item));
             break;
         case GgufType::FLOAT32:
             v.f = c.read<float>(item);
@@ -142,9 +134,7 @@ void read_scalar(Cursor& c, GgufType t, GgufValue& v, const char* item) {
             if (b > 1)
                 fail(ErrorKind::format, c.what() + ": " + item + ": bool value " +
                                             std::to_string(b) + " is neither 0 nor 1");
-            v.u = b;
-            v.i = b;
-            v.f = b;
+            set_int(v, b);
             break;
         }
         default:
@@ -181,25 +171,19 @@ size_t GgufValue::array_size() const {
 GgufValue GgufValue::make_u32(uint32_t x) {
     GgufValue v;
     v.type = GgufType::UINT32;
-    v.u = x;
-    v.i = x;
-    v.f = x;
+    set_int(v, x);
     return v;
 }
 GgufValue GgufValue::make_i32(int32_t x) {
     GgufValue v;
     v.type = GgufType::INT32;
-    v.i = x;
-    v.u = uint64_t(int64_t(x));
-    v.f = x;
+    set_int(v, x);
     return v;
 }
 GgufValue GgufValue::make_u64(uint64_t x) {
     GgufValue v;
     v.type = GgufType::UINT64;
-    v.u = x;
-    v.i = int64_t(x);
-    v.f = double(x);
+    set_int(v, x);
     return v;
 }
 GgufValue GgufValue::make_f32(float x) {
@@ -211,9 +195,7 @@ GgufValue GgufValue::make_f32(float x) {
 GgufValue GgufValue::make_bool(bool x) {
     GgufValue v;
     v.type = GgufType::BOOL;
-    v.u = x;
-    v.i = x;
-    v.f = x;
+    set_int(v, uint8_t(x));
     return v;
 }
 GgufValue GgufValue::make_str(std::string x) {
