@@ -50,18 +50,8 @@ __global__ void __launch_bounds__(kQuadWarps * 32)
         for (int t = 0; t < NT; ++t) {
             if (t < n) {
                 const float* xp = x + t * K + u * 32;
-                const float4 a =
-                    __ldg(reinterpret_cast<const float4*>(xp + (kSplit ? 4 * k : 8 * k)));
-                const float4 b =
-                    __ldg(reinterpret_cast<const float4*>(xp + (kSplit ? 16 + 4 * k : 8 * k + 4)));
-                xv[t][0] = a.x;
-                xv[t][1] = a.y;
-                xv[t][2] = a.z;
-                xv[t][3] = a.w;
-                xv[t][4] = b.x;
-                xv[t][5] = b.y;
-                xv[t][6] = b.z;
-                xv[t][7] = b.w;
+                unpack8(__ldg(reinterpret_cast<const float4*>(xp + quad_off_a<kSplit>(k))),
+                        __ldg(reinterpret_cast<const float4*>(xp + quad_off_b<kSplit>(k))), xv[t]);
             }
         }
 #pragma unroll
@@ -70,27 +60,18 @@ __global__ void __launch_bounds__(kQuadWarps * 32)
                 float v[8];
                 Quad<T>::dq(w + (row0 + r) * row_bytes, u, k, v);
 #pragma unroll
-                for (int t = 0; t < NT; ++t) {
-                    if (t < n) {
-                        float s = 0.0f;
-#pragma unroll
-                        for (int i = 0; i < 8; ++i) s += v[i] * xv[t][i];
-                        acc[r][t] += s;
-                    }
-                }
+                for (int t = 0; t < NT; ++t)
+                    if (t < n) acc[r][t] += dot8(v, xv[t]);
             }
         }
     }
     __shared__ float red[kQuadWarps][R * NT];
     park_warp_sums<kQuadWarps, R, NT>(acc, red, warp, lane);
     __syncthreads();
-    const int per_group = R * NT;
-    const int tid = threadIdx.x;
-    if (tid < (kQuadWarps / S) * per_group) {
-        const int grp = tid / per_group, rt = tid % per_group, r = rt / NT, t = rt % NT;
-        const int64_t row = (int64_t(blockIdx.x) * (kQuadWarps / S) + grp) * R + r;
-        if (row < M && t < n) y[t * M + row] = split_sum<kQuadWarps, R, NT, S>(red, grp, rt);
-    }
+    for_each_row_sum<kQuadWarps, R, NT, S>(red, int64_t(blockIdx.x) * (kQuadWarps / S) * R,
+                                           [&](int64_t row, int t, float sum) {
+                                               if (row < M && t < n) y[t * M + row] = sum;
+                                           });
 }
 
 template <GgmlType T>

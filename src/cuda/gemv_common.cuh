@@ -33,5 +33,18 @@ __device__ __forceinline__ float split_sum(const float (&red)[W][R * NT], int gr
     return s;
 }
 
+// After __syncthreads(): one thread per (row group, slot) of the block calls f(row, t, sum),
+// where rows are first_row + grp * R + r and sum adds the S warps of the group.
+template <int W, int R, int NT, int S, typename F>
+__device__ __forceinline__ void for_each_row_sum(const float (&red)[W][R * NT], int64_t first_row,
+                                                 F f) {
+    constexpr int per = R * NT;
+    const int tid = threadIdx.x;
+    if (tid < (W / S) * per) {
+        const int grp = tid / per, rt = tid % per, r = rt / NT, t = rt % NT;
+        f(first_row + grp * R + r, t, split_sum<W, R, NT, S>(red, grp, rt));
+    }
+}
+
 }  // namespace cuda
 }  // namespace llm8

@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const Args a) {
 #pragma unroll
         for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
     for (int64_t u = ks * 8 + g; u < n_units; u += 8 * kS) {
-        const int off_a = kSplit ? 4 * k : 8 * k, off_b = kSplit ? 16 + 4 * k : 8 * k + 4;
+        const int off_a = quad_off_a<kSplit>(k), off_b = quad_off_b<kSplit>(k);
         float4 wa = make_float4(1.f, 1.f, 1.f, 1.f), wb = wa;
         if (a.norm_w) {
             wa = __ldg(reinterpret_cast<const float4*>(a.norm_w + u * 32 + off_a));
@@ -101,14 +101,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const Args a) {
                     xb = make_float4(xb.x * sc * wb.x, xb.y * sc * wb.y, xb.z * sc * wb.z,
                                      xb.w * sc * wb.w);
                 }
-                xv[t][0] = xa.x;
-                xv[t][1] = xa.y;
-                xv[t][2] = xa.z;
-                xv[t][3] = xa.w;
-                xv[t][4] = xb.x;
-                xv[t][5] = xb.y;
-                xv[t][6] = xb.z;
-                xv[t][7] = xb.w;
+                unpack8(xa, xb, xv[t]);
             }
         }
 #pragma unroll
@@ -117,14 +110,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const Args a) {
                 float v[8];
                 Quad<T>::dq(rows[r], u, k, v);
 #pragma unroll
-                for (int t = 0; t < NT; ++t) {
-                    if (t < n) {
-                        float s = 0.0f;
-#pragma unroll
-                        for (int i = 0; i < 8; ++i) s += v[i] * xv[t][i];
-                        acc[r][t] += s;
-                    }
-                }
+                for (int t = 0; t < NT; ++t)
+                    if (t < n) acc[r][t] += dot8(v, xv[t]);
             }
         }
     }
@@ -146,18 +133,15 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const Args a) {
         }
         return;
     }
-    if (tid < groups * kR * NT) {
-        const int grp = tid / (kR * NT), rt = tid % (kR * NT), r = rt / NT, t = rt % NT;
-        const int64_t row = local_block * kRowsPerBlock + grp * kR + r;
-        if (row < sg.M && t < n) {
-            const float s = split_sum<kWarps, kR, NT, kS>(red, grp, rt);
-            float* dst = sg.y + t * sg.M + row;
-            if (a.mode == int(GemvMode::accumulate))
-                *dst += s;
-            else
-                *dst = s;
-        }
-    }
+    for_each_row_sum<kWarps, kR, NT, kS>(red, local_block * kRowsPerBlock,
+                                         [&](int64_t row, int t, float sum) {
+                                             if (row >= sg.M || t >= n) return;
+                                             float* dst = sg.y + t * sg.M + row;
+                                             if (a.mode == int(GemvMode::accumulate))
+                                                 *dst += sum;
+                                             else
+                                                 *dst = sum;
+                                         });
 }
 
 bool quad_ok(const DeviceMatrix& w) {

@@ -129,12 +129,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     __shared__ float red[kWarps][kR * NT];
     park_warp_sums<kWarps, kR, NT>(acc, red, warp, lane);
     __syncthreads();
-    const int tid = threadIdx.x, per = kR * NT;
-    if (tid < (kWarps / kS) * per) {
-        const int grp = tid / per, rt = tid % per, r = rt / NT, t = rt % NT;
-        const int64_t row = (int64_t(blockIdx.x) * (kWarps / kS) + grp) * kR + r;
-        if (row < M && t < n) y[t * M + row] = split_sum<kWarps, kR, NT, kS>(red, grp, rt);
-    }
+    for_each_row_sum<kWarps, kR, NT, kS>(red, int64_t(blockIdx.x) * (kWarps / kS) * kR,
+                                         [&](int64_t row, int t, float sum) {
+                                             if (row < M && t < n) y[t * M + row] = sum;
+                                         });
 }
 
 template <GgmlType T>

@@ -28,6 +28,16 @@ __device__ __forceinline__ void k4_scale_min(int j, const uint8_t* q, int* d, in
     }
 }
 
+// The scale and min of sub-block sub (0..7) of a Q4_K / Q5_K block, as the CPU computes them:
+// d * sc and dmin * m from the 6-bit packed scales.
+__device__ __forceinline__ void k4_sub_scale(float d, float dmin, const uint8_t* scales, int sub,
+                                             float* d1, float* m1) {
+    int sc, m;
+    k4_scale_min(sub, scales, &sc, &m);
+    *d1 = d * float(sc);
+    *m1 = dmin * float(m);
+}
+
 template <GgmlType T>
 struct Unit;  // bytes per block and units per block, and dequant of one unit
 
@@ -168,9 +178,8 @@ struct Unit<GgmlType::Q4_K> {
         const float d = ld_half(b), dmin = ld_half(b + 2);
         const uint8_t* scales = b + 4;
         const uint8_t* q = b + 16 + 32 * (sub / 2);
-        int sc, m;
-        k4_scale_min(sub, scales, &sc, &m);
-        const float d1 = d * float(sc), m1 = dmin * float(m);
+        float d1, m1;
+        k4_sub_scale(d, dmin, scales, sub, &d1, &m1);
         if (sub & 1) {
 #pragma unroll
             for (int l = 0; l < 32; ++l) v[l] = d1 * float(q[l] >> 4) - m1;
@@ -189,9 +198,8 @@ struct Unit<GgmlType::Q5_K> {
         const uint8_t* scales = b + 4;
         const uint8_t* qh = b + 16;
         const uint8_t* ql = b + 48 + 32 * (sub / 2);
-        int sc, m;
-        k4_scale_min(sub, scales, &sc, &m);
-        const float d1 = d * float(sc), m1 = dmin * float(m);
+        float d1, m1;
+        k4_sub_scale(d, dmin, scales, sub, &d1, &m1);
         const uint8_t mask = uint8_t(1u << sub);
 #pragma unroll
         for (int l = 0; l < 32; ++l) {

@@ -171,9 +171,8 @@ struct Quad<GgmlType::Q4_K> {
         const int sub = int(u & 7);
         const float d = __half2float(*reinterpret_cast<const __half*>(b));
         const float dmin = __half2float(*reinterpret_cast<const __half*>(b + 2));
-        int sc, m;
-        k4_scale_min(sub, b + 4, &sc, &m);
-        const float d1 = d * float(sc), m1 = dmin * float(m);
+        float d1, m1;
+        k4_sub_scale(d, dmin, b + 4, sub, &d1, &m1);
         const uint2 q = *reinterpret_cast<const uint2*>(b + 16 + 32 * (sub >> 1) + 8 * k);
         const int shift = (sub & 1) ? 4 : 0;
 #pragma unroll
@@ -192,9 +191,8 @@ struct Quad<GgmlType::Q5_K> {
         const int sub = int(u & 7);
         const float d = __half2float(*reinterpret_cast<const __half*>(b));
         const float dmin = __half2float(*reinterpret_cast<const __half*>(b + 2));
-        int sc, m;
-        k4_scale_min(sub, b + 4, &sc, &m);
-        const float d1 = d * float(sc), m1 = dmin * float(m);
+        float d1, m1;
+        k4_sub_scale(d, dmin, b + 4, sub, &d1, &m1);
         const uint2 h = *reinterpret_cast<const uint2*>(b + 16 + 8 * k);
         const uint2 q = *reinterpret_cast<const uint2*>(b + 48 + 32 * (sub >> 1) + 8 * k);
         const int shift = (sub & 1) ? 4 : 0;
@@ -233,6 +231,35 @@ struct Quad<GgmlType::Q6_K> {
         }
     }
 };
+
+// The activations a lane part pairs with: kSplit types give elements {4k..4k+3, 16+4k..16+4k+3}
+// of the unit, the others 8k..8k+7; returned as the offsets of two float4s.
+template <bool kSplit>
+__device__ __forceinline__ int quad_off_a(int k) {
+    return kSplit ? 4 * k : 8 * k;
+}
+template <bool kSplit>
+__device__ __forceinline__ int quad_off_b(int k) {
+    return kSplit ? 16 + 4 * k : 8 * k + 4;
+}
+
+__device__ __forceinline__ void unpack8(const float4 a, const float4 b, float* d) {
+    d[0] = a.x;
+    d[1] = a.y;
+    d[2] = a.z;
+    d[3] = a.w;
+    d[4] = b.x;
+    d[5] = b.y;
+    d[6] = b.z;
+    d[7] = b.w;
+}
+
+__device__ __forceinline__ float dot8(const float* v, const float* x) {
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) s += v[i] * x[i];
+    return s;
+}
 
 }  // namespace cuda
 }  // namespace llm8
