@@ -1,27 +1,10 @@
 // TokenStreamer: streamed text equals the detokenized text and never ends inside a character.
 #include "tokenizer/token_streamer.h"
+#include "tokenizer/utf8.h"
 
 #include "test_tokenizer_util.h"
 
 namespace {
-
-bool complete_utf8(const std::string& s) {
-    size_t i = 0;
-    while (i < s.size()) {
-        const auto b = static_cast<unsigned char>(s[i]);
-        const size_t n = b < 0x80         ? 1
-                         : (b >> 5) == 6  ? 2
-                         : (b >> 4) == 14 ? 3
-                         : (b >> 3) == 30 ? 4
-                                          : 0;
-        if (n == 0 || i + n > s.size()) return false;
-        for (size_t k = 1; k < n; ++k) {
-            if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-        }
-        i += n;
-    }
-    return true;
-}
 
 void check_stream(const char* file, const std::string& text) {
     const std::string path = llm8_test::vocab_dir() + "/" + file;
@@ -33,7 +16,7 @@ void check_stream(const char* file, const std::string& text) {
     int held = 0;
     for (auto id : ids) {
         const std::string part = streamer.push(id);
-        EXPECT_TRUE(complete_utf8(part)) << file;
+        EXPECT_TRUE(llm8::utf8_is_valid(part)) << file;
         if (streamer.has_pending()) ++held;
         streamed += part;
     }
@@ -74,4 +57,14 @@ TEST(TokenStreamer, FlushReturnsIncompleteTail) {
     EXPECT_EQ(s.push(vocab->eos()), "");
     llm8::TokenStreamer special(*vocab, true);
     EXPECT_EQ(special.push(vocab->eos()), "</s>");
+}
+
+TEST(Utf8, IsValidChecksByteStructure) {
+    EXPECT_TRUE(llm8::utf8_is_valid(""));
+    EXPECT_TRUE(llm8::utf8_is_valid("plain ascii"));
+    EXPECT_TRUE(llm8::utf8_is_valid("\xc3\xa9\xe2\x96\x81\xf0\x9f\x98\x80"));  // é ▁ 😀
+    EXPECT_FALSE(llm8::utf8_is_valid("\xe2\x96"));                               // cut off
+    EXPECT_FALSE(llm8::utf8_is_valid("\x80"));                                   // lone continuation
+    EXPECT_FALSE(llm8::utf8_is_valid("\xc3\x28"));                               // bad continuation
+    EXPECT_FALSE(llm8::utf8_is_valid("\xff"));                                   // no such lead byte
 }

@@ -26,6 +26,10 @@ std::vector<uint32_t> utf8_decode_lenient(std::string_view text);
 // The text re-encoded from utf8_decode_lenient: always valid UTF-8.
 std::string utf8_sanitize(std::string_view text);
 
+// True when text is a sequence of whole UTF-8 characters by their byte structure (lead byte
+// announces 1-4 bytes, continuation bytes follow, nothing cut off at the end).
+bool utf8_is_valid(std::string_view text);
+
 // Number of bytes at the end of `text` that form an incomplete (but so far valid) UTF-8
 // sequence: 0 when text ends on a character boundary or with bytes that can never complete.
 size_t utf8_incomplete_tail(std::string_view text);

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "gguf/gguf.h"
+#include "tokenizer/utf8.h"
 #include "tokenizer/vocab.h"
 
 namespace {
@@ -59,27 +60,9 @@ std::string process_escapes(const std::string& in) {
     return out;
 }
 
-bool valid_utf8(const std::string& s) {
-    size_t i = 0;
-    while (i < s.size()) {
-        const auto b = static_cast<unsigned char>(s[i]);
-        const size_t n = b < 0x80         ? 1
-                         : (b >> 5) == 6  ? 2
-                         : (b >> 4) == 14 ? 3
-                         : (b >> 3) == 30 ? 4
-                                          : 0;
-        if (n == 0 || i + n > s.size()) return false;
-        for (size_t k = 1; k < n; ++k) {
-            if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-        }
-        i += n;
-    }
-    return true;
-}
-
 // A piece as printable text: bytes that are not valid UTF-8 show as <0xNN>.
 std::string printable(const std::string& piece) {
-    if (valid_utf8(piece)) return piece;
+    if (llm8::utf8_is_valid(piece)) return piece;
     std::string out;
     char buf[8];
     for (unsigned char c : piece) {
