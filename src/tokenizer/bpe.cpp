@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "common/error.h"
+#include "tokenizer/bigram_merge.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/utf8.h"
 #include "tokenizer/vocab_impl.h"
@@ -173,22 +174,7 @@ public:
             ++index;
             symbols_.push_back(s);
         }
-        for (int32_t i = 1; i < static_cast<int32_t>(symbols_.size()); ++i) try_add(i - 1, i);
-
-        while (!queue_.empty()) {
-            const Bigram b = queue_.top();
-            queue_.pop();
-            Symbol& l = symbols_[b.left];
-            Symbol& r = symbols_[b.right];
-            // Both alive and sizes unchanged means the same text as when queued.
-            if (l.n == 0 || r.n == 0 || l.n + r.n != b.size) continue;
-            l.n += r.n;
-            r.n = 0;
-            l.next = r.next;
-            if (r.next >= 0) symbols_[r.next].prev = b.left;
-            try_add(l.prev, b.left);
-            try_add(b.left, l.next);
-        }
+        merge_bigrams(symbols_, queue_, [this](int32_t l, int32_t r) { try_add(l, r); });
 
         for (int32_t i = symbols_.empty() ? -1 : 0; i != -1; i = symbols_[i].next) {
             const Symbol& s = symbols_[i];

@@ -21,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tokenizer/bigram_merge.h"
 #include "tokenizer/utf8.h"
 #include "tokenizer/vocab_impl.h"
 
@@ -72,22 +73,7 @@ public:
         }
         if (symbols_.empty()) return;
 
-        for (int32_t i = 1; i < static_cast<int32_t>(symbols_.size()); ++i) try_add(i - 1, i);
-
-        while (!queue_.empty()) {
-            const Bigram b = queue_.top();
-            queue_.pop();
-            Symbol& l = symbols_[b.left];
-            Symbol& r = symbols_[b.right];
-            // Stale pair: one side was merged elsewhere meanwhile.
-            if (l.n == 0 || r.n == 0 || l.n + r.n != b.size) continue;
-            l.n += r.n;
-            r.n = 0;
-            l.next = r.next;
-            if (r.next >= 0) symbols_[r.next].prev = b.left;
-            try_add(l.prev, b.left);
-            try_add(b.left, l.next);
-        }
+        merge_bigrams(symbols_, queue_, [this](int32_t l, int32_t r) { try_add(l, r); });
 
         for (int32_t i = 0; i != -1; i = symbols_[i].next) {
             const Symbol& s = symbols_[i];
