@@ -338,3 +338,28 @@ TEST(Sampler, DecodeSampleEqualsDecodeThenSampleOnCpu) {
     EXPECT_EQ(a.penalty_window(), b.penalty_window());
     EXPECT_EQ(a.penalty_window().size(), toks.size() + 40);  // prompt + 40 drawn, window 64
 }
+
+TEST(Sampler, GpuRowParamsCarryTheChainParameters) {
+    SamplerParams sp;
+    sp.temperature = 0.7f;
+    sp.top_k = 12;
+    sp.top_p = 0.8f;
+    sp.min_p = 0.02f;
+    sp.repeat_penalty = 1.3f;
+    sp.frequency_penalty = 0.4f;
+    sp.presence_penalty = 0.5f;
+    sp.seed = 0x123456789abcull;
+    const llm8_sampling_row_params p = llm8::gpu_row_params(sp, 41);
+    EXPECT_EQ(p.temperature, 0.7f);
+    EXPECT_EQ(p.top_k, 12);
+    EXPECT_EQ(p.top_p, 0.8f);
+    EXPECT_EQ(p.min_p, 0.02f);
+    EXPECT_EQ(p.repeat_penalty, 1.3f);
+    EXPECT_EQ(p.frequency_penalty, 0.4f);
+    EXPECT_EQ(p.presence_penalty, 0.5f);
+    EXPECT_EQ(p.seed, 0x123456789abcull);
+    EXPECT_EQ(p.draw_index, 41u);
+    EXPECT_EQ(p.penalty_count, 0);
+    EXPECT_EQ(p.bias_count, 0);
+    EXPECT_EQ(p.flags, 0u);
+}

@@ -75,21 +75,6 @@ std::vector<float> gaussian(int n, uint32_t seed, float sd) {
     return v;
 }
 
-// Row parameters from the CPU chain's parameters (bias and penalties are placed separately).
-llm8_sampling_row_params row_params(const SamplerParams& sp, uint64_t draw_index) {
-    llm8_sampling_row_params p{};
-    p.temperature = sp.temperature;
-    p.top_k = sp.top_k;
-    p.top_p = sp.top_p;
-    p.min_p = sp.min_p;
-    p.repeat_penalty = sp.repeat_penalty;
-    p.frequency_penalty = sp.frequency_penalty;
-    p.presence_penalty = sp.presence_penalty;
-    p.seed = sp.seed;
-    p.draw_index = draw_index;
-    return p;
-}
-
 SamplerParams plain(float t) {
     SamplerParams sp;
     sp.temperature = t;
@@ -173,7 +158,7 @@ struct Batch {
         const size_t off = logits.size();
         logits.resize(off + size_t(ld), 0.0f);
         std::copy(l.begin(), l.end(), logits.begin() + long(off));
-        llm8_sampling_row_params p = row_params(sp, draw_index);
+        llm8_sampling_row_params p = llm8::gpu_row_params(sp, draw_index);
         p.penalty_begin = int32_t(pen_tokens.size());
         p.penalty_count = int32_t(window.size());
         pen_tokens.insert(pen_tokens.end(), window.begin(), window.end());

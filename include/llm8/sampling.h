@@ -77,3 +77,11 @@ int32_t argmax(const float* x, int32_t n);
 
 // The GPU sampler's C API (plain C, usable from other engines): see llm8/sampling_cuda.h.
 #include "llm8/sampling_cuda.h"
+
+namespace llm8 {
+
+// The GPU sampler's row parameters for these chain parameters and Philox draw index. The
+// penalty window and logit bias travel as separate arrays: their begin/count fields are 0 here.
+llm8_sampling_row_params gpu_row_params(const SamplerParams& p, uint64_t draw_index);
+
+}  // namespace llm8

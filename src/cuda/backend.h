@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "llm8/sampling.h"
+
 namespace llm8 {
 
 struct LlamaModel;
@@ -32,17 +34,13 @@ std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> create_session(
 void forward(DeviceSession& s, const int32_t* tokens, int64_t n, int64_t pos0, int64_t n_out,
              float* logits);
 
-// One row of GPU sampling parameters, with llm8::SamplerParams' meaning (the penalty window
-// and logit bias as host arrays; they are copied to the device with the call).
+// One row of GPU sampling: the row parameters (llm8::gpu_row_params) and, as host arrays, the
+// penalty window and logit bias, which are copied to the device with the call.
 struct SampleRequest {
-    float temperature = 0.8f;
-    int32_t top_k = 0;
-    float top_p = 1.0f, min_p = 0.0f;
-    float repeat_penalty = 1.0f, frequency_penalty = 0.0f, presence_penalty = 0.0f;
+    llm8_sampling_row_params params{};
     std::vector<int32_t> penalty_window;
     std::vector<int32_t> bias_tokens;
     std::vector<float> bias_values;
-    uint64_t seed = 0, draw_index = 0;
 };
 
 // As forward() with n_out = 1, then samples the last token's logits on the device: only the

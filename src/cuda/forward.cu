@@ -450,21 +450,12 @@ int32_t forward_sample(DeviceSession& s, const int32_t* tokens, int64_t n, int64
     (void)prepared;
     launch_forward(s, tokens, n, pos0, 1);
     // Parameters, penalty window and bias go up through one pinned staging buffer.
-    llm8_sampling_row_params p{};
-    p.temperature = req.temperature;
-    p.top_k = req.top_k;
-    p.top_p = req.top_p;
-    p.min_p = req.min_p;
-    p.repeat_penalty = req.repeat_penalty;
-    p.frequency_penalty = req.frequency_penalty;
-    p.presence_penalty = req.presence_penalty;
+    llm8_sampling_row_params p = req.params;
     p.penalty_begin = 0;
     p.penalty_count = int32_t(req.penalty_window.size());
     p.bias_begin = 0;
     p.bias_count = int32_t(req.bias_tokens.size());
     p.flags = 0;
-    p.seed = req.seed;
-    p.draw_index = req.draw_index;
     const size_t n_pen = req.penalty_window.size(), n_bias = req.bias_tokens.size();
     const size_t bytes = sizeof(p) + 4 * (n_pen + 2 * n_bias) + 64;
     if (s.h_sample_n < bytes) {
@@ -476,13 +467,14 @@ int32_t forward_sample(DeviceSession& s, const int32_t* tokens, int64_t n, int64
     }
     uint8_t* h = s.h_sample;
     std::memcpy(h, &p, sizeof(p));
-    size_t off = (sizeof(p) + 15) / 16 * 16;
-    const size_t pen_off = off;
-    std::memcpy(h + pen_off, req.penalty_window.data(), 4 * n_pen);
+    const size_t pen_off = (sizeof(p) + 15) / 16 * 16;
     const size_t bt_off = pen_off + 4 * n_pen;
-    std::memcpy(h + bt_off, req.bias_tokens.data(), 4 * n_bias);
     const size_t bv_off = bt_off + 4 * n_bias;
-    std::memcpy(h + bv_off, req.bias_values.data(), 4 * n_bias);
+    if (n_pen) std::memcpy(h + pen_off, req.penalty_window.data(), 4 * n_pen);
+    if (n_bias) {
+        std::memcpy(h + bt_off, req.bias_tokens.data(), 4 * n_bias);
+        std::memcpy(h + bv_off, req.bias_values.data(), 4 * n_bias);
+    }
     const size_t used = bv_off + 4 * n_bias;
     LLM8_CUDA_CHECK(cudaMemcpyAsync(s.d_sample.get(), h, used, cudaMemcpyHostToDevice, s.stream));
     uint8_t* d = s.d_sample.get();

@@ -218,20 +218,12 @@ int32_t Session::decode_sample(const int32_t* tokens, size_t n, Sampler& sampler
     const size_t cur = n - last;
     const SamplerParams& p = sampler.params();
     cuda::SampleRequest req;
-    req.temperature = p.temperature;
-    req.top_k = p.top_k;
-    req.top_p = p.top_p;
-    req.min_p = p.min_p;
-    req.repeat_penalty = p.repeat_penalty;
-    req.frequency_penalty = p.frequency_penalty;
-    req.presence_penalty = p.presence_penalty;
+    req.params = gpu_row_params(p, sampler.draws());
     req.penalty_window = sampler.penalty_window();
     for (const auto& kv : p.logit_bias) {
         req.bias_tokens.push_back(kv.first);
         req.bias_values.push_back(kv.second);
     }
-    req.seed = p.seed;
-    req.draw_index = sampler.draws();
     int32_t status = 0;
     const int32_t tok =
         cuda::forward_sample(*st.gpu, tokens + last, int64_t(cur), st.n_past, req, &status);

@@ -156,4 +156,18 @@ int32_t Sampler::sample(const float* logits) {
     return last;  // u beyond the rounded total: the last kept token
 }
 
+llm8_sampling_row_params gpu_row_params(const SamplerParams& sp, uint64_t draw_index) {
+    llm8_sampling_row_params p{};
+    p.temperature = sp.temperature;
+    p.top_k = sp.top_k;
+    p.top_p = sp.top_p;
+    p.min_p = sp.min_p;
+    p.repeat_penalty = sp.repeat_penalty;
+    p.frequency_penalty = sp.frequency_penalty;
+    p.presence_penalty = sp.presence_penalty;
+    p.seed = sp.seed;
+    p.draw_index = draw_index;
+    return p;
+}
+
 }  // namespace llm8
