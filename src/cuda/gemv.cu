@@ -209,8 +209,8 @@ void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s
         gemv_split(w, x, n, y, s);
         return;
     }
-    const int blocks = ceil_div(w.ne1, kGemvWarps);
     if (elementwise_path(w)) {
+        const int blocks = ceil_div(w.ne1, kGemvWarps);
 #define LLM8_GEMV_E(T)  \
     gemv_elem_kernel<T> \
         <<<blocks, kGemvWarps * 32, 0, s>>>(w.data, w.row_bytes, w.ne0, w.ne1, x, n, y)
@@ -236,7 +236,6 @@ void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s
         LLM8_DISPATCH_TYPE(w.type, LLM8_GEMV)
 #undef LLM8_GEMV
     }
-    (void)blocks;
     LLM8_CUDA_CHECK_LAUNCH();
 }
 
