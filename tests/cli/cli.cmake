@@ -11,7 +11,10 @@ function(llm8_cli_test name)
     endforeach()
     set(cmd "${T_CMD}")
     add_test(NAME ${name} COMMAND ${CMAKE_COMMAND} "-DCMD=${cmd}" ${defs} -P ${RUN})
-    set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 900)
+    # cmake -P cannot exit with a chosen code before CMake 3.29 (Debian 12 has 3.25): the script
+    # prints this line instead.
+    set_tests_properties(${name} PROPERTIES SKIP_REGULAR_EXPRESSION "SKIP: test data not found"
+                                            TIMEOUT 900)
 endfunction()
 
 # The issue's done-when: llama2.c's greedy text for stories260K, right after the prompt.

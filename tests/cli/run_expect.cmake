@@ -3,12 +3,13 @@
 #   -DEXPECT=ok|error    ok: exit 0; error: a clean non-zero exit (1-125), never a crash/signal
 #   -DREGEX=...          must match stdout+stderr (optional)
 #   -DNOT_REGEX=...      must not match (optional)
-#   -DREQUIRE=path       skip (exit code 77) when this file is missing
+#   -DREQUIRE=path       skip when this file is missing (prints "SKIP: test data not found",
+#                        which ctest's SKIP_REGULAR_EXPRESSION turns into a skip)
 #   -DSTDOUT_BEGINS=...  stdout must begin with this literal text (optional)
 #   -DINPUT=path         file fed to standard input (optional; else none)
 if(DEFINED REQUIRE AND NOT EXISTS "${REQUIRE}")
     message("SKIP: test data not found: ${REQUIRE}")
-    cmake_language(EXIT 77)
+    return()
 endif()
 if(NOT DEFINED INPUT)
     set(INPUT /dev/null)
