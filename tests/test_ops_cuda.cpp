@@ -3,6 +3,8 @@
 // every weight type. Inputs are fresh random values, outputs are poisoned (NaN) first. Each op
 // has its own bound on the normalized MSE: float math 1e-10, half-precision GEMM inputs 1e-5.
 #include <cmath>
+#include <cstring>
+#include <memory>
 #include <random>
 
 #include "cpu/ops.h"
@@ -173,6 +175,165 @@ TEST(CudaOps, SplitLayoutGemvAndDequantize) {
     llm8::cuda::DeviceMatrix f{GgmlType::F16, 256, 1, 512, nullptr};
     EXPECT_FALSE(llm8::cuda::can_split(f));
     cublasDestroy(handle);
+}
+
+TEST(CudaOps, DecodeActivationsQuantizeBitExactly) {
+    // The decode path's int8 activations against the CPU recipe: quants, scales and sums bit
+    // for bit (no norm); with the RMS norm folded in, the float form against cpu::rms_norm and
+    // the quants within one step (the two sums of squares round differently).
+    LLM8_REQUIRE_GPU();
+    std::mt19937 rng(std::random_device{}());
+    for (int64_t K : {32, 96, 4096, 14336}) {
+        auto x = randn(size_t(K), rng);
+        for (int i = 0; i < 32; ++i) x[size_t(i)] = 0.0f;  // an all-zero unit: d = 0, q = 0
+        x[size_t(K - 1)] = 1e6f;                           // a unit dominated by one value
+        x[size_t(K - 2)] = -3e-7f;
+        const auto nw = randn(size_t(K), rng);
+        std::vector<int8_t> q(static_cast<size_t>(K));
+        std::vector<float> d(size_t(K / 32));
+        std::vector<int32_t> sum(size_t(K / 32));
+        llm8::cpu::quantize_act_q8(x.data(), K, q.data(), d.data(), sum.data());
+        Dev<float> dx(x), dnw(nw), ds(size_t(K / 16)), xf(static_cast<size_t>(K));
+        Dev<int8_t> dq(static_cast<size_t>(K));
+        llm8::cuda::decode_act(dx.get(), K, nullptr, 1e-5f, llm8::cuda::ActKind::q8, nullptr,
+                               dq.get(), ds.get(), nullptr);
+        const auto gq = dq.download();
+        const auto gds = ds.download();
+        for (int64_t i = 0; i < K; ++i)
+            ASSERT_EQ(gq[size_t(i)], q[size_t(i)]) << "K " << K << " i " << i;
+        for (int64_t u = 0; u < K / 32; ++u) {
+            ASSERT_EQ(gds[size_t(2 * u)], d[size_t(u)]) << "K " << K << " unit " << u;
+            ASSERT_EQ(gds[size_t(2 * u + 1)], float(sum[size_t(u)])) << "K " << K << " unit " << u;
+        }
+        // With the norm.
+        std::vector<float> xn(static_cast<size_t>(K));
+        llm8::cpu::rms_norm(x.data(), nw.data(), xn.data(), K, 1e-5f);
+        llm8::cuda::decode_act(dx.get(), K, dnw.get(), 1e-5f, llm8::cuda::ActKind::f32, xf.get(),
+                               nullptr, nullptr, nullptr);
+        EXPECT_LT(nmse(xf.download(), xn), 1e-12) << "K " << K;
+        llm8::cpu::quantize_act_q8(xn.data(), K, q.data(), d.data(), sum.data());
+        llm8::cuda::decode_act(dx.get(), K, dnw.get(), 1e-5f, llm8::cuda::ActKind::q8, nullptr,
+                               dq.get(), ds.get(), nullptr);
+        const auto nq = dq.download();
+        const auto nds = ds.download();
+        for (int64_t i = 0; i < K; ++i) ASSERT_LE(std::abs(nq[size_t(i)] - q[size_t(i)]), 1);
+        for (int64_t u = 0; u < K / 32; ++u)
+            ASSERT_NEAR(nds[size_t(2 * u)], d[size_t(u)], 1e-5 * d[size_t(u)]);
+    }
+}
+
+TEST(CudaOps, DecodeGemvMatchesTheQ8RecipeAndTheCpu) {
+    // gemv_decode for split Q4_0 / Q8_0 (int8 activations) and F16 (float): three matrices in
+    // one launch, the residual add and SwiGLU. Quantized types against the recipe's value
+    // (cpu::matmul_act_q8_ref: exact integer dots, double sums) within float rounding, small
+    // enough that one integer off by one in a unit fails; and against the float CPU matmul
+    // within the int8 activations' error. K up to 8448 (264 units: two unrolled rounds).
+    LLM8_REQUIRE_GPU();
+    using llm8::cuda::ActKind;
+    using llm8::cuda::GemvMode;
+    std::mt19937 rng(std::random_device{}());
+    for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16}) {
+        for (int64_t K : {256, 768, 8448}) {
+            const int64_t Ms[3] = {64, 17, 33};
+            HostMatrix h[3] = {make_matrix(t, K, Ms[0], rng), make_matrix(t, K, Ms[1], rng),
+                               make_matrix(t, K, 64, rng)};
+            std::vector<std::unique_ptr<Dev<uint8_t>>> raw, packed;
+            llm8::cuda::DeviceMatrix dm[3];
+            for (int i = 0; i < 3; ++i) {
+                raw.emplace_back(new Dev<uint8_t>(h[i].bytes));
+                packed.emplace_back(new Dev<uint8_t>(h[i].bytes.size()));
+                dm[i] = {t, K, h[i].view.ne1, h[i].view.row_bytes, raw.back()->get()};
+                if (t != GgmlType::F16) {
+                    ASSERT_TRUE(llm8::cuda::can_split(dm[i]));
+                    llm8::cuda::repack_split(dm[i], raw.back()->get(), packed.back()->get(),
+                                             nullptr);
+                    dm[i].data = packed.back()->get();
+                    dm[i].split = true;
+                }
+            }
+            const ActKind kind = llm8::cuda::decode_act_kind(dm[0]);
+            ASSERT_EQ(kind, t == GgmlType::F16 ? ActKind::f32 : ActKind::q8);
+            const auto x = randn(static_cast<size_t>(K), rng), nw = randn(size_t(K), rng);
+            std::vector<float> xn(static_cast<size_t>(K));
+            llm8::cpu::rms_norm(x.data(), nw.data(), xn.data(), K, 1e-5f);
+            Dev<float> dx(x), dnw(nw), xf(static_cast<size_t>(K)), ds(size_t(K / 16));
+            Dev<int8_t> dq(static_cast<size_t>(K));
+            llm8::cuda::DecodeAct a;
+            a.kind = kind;
+            a.f = xf.get();
+            a.q = dq.get();
+            a.ds = ds.get();
+            llm8::cuda::decode_act(dx.get(), K, dnw.get(), 1e-5f, kind, xf.get(), dq.get(),
+                                   ds.get(), nullptr);
+            // The activations the kernel saw, as the recipe reference needs them.
+            std::vector<int8_t> q(static_cast<size_t>(K));
+            std::vector<float> d(size_t(K / 32));
+            if (kind == ActKind::q8) {
+                q = dq.download();
+                const auto pairs = ds.download();
+                for (int64_t u = 0; u < K / 32; ++u) d[size_t(u)] = pairs[size_t(2 * u)];
+            }
+            const std::vector<float> xa = kind == ActKind::f32 ? xf.download() : xn;
+            // The bound per output: exact recipe (q8) or float sums (f16).
+            auto check = [&](const HostMatrix& hm, const std::vector<float>& got,
+                             const std::vector<float>& base, const char* what) {
+                std::vector<double> ref(size_t(hm.view.ne1));
+                std::vector<float> want(size_t(hm.view.ne1));
+                llm8::cpu::matmul_ref(hm.view, xa.data(), 1, want.data());
+                if (kind == ActKind::q8) {
+                    llm8::cpu::matmul_act_q8_ref(hm.view, q.data(), d.data(), ref.data());
+                    for (int64_t r = 0; r < hm.view.ne1; ++r) {
+                        double mass = 0;
+                        const uint8_t* row = hm.view.row(r);
+                        const size_t bb = t == GgmlType::Q4_0 ? 18 : 34;
+                        for (int64_t u = 0; u < K / 32; ++u) {
+                            uint16_t hd;
+                            std::memcpy(&hd, row + u * int64_t(bb), 2);
+                            mass += std::fabs(double(llm8::fp16_to_fp32(hd)) * d[size_t(u)] *
+                                              llm8::cpu::dot_unit_q8(t, row, u, q.data()));
+                        }
+                        const double g = got[size_t(r)] - (base.empty() ? 0.0 : base[size_t(r)]);
+                        ASSERT_LE(std::fabs(g - ref[size_t(r)]), (K <= 768 ? 2e-6 : 1e-5) * mass)
+                            << llm8::type_name(t) << " K " << K << " " << what << " row " << r;
+                    }
+                }
+                std::vector<float> g2 = got;
+                for (size_t i = 0; i < g2.size() && !base.empty(); ++i) g2[i] -= base[i];
+                EXPECT_LT(max_dot_err(hm.view, xa, 1, g2, want), kind == ActKind::q8 ? 2e-2 : 4e-5)
+                    << llm8::type_name(t) << " K " << K << " " << what;
+            };
+            // store, three matrices (rows 64, 17, 64)
+            Dev<float> y0(static_cast<size_t>(Ms[0])), y1(static_cast<size_t>(Ms[1])),
+                y2(static_cast<size_t>(64));
+            float* const ys[3] = {y0.get(), y1.get(), y2.get()};
+            ASSERT_TRUE(llm8::cuda::gemv_decode(dm, ys, 3, a, GemvMode::store, nullptr));
+            check(h[0], y0.download(), {}, "store 0");
+            check(h[1], y1.download(), {}, "store 1");
+            check(h[2], y2.download(), {}, "store 2");
+            // accumulate into a residual
+            const auto base = randn(size_t(Ms[1]), rng);
+            Dev<float> acc(base);
+            float* accp = acc.get();
+            ASSERT_TRUE(
+                llm8::cuda::gemv_decode(&dm[1], &accp, 1, a, GemvMode::accumulate, nullptr));
+            check(h[1], acc.download(), base, "accumulate");
+            // SwiGLU of (gate = matrix 0, up = matrix 2), 64 rows each
+            Dev<float> g(static_cast<size_t>(64));
+            const llm8::cuda::DeviceMatrix gu[2] = {dm[0], dm[2]};
+            float* const gys[2] = {g.get(), nullptr};
+            ASSERT_TRUE(llm8::cuda::gemv_decode(gu, gys, 2, a, GemvMode::swiglu, nullptr));
+            std::vector<float> gw = y0.download(), uw = y2.download();
+            llm8::cpu::swiglu(gw.data(), uw.data(), 64);
+            EXPECT_LT(nmse(g.download(), gw), 1e-10) << llm8::type_name(t) << " swiglu K " << K;
+            // A kind the matrix does not read is refused, nothing launched.
+            llm8::cuda::DecodeAct wrong = a;
+            wrong.kind = kind == ActKind::q8 ? ActKind::f32 : ActKind::q8;
+            EXPECT_FALSE(llm8::cuda::gemv_decode(dm, ys, 1, wrong, GemvMode::store, nullptr));
+        }
+    }
+    // Types without a decode kernel.
+    llm8::cuda::DeviceMatrix q4k{GgmlType::Q4_K, 256, 1, 144, nullptr};
+    EXPECT_EQ(llm8::cuda::decode_act_kind(q4k), ActKind::none);
 }
 
 TEST(CudaOps, FloatRowsOfAwkwardLength) {
@@ -358,6 +519,7 @@ TEST(CudaOps, NormRopeSwigluAddBias) {
 
 TEST(CudaOps, AttentionMatchesCpuOnAwkwardShapes) {
     LLM8_REQUIRE_GPU();
+    int q8_checked = 0;  // decode shapes whose output was also written as int8
     std::mt19937 rng(std::random_device{}());
     struct Shape {
         int n_head, n_kv, hd;
@@ -414,14 +576,34 @@ TEST(CudaOps, AttentionMatchesCpuOnAwkwardShapes) {
         if (s.n_tok < 16) {
             Dev<float> ws(llm8::cuda::attention_workspace_floats(s.n_tok, s.n_head, s.hd,
                                                                  int(n_keys) + 1000));
+            const size_t nq = q.size();
+            Dev<int8_t> q8(nq);
+            Dev<float> q8_ds(nq / 16 + 2);
             for (int max_keys : {int(n_keys), int(n_keys) + 1000}) {
                 out.poison();
-                llm8::cuda::attention_f16(dq.get(), dk.get(), dv.get(), s.n_tok, dpos.get(),
-                                          max_keys, s.n_head, s.n_kv, s.hd, out.get(), ws.get(),
-                                          nullptr);
-                EXPECT_LT(nmse(out.download(), want), 1e-10)
+                // With the int8 output of the decode path: the quants of the float output,
+                // bit for bit as cpu::quantize_act_q8 makes them.
+                const bool wrote = llm8::cuda::attention_f16(
+                    dq.get(), dk.get(), dv.get(), s.n_tok, dpos.get(), max_keys, s.n_head, s.n_kv,
+                    s.hd, out.get(), ws.get(), nullptr, q8.get(), q8_ds.get());
+                const auto got = out.download();
+                EXPECT_LT(nmse(got, want), 1e-10)
                     << "decode " << s.n_head << "/" << s.n_kv << " hd " << s.hd << " n " << s.n_tok
                     << " pos0 " << s.pos0 << " max_keys " << max_keys;
+                if (!wrote) continue;
+                ++q8_checked;
+                std::vector<int8_t> cq(nq);
+                std::vector<float> cd(nq / 32);
+                std::vector<int32_t> cs(nq / 32);
+                llm8::cpu::quantize_act_q8(got.data(), int64_t(nq), cq.data(), cd.data(),
+                                           cs.data());
+                const auto gq = q8.download();
+                const auto gds = q8_ds.download();
+                for (size_t i = 0; i < nq; ++i) ASSERT_EQ(gq[i], cq[i]) << "q8 element " << i;
+                for (size_t u = 0; u < nq / 32; ++u) {
+                    ASSERT_EQ(gds[2 * u], cd[u]) << "q8 unit " << u;
+                    ASSERT_EQ(gds[2 * u + 1], float(cs[u])) << "q8 unit " << u;
+                }
             }
         }
         // The tensor-core kernel rounds Q and P to half: its bound is that of half inputs.
@@ -435,6 +617,7 @@ TEST(CudaOps, AttentionMatchesCpuOnAwkwardShapes) {
                                << s.n_tok;
         }
     }
+    EXPECT_GT(q8_checked, 0);
 }
 
 TEST(CudaOps, StoreKvConvertsToHalfAtTheDevicePosition) {

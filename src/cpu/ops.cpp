@@ -12,7 +12,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
+
+#include "common/error.h"
+#include "gguf/quants.h"
 
 namespace llm8 {
 namespace cpu {
@@ -189,6 +193,55 @@ void attention_ref(const float* q, const float* k, const float* v, int64_t n_tok
                 out[t * q_stride + h * head_dim + i] = float(acc / sum);
             }
         }
+}
+
+void quantize_act_q8(const float* x, int64_t K, int8_t* q, float* d, int32_t* sum) {
+    for (int64_t u = 0; u < K / 32; ++u) {
+        const float* xu = x + u * 32;
+        float amax = 0.0f;
+        for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xu[i]));
+        const float du = amax / 127.0f;
+        int32_t s = 0;
+        for (int i = 0; i < 32; ++i) {
+            const int v = amax == 0.0f ? 0 : int(std::nearbyint(xu[i] / du));
+            q[u * 32 + i] = int8_t(v);
+            s += v;
+        }
+        d[u] = du;
+        sum[u] = s;
+    }
+}
+
+int32_t dot_unit_q8(GgmlType t, const uint8_t* row, int64_t u, const int8_t* q) {
+    const int8_t* x = q + u * 32;
+    int32_t s = 0;
+    if (t == GgmlType::Q4_0) {
+        const uint8_t* qs = row + u * 18 + 2;
+        for (int j = 0; j < 16; ++j) {
+            s += (int(qs[j] & 0x0F) - 8) * x[j];
+            s += (int(qs[j] >> 4) - 8) * x[16 + j];
+        }
+    } else if (t == GgmlType::Q8_0) {
+        const int8_t* qs = reinterpret_cast<const int8_t*>(row + u * 34 + 2);
+        for (int j = 0; j < 32; ++j) s += int(qs[j]) * x[j];
+    } else {
+        fail(ErrorKind::unsupported, "dot_unit_q8: Q4_0 or Q8_0 only");
+    }
+    return s;
+}
+
+void matmul_act_q8_ref(const WeightView& w, const int8_t* q, const float* d, double* y) {
+    const size_t bb = w.type == GgmlType::Q4_0 ? 18 : 34;
+    for (int64_t r = 0; r < w.ne1; ++r) {
+        const uint8_t* row = w.row(r);
+        double acc = 0;
+        for (int64_t u = 0; u < w.ne0 / 32; ++u) {
+            uint16_t h;
+            std::memcpy(&h, row + u * int64_t(bb), 2);
+            acc += double(fp16_to_fp32(h)) * double(d[u]) * double(dot_unit_q8(w.type, row, u, q));
+        }
+        y[r] = acc;
+    }
 }
 
 void swiglu(float* g, const float* u, int64_t n) {

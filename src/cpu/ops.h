@@ -39,6 +39,16 @@ void attention(const float* q, const float* k, const float* v, int64_t n_tokens,
 void attention_ref(const float* q, const float* k, const float* v, int64_t n_tokens, int64_t pos0,
                    int n_head, int n_head_kv, int head_dim, float* out);
 
+// The GPU decode path's recipe (src/cuda/gemv_decode.cu), for bit-exact tests of its integer
+// parts. Activations per 32-element unit: d = amax / 127, q = round-to-nearest-even(x / d)
+// (0 when amax is 0), sum = sum of q. K % 32 == 0.
+void quantize_act_q8(const float* x, int64_t K, int8_t* q, float* d, int32_t* sum);
+// The integer dot product of unit u of a Q4_0 or Q8_0 row (ggml's blocks) with unit u of the
+// quantized activations: sum (q_w - 8) q_x for Q4_0, sum q_w q_x for Q8_0.
+int32_t dot_unit_q8(GgmlType t, const uint8_t* row, int64_t u, const int8_t* q);
+// y[r] = sum_u d_w(u) * d_x(u) * dot_unit_q8(u), accumulated in double (the recipe's value).
+void matmul_act_q8_ref(const WeightView& w, const int8_t* q, const float* d, double* y);
+
 // g[i] = silu(g[i]) * u[i]
 void swiglu(float* g, const float* u, int64_t n);
 

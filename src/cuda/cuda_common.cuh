@@ -6,7 +6,9 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "common/error.h"
 
@@ -36,6 +38,43 @@ namespace cuda {
 
 inline int ceil_div(int64_t a, int64_t b) {
     return int((a + b - 1) / b);
+}
+
+// Programmatic dependent launch (sm_90): a kernel launched with launch_pdl() may start while
+// the kernel before it in the stream is still running. It may read only data that no kernel
+// of the step writes (weights) before pdl_wait(), which returns once every earlier kernel has
+// finished and its writes are visible, and it must not write global memory before it.
+// pdl_trigger() lets the next kernel's blocks be scheduled early. Both are no-ops in a kernel
+// launched the ordinary way. LLM8_PDL=0 launches without the attribute (A/B switch).
+__device__ __forceinline__ void pdl_wait() {
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+}
+__device__ __forceinline__ void pdl_trigger() {
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+}
+
+inline bool pdl_enabled() {
+    static const bool on = [] {
+        const char* e = std::getenv("LLM8_PDL");
+        return !(e && e[0] == '0');
+    }();
+    return on;
+}
+
+template <typename... KArgs, typename... Args>
+void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                Args&&... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl_enabled() ? 1 : 0;
+    LLM8_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
 }
 
 // Device memory owned RAII-style.

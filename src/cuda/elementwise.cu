@@ -87,6 +87,8 @@ __global__ void rope_store_kernel(float* __restrict__ q, float* __restrict__ k,
                                   const int32_t* __restrict__ pos, const int32_t* __restrict__ pos0,
                                   int n_head, int n_kv, int hd, int n_rot, bool neox, float base,
                                   float freq_scale, const float* __restrict__ factors) {
+    pdl_trigger();
+    pdl_wait();  // launched with launch_pdl: q, k, v come from the kernel before
     const int half_hd = hd / 2, half_rot = n_rot / 2;
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     const int slots = n_head + n_kv;
@@ -148,11 +150,10 @@ void rope_store(float* q, float* k, const float* v, const float* bq, const float
                 cudaStream_t s) {
     const int64_t total = n * (n_head + n_head_kv) * (head_dim / 2);
     if (total == 0) return;
-    rope_store_kernel<<<ceil_div(total, 256), 256, 0, s>>>(
-        q, k, v, bq, bk, bv, reinterpret_cast<__half*>(kc), reinterpret_cast<__half*>(vc), n, pos,
-        pos0_dev, n_head, n_head_kv, head_dim, n_rot, layout == RopeLayout::neox, base, freq_scale,
-        factors);
-    LLM8_CUDA_CHECK_LAUNCH();
+    launch_pdl(rope_store_kernel, ceil_div(total, 256), 256, 0, s, q, k, v, bq, bk, bv,
+               reinterpret_cast<__half*>(kc), reinterpret_cast<__half*>(vc), n, pos, pos0_dev,
+               n_head, n_head_kv, head_dim, n_rot, layout == RopeLayout::neox, base, freq_scale,
+               factors);
 }
 
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int n, float eps,

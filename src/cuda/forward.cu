@@ -101,11 +101,13 @@ std::shared_ptr<DeviceModel> upload_model(const LlamaModel& m, int device) {
             cudaMemcpy(dm->mem.get() + it.off, it.src, it.bytes, cudaMemcpyHostToDevice));
 
     uint8_t* base = dm->mem.get();
-    // LLM8_SPLIT=1: Q4_0/Q8_0 matrices (not the embedding, which get_rows gathers) are repacked
-    // into the split layout through a scratch copy. Opt-in: measured on an H200 (2026-11-21),
-    // tg128 of a 7B Q4_0 ran at 188 t/s split against 200 with ggml's blocks (Q8_0: 168/188);
-    // the float GEMV is bound by its dequantize instructions, not by the load width.
-    static const bool no_split = std::getenv("LLM8_SPLIT") == nullptr;
+    // Q4_0/Q8_0 matrices (not the embedding, which get_rows gathers) are repacked into the
+    // split layout through a scratch copy: the decode GEMV's integer kernels read it.
+    // LLM8_SPLIT=0 keeps ggml's blocks (A/B switch; the decode path then takes gemv()).
+    static const bool no_split = [] {
+        const char* e = std::getenv("LLM8_SPLIT");
+        return e && e[0] == '0';
+    }();
     DeviceArray<uint8_t> scratch;
     auto mat = [&](const WeightView& w, size_t i) {
         DeviceMatrix d{w.type, w.ne0, w.ne1, w.row_bytes, base + items[i].off, false};
@@ -162,6 +164,8 @@ public:
     DeviceArray<float> x, xn, q, k, v, att, o, gate, up, logits, attn_ws;
     DeviceArray<int32_t> tokens, pos, pos0;
     DeviceArray<float> norm_scale;  // [n_batch]: 1/rms per token for the fused GEMVs
+    DeviceArray<int8_t> act_q;      // one token's int8 activations for the decode GEMV
+    DeviceArray<float> act_ds;      // their (scale, sum) pairs per 32
     int32_t* h_ints = nullptr;      // pinned: tokens, positions, pos0
     float* h_logits = nullptr;      // pinned
     size_t h_logits_n = 0;
@@ -215,6 +219,9 @@ std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> create_session(
     s->pos.resize(B);
     s->pos0.resize(1);
     s->norm_scale.resize(B);
+    const size_t widest = std::max({E, Q, F});
+    s->act_q.resize(widest);
+    s->act_ds.resize(widest / 32 * 2 + 2);
     s->sample_out.resize(2);
     size_t ws = 0;
     const DeviceModel& m = *dm;
@@ -294,7 +301,7 @@ Profiler g_prof;
 void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
     const DeviceModel& m = *s.dm;
     const HParams& hp = m.hp;
-    const int64_t E = hp.n_embd, KV = hp.kv_dim(), F = hp.n_ff;
+    const int64_t E = hp.n_embd, KV = hp.kv_dim();
     cudaStream_t st = s.stream;
     const size_t layer_kv = size_t(s.n_ctx) * size_t(KV);
     // The fused decode GEMVs (gemv_fused.cu) are opt-in: measured on an H200 (2026-11-21),
@@ -306,21 +313,69 @@ void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
     auto mm = [&](const DeviceMatrix& w, const float* in, int64_t rows, float* out) {
         matmul(w, in, rows, out, s.mm_ws.get(), s.cublas, st);
     };
-    // y = W * rmsnorm(x) for the given matrices (fused when possible).
+    // One token: the decode kernels (gemv_decode.cu) serve a group of matrices when all of
+    // them have one for the same activation kind (same type and row length).
+    auto decode_kind = [&](const DeviceMatrix* w, int count) {
+        const ActKind k = decode_act_kind(w[0]);
+        for (int i = 1; i < count; ++i)
+            if (decode_act_kind(w[i]) != k || w[i].type != w[0].type || w[i].ne0 != w[0].ne0)
+                return ActKind::none;
+        return k;
+    };
+    auto decode_input = [&](const float* in, int64_t K, const float* norm_w, ActKind k) {
+        DecodeAct a;
+        a.kind = k;
+        if (k == ActKind::q8) {
+            decode_act(in, K, norm_w, hp.rms_eps, k, nullptr, s.act_q.get(), s.act_ds.get(), st);
+            a.q = s.act_q.get();
+            a.ds = s.act_ds.get();
+        } else if (norm_w) {
+            decode_act(in, K, norm_w, hp.rms_eps, k, s.xn.get(), nullptr, nullptr, st);
+            a.f = s.xn.get();
+        } else {
+            a.f = in;
+        }
+        return a;
+    };
+    auto decode_gemv = [&](const DeviceMatrix* w, float* const* y, int count, const float* in,
+                           int64_t rows, const float* norm_w, GemvMode mode) {
+        if (rows != 1) return false;
+        const ActKind k = decode_kind(w, count);
+        if (k == ActKind::none) return false;
+        const DecodeAct a = decode_input(in, w[0].ne0, norm_w, k);
+        if (!gemv_decode(w, y, count, a, mode, st))
+            fail(ErrorKind::runtime, "CUDA decode GEMV: a matrix group it was given was refused");
+        return true;
+    };
+    // y = W * rmsnorm(x) for the given matrices (fused when possible); mode swiglu writes
+    // silu(W_0 xn) * (W_1 xn) to y[0].
     auto scale_of = [&](const float* xin, int64_t rows) {
         rms_scale(xin, rows, E, hp.rms_eps, s.norm_scale.get(), st);
         return s.norm_scale.get();
     };
-    auto norm_matmul = [&](const DeviceMatrix* w, float* const* y, int count, const float* norm_w) {
-        if (small && gemv_fused(w, y, count, s.x.get(), int(n), norm_w, scale_of(s.x.get(), n),
-                                GemvMode::store, st))
+    auto norm_matmul = [&](const DeviceMatrix* w, float* const* y, int count, const float* norm_w,
+                           GemvMode mode) {
+        if (decode_gemv(w, y, count, s.x.get(), n, norm_w, mode)) return;
+        if (small &&
+            gemv_fused(w, y, count, s.x.get(), int(n), norm_w, scale_of(s.x.get(), n), mode, st))
             return;
         rms_norm(s.x.get(), norm_w, s.xn.get(), n, int(E), hp.rms_eps, st);
         for (int i = 0; i < count; ++i) mm(w[i], s.xn.get(), n, y[i]);
+        if (mode == GemvMode::swiglu) swiglu(y[0], y[1], n * w[0].ne1, st);
     };
-    // x += W * in.
-    auto residual_matmul = [&](const DeviceMatrix& w, const float* in) {
+    // x += W * in. in_q8: the attention already left `in` quantized in act_q / act_ds.
+    auto residual_matmul = [&](const DeviceMatrix& w, const float* in, bool in_q8) {
         float* y = s.x.get();
+        if (in_q8) {
+            DecodeAct a;
+            a.kind = ActKind::q8;
+            a.q = s.act_q.get();
+            a.ds = s.act_ds.get();
+            if (!gemv_decode(&w, &y, 1, a, GemvMode::accumulate, st))
+                fail(ErrorKind::runtime, "CUDA decode GEMV: Wo refused its int8 input");
+            return;
+        }
+        if (decode_gemv(&w, &y, 1, in, n, nullptr, GemvMode::accumulate)) return;
         if (small && gemv_fused(&w, &y, 1, in, int(n), nullptr, nullptr, GemvMode::accumulate, st))
             return;
         mm(w, in, n, s.o.get());
@@ -334,7 +389,7 @@ void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
         const DeviceLayer& L = m.layers[size_t(il)];
         const DeviceMatrix qkv[3] = {L.wq, L.wk, L.wv};
         float* const qkv_out[3] = {s.q.get(), s.k.get(), s.v.get()};
-        norm_matmul(qkv, qkv_out, 3, L.attn_norm);
+        norm_matmul(qkv, qkv_out, 3, L.attn_norm, GemvMode::store);
         LLM8_PROF("norm+qkv");
         if (L.q_norm) {  // qwen3: per-head RMSNorm of Q and K before RoPE
             rms_norm(s.q.get(), L.q_norm, s.q.get(), n * hp.n_head, hp.head_dim, hp.rms_eps, st);
@@ -346,26 +401,26 @@ void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
                    s.pos0.get(), hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_rot, hp.rope,
                    hp.rope_freq_base, hp.rope_freq_scale, m.rope_factors, st);
         LLM8_PROF("rope+kv");
-        attention_f16(s.q.get(), kc, vc, n, s.pos0.get(), max_keys, hp.n_head, hp.n_head_kv,
-                      hp.head_dim, s.att.get(), s.attn_ws.get(), st);
+        // One token whose Wo reads int8: the attention writes its output quantized too.
+        const bool want_q8 = n == 1 && decode_kind(&L.wo, 1) == ActKind::q8;
+        const bool att_q8 = attention_f16(s.q.get(), kc, vc, n, s.pos0.get(), max_keys, hp.n_head,
+                                          hp.n_head_kv, hp.head_dim, s.att.get(), s.attn_ws.get(),
+                                          st, want_q8 ? s.act_q.get() : nullptr, s.act_ds.get());
         LLM8_PROF("attention");
-        residual_matmul(L.wo, s.att.get());
+        residual_matmul(L.wo, s.att.get(), att_q8);
         LLM8_PROF("wo+add");
         const DeviceMatrix gu[2] = {L.w_gate, L.w_up};
         float* const gu_out[2] = {s.gate.get(), s.up.get()};
-        if (!(small && gemv_fused(gu, gu_out, 2, s.x.get(), int(n), L.ffn_norm,
-                                  scale_of(s.x.get(), n), GemvMode::swiglu, st))) {
-            norm_matmul(gu, gu_out, 2, L.ffn_norm);
-            swiglu(s.gate.get(), s.up.get(), n * F, st);
-        }
+        norm_matmul(gu, gu_out, 2, L.ffn_norm, GemvMode::swiglu);
         LLM8_PROF("norm+ffn_in");
-        residual_matmul(L.w_down, s.gate.get());
+        residual_matmul(L.w_down, s.gate.get(), false);
         LLM8_PROF("down+add");
     }
     if (n_out > 0) {
         const float* last = s.x.get() + (n - n_out) * E;
         float* out = s.logits.get();
-        if (!(n_out <= 8 && gemv_fused(&m.output, &out, 1, last, int(n_out), m.output_norm,
+        if (!decode_gemv(&m.output, &out, 1, last, n_out, m.output_norm, GemvMode::store) &&
+            !(n_out <= 8 && gemv_fused(&m.output, &out, 1, last, int(n_out), m.output_norm,
                                        scale_of(last, n_out), GemvMode::store, st))) {
             rms_norm(last, m.output_norm, s.xn.get(), n_out, int(E), hp.rms_eps, st);
             mm(m.output, s.xn.get(), n_out, out);

@@ -12,6 +12,21 @@ __device__ __forceinline__ float warp_sum(float s) {
     return s;
 }
 
+// The decode path's int8 activations (gemv_decode.cu, cpu::quantize_act_q8): the warp holds
+// one 32-element unit, lane i its element v; writes q[i] = rne(v / d) with d = amax / 127, and
+// (lane 0) ds = (d, sum of q). Call with the whole warp.
+__device__ __forceinline__ void quantize_unit_q8(float v, int lane, int8_t* q, float2* ds) {
+    float amax = fabsf(v);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1)
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    const float d = __fdiv_rn(amax, 127.0f);
+    const int qi = amax == 0.0f ? 0 : __float2int_rn(__fdiv_rn(v, d));
+    const int sum = __reduce_add_sync(0xffffffffu, qi);
+    q[lane] = int8_t(qi);
+    if (lane == 0) *ds = make_float2(d, float(sum));
+}
+
 template <int W, int R, int NT>
 __device__ __forceinline__ void park_warp_sums(const float (&acc)[R][NT], float (&red)[W][R * NT],
                                                int warp, int lane) {

@@ -44,6 +44,27 @@ void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s
 enum class GemvMode { store = 0, accumulate = 1, swiglu = 2 };
 bool gemv_fused(const DeviceMatrix* mats, float* const* ys, int n_mats, const float* x, int n,
                 const float* norm_w, const float* norm_scale, GemvMode mode, cudaStream_t s);
+// The decode path (one token, gemv_decode.cu). Activations take the form the weights' GEMV
+// reads: int8 per 32-element unit with a float scale and the unit's integer sum (q8; Q4_0 and
+// Q8_0 in the split layout), or float (f32; F16 weights). Other types have no decode kernel
+// (none) and take gemv(). LLM8_DECODE_GEMV=0 makes every kind none (A/B switch).
+enum class ActKind { none = 0, f32 = 1, q8 = 2 };
+ActKind decode_act_kind(const DeviceMatrix& w);
+struct DecodeAct {
+    ActKind kind = ActKind::none;
+    const float* f = nullptr;   // f32: [K]
+    const int8_t* q = nullptr;  // q8: [K] quants
+    const float* ds = nullptr;  // q8: [K / 32] pairs (scale, sum of quants)
+};
+// One token's activations: x (K floats, K % 32 == 0), times norm_w / rms(x) when norm_w is not
+// null, written as float to xf (f32; a norm is required) or quantized to xq / xds (q8).
+void decode_act(const float* x, int64_t K, const float* norm_w, float eps, ActKind kind, float* xf,
+                int8_t* xq, float* xds, cudaStream_t s);
+// y_i = W_i a for up to 3 matrices of one type and row length, one launch; modes as
+// gemv_fused (accumulate adds into y, swiglu writes silu(W_0 a) * (W_1 a) to ys[0]). Returns
+// false (nothing launched) when a matrix has no decode kernel or does not match a.kind.
+bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const DecodeAct& a,
+                 GemvMode mode, cudaStream_t s);
 // out[r] = 1 / sqrt(mean(x[r]^2) + eps) for rows of K.
 void rms_scale(const float* x, int64_t rows, int64_t K, float eps, float* out, cudaStream_t s);
 // Bias, RoPE of Q and K, and the append of K/V to the half cache, for n tokens, in one launch.
@@ -86,10 +107,13 @@ void store_kv(const float* k, const float* v, uint16_t* kc, uint16_t* vc, int64_
 // attention_workspace_floats(...) elements.
 size_t attention_workspace_floats(int64_t n_tokens, int n_head, int head_dim, int max_keys);
 // Picks the tensor-core kernel for prefill batches (>= 16 queries, head dim 64 or 128) and the
-// split-KV kernel otherwise (decode, other head dims).
-void attention_f16(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
+// split-KV kernel otherwise (decode, other head dims). With q8 / q8_ds (room for the output's
+// int8 quants and per-32 (scale, sum) pairs, as decode_act writes them) the GQA decode kernel
+// also writes its output quantized; returns true when it did.
+bool attention_f16(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
                    const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv, int head_dim,
-                   float* out, float* ws, cudaStream_t s);
+                   float* out, float* ws, cudaStream_t s, int8_t* q8 = nullptr,
+                   float* q8_ds = nullptr);
 // The two kernels, for tests and benchmarks. attention_f16_mma returns false for head dims it
 // has no instance for.
 void attention_f16_splitkv(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
@@ -97,9 +121,10 @@ void attention_f16_splitkv(const float* q, const uint16_t* kc, const uint16_t* v
                            int head_dim, float* out, float* ws, cudaStream_t s);
 bool attention_f16_decode(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
                           const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv,
-                          int head_dim, float* out, float* ws, cudaStream_t s);
+                          int head_dim, float* out, float* ws, cudaStream_t s, int8_t* q8 = nullptr,
+                          float* q8_ds = nullptr);
 void attention_combine(const float* ws, int64_t n_tokens, int n_head, int head_dim, int splits,
-                       float* out, cudaStream_t s);
+                       float* out, cudaStream_t s, int8_t* q8 = nullptr, float* q8_ds = nullptr);
 bool attention_f16_mma(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
                        const int32_t* pos0_dev, int n_head, int n_head_kv, int head_dim, float* out,
                        cudaStream_t s);

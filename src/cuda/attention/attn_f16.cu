@@ -15,6 +15,7 @@
 #include <algorithm>
 
 #include "cuda/cuda_common.cuh"
+#include "cuda/gemv_common.cuh"
 #include "cuda/ops.h"
 
 namespace llm8 {
@@ -102,8 +103,13 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
 }
 
+// With q8 (hd % 32 == 0, the decode path's next GEMV reads int8), the output is also written
+// quantized, one 32-dim unit per warp, saving the quantize launch of the Wo GEMV.
 __global__ void attn_combine_kernel(const float* __restrict__ ws, int hd, int n_splits,
-                                    float* __restrict__ out) {
+                                    float* __restrict__ out, int8_t* __restrict__ q8,
+                                    float2* __restrict__ q8_ds) {
+    pdl_trigger();
+    pdl_wait();  // launched with launch_pdl: the partials come from the kernel before
     const int th = blockIdx.x;
     const float* p = ws + int64_t(th) * n_splits * (hd + 2);
     float M = -INFINITY;
@@ -120,7 +126,10 @@ __global__ void attn_combine_kernel(const float* __restrict__ ws, int hd, int n_
             const float ms = p[s * (hd + 2) + hd];
             if (ms != -INFINITY) a += p[s * (hd + 2) + d] * __expf(ms - M);
         }
-        out[int64_t(th) * hd + d] = a * inv;
+        const int64_t o = int64_t(th) * hd + d;
+        out[o] = a * inv;
+        if (q8)
+            quantize_unit_q8(a * inv, int(threadIdx.x & 31), q8 + (o - (o & 31)), q8_ds + o / 32);
     }
 }
 
@@ -143,22 +152,26 @@ size_t attention_workspace_floats(int64_t n_tokens, int n_head, int head_dim, in
 }
 
 void attention_combine(const float* ws, int64_t n_tokens, int n_head, int head_dim, int splits,
-                       float* out, cudaStream_t s) {
-    attn_combine_kernel<<<unsigned(n_tokens * n_head), 128, 0, s>>>(ws, head_dim, splits, out);
-    LLM8_CUDA_CHECK_LAUNCH();
+                       float* out, cudaStream_t s, int8_t* q8, float* q8_ds) {
+    if (q8 && head_dim % 32 != 0)
+        fail(ErrorKind::invalid_arg, "attention: q8 output needs hd % 32 == 0");
+    launch_pdl(attn_combine_kernel, unsigned(n_tokens * n_head), 128, 0, s, ws, head_dim, splits,
+               out, q8, reinterpret_cast<float2*>(q8_ds));
 }
 
-void attention_f16(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
+bool attention_f16(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
                    const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv, int head_dim,
-                   float* out, float* ws, cudaStream_t s) {
+                   float* out, float* ws, cudaStream_t s, int8_t* q8, float* q8_ds) {
     if (n_tokens >= 16 &&
         attention_f16_mma(q, kc, vc, n_tokens, pos0_dev, n_head, n_head_kv, head_dim, out, s))
-        return;
+        return false;
+    if (head_dim % 32 != 0) q8 = nullptr, q8_ds = nullptr;
     if (n_tokens < 16 && attention_f16_decode(q, kc, vc, n_tokens, pos0_dev, max_keys, n_head,
-                                              n_head_kv, head_dim, out, ws, s))
-        return;
+                                              n_head_kv, head_dim, out, ws, s, q8, q8_ds))
+        return q8 != nullptr;
     attention_f16_splitkv(q, kc, vc, n_tokens, pos0_dev, max_keys, n_head, n_head_kv, head_dim, out,
                           ws, s);
+    return false;
 }
 
 void attention_f16_splitkv(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
@@ -175,7 +188,8 @@ void attention_f16_splitkv(const float* q, const uint16_t* kc, const uint16_t* v
         q, reinterpret_cast<const __half*>(kc), reinterpret_cast<const __half*>(vc), pos0_dev,
         n_head, n_head_kv, head_dim, split_keys, splits, ws);
     LLM8_CUDA_CHECK_LAUNCH();
-    attn_combine_kernel<<<unsigned(n_tokens * n_head), 128, 0, s>>>(ws, head_dim, splits, out);
+    attn_combine_kernel<<<unsigned(n_tokens * n_head), 128, 0, s>>>(ws, head_dim, splits, out,
+                                                                    nullptr, nullptr);
     LLM8_CUDA_CHECK_LAUNCH();
 }
 

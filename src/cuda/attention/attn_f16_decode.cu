@@ -4,8 +4,10 @@
 // kv head and all T queries (G*T <= 16 rows), so every K/V row is read from memory once per
 // group instead of once per query head. Q.K^T: one lane per key (a 256-byte row read as 16-byte
 // vectors), the queries broadcast from shared memory (pre-scaled by log2(e)/sqrt(hd) for exp2).
-// P.V: lanes split the head dims (hd/32 each, so a V row is one coalesced 256-byte read) and
-// take each key's probability from its lane by shuffle. Online softmax per row in float; each
+// P.V: each lane copies its key's V row into shared memory with cp.async before computing the
+// scores (first version: V rows read from global memory in a chain of dependent groups of 4
+// after the softmax); then lanes split the head dims (hd/32 each) and take each key's
+// probability from its lane by shuffle. Online softmax per row in float; each
 // block writes (m, l, acc[hd]) partials in the layout of attn_f16.cu, whose combine kernel
 // merges the splits.
 #include <algorithm>
@@ -27,6 +29,8 @@ __global__ void __launch_bounds__(kWarps * 32)
                        const __half* __restrict__ vc, int n_tokens,
                        const int32_t* __restrict__ pos0_dev, int n_head, int n_kv, int split_keys,
                        int n_splits, float scale_log2, float* __restrict__ ws) {
+    pdl_trigger();
+    pdl_wait();  // launched with launch_pdl: q and the cache rows come from the kernels before
     constexpr int kDims = HD / 32;  // per lane in P.V
     const int hk = blockIdx.x, split = blockIdx.y;
     const int G = n_head / n_kv, rows = G * n_tokens;
@@ -43,6 +47,13 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
     __syncthreads();
 
+    // Each warp stages the V rows of its 32 keys in shared memory (cp.async, issued before the
+    // scores so that the copy overlaps them); after the loop the same bytes hold the warp's
+    // partial accumulators (kMaxRows * HD floats = 32 * HD halves).
+    static_assert(kMaxRows * HD * 4 == 32 * HD * 2, "V stage and accumulators share bytes");
+    __shared__ __align__(16) unsigned char stage[kWarps][32 * HD * 2];
+    __half(*sv)[HD] = reinterpret_cast<__half(*)[HD]>(stage[warp]);
+
     float m[kMaxRows], l[kMaxRows], acc[kMaxRows][kDims];
 #pragma unroll
     for (int r = 0; r < kMaxRows; ++r) {
@@ -55,6 +66,17 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int base = j0 + warp * 32; base < j1; base += kWarps * 32) {
         const int j = base + lane;
         const bool have = j < j1;
+        if (have) {
+            const char* src =
+                reinterpret_cast<const char*>(vc + int64_t(j) * kv_stride + int64_t(hk) * HD);
+            const uint32_t dst = uint32_t(__cvta_generic_to_shared(&sv[lane][0]));
+#pragma unroll
+            for (int c = 0; c < HD / 8; ++c)
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst + 16 * c),
+                             "l"(src + 16 * c)
+                             : "memory");
+        }
+        asm volatile("cp.async.commit_group;" ::: "memory");
         // Scores of this lane's key for every row.
         float s[kMaxRows];
 #pragma unroll
@@ -105,16 +127,16 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
             for (int d = 0; d < kDims; ++d) acc[r][d] *= corr;
         }
-        // P.V: key jj's probability comes from lane jj. Four V rows are loaded before their
-        // shuffles and FMAs so that the loads overlap.
+        // P.V: key jj's probability comes from lane jj, its V row from the stage.
+        asm volatile("cp.async.wait_all;" ::: "memory");
+        __syncwarp();
         const int n_here = min(32, j1 - base);
         for (int jj0 = 0; jj0 < n_here; jj0 += 4) {
             float vf[4][kDims];
 #pragma unroll
             for (int u = 0; u < 4; ++u) {
                 const int jj = min(jj0 + u, n_here - 1);
-                const __half* vr =
-                    vc + int64_t(base + jj) * kv_stride + int64_t(hk) * HD + lane * kDims;
+                const __half* vr = &sv[jj][lane * kDims];
                 if (kDims == 4) {
                     uint2 raw = *reinterpret_cast<const uint2*>(vr);
                     const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
@@ -142,6 +164,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                 }
             }
         }
+        __syncwarp();  // the stage is free for the next keys
     }
 
     // l was accumulated per lane: reduce over the warp. Then merge the warps.
@@ -152,7 +175,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int off = 16; off > 0; off >>= 1) l[r] += __shfl_xor_sync(0xffffffffu, l[r], off);
     }
     __shared__ float sm_m[kWarps][kMaxRows], sm_l[kWarps][kMaxRows];
-    __shared__ float sm_acc[kWarps][kMaxRows][HD];
+    float(*sm_acc)[kMaxRows][HD] = reinterpret_cast<float(*)[kMaxRows][HD]>(stage);
 #pragma unroll
     for (int r = 0; r < kMaxRows; ++r) {
         if (r >= rows) continue;
@@ -200,23 +223,20 @@ int attention_decode_splits(int n_kv, int max_keys, int* split_keys) {
 
 bool attention_f16_decode(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
                           const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv,
-                          int head_dim, float* out, float* ws, cudaStream_t s) {
+                          int head_dim, float* out, float* ws, cudaStream_t s, int8_t* q8,
+                          float* q8_ds) {
     if ((n_head / n_head_kv) * n_tokens > kMaxRows || (head_dim != 64 && head_dim != 128))
         return false;
     int split_keys;
     const int splits = attention_decode_splits(n_head_kv, max_keys, &split_keys);
     const float scale_log2 = 1.4426950408889634f / sqrtf(float(head_dim));
     const dim3 grid(static_cast<unsigned>(n_head_kv), static_cast<unsigned>(splits));
-    if (head_dim == 128)
-        attn_decode_kernel<128><<<grid, kWarps * 32, 0, s>>>(
-            q, reinterpret_cast<const __half*>(kc), reinterpret_cast<const __half*>(vc),
-            int(n_tokens), pos0_dev, n_head, n_head_kv, split_keys, splits, scale_log2, ws);
-    else
-        attn_decode_kernel<64><<<grid, kWarps * 32, 0, s>>>(
-            q, reinterpret_cast<const __half*>(kc), reinterpret_cast<const __half*>(vc),
-            int(n_tokens), pos0_dev, n_head, n_head_kv, split_keys, splits, scale_log2, ws);
-    LLM8_CUDA_CHECK_LAUNCH();
-    attention_combine(ws, n_tokens, n_head, head_dim, splits, out, s);
+    const __half* k16 = reinterpret_cast<const __half*>(kc);
+    const __half* v16 = reinterpret_cast<const __half*>(vc);
+    launch_pdl(head_dim == 128 ? attn_decode_kernel<128> : attn_decode_kernel<64>, grid,
+               kWarps * 32, 0, s, q, k16, v16, int(n_tokens), pos0_dev, n_head, n_head_kv,
+               split_keys, splits, scale_log2, ws);
+    attention_combine(ws, n_tokens, n_head, head_dim, splits, out, s, q8, q8_ds);
     return true;
 }
 

@@ -1,0 +1,344 @@
+// The decode path's GEMV (one token): weights streamed once at full width, integer dot
+// products for the quantized types, neighbours fused.
+//
+// Activations (decode_act): x, optionally RMS-normalized, becomes either float (F16 weights)
+// or int8 per 32-element unit with a float scale d = amax / 127 and the integer sum of the
+// unit's quants (Q4_0 / Q8_0 weights in the split layout of ops.h), q = round-to-nearest-even
+// (x / d). The same recipe on the CPU is cpu::quantize_act_q8 (bit for bit).
+//
+// GEMV (gemv_decode): each warp computes 2 output rows (4 warps per block); lane l takes the
+// 16-byte pieces l, l + 32, ... of both rows (coalesced: 512 bytes per load instruction),
+// issuing 4-8 pieces' loads per row (all of a 4096-wide Q4_0 row pair) before the first dot
+// product. Per 32 elements and row: Q4_0 one 16-byte load of
+// quants plus its 2-byte scale, eight dp4a on the unpacked nibbles (bias 8 taken out through the
+// unit's integer sum: exact), and one float multiply-add; Q8_0 two 16-byte loads and eight dp4a;
+// F16 four 16-byte loads and 32 FMAs against float activations. Up to 3 matrices of one type
+// and row length share a launch (Q, K, V); outputs are stored, added to the residual, or
+// (gate, up) pairs become silu(gate) * up. With programmatic dependent launch the first
+// units' weights are loaded before waiting for the kernel that writes the activations.
+//
+// Why (H200, 2026-11-21): the float GEMV spent ~4-5 instructions turning each 4-bit weight
+// into an fp32 operand and was bound by instruction issue at ~750 GB/s on a 7B Q4_0; here a
+// weight costs ~0.8 instructions.
+#include <cstdlib>
+
+#include "cuda/cuda_common.cuh"
+#include "cuda/gemv_common.cuh"
+#include "cuda/ops.h"
+
+namespace llm8 {
+namespace cuda {
+
+namespace {
+
+constexpr int kThreads = 128, kWarps = kThreads / 32, kRows = 2;
+constexpr int kMaxMats = 3;
+
+struct Mats {
+    const uint8_t* data[kMaxMats];
+    size_t row_bytes[kMaxMats];
+    int64_t rows[kMaxMats];
+    float* y[kMaxMats];
+    int count;
+    int64_t K;
+};
+
+struct Act {
+    const float* f;    // float activations [K]
+    const int8_t* q;   // int8 quants [K]
+    const float2* ds;  // [K / 32]: (scale, sum of quants)
+};
+
+// Weights are read once per token: keep them out of L1 so the activations stay there.
+__device__ __forceinline__ uint4 ld_stream(const uint8_t* p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
+// Every format reads its row in 16-byte pieces, lane l taking pieces l, l + 32, ..., so that
+// each load instruction of a warp covers 512 contiguous bytes (Q4_0: a piece is one unit's
+// quants; Q8_0: half a unit's; F16: 8 halves). kUnroll pieces per row are in flight per lane.
+struct XQ4 {
+    int4 a, b;  // the unit's 32 int8 activation quants
+    float2 ds;  // (scale, sum of quants)
+};
+
+struct WQ4 {
+    uint4 q;
+    unsigned short d;
+};
+
+struct FmtQ4_0 {  // split layout: [16-byte quants of every unit | half scales]
+    static constexpr int kPieceElems = 32, kUnroll = 4;
+    using W = WQ4;
+    using X = XQ4;
+    __device__ static W load(const uint8_t* row, int64_t nb, int64_t p) {
+        return {ld_stream(row + p * 16),
+                __ldg(reinterpret_cast<const unsigned short*>(row + nb * 16) + p)};
+    }
+    __device__ static X load_x(const Act& x, int64_t p) {
+        const int4* q = reinterpret_cast<const int4*>(x.q + p * 32);
+        return {__ldg(q), __ldg(q + 1), __ldg(x.ds + p)};
+    }
+    __device__ static float dot(const W& w, const X& x) {
+        const uint32_t q[4] = {w.q.x, w.q.y, w.q.z, w.q.w};
+        const int xa[8] = {x.a.x, x.a.y, x.a.z, x.a.w, x.b.x, x.b.y, x.b.z, x.b.w};
+        int s = 0;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            // byte j of word i: element 4i+j in the low nibble, 16+4i+j in the high nibble
+            s = __dp4a(int(q[i] & 0x0F0F0F0Fu), xa[i], s);
+            s = __dp4a(int((q[i] >> 4) & 0x0F0F0F0Fu), xa[4 + i], s);
+        }
+        // sum (q - 8) x = s - 8 * sum x: exact in float (|.| < 2^17)
+        return __half2float(__ushort_as_half(w.d)) * x.ds.x * (float(s) - 8.0f * x.ds.y);
+    }
+};
+
+struct XQ8 {
+    int4 a;  // 16 int8 activation quants
+    float d;
+};
+
+struct FmtQ8_0 {  // split layout: [32-byte quants of every unit | half scales]
+    static constexpr int kPieceElems = 16, kUnroll = 8;
+    using W = WQ4;
+    using X = XQ8;
+    __device__ static W load(const uint8_t* row, int64_t nb, int64_t p) {
+        return {ld_stream(row + p * 16),
+                __ldg(reinterpret_cast<const unsigned short*>(row + nb * 32) + p / 2)};
+    }
+    __device__ static X load_x(const Act& x, int64_t p) {
+        return {__ldg(reinterpret_cast<const int4*>(x.q + p * 16)), __ldg(&x.ds[p / 2].x)};
+    }
+    __device__ static float dot(const W& w, const X& x) {
+        int s = 0;
+        s = __dp4a(int(w.q.x), x.a.x, s);
+        s = __dp4a(int(w.q.y), x.a.y, s);
+        s = __dp4a(int(w.q.z), x.a.z, s);
+        s = __dp4a(int(w.q.w), x.a.w, s);
+        return __half2float(__ushort_as_half(w.d)) * x.d * float(s);
+    }
+};
+
+struct XF32 {
+    float4 a, b;
+};
+
+struct FmtF16 {  // ggml layout
+    static constexpr int kPieceElems = 8, kUnroll = 8;
+    using W = uint4;
+    using X = XF32;
+    __device__ static W load(const uint8_t* row, int64_t, int64_t p) {
+        return ld_stream(row + p * 16);
+    }
+    __device__ static X load_x(const Act& x, int64_t p) {
+        const float4* q = reinterpret_cast<const float4*>(x.f + p * 8);
+        return {__ldg(q), __ldg(q + 1)};
+    }
+    __device__ static float dot(const W& w, const X& x) {
+        const __half2* h = reinterpret_cast<const __half2*>(&w);
+        const float2 a = __half22float2(h[0]), b = __half22float2(h[1]);
+        const float2 c = __half22float2(h[2]), d = __half22float2(h[3]);
+        return a.x * x.a.x + a.y * x.a.y + b.x * x.a.z + b.y * x.a.w + c.x * x.b.x + c.y * x.b.y +
+               d.x * x.b.z + d.y * x.b.w;
+    }
+};
+
+template <class F>
+__global__ void __launch_bounds__(kThreads) gemv_decode_kernel(Mats m, Act x, int mode) {
+    pdl_trigger();
+    constexpr int U = F::kUnroll;
+    const int lane = threadIdx.x & 31;
+    const int64_t pair = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+    const int64_t nb = m.K / 32, np = m.K / F::kPieceElems;
+    const bool swiglu = mode == int(GemvMode::swiglu);
+    // The warp's two rows: (gate r, up r) for SwiGLU, else rows 2p, 2p+1 of the concatenation.
+    int mat[kRows];
+    int64_t row[kRows];
+    bool ok[kRows];
+    const uint8_t* base[kRows];
+#pragma unroll
+    for (int s = 0; s < kRows; ++s) {
+        int64_t g = swiglu ? pair : pair * kRows + s;
+        int mi = swiglu ? s : 0;
+        while (!swiglu && mi < m.count - 1 && g >= m.rows[mi]) {
+            g -= m.rows[mi];
+            ++mi;
+        }
+        mat[s] = mi;
+        row[s] = g;
+        ok[s] = g < m.rows[mi];
+        base[s] = m.data[mi] + (ok[s] ? g : 0) * m.row_bytes[mi];
+    }
+    float acc[kRows] = {};
+    bool waited = false;
+    for (int64_t u0 = lane; u0 < np; u0 += 32 * U) {
+        // Every load of this round is issued before the first dot product.
+        typename F::W w[U][kRows];
+#pragma unroll
+        for (int j = 0; j < U; ++j) {
+            const int64_t u = u0 + 32 * j;
+#pragma unroll
+            for (int s = 0; s < kRows; ++s)
+                if (u < np && ok[s]) w[j][s] = F::load(base[s], nb, u);
+        }
+        if (!waited) {  // weights are in flight; now the activations may be read
+            pdl_wait();
+            waited = true;
+        }
+#pragma unroll
+        for (int j = 0; j < U; ++j) {
+            const int64_t u = u0 + 32 * j;
+            if (u < np) {
+                const typename F::X xv = F::load_x(x, u);
+#pragma unroll
+                for (int s = 0; s < kRows; ++s)
+                    if (ok[s]) acc[s] += F::dot(w[j][s], xv);
+            }
+        }
+    }
+    if (!waited) pdl_wait();
+    float sum[kRows];
+#pragma unroll
+    for (int s = 0; s < kRows; ++s) sum[s] = warp_sum(acc[s]);
+    if (lane != 0) return;
+    if (swiglu) {
+        if (ok[0] && ok[1]) m.y[0][row[0]] = sum[0] / (1.0f + __expf(-sum[0])) * sum[1];
+        return;
+    }
+#pragma unroll
+    for (int s = 0; s < kRows; ++s) {
+        if (!ok[s]) continue;
+        float* y = m.y[mat[s]] + row[s];
+        if (mode == int(GemvMode::accumulate))
+            *y += sum[s];
+        else
+            *y = sum[s];
+    }
+}
+
+// One warp per 32-element unit, 8 units per block; with a norm every block first reduces the
+// whole row (K <= a few 10^4 floats, read from L2) so that no second launch is needed.
+template <bool kNorm, bool kQ8>
+__global__ void __launch_bounds__(256)
+    decode_act_kernel(const float* __restrict__ x, int64_t K, const float* __restrict__ nw,
+                      float eps, float* __restrict__ xf, int8_t* __restrict__ xq,
+                      float2* __restrict__ xds) {
+    pdl_trigger();
+    pdl_wait();
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    float scale = 1.0f;
+    if (kNorm) {
+        float ss = 0.0f;
+        for (int64_t i = tid; i < K / 4; i += 256) {
+            const float4 v = reinterpret_cast<const float4*>(x)[i];
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        }
+        __shared__ float part[8];
+        ss = warp_sum(ss);
+        if (lane == 0) part[warp] = ss;
+        __syncthreads();
+        ss = 0.0f;
+#pragma unroll
+        for (int w = 0; w < 8; ++w) ss += part[w];
+        scale = rsqrtf(ss / float(K) + eps);
+    }
+    for (int64_t u = int64_t(blockIdx.x) * 8 + warp; u < K / 32; u += int64_t(gridDim.x) * 8) {
+        const int64_t i = u * 32 + lane;
+        float v = x[i];
+        if (kNorm) v = v * scale * nw[i];
+        if (!kQ8) {
+            xf[i] = v;
+            continue;
+        }
+        quantize_unit_q8(v, lane, xq + u * 32, xds + u);
+    }
+}
+
+bool decode_disabled() {
+    static const bool off = [] {
+        const char* e = std::getenv("LLM8_DECODE_GEMV");
+        return e && e[0] == '0';
+    }();
+    return off;
+}
+
+}  // namespace
+
+ActKind decode_act_kind(const DeviceMatrix& w) {
+    if (decode_disabled() || w.ne0 % 32 != 0 || w.ne0 == 0) return ActKind::none;
+    if (w.split && (w.type == GgmlType::Q4_0 || w.type == GgmlType::Q8_0)) return ActKind::q8;
+    if (w.type == GgmlType::F16 && w.row_bytes % 16 == 0 &&
+        reinterpret_cast<uintptr_t>(w.data) % 16 == 0)
+        return ActKind::f32;
+    return ActKind::none;
+}
+
+void decode_act(const float* x, int64_t K, const float* norm_w, float eps, ActKind kind, float* xf,
+                int8_t* xq, float* xds, cudaStream_t s) {
+    if (K % 32 != 0 || K <= 0)
+        fail(ErrorKind::invalid_arg, "decode_act: K must be a multiple of 32");
+    const int blocks = ceil_div(K / 32, 8);
+    float2* ds = reinterpret_cast<float2*>(xds);
+    if (kind == ActKind::q8) {
+        if (norm_w)
+            launch_pdl(decode_act_kernel<true, true>, blocks, 256, 0, s, x, K, norm_w, eps, xf, xq,
+                       ds);
+        else
+            launch_pdl(decode_act_kernel<false, true>, blocks, 256, 0, s, x, K, norm_w, eps, xf, xq,
+                       ds);
+    } else if (kind == ActKind::f32) {
+        if (!norm_w) fail(ErrorKind::invalid_arg, "decode_act: float activations need a norm");
+        launch_pdl(decode_act_kernel<true, false>, blocks, 256, 0, s, x, K, norm_w, eps, xf, xq,
+                   ds);
+    } else {
+        fail(ErrorKind::invalid_arg, "decode_act: no activation kind");
+    }
+}
+
+bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const DecodeAct& a,
+                 GemvMode mode, cudaStream_t s) {
+    if (count < 1 || count > kMaxMats) return false;
+    if (mode == GemvMode::swiglu && (count != 2 || mats[0].ne1 != mats[1].ne1)) return false;
+    const ActKind kind = decode_act_kind(mats[0]);
+    if (kind == ActKind::none || kind != a.kind) return false;
+    Mats m = {};
+    m.count = count;
+    m.K = mats[0].ne0;
+    int64_t total = 0;
+    for (int i = 0; i < count; ++i) {
+        if (mats[i].type != mats[0].type || mats[i].ne0 != m.K || decode_act_kind(mats[i]) != kind)
+            return false;
+        m.data[i] = mats[i].data;
+        m.row_bytes[i] = mats[i].row_bytes;
+        m.rows[i] = mats[i].ne1;
+        m.y[i] = ys[i];
+        total += mats[i].ne1;
+    }
+    const int64_t pairs = mode == GemvMode::swiglu ? mats[0].ne1 : (total + kRows - 1) / kRows;
+    const int64_t blocks = (pairs + kWarps - 1) / kWarps;
+    if (blocks == 0) return true;
+    const Act act = {a.f, a.q, reinterpret_cast<const float2*>(a.ds)};
+    const unsigned grid = unsigned(blocks);
+    switch (mats[0].type) {
+        case GgmlType::Q4_0:
+            launch_pdl(gemv_decode_kernel<FmtQ4_0>, grid, kThreads, 0, s, m, act, int(mode));
+            break;
+        case GgmlType::Q8_0:
+            launch_pdl(gemv_decode_kernel<FmtQ8_0>, grid, kThreads, 0, s, m, act, int(mode));
+            break;
+        case GgmlType::F16:
+            launch_pdl(gemv_decode_kernel<FmtF16>, grid, kThreads, 0, s, m, act, int(mode));
+            break;
+        default:
+            return false;
+    }
+    return true;
+}
+
+}  // namespace cuda
+}  // namespace llm8
