@@ -336,6 +336,91 @@ TEST(CudaOps, DecodeGemvMatchesTheQ8RecipeAndTheCpu) {
     EXPECT_EQ(llm8::cuda::decode_act_kind(q4k), ActKind::none);
 }
 
+TEST(CudaOps, DecodeGemvRopeEpilogueEqualsRopeStore) {
+    // GemvMode::qkv_rope (bias, RoPE and the K/V append in the Q/K/V GEMV's epilogue) against
+    // the same GEMV storing Q, K, V followed by rope_store: the same bits, with biases, frequency
+    // factors, a partial rotation (n_rot < head_dim) and the cache row at *pos0.
+    LLM8_REQUIRE_GPU();
+    using llm8::cuda::GemvMode;
+    std::mt19937 rng(7);
+    const int hd = 64, n_rot = 48, n_head = 3, n_kv = 1;
+    const int64_t K = 256, ctx = 9, kv = int64_t(n_kv) * hd;
+    for (GgmlType t : {GgmlType::Q4_0, GgmlType::F16}) {
+        const int64_t rows[3] = {int64_t(n_head) * hd, kv, kv};
+        std::vector<HostMatrix> h;
+        std::vector<std::unique_ptr<Dev<uint8_t>>> raw, packed;
+        llm8::cuda::DeviceMatrix dm[3];
+        for (int i = 0; i < 3; ++i) {
+            h.push_back(make_matrix(t, K, rows[i], rng));
+            raw.emplace_back(new Dev<uint8_t>(h.back().bytes));
+            packed.emplace_back(new Dev<uint8_t>(h.back().bytes.size()));
+            dm[i] = {t, K, rows[i], h.back().view.row_bytes, raw.back()->get()};
+            if (t == GgmlType::Q4_0) {
+                llm8::cuda::repack_split(dm[i], raw.back()->get(), packed.back()->get(), nullptr);
+                dm[i].data = packed.back()->get();
+                dm[i].split = true;
+            }
+        }
+        const auto x = randn(static_cast<size_t>(K), rng), nw = randn(size_t(K), rng);
+        const auto bq = randn(size_t(rows[0]), rng), bk = randn(size_t(kv), rng),
+                   bv = randn(size_t(kv), rng);
+        std::vector<float> fac(size_t(n_rot / 2));
+        for (auto& f : fac) f = 1.0f + float(rng() % 7);
+        Dev<float> dx(x), dnw(nw), xf(static_cast<size_t>(K)), ds(size_t(K / 16)), dbq(bq), dbk(bk),
+            dbv(bv), dfac(fac);
+        Dev<int8_t> dq(static_cast<size_t>(K));
+        const auto kind = llm8::cuda::decode_act_kind(dm[0]);
+        llm8::cuda::decode_act(dx.get(), K, dnw.get(), 1e-5f, kind, xf.get(), dq.get(), ds.get(),
+                               nullptr);
+        llm8::cuda::DecodeAct a;
+        a.kind = kind;
+        a.f = xf.get();
+        a.q = dq.get();
+        a.ds = ds.get();
+        Dev<int32_t> pos(std::vector<int32_t>{1234}), pos0(std::vector<int32_t>{5});
+        // Reference: store, then rope_store.
+        Dev<float> q1(static_cast<size_t>(rows[0])), k1(static_cast<size_t>(kv)),
+            v1(static_cast<size_t>(kv));
+        Dev<uint16_t> kc1(size_t(ctx * kv)), vc1(size_t(ctx * kv)), kc2(size_t(ctx * kv)),
+            vc2(size_t(ctx * kv));
+        float* const ys1[3] = {q1.get(), k1.get(), v1.get()};
+        ASSERT_TRUE(llm8::cuda::gemv_decode(dm, ys1, 3, a, GemvMode::store, nullptr));
+        llm8::cuda::rope_store(q1.get(), k1.get(), v1.get(), dbq.get(), dbk.get(), dbv.get(),
+                               kc1.get(), vc1.get(), 1, pos.get(), pos0.get(), n_head, n_kv, hd,
+                               n_rot, llm8::RopeLayout::norm, 10000.0f, 0.5f, dfac.get(), nullptr);
+        // Fused.
+        Dev<float> q2(static_cast<size_t>(rows[0]));
+        float* const ys2[3] = {q2.get(), nullptr, nullptr};
+        llm8::cuda::RopeFuse rf;
+        rf.pos = pos.get();
+        rf.pos0 = pos0.get();
+        rf.kc = kc2.get();
+        rf.vc = vc2.get();
+        rf.bq = dbq.get();
+        rf.bk = dbk.get();
+        rf.bv = dbv.get();
+        rf.factors = dfac.get();
+        rf.head_dim = hd;
+        rf.n_rot = n_rot;
+        rf.base = 10000.0f;
+        rf.freq_scale = 0.5f;
+        ASSERT_TRUE(llm8::cuda::gemv_decode(dm, ys2, 3, a, GemvMode::qkv_rope, nullptr, &rf));
+        const auto gq1 = q1.download(), gq2 = q2.download();
+        for (size_t i = 0; i < gq1.size(); ++i)
+            ASSERT_EQ(gq1[i], gq2[i]) << llm8::type_name(t) << " q " << i;
+        const auto ck1 = kc1.download(), ck2 = kc2.download(), cv1 = vc1.download(),
+                   cv2 = vc2.download();
+        for (int64_t i = 0; i < kv; ++i) {
+            ASSERT_EQ(ck1[size_t(5 * kv + i)], ck2[size_t(5 * kv + i)]) << "k " << i;
+            ASSERT_EQ(cv1[size_t(5 * kv + i)], cv2[size_t(5 * kv + i)]) << "v " << i;
+        }
+        EXPECT_EQ(ck2[0], 0xffff);  // other cache rows untouched
+        // Shapes whose row pairs would straddle heads are refused.
+        rf.head_dim = 3;
+        EXPECT_FALSE(llm8::cuda::gemv_decode(dm, ys2, 3, a, GemvMode::qkv_rope, nullptr, &rf));
+    }
+}
+
 TEST(CudaOps, FloatRowsOfAwkwardLength) {
     // stories260K's FFN is 172 wide: float rows that are not a multiple of 32 (or of 8 halves).
     LLM8_REQUIRE_GPU();

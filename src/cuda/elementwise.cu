@@ -4,6 +4,7 @@
 // tiny next to the matrix work; written for clarity.
 #include "cuda/cuda_common.cuh"
 #include "cuda/ops.h"
+#include "cuda/rope.cuh"
 
 namespace llm8 {
 namespace cuda {
@@ -113,15 +114,7 @@ __global__ void rope_store_kernel(float* __restrict__ q, float* __restrict__ k,
         x0 += bias[head * hd + a];
         x1 += bias[head * hd + b];
     }
-    if (p < half_rot) {
-        float inv_freq = powf(base, -2.0f * float(p) / float(n_rot));
-        if (factors) inv_freq /= factors[p];
-        float sn, cs;
-        sincosf(float(pos[t]) * freq_scale * inv_freq, &sn, &cs);
-        const float r0 = x0 * cs - x1 * sn, r1 = x0 * sn + x1 * cs;
-        x0 = r0;
-        x1 = r1;
-    }
+    if (p < half_rot) rope_rotate(x0, x1, pos[t], p, n_rot, base, freq_scale, factors);
     if (is_q) {
         vec[a] = x0;
         vec[b] = x1;

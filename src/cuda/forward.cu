@@ -347,6 +347,18 @@ void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
             fail(ErrorKind::runtime, "CUDA decode GEMV: a matrix group it was given was refused");
         return true;
     };
+    // Q/K/V with bias + RoPE + K/V append in the epilogue (GemvMode::qkv_rope); false when
+    // the shapes do not allow it (nothing launched but the activations).
+    auto decode_gemv_rope = [&](const DeviceMatrix* w, float* const* y, const float* norm_w,
+                                const RopeFuse* rf) {
+        const DecodeAct a = decode_input(s.x.get(), w[0].ne0, norm_w, decode_kind(w, 3));
+        return gemv_decode(w, y, 3, a, GemvMode::qkv_rope, st, rf);
+    };
+    // LLM8_FUSE_ROPE=0 keeps rope_store separate (A/B switch).
+    static const bool fuse_rope_ok = [] {
+        const char* e = std::getenv("LLM8_FUSE_ROPE");
+        return !(e && e[0] == '0');
+    }();
     // y = W * rmsnorm(x) for the given matrices (fused when possible); mode swiglu writes
     // silu(W_0 xn) * (W_1 xn) to y[0].
     auto scale_of = [&](const float* xin, int64_t rows) {
@@ -389,17 +401,39 @@ void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
         const DeviceLayer& L = m.layers[size_t(il)];
         const DeviceMatrix qkv[3] = {L.wq, L.wk, L.wv};
         float* const qkv_out[3] = {s.q.get(), s.k.get(), s.v.get()};
-        norm_matmul(qkv, qkv_out, 3, L.attn_norm, GemvMode::store);
-        LLM8_PROF("norm+qkv");
-        if (L.q_norm) {  // qwen3: per-head RMSNorm of Q and K before RoPE
-            rms_norm(s.q.get(), L.q_norm, s.q.get(), n * hp.n_head, hp.head_dim, hp.rms_eps, st);
-            rms_norm(s.k.get(), L.k_norm, s.k.get(), n * hp.n_head_kv, hp.head_dim, hp.rms_eps, st);
-        }
         uint16_t* kc = s.kc.get() + size_t(il) * layer_kv;
         uint16_t* vc = s.vc.get() + size_t(il) * layer_kv;
-        rope_store(s.q.get(), s.k.get(), s.v.get(), L.bq, L.bk, L.bv, kc, vc, n, s.pos.get(),
-                   s.pos0.get(), hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_rot, hp.rope,
-                   hp.rope_freq_base, hp.rope_freq_scale, m.rope_factors, st);
+        // One token, adjacent-pair RoPE, no Q/K norm: bias, RoPE and the K/V append happen in
+        // the Q/K/V GEMV's epilogue (one launch fewer per layer).
+        RopeFuse rf;
+        rf.pos = s.pos.get();
+        rf.pos0 = s.pos0.get();
+        rf.kc = kc;
+        rf.vc = vc;
+        rf.bq = L.bq;
+        rf.bk = L.bk;
+        rf.bv = L.bv;
+        rf.factors = m.rope_factors;
+        rf.head_dim = hp.head_dim;
+        rf.n_rot = hp.n_rot;
+        rf.base = hp.rope_freq_base;
+        rf.freq_scale = hp.rope_freq_scale;
+        const bool fused_rope = n == 1 && hp.rope == RopeLayout::norm && !L.q_norm &&
+                                decode_kind(qkv, 3) != ActKind::none && fuse_rope_ok &&
+                                decode_gemv_rope(qkv, qkv_out, L.attn_norm, &rf);
+        if (!fused_rope) {
+            norm_matmul(qkv, qkv_out, 3, L.attn_norm, GemvMode::store);
+            LLM8_PROF("norm+qkv");
+            if (L.q_norm) {  // qwen3: per-head RMSNorm of Q and K before RoPE
+                rms_norm(s.q.get(), L.q_norm, s.q.get(), n * hp.n_head, hp.head_dim, hp.rms_eps,
+                         st);
+                rms_norm(s.k.get(), L.k_norm, s.k.get(), n * hp.n_head_kv, hp.head_dim, hp.rms_eps,
+                         st);
+            }
+            rope_store(s.q.get(), s.k.get(), s.v.get(), L.bq, L.bk, L.bv, kc, vc, n, s.pos.get(),
+                       s.pos0.get(), hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_rot, hp.rope,
+                       hp.rope_freq_base, hp.rope_freq_scale, m.rope_factors, st);
+        }
         LLM8_PROF("rope+kv");
         // One token whose Wo reads int8: the attention writes its output quantized too.
         const bool want_q8 = n == 1 && decode_kind(&L.wo, 1) == ActKind::q8;

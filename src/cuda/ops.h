@@ -41,7 +41,9 @@ void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s
 // mode accumulate adds into y (the residual); swiglu takes (gate, up) and writes
 // silu(gate x) * (up x) to ys[0]. Returns false (nothing launched) when the shapes or types
 // do not fit one launch; the caller then uses the separate ops.
-enum class GemvMode { store = 0, accumulate = 1, swiglu = 2 };
+// qkv_rope (gemv_decode only): Q, K, V with bias + RoPE (adjacent-pair layout) + the append of
+// K and V to the half cache in the epilogue, as rope_store does it (see RopeFuse).
+enum class GemvMode { store = 0, accumulate = 1, swiglu = 2, qkv_rope = 3 };
 bool gemv_fused(const DeviceMatrix* mats, float* const* ys, int n_mats, const float* x, int n,
                 const float* norm_w, const float* norm_scale, GemvMode mode, cudaStream_t s);
 // The decode path (one token, gemv_decode.cu). Activations take the form the weights' GEMV
@@ -63,8 +65,21 @@ void decode_act(const float* x, int64_t K, const float* norm_w, float eps, ActKi
 // y_i = W_i a for up to 3 matrices of one type and row length, one launch; modes as
 // gemv_fused (accumulate adds into y, swiglu writes silu(W_0 a) * (W_1 a) to ys[0]). Returns
 // false (nothing launched) when a matrix has no decode kernel or does not match a.kind.
+// For GemvMode::qkv_rope: mats are Q, K, V; ys[0] receives Q after bias and RoPE, K and V go
+// to the cache at row *pos0 (pos[0] is the token's position), nothing to ys[1], ys[2]. Needs
+// RopeLayout::norm, even row counts and head dims.
+struct RopeFuse {
+    const int32_t* pos = nullptr;
+    const int32_t* pos0 = nullptr;
+    uint16_t* kc = nullptr;
+    uint16_t* vc = nullptr;
+    const float *bq = nullptr, *bk = nullptr, *bv = nullptr;
+    const float* factors = nullptr;
+    int head_dim = 0, n_rot = 0;
+    float base = 10000.0f, freq_scale = 1.0f;
+};
 bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const DecodeAct& a,
-                 GemvMode mode, cudaStream_t s);
+                 GemvMode mode, cudaStream_t s, const RopeFuse* rope = nullptr);
 // out[r] = 1 / sqrt(mean(x[r]^2) + eps) for rows of K.
 void rms_scale(const float* x, int64_t rows, int64_t K, float eps, float* out, cudaStream_t s);
 // Bias, RoPE of Q and K, and the append of K/V to the half cache, for n tokens, in one launch.

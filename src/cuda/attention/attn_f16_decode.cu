@@ -23,7 +23,9 @@ namespace {
 
 constexpr int kWarps = 4, kMaxRows = 16;
 
-template <int HD>
+// R: rows (query heads x tokens) the instance holds state for: 4 (MHA and GQA up to 4 heads per
+// kv head, one token) or kMaxRows. Fewer rows leave the registers for the K row in flight.
+template <int HD, int R>
 __global__ void __launch_bounds__(kWarps * 32)
     attn_decode_kernel(const float* __restrict__ q, const __half* __restrict__ kc,
                        const __half* __restrict__ vc, int n_tokens,
@@ -40,7 +42,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int j0 = split * split_keys, j1 = min(n_keys, j0 + split_keys);
     const int64_t kv_stride = int64_t(n_kv) * HD;
 
-    __shared__ __align__(16) float sq[kMaxRows][HD];
+    __shared__ __align__(16) float sq[R][HD];
     for (int i = threadIdx.x; i < rows * HD; i += blockDim.x) {
         const int r = i / HD, d = i % HD, t = r / G, g = r % G;
         sq[r][d] = q[(int64_t(t) * n_head + hk * G + g) * HD + d] * scale_log2;
@@ -49,14 +51,14 @@ __global__ void __launch_bounds__(kWarps * 32)
 
     // Each warp stages the V rows of its 32 keys in shared memory (cp.async, issued before the
     // scores so that the copy overlaps them); after the loop the same bytes hold the warp's
-    // partial accumulators (kMaxRows * HD floats = 32 * HD halves).
-    static_assert(kMaxRows * HD * 4 == 32 * HD * 2, "V stage and accumulators share bytes");
+    // partial accumulators (R * HD floats = 32 * HD halves).
+    static_assert(R * HD * 4 <= 32 * HD * 2, "V stage and accumulators share bytes");
     __shared__ __align__(16) unsigned char stage[kWarps][32 * HD * 2];
     __half(*sv)[HD] = reinterpret_cast<__half(*)[HD]>(stage[warp]);
 
-    float m[kMaxRows], l[kMaxRows], acc[kMaxRows][kDims];
+    float m[R], l[R], acc[R][kDims];
 #pragma unroll
-    for (int r = 0; r < kMaxRows; ++r) {
+    for (int r = 0; r < R; ++r) {
         m[r] = -INFINITY;
         l[r] = 0.f;
 #pragma unroll
@@ -66,6 +68,15 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int base = j0 + warp * 32; base < j1; base += kWarps * 32) {
         const int j = base + lane;
         const bool have = j < j1;
+        // The lane's K row: every 16-byte load issued before the first use (first version:
+        // loads interleaved with the FMAs under register pressure, ~20 us per call at 5 keys).
+        uint4 kraw[HD / 8];
+        if (have) {
+            const uint4* kr =
+                reinterpret_cast<const uint4*>(kc + int64_t(j) * kv_stride + int64_t(hk) * HD);
+#pragma unroll
+            for (int c = 0; c < HD / 8; ++c) kraw[c] = kr[c];
+        }
         if (have) {
             const char* src =
                 reinterpret_cast<const char*>(vc + int64_t(j) * kv_stride + int64_t(hk) * HD);
@@ -78,15 +89,13 @@ __global__ void __launch_bounds__(kWarps * 32)
         }
         asm volatile("cp.async.commit_group;" ::: "memory");
         // Scores of this lane's key for every row.
-        float s[kMaxRows];
+        float s[R];
 #pragma unroll
-        for (int r = 0; r < kMaxRows; ++r) s[r] = 0.f;
+        for (int r = 0; r < R; ++r) s[r] = 0.f;
         if (have) {
-            const uint4* kr =
-                reinterpret_cast<const uint4*>(kc + int64_t(j) * kv_stride + int64_t(hk) * HD);
 #pragma unroll
             for (int c = 0; c < HD / 8; ++c) {
-                uint4 raw = kr[c];
+                const uint4 raw = kraw[c];
                 const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
                 float kf[8];
 #pragma unroll
@@ -96,7 +105,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                     kf[2 * e + 1] = f.y;
                 }
 #pragma unroll
-                for (int r = 0; r < kMaxRows; ++r) {
+                for (int r = 0; r < R; ++r) {
                     if (r < rows) {
                         const float4 qa = *reinterpret_cast<const float4*>(&sq[r][c * 8]);
                         const float4 qb = *reinterpret_cast<const float4*>(&sq[r][c * 8 + 4]);
@@ -107,9 +116,9 @@ __global__ void __launch_bounds__(kWarps * 32)
             }
         }
         // Online softmax per row over this warp's 32 keys.
-        float p[kMaxRows];
+        float p[R];
 #pragma unroll
-        for (int r = 0; r < kMaxRows; ++r) {
+        for (int r = 0; r < R; ++r) {
             if (r >= rows) continue;
             const int t = r / G;
             const bool visible = have && j <= pos0 + t;
@@ -155,7 +164,7 @@ __global__ void __launch_bounds__(kWarps * 32)
             for (int u = 0; u < 4; ++u) {
                 if (jj0 + u >= n_here) break;
 #pragma unroll
-                for (int r = 0; r < kMaxRows; ++r) {
+                for (int r = 0; r < R; ++r) {
                     if (r < rows) {
                         const float pj = __shfl_sync(0xffffffffu, p[r], jj0 + u);
 #pragma unroll
@@ -169,22 +178,23 @@ __global__ void __launch_bounds__(kWarps * 32)
 
     // l was accumulated per lane: reduce over the warp. Then merge the warps.
 #pragma unroll
-    for (int r = 0; r < kMaxRows; ++r) {
+    for (int r = 0; r < R; ++r) {
         if (r >= rows) continue;
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1) l[r] += __shfl_xor_sync(0xffffffffu, l[r], off);
     }
-    __shared__ float sm_m[kWarps][kMaxRows], sm_l[kWarps][kMaxRows];
-    float(*sm_acc)[kMaxRows][HD] = reinterpret_cast<float(*)[kMaxRows][HD]>(stage);
+    __shared__ float sm_m[kWarps][R], sm_l[kWarps][R];
+    // Warp w's accumulators live in its own stage (stage[w]), which no other warp touches.
+    auto sm_acc = [&](int w) { return reinterpret_cast<float(*)[HD]>(stage[w]); };
 #pragma unroll
-    for (int r = 0; r < kMaxRows; ++r) {
+    for (int r = 0; r < R; ++r) {
         if (r >= rows) continue;
         if (lane == 0) {
             sm_m[warp][r] = m[r];
             sm_l[warp][r] = l[r];
         }
 #pragma unroll
-        for (int d = 0; d < kDims; ++d) sm_acc[warp][r][lane * kDims + d] = acc[r][d];
+        for (int d = 0; d < kDims; ++d) sm_acc(warp)[r][lane * kDims + d] = acc[r][d];
     }
     __syncthreads();
     for (int i = threadIdx.x; i < rows * (HD + 2); i += blockDim.x) {
@@ -197,7 +207,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int w = 0; w < kWarps; ++w) {
             if (sm_m[w][r] == -INFINITY) continue;
             const float f = exp2f(sm_m[w][r] - M);
-            v += (c < HD ? sm_acc[w][r][c] : sm_l[w][r]) * f;
+            v += (c < HD ? sm_acc(w)[r][c] : sm_l[w][r]) * f;
         }
         // Partials are in the natural-log convention of attn_f16.cu's combine kernel: m in
         // units of the raw score, hence the division of the log2-scaled max.
@@ -233,9 +243,11 @@ bool attention_f16_decode(const float* q, const uint16_t* kc, const uint16_t* vc
     const dim3 grid(static_cast<unsigned>(n_head_kv), static_cast<unsigned>(splits));
     const __half* k16 = reinterpret_cast<const __half*>(kc);
     const __half* v16 = reinterpret_cast<const __half*>(vc);
-    launch_pdl(head_dim == 128 ? attn_decode_kernel<128> : attn_decode_kernel<64>, grid,
-               kWarps * 32, 0, s, q, k16, v16, int(n_tokens), pos0_dev, n_head, n_head_kv,
-               split_keys, splits, scale_log2, ws);
+    const bool few = (n_head / n_head_kv) * n_tokens <= 4;
+    auto kernel = head_dim == 128 ? (few ? attn_decode_kernel<128, 4> : attn_decode_kernel<128, 16>)
+                                  : (few ? attn_decode_kernel<64, 4> : attn_decode_kernel<64, 16>);
+    launch_pdl(kernel, grid, kWarps * 32, 0, s, q, k16, v16, int(n_tokens), pos0_dev, n_head,
+               n_head_kv, split_keys, splits, scale_log2, ws);
     attention_combine(ws, n_tokens, n_head, head_dim, splits, out, s, q8, q8_ds);
     return true;
 }
