@@ -17,9 +17,17 @@
 // (gate, up) pairs become silu(gate) * up. With programmatic dependent launch the first
 // units' weights are loaded before waiting for the kernel that writes the activations.
 //
+// Two kernels: one-shot (a block per 4 row pairs, the loads of a round in flight at once) and
+// persistent (a resident grid, each warp walking many pairs with the next step's loads issued
+// before the current step's dot products); each format picks the one that measured faster.
+//
 // Why (H200, 2026-11-21): the float GEMV spent ~4-5 instructions turning each 4-bit weight
 // into an fp32 operand and was bound by instruction issue at ~750 GB/s on a 7B Q4_0; here a
-// weight costs ~0.8 instructions.
+// weight costs ~0.8 instructions. Measured and dropped (llm8-bench-gemv and tg128 7B, same
+// runs): a cp.async ring per warp in shared memory (3 blocks per SM: 35-83% of the copy rate
+// against 53-103% one-shot; tg128 F16 156 t/s against 225), and splitting long rows over 2-4
+// warps of the one-shot kernel (Q4_0 down 4096 x 11008: 55% against 64%; tg128 Q4_0 542 t/s
+// against 568).
 #include <algorithm>
 #include <cstdlib>
 
