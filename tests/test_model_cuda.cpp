@@ -3,6 +3,7 @@
 // greedy text of stories260K, and perplexity of a trained model to 4 significant digits.
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "cuda_test_util.h"
 #include "llm8/engine.h"
@@ -204,6 +205,24 @@ TEST(CudaModel, DecodeEndsInTheGpuSamplerLikeTheCpuChain) {
         EXPECT_GE(agree, temp == 0.0f ? steps : steps * 95 / 100);
         EXPECT_EQ(sg.draws(), sc.draws());
     }
+}
+
+TEST(CudaModel, OutOfGpuMemoryIsAClearError) {
+    // A batch whose buffers cannot fit (2^28 tokens of logits alone is ~550 GB): a clean
+    // llm8::Error naming the allocation and the free memory, and the GPU stays usable.
+    LLM8_REQUIRE_GPU();
+    auto gpu = llm8::Model::load({"", -1});
+    ASSERT_TRUE(gpu->on_gpu());
+    try {
+        llm8::Session s(gpu, {64, 1 << 28, 0});
+        FAIL() << "a 2^28-token batch was allocated";
+    } catch (const llm8::Error& e) {
+        EXPECT_NE(std::string(e.what()).find("out of GPU memory"), std::string::npos) << e.what();
+    }
+    llm8::Session ok(gpu, {64, 64, 0});
+    const int32_t tok = 1;
+    ok.decode(&tok, 1);
+    EXPECT_TRUE(std::isfinite(ok.logits()[0]));
 }
 
 TEST(CudaModel, GpuRequestWithoutGpuIsAClearError) {
