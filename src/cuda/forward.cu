@@ -421,6 +421,7 @@ void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
         const bool fused_rope = n == 1 && hp.rope == RopeLayout::norm && !L.q_norm &&
                                 decode_kind(qkv, 3) != ActKind::none && fuse_rope_ok &&
                                 decode_gemv_rope(qkv, qkv_out, L.attn_norm, &rf);
+        if (fused_rope) LLM8_PROF("norm+qkv");  // RoPE and the K/V append included
         if (!fused_rope) {
             norm_matmul(qkv, qkv_out, 3, L.attn_norm, GemvMode::store);
             LLM8_PROF("norm+qkv");

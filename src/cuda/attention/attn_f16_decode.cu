@@ -51,7 +51,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 
     // Each warp stages the V rows of its 32 keys in shared memory (cp.async, issued before the
     // scores so that the copy overlaps them); after the loop the same bytes hold the warp's
-    // partial accumulators (R * HD floats = 32 * HD halves).
+    // partial accumulators (R * HD floats <= 32 * HD halves).
     static_assert(R * HD * 4 <= 32 * HD * 2, "V stage and accumulators share bytes");
     __shared__ __align__(16) unsigned char stage[kWarps][32 * HD * 2];
     __half(*sv)[HD] = reinterpret_cast<__half(*)[HD]>(stage[warp]);
