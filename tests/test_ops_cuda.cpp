@@ -122,9 +122,12 @@ TEST(CudaOps, MatmulEveryTypeAndTokenCount) {
                 Dev<uint16_t> ws(std::max<size_t>(1, llm8::cuda::matmul_workspace_elems(dm, n)));
                 llm8::cuda::matmul(dm, dx.get(), n, dy.get(), ws.get(), handle, nullptr);
                 const auto got = dy.download();
-                // n <= 8: float GEMV. n > 8: half inputs, float accumulation (cuBLAS).
-                EXPECT_LT(nmse(got, want), n <= 8 ? 1e-8 : 2e-5)
-                    << llm8::type_name(t) << " M=" << M << " n=" << n;
+                // n <= 8: float GEMV. n > 8: half inputs, float accumulation (cuBLAS). Over a
+                // handful of outputs a cancelling sum makes the normalized MSE meaningless (a
+                // single output once failed at 1.6e-8): there max_dot_err alone decides.
+                if (M * n >= 8)
+                    EXPECT_LT(nmse(got, want), n <= 8 ? 1e-8 : 2e-5)
+                        << llm8::type_name(t) << " M=" << M << " n=" << n;
                 EXPECT_LT(max_dot_err(h.view, x, n, got, want), n <= 8 ? 4e-5 : 2e-3)
                     << llm8::type_name(t) << " M=" << M << " n=" << n;
             }
@@ -234,7 +237,7 @@ TEST(CudaOps, DecodeGemvMatchesTheQ8RecipeAndTheCpu) {
     std::mt19937 rng(std::random_device{}());
     for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16}) {
         for (int64_t K : {256, 768, 8448}) {
-            const int64_t Ms[3] = {64, 17, 33};
+            const int64_t Ms[2] = {64, 17};  // the third matrix has 64 rows (SwiGLU's up)
             HostMatrix h[3] = {make_matrix(t, K, Ms[0], rng), make_matrix(t, K, Ms[1], rng),
                                make_matrix(t, K, 64, rng)};
             std::vector<std::unique_ptr<Dev<uint8_t>>> raw, packed;
