@@ -125,9 +125,10 @@ TEST(CudaOps, MatmulEveryTypeAndTokenCount) {
                 // n <= 8: float GEMV. n > 8: half inputs, float accumulation (cuBLAS). Over a
                 // handful of outputs a cancelling sum makes the normalized MSE meaningless (a
                 // single output once failed at 1.6e-8): there max_dot_err alone decides.
-                if (M * n >= 8)
+                if (M * n >= 8) {
                     EXPECT_LT(nmse(got, want), n <= 8 ? 1e-8 : 2e-5)
                         << llm8::type_name(t) << " M=" << M << " n=" << n;
+                }
                 EXPECT_LT(max_dot_err(h.view, x, n, got, want), n <= 8 ? 4e-5 : 2e-3)
                     << llm8::type_name(t) << " M=" << M << " n=" << n;
             }
