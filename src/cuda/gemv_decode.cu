@@ -250,6 +250,48 @@ __device__ __forceinline__ void store_pair(const Mats& m, const Rope& rope, int 
     }
 }
 
+// One round of a warp over its row pair: pieces u0 + 32 j (j < U) of both rows. The loads
+// are all issued first (load_round), the dot products come after (dot_round).
+template <class F, int U>
+__device__ __forceinline__ void load_round(typename F::W (&w)[U][kRows], const PairRows& pr,
+                                           int64_t nb, int64_t np, int64_t u0) {
+#pragma unroll
+    for (int j = 0; j < U; ++j) {
+        const int64_t u = u0 + 32 * j;
+#pragma unroll
+        for (int s = 0; s < kRows; ++s)
+            if (u < np && pr.ok[s]) w[j][s] = F::load(pr.base[s], nb, u);
+    }
+}
+
+template <class F, int U>
+__device__ __forceinline__ void dot_round(float (&acc)[kRows], const typename F::W (&w)[U][kRows],
+                                          const PairRows& pr, const Act& x, int64_t np,
+                                          int64_t u0) {
+#pragma unroll
+    for (int j = 0; j < U; ++j) {
+        const int64_t u = u0 + 32 * j;
+        if (u < np) {
+            const typename F::X xv = F::load_x(x, u);
+#pragma unroll
+            for (int s = 0; s < kRows; ++s)
+                if (pr.ok[s]) acc[s] += F::dot(w[j][s], xv);
+        }
+    }
+}
+
+// The pair's dot products summed over the warp, stored by lane 0; acc is cleared.
+__device__ __forceinline__ void finish_pair(float (&acc)[kRows], const Mats& m, const Rope& rope,
+                                            int mode, const PairRows& pr, int lane) {
+    float sum[kRows];
+#pragma unroll
+    for (int s = 0; s < kRows; ++s) {
+        sum[s] = warp_sum(acc[s]);
+        acc[s] = 0.0f;
+    }
+    if (lane == 0) store_pair(m, rope, mode, pr, sum);
+}
+
 template <class F>
 __global__ void __launch_bounds__(kThreads) gemv_decode_kernel(Mats m, Act x, Rope rope, int mode) {
     pdl_trigger();
@@ -262,35 +304,16 @@ __global__ void __launch_bounds__(kThreads) gemv_decode_kernel(Mats m, Act x, Ro
     float acc[kRows] = {};
     bool waited = false;
     for (int64_t u0 = lane; u0 < np; u0 += 32 * U) {
-        // Every load of this round is issued before the first dot product.
         typename F::W w[U][kRows];
-#pragma unroll
-        for (int j = 0; j < U; ++j) {
-            const int64_t u = u0 + 32 * j;
-#pragma unroll
-            for (int s = 0; s < kRows; ++s)
-                if (u < np && pr.ok[s]) w[j][s] = F::load(pr.base[s], nb, u);
-        }
+        load_round<F, U>(w, pr, nb, np, u0);
         if (!waited) {  // weights are in flight; now the activations may be read
             pdl_wait();
             waited = true;
         }
-#pragma unroll
-        for (int j = 0; j < U; ++j) {
-            const int64_t u = u0 + 32 * j;
-            if (u < np) {
-                const typename F::X xv = F::load_x(x, u);
-#pragma unroll
-                for (int s = 0; s < kRows; ++s)
-                    if (pr.ok[s]) acc[s] += F::dot(w[j][s], xv);
-            }
-        }
+        dot_round<F, U>(acc, w, pr, x, np, u0);
     }
     if (!waited) pdl_wait();
-    float sum[kRows];
-#pragma unroll
-    for (int s = 0; s < kRows; ++s) sum[s] = warp_sum(acc[s]);
-    if (lane == 0) store_pair(m, rope, mode, pr, sum);
+    finish_pair(acc, m, rope, mode, pr, lane);
 }
 
 // Persistent variant: a grid that fits on the GPU at once; each warp walks the row pairs
@@ -312,19 +335,12 @@ __global__ void __launch_bounds__(kThreads)
         pdl_wait();
         return;
     }
-    auto load_step = [&](typename F::W(&w)[U][kRows], const PairRows& pr, int rnd) {
-#pragma unroll
-        for (int j = 0; j < U; ++j) {
-            const int64_t u = lane + 32 * (int64_t(rnd) * U + j);
-#pragma unroll
-            for (int s = 0; s < kRows; ++s)
-                if (u < np && pr.ok[s]) w[j][s] = F::load(pr.base[s], nb, u);
-        }
-    };
+    // Piece offset of round rnd of a pair for this lane.
+    auto round_u0 = [&](int rnd) { return lane + int64_t(32) * U * rnd; };
     PairRows pr = pair_rows(m, pair, swiglu);
     int rnd = 0;
     typename F::W wc[U][kRows], wn[U][kRows];
-    load_step(wc, pr, 0);
+    load_round<F, U>(wc, pr, nb, np, round_u0(0));
     pdl_wait();  // weights are in flight; now the activations may be read
     float acc[kRows] = {};
     while (true) {
@@ -338,27 +354,10 @@ __global__ void __launch_bounds__(kThreads)
         PairRows nr = pr;
         if (more) {
             if (npair != pair) nr = pair_rows(m, npair, swiglu);
-            load_step(wn, nr, nrnd);
+            load_round<F, U>(wn, nr, nb, np, round_u0(nrnd));
         }
-#pragma unroll
-        for (int j = 0; j < U; ++j) {
-            const int64_t u = lane + 32 * (int64_t(rnd) * U + j);
-            if (u < np) {
-                const typename F::X xv = F::load_x(x, u);
-#pragma unroll
-                for (int s = 0; s < kRows; ++s)
-                    if (pr.ok[s]) acc[s] += F::dot(wc[j][s], xv);
-            }
-        }
-        if (rnd == rounds - 1) {
-            float sum[kRows];
-#pragma unroll
-            for (int s = 0; s < kRows; ++s) {
-                sum[s] = warp_sum(acc[s]);
-                acc[s] = 0.0f;
-            }
-            if (lane == 0) store_pair(m, rope, mode, pr, sum);
-        }
+        dot_round<F, U>(acc, wc, pr, x, np, round_u0(rnd));
+        if (rnd == rounds - 1) finish_pair(acc, m, rope, mode, pr, lane);
         if (!more) break;
         pair = npair;
         rnd = nrnd;
@@ -409,10 +408,7 @@ __global__ void __launch_bounds__(256)
 }
 
 bool decode_disabled() {
-    static const bool off = [] {
-        const char* e = std::getenv("LLM8_DECODE_GEMV");
-        return e && e[0] == '0';
-    }();
+    static const bool off = switched_off("LLM8_DECODE_GEMV");
     return off;
 }
 
