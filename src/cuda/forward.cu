@@ -104,10 +104,7 @@ std::shared_ptr<DeviceModel> upload_model(const LlamaModel& m, int device) {
     // Q4_0/Q8_0 matrices (not the embedding, which get_rows gathers) are repacked into the
     // split layout through a scratch copy: the decode GEMV's integer kernels read it.
     // LLM8_SPLIT=0 keeps ggml's blocks (A/B switch; the decode path then takes gemv()).
-    static const bool no_split = [] {
-        const char* e = std::getenv("LLM8_SPLIT");
-        return e && e[0] == '0';
-    }();
+    static const bool no_split = switched_off("LLM8_SPLIT");
     DeviceArray<uint8_t> scratch;
     auto mat = [&](const WeightView& w, size_t i) {
         DeviceMatrix d{w.type, w.ne0, w.ne1, w.row_bytes, base + items[i].off, false};
@@ -322,14 +319,22 @@ void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
                 return ActKind::none;
         return k;
     };
-    auto decode_input = [&](const float* in, int64_t K, const float* norm_w, ActKind k) {
+    // The int8 activations in act_q / act_ds, as decode_act (or the attention) leaves them.
+    auto q8_input = [&] {
         DecodeAct a;
-        a.kind = k;
+        a.kind = ActKind::q8;
+        a.q = s.act_q.get();
+        a.ds = s.act_ds.get();
+        return a;
+    };
+    auto decode_input = [&](const float* in, int64_t K, const float* norm_w, ActKind k) {
         if (k == ActKind::q8) {
             decode_act(in, K, norm_w, hp.rms_eps, k, nullptr, s.act_q.get(), s.act_ds.get(), st);
-            a.q = s.act_q.get();
-            a.ds = s.act_ds.get();
-        } else if (norm_w) {
+            return q8_input();
+        }
+        DecodeAct a;
+        a.kind = k;
+        if (norm_w) {
             decode_act(in, K, norm_w, hp.rms_eps, k, s.xn.get(), nullptr, nullptr, st);
             a.f = s.xn.get();
         } else {
@@ -355,10 +360,7 @@ void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
         return gemv_decode(w, y, 3, a, GemvMode::qkv_rope, st, rf);
     };
     // LLM8_FUSE_ROPE=0 keeps rope_store separate (A/B switch).
-    static const bool fuse_rope_ok = [] {
-        const char* e = std::getenv("LLM8_FUSE_ROPE");
-        return !(e && e[0] == '0');
-    }();
+    static const bool fuse_rope_ok = !switched_off("LLM8_FUSE_ROPE");
     // y = W * rmsnorm(x) for the given matrices (fused when possible); mode swiglu writes
     // silu(W_0 xn) * (W_1 xn) to y[0].
     auto scale_of = [&](const float* xin, int64_t rows) {
@@ -379,11 +381,7 @@ void forward_body(DeviceSession& s, int64_t n, int64_t n_out, int max_keys) {
     auto residual_matmul = [&](const DeviceMatrix& w, const float* in, bool in_q8) {
         float* y = s.x.get();
         if (in_q8) {
-            DecodeAct a;
-            a.kind = ActKind::q8;
-            a.q = s.act_q.get();
-            a.ds = s.act_ds.get();
-            if (!gemv_decode(&w, &y, 1, a, GemvMode::accumulate, st))
+            if (!gemv_decode(&w, &y, 1, q8_input(), GemvMode::accumulate, st))
                 fail(ErrorKind::runtime, "CUDA decode GEMV: Wo refused its int8 input");
             return;
         }
