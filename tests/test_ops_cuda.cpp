@@ -4,7 +4,6 @@
 // has its own bound on the normalized MSE: float math 1e-10, half-precision GEMM inputs 1e-5.
 #include <cmath>
 #include <cstring>
-#include <memory>
 #include <random>
 
 #include "cpu/ops.h"
@@ -67,6 +66,22 @@ HostMatrix make_matrix(GgmlType t, int64_t K, int64_t M, std::mt19937& rng) {
     h.view.data = h.bytes.data();
     return h;
 }
+
+// A host matrix on the device as the model holds it: Q4_0/Q8_0 rows that allow it repacked
+// into the split layout (what their decode kernels read), other types in their file blocks.
+struct DeviceUpload {
+    Dev<uint8_t> raw, packed;
+    llm8::cuda::DeviceMatrix dm;
+    explicit DeviceUpload(const HostMatrix& h)
+        : raw(h.bytes),
+          packed(h.bytes.size()),
+          dm{h.view.type, h.view.ne0, h.view.ne1, h.view.row_bytes, raw.get()} {
+        if (!llm8::cuda::can_split(dm)) return;
+        llm8::cuda::repack_split(dm, raw.get(), packed.get(), nullptr);
+        dm.data = packed.get();
+        dm.split = true;
+    }
+};
 
 }  // namespace
 
@@ -148,12 +163,9 @@ TEST(CudaOps, SplitLayoutGemvAndDequantize) {
         for (int64_t M : {1, 37, 130}) {
             const int64_t K = 768;
             auto h = make_matrix(t, K, M, rng);
-            Dev<uint8_t> raw(h.bytes), packed(h.bytes.size());
-            llm8::cuda::DeviceMatrix dm{t, K, M, h.view.row_bytes, raw.get()};
-            ASSERT_TRUE(llm8::cuda::can_split(dm));
-            llm8::cuda::repack_split(dm, raw.get(), packed.get(), nullptr);
-            dm.data = packed.get();
-            dm.split = true;
+            const DeviceUpload up(h);
+            ASSERT_TRUE(up.dm.split);
+            const llm8::cuda::DeviceMatrix& dm = up.dm;
             for (int64_t n : {1, 2, 3, 8, 9, 40}) {
                 const auto x = randn(size_t(n * K), rng);
                 std::vector<float> want(static_cast<size_t>(n * M));
@@ -241,20 +253,9 @@ TEST(CudaOps, DecodeGemvMatchesTheQ8RecipeAndTheCpu) {
             const int64_t Ms[2] = {64, 17};  // the third matrix has 64 rows (SwiGLU's up)
             HostMatrix h[3] = {make_matrix(t, K, Ms[0], rng), make_matrix(t, K, Ms[1], rng),
                                make_matrix(t, K, 64, rng)};
-            std::vector<std::unique_ptr<Dev<uint8_t>>> raw, packed;
-            llm8::cuda::DeviceMatrix dm[3];
-            for (int i = 0; i < 3; ++i) {
-                raw.emplace_back(new Dev<uint8_t>(h[i].bytes));
-                packed.emplace_back(new Dev<uint8_t>(h[i].bytes.size()));
-                dm[i] = {t, K, h[i].view.ne1, h[i].view.row_bytes, raw.back()->get()};
-                if (t != GgmlType::F16) {
-                    ASSERT_TRUE(llm8::cuda::can_split(dm[i]));
-                    llm8::cuda::repack_split(dm[i], raw.back()->get(), packed.back()->get(),
-                                             nullptr);
-                    dm[i].data = packed.back()->get();
-                    dm[i].split = true;
-                }
-            }
+            const DeviceUpload u0(h[0]), u1(h[1]), u2(h[2]);
+            const llm8::cuda::DeviceMatrix dm[3] = {u0.dm, u1.dm, u2.dm};
+            for (const auto& d : dm) ASSERT_EQ(d.split, t != GgmlType::F16);
             const ActKind kind = llm8::cuda::decode_act_kind(dm[0]);
             ASSERT_EQ(kind, t == GgmlType::F16 ? ActKind::f32 : ActKind::q8);
             const auto x = randn(static_cast<size_t>(K), rng), nw = randn(size_t(K), rng);
@@ -351,20 +352,9 @@ TEST(CudaOps, DecodeGemvRopeEpilogueEqualsRopeStore) {
     const int64_t K = 256, ctx = 9, kv = int64_t(n_kv) * hd;
     for (GgmlType t : {GgmlType::Q4_0, GgmlType::F16}) {
         const int64_t rows[3] = {int64_t(n_head) * hd, kv, kv};
-        std::vector<HostMatrix> h;
-        std::vector<std::unique_ptr<Dev<uint8_t>>> raw, packed;
-        llm8::cuda::DeviceMatrix dm[3];
-        for (int i = 0; i < 3; ++i) {
-            h.push_back(make_matrix(t, K, rows[i], rng));
-            raw.emplace_back(new Dev<uint8_t>(h.back().bytes));
-            packed.emplace_back(new Dev<uint8_t>(h.back().bytes.size()));
-            dm[i] = {t, K, rows[i], h.back().view.row_bytes, raw.back()->get()};
-            if (t == GgmlType::Q4_0) {
-                llm8::cuda::repack_split(dm[i], raw.back()->get(), packed.back()->get(), nullptr);
-                dm[i].data = packed.back()->get();
-                dm[i].split = true;
-            }
-        }
+        const DeviceUpload u0(make_matrix(t, K, rows[0], rng)), u1(make_matrix(t, K, rows[1], rng)),
+            u2(make_matrix(t, K, rows[2], rng));
+        const llm8::cuda::DeviceMatrix dm[3] = {u0.dm, u1.dm, u2.dm};
         const auto x = randn(static_cast<size_t>(K), rng), nw = randn(size_t(K), rng);
         const auto bq = randn(size_t(rows[0]), rng), bk = randn(size_t(kv), rng),
                    bv = randn(size_t(kv), rng);
