@@ -9,12 +9,8 @@
 #include <random>
 #include <vector>
 
+#include "../bench_util.h"
 #include "cuda/ops.h"
-
-static float median_ms(std::vector<float> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
 
 int main() {
     struct Shape {
@@ -69,7 +65,7 @@ int main() {
             cudaEventElapsedTime(&ms, a, b);
             if (it >= 3) times.push_back(ms);
         }
-        const double ms = median_ms(times);
+        const double ms = llm8_bench::median(times);
         if (s.n_tok > 1) {
             // Causal: half of the QK^T and PV products.
             const double flops =

@@ -10,15 +10,11 @@
 #include <random>
 #include <vector>
 
+#include "../bench_util.h"
 #include "cuda/ops.h"
 #include "gguf/quants.h"
 
 namespace {
-
-float median(std::vector<float> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
 
 void check(cudaError_t e, const char* what) {
     if (e != cudaSuccess) {
@@ -49,7 +45,7 @@ int main() {
         cudaEventElapsedTime(&ms, a, b);
         if (i >= 2) ct.push_back(ms);
     }
-    const double copy_gbs = 2.0 * double(cb) / (median(ct) * 1e-3) / 1e9;
+    const double copy_gbs = 2.0 * double(cb) / (llm8_bench::median(ct) * 1e-3) / 1e9;
     cudaFree(src);
     cudaFree(dst);
     cudaDeviceProp prop;
@@ -131,7 +127,7 @@ int main() {
                 cudaEventElapsedTime(&ms, a, b);
                 times.push_back(ms / per);
             }
-            const double us = median(times) * 1e3;
+            const double us = llm8_bench::median(times) * 1e3;
             const double gbs = double(call_bytes) / (us * 1e-6) / 1e9;
             std::printf("| %s | %s | %.2f | %.0f | %.0f%% |\n", llm8::type_name(t), s.name, us, gbs,
                         100.0 * gbs / copy_gbs);
