@@ -15,6 +15,8 @@
 #pragma once
 #include <cstdint>
 
+#include "llm8/sampling_cuda.h"
+
 namespace llm8::cuda_sampling {
 
 constexpr unsigned kFullMask = 0xFFFFFFFFu;
@@ -135,6 +137,32 @@ __device__ __forceinline__ void warp_bitonic_sort128(unsigned long long (&k)[4],
             }
         }
     }
+}
+
+// A row whose parameters the chain rejects (status LLM8_SAMPLE_ROW_BAD_PARAMS).
+__device__ __forceinline__ bool row_params_bad(const llm8_sampling_row_params& p,
+                                               const llm8_sampling_args& a) {
+    if (isnan(p.temperature)) return true;
+    if (!(p.top_p >= 0.0f)) return true;
+    if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) return true;
+    if (!(p.repeat_penalty > 0.0f)) return true;
+    if (isnan(p.frequency_penalty) || isnan(p.presence_penalty)) return true;
+    if (p.penalty_count < 0 || p.bias_count < 0) return true;
+    if (p.penalty_count > 0 && a.penalty_tokens == nullptr) return true;
+    if (p.bias_count > 0 && (a.bias_tokens == nullptr || a.bias_values == nullptr)) return true;
+    return false;
+}
+
+__device__ __forceinline__ bool row_penalties_on(const llm8_sampling_row_params& p) {
+    return p.penalty_count > 0 &&
+           (p.repeat_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f);
+}
+
+// Top-p: the smallest prefix (in order of probability) whose integer mass reaches ceil(p * S).
+__device__ __forceinline__ unsigned long long top_p_target(float top_p, unsigned long long S) {
+    const double t = ceil(double(top_p) * double(S));
+    unsigned long long T = t < 1.0 ? 1ull : (unsigned long long)t;
+    return T > S ? S : T;
 }
 
 // Smallest power of two >= n (n <= 128), at least 2.
