@@ -25,6 +25,8 @@
 
 #ifdef LLM8_HAVE_CUDA
 #include <cuda_runtime.h>
+
+#include "cuda/sampling/sample_topk_sm90.cuh"  // set_topk_split, topk_pending
 #endif
 
 using llm8::Sampler;
@@ -146,6 +148,7 @@ struct Batch {
     int top_n = 0;
     int cluster = 0;
     bool logprobs = true;
+    bool workspace = true;  // false: no workspace, every row on the cluster kernel
     int rows() const { return int(params.size()); }
 
     // Appends a row: its logits, the chain's parameters, the penalty window and the bias.
@@ -186,6 +189,7 @@ struct DeviceBatch {
     Dev<float> bias_v;
     Dev<int32_t> tokens, status, top_tokens;
     Dev<float> logprobs, top_logprobs;
+    Dev<unsigned char> ws;
     explicit DeviceBatch(const Batch& batch)
         : b(batch),
           logits(batch.logits.size()),
@@ -198,7 +202,9 @@ struct DeviceBatch {
           status(batch.params.size()),
           top_tokens(std::max<size_t>(1, batch.params.size() * size_t(batch.top_n))),
           logprobs(batch.params.size()),
-          top_logprobs(std::max<size_t>(1, batch.params.size() * size_t(batch.top_n))) {
+          top_logprobs(std::max<size_t>(1, batch.params.size() * size_t(batch.top_n))),
+          ws(batch.workspace ? llm8_sample_cuda_workspace_size(batch.rows(), batch.vocab) : 0) {
+        if (ws.p) cudaMemset(ws.p, 0, ws.n);
         logits.put(b.logits);
         params.put(b.params);
         if (!b.pen_tokens.empty()) pen.put(b.pen_tokens);
@@ -233,7 +239,7 @@ struct DeviceBatch {
         cudaMemset(status.p, 0x7f, status.n * sizeof(int32_t));
         cudaMemset(top_tokens.p, 0x7f, top_tokens.n * sizeof(int32_t));
         const llm8_sampling_args a = args();
-        const int rc = llm8_sample_cuda(&a, nullptr, 0, nullptr);
+        const int rc = llm8_sample_cuda(&a, ws.p, ws.n, nullptr);
         EXPECT_EQ(rc, LLM8_SAMPLING_OK) << llm8_sample_cuda_error_string(rc);
         const cudaError_t e = cudaDeviceSynchronize();
         EXPECT_EQ(e, cudaSuccess) << cudaGetErrorString(e);
@@ -365,7 +371,8 @@ TEST(SamplingCuda, ApiRejectsBadArguments) {
     a.vocab = 10;
     a.ld = 10;
     EXPECT_EQ(llm8_sample_cuda(&a, nullptr, 0, nullptr), LLM8_SAMPLING_EINVAL);  // null buffers
-    EXPECT_EQ(llm8_sample_cuda_workspace_size(1, 128256), 0u);
+    EXPECT_GT(llm8_sample_cuda_workspace_size(1, 128256), 0u);
+    EXPECT_EQ(llm8_sample_cuda_workspace_size(0, 128256), 0u);
     EXPECT_EQ(llm8_sample_cuda_prepare(), LLM8_SAMPLING_OK);
     EXPECT_GE(llm8_sample_cuda_cluster_size(1, 128256), 8);
 #endif
@@ -562,11 +569,14 @@ TEST(SamplingCuda, SameSeedSameTokensWhateverTheBatch) {
 
 TEST(SamplingCuda, EdgeCasesGiveValidTokensOrFlags) {
     REQUIRE_GPU();
-    GPU_ONLY({
+    GPU_ONLY(for (int cluster
+                  : {3, 0}) {
+        // cluster 3: the cluster kernel alone; 0: the top-k kernel first, the rest handed back
+        SCOPED_TRACE("cluster " + std::to_string(cluster));
         const int V = 5000;
         Batch b;
         b.ld = V + 3;  // rows not 16-byte aligned: the scalar load path
-        b.cluster = 3;
+        b.cluster = cluster;
         std::vector<float> l = gaussian(V, 1, 2.0f);
         auto nan_row = std::vector<float>(size_t(V), kNaN);
         auto ninf_row = std::vector<float>(size_t(V), -kInf);
@@ -608,6 +618,19 @@ TEST(SamplingCuda, EdgeCasesGiveValidTokensOrFlags) {
         std::vector<float> one(size_t(V), -kInf);
         one[size_t(V - 1)] = 0.0f;
         b.add(one, sp, 0);  // 12: one candidate, last id
+        SamplerParams k50 = sp;
+        k50.top_k = 50;
+        b.add(nan_row, k50, 0);  // 13: all NaN, top-k
+        b.add(one, k50, 0);      // 14: one candidate, top-k
+        b.add(halfnan, k50, 0);  // 15: NaN ignored, top-k
+        std::vector<float> flat(size_t(V), 1.5f);
+        b.add(flat, k50, 0);  // 16: all equal, top-k 50 -> one of ids 0..49
+        const SamplerParams greedy = plain(0.0f);
+        b.add(halfnan, greedy, 0);  // 17: greedy skips NaN
+        std::vector<float> ninf_k = ninf_row;
+        ninf_k[17] = -1e30f;
+        ninf_k[4999] = kInf;
+        b.add(ninf_k, k50, 0);  // 18: one +inf among -inf, top-k -> 4999
         const Out o = run_once(b);
         const int32_t am = int32_t(std::max_element(l.begin(), l.end()) - l.begin());
         EXPECT_EQ(o.status[0], LLM8_SAMPLE_ROW_NO_CANDIDATES);
@@ -630,6 +653,19 @@ TEST(SamplingCuda, EdgeCasesGiveValidTokensOrFlags) {
         EXPECT_EQ(o.tokens[11] % 2, 1);
         EXPECT_EQ(o.tokens[12], V - 1);
         EXPECT_NEAR(o.logprobs[6], -std::log(3.0f), 1e-5);
+        EXPECT_EQ(o.status[13], LLM8_SAMPLE_ROW_NO_CANDIDATES);
+        EXPECT_EQ(o.tokens[13], -1);
+        for (int r = 14; r <= 18; ++r) EXPECT_EQ(o.status[size_t(r)], LLM8_SAMPLE_ROW_OK) << r;
+        EXPECT_EQ(o.tokens[14], V - 1);
+        EXPECT_EQ(o.tokens[15] % 2, 1);
+        EXPECT_GE(o.tokens[16], 0);
+        EXPECT_LT(o.tokens[16], 50);
+        int32_t hn_am = 1;
+        for (int i = 1; i < V; i += 2)
+            if (halfnan[size_t(i)] > halfnan[size_t(hn_am)]) hn_am = i;
+        EXPECT_EQ(o.tokens[17], hn_am);
+        EXPECT_EQ(o.tokens[18], 4999);
+        EXPECT_TRUE(std::isfinite(o.logprobs[17]) && o.logprobs[17] <= 0.0f) << o.logprobs[17];
 
         // +inf ties are uniform; k > V is plain sampling; T = +inf is uniform: by counting
         FreqCase fc;
@@ -638,7 +674,7 @@ TEST(SamplingCuda, EdgeCasesGiveValidTokensOrFlags) {
         fc.sp = k2;
         fc.draws = 200000;
         fc.batch = 1000;
-        fc.cluster = 3;
+        fc.cluster = cluster;
         check_frequencies(fc);
         fc.name = "k > V";
         fc.logits = l;
@@ -661,6 +697,85 @@ TEST(SamplingCuda, EdgeCasesGiveValidTokensOrFlags) {
             t.draws = 100000;
             t.batch = 500;
             check_frequencies(t);
+        }
+    });
+}
+
+// The top-k kernel against the cluster kernel: for the same rows and draws, the same tokens
+// and statuses (both select the exact top-k and share the finish's integer arithmetic), and the
+// same logprobs up to float rounding; over vocabularies whose slices end mid-chunk, unaligned
+// rows, forced splits, ties at the top, greedy rows, and rows it must hand back (top-p alone,
+// k > 64, bias, penalties, +inf) mixed into the batch.
+TEST(SamplingCuda, TopkKernelEqualsClusterKernel) {
+    REQUIRE_GPU();
+    GPU_ONLY({
+        namespace cs = llm8::cuda_sampling;
+        struct Shape {
+            int V;
+            int64_t ld;
+        };
+        for (const Shape sh : {Shape{1000, 1000}, Shape{50257, 50260}, Shape{128256, 128256},
+                               Shape{151936, 151939}}) {
+            if (quick() && sh.V > 60000) continue;  // sanitizer runs: the small shapes only
+            Batch b;
+            b.ld = sh.ld;
+            std::vector<bool> eligible;
+            for (int r = 0; r < 40; ++r) {
+                std::vector<float> l =
+                    gaussian(sh.V, uint32_t(900 + r), 1.0f + 0.25f * float(r % 7));
+                if (r % 5 == 3)
+                    for (float& x : l) x = std::round(x * 2.0f);  // many ties near the top
+                if (r % 9 == 4) l[size_t(sh.V - 1)] = 30.0f;      // the max in the last slice
+                SamplerParams sp = plain(r % 8 == 0 ? 0.0f : 0.3f + 0.2f * float(r % 6));
+                const int ks[] = {1, 2, 17, 50, 64};
+                sp.top_k = ks[r % 5];
+                sp.top_p = r % 3 == 0 ? 1.0f : (r % 3 == 1 ? 0.9f : 0.5f);
+                sp.min_p = r % 4 == 2 ? 0.05f : 0.0f;
+                sp.seed = uint64_t(31 * r + 7);
+                bool fast = true;
+                if (r % 10 == 5) {  // handed back: top-p alone, k > 64, bias
+                    const int kind = (r / 10) % 3;
+                    if (kind == 0) sp.top_k = 0;
+                    if (kind == 1) sp.top_k = 65;
+                    if (kind == 2) sp.logit_bias = {{3, 2.0f}};
+                    fast = sp.temperature <= 0.0f && kind != 2;  // greedy rows stay
+                }
+                if (r == 39) {  // a +inf logit: handed back
+                    l[size_t(sh.V / 2)] = kInf;
+                    fast = false;
+                }
+                b.add(l, sp, uint64_t(r));
+                eligible.push_back(fast);
+            }
+            Batch ref = b;
+            ref.workspace = false;
+            DeviceBatch dref(ref);
+            std::vector<llm8_sampling_row_params> params = b.params;
+            for (int split : {0, 1, 3, 32}) {
+                SCOPED_TRACE("V " + std::to_string(sh.V) + " split " + std::to_string(split));
+                cs::set_topk_split(split);
+                DeviceBatch d(b);
+                for (uint64_t draw = 0; draw < (quick() ? 1u : 6u); ++draw) {
+                    for (size_t r = 0; r < params.size(); ++r)
+                        params[r].draw_index = b.params[r].draw_index + 1000 * draw;
+                    const Out o = d.run(&params);
+                    std::vector<int32_t> pend(params.size());
+                    cudaMemcpy(pend.data(), cs::topk_pending(d.ws.p, b.rows()),
+                               pend.size() * sizeof(int32_t), cudaMemcpyDeviceToHost);
+                    const Out e = dref.run(&params);
+                    for (size_t r = 0; r < params.size(); ++r) {
+                        SCOPED_TRACE("row " + std::to_string(r) + " draw " + std::to_string(draw));
+                        EXPECT_EQ(o.status[r], e.status[r]);
+                        EXPECT_EQ(o.tokens[r], e.tokens[r]);
+                        if (e.status[r] == LLM8_SAMPLE_ROW_OK) {
+                            EXPECT_NEAR(o.logprobs[r], e.logprobs[r], 2e-4f);
+                        }
+                        if (r % 5 == 3) continue;  // tie-heavy rows may be handed back
+                        EXPECT_EQ(pend[r], eligible[r] ? 0 : 1) << "which kernel sampled the row";
+                    }
+                }
+            }
+            cs::set_topk_split(0);
         }
     });
 }
@@ -738,13 +853,13 @@ TEST(SamplingCuda, GraphReplayAdvancesDrawIndex) {
         const llm8_sampling_args a = d.args();
         ASSERT_EQ(llm8_sample_cuda_cluster_size(a.batch, a.vocab) > 0, true);
         // warm the automatic choice outside capture, then capture one call
-        ASSERT_EQ(llm8_sample_cuda(&a, nullptr, 0, st), LLM8_SAMPLING_OK);
+        ASSERT_EQ(llm8_sample_cuda(&a, d.ws.p, d.ws.n, st), LLM8_SAMPLING_OK);
         CUDA_OK(cudaStreamSynchronize(st));
         d.params.put(b.params);  // back to the starting draw indices
         cudaGraph_t graph;
         cudaGraphExec_t exec;
         CUDA_OK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-        ASSERT_EQ(llm8_sample_cuda(&a, nullptr, 0, st), LLM8_SAMPLING_OK);
+        ASSERT_EQ(llm8_sample_cuda(&a, d.ws.p, d.ws.n, st), LLM8_SAMPLING_OK);
         CUDA_OK(cudaStreamEndCapture(st, &graph));
         CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
         Sampler cpu(sp, V);

@@ -11,14 +11,18 @@
  *  - Every pointer in llm8_sampling_args is device-accessible memory (cudaMalloc, or mapped
  *    pinned host memory). Nothing is copied to or from the host and nothing is allocated, so a
  *    call can be captured in a CUDA graph; it is ordered on `stream` like any kernel.
- *  - The call launches one kernel and returns without synchronizing. Results are valid once the
- *    stream reaches that point.
+ *  - The call launches one or two kernels and returns without synchronizing. Results are valid
+ *    once the stream reaches that point.
  *  - llm8_sample_cuda_prepare() sets kernel attributes on the current device, and
  *    llm8_sample_cuda_cluster_size(batch, vocab) checks (once per shape) that the chosen cluster
  *    fits. Call both before capturing a graph (or make one ordinary call of the same batch and
  *    vocab): the first call of a shape queries the device, which capture does not allow.
- *  - The workspace is reserved for future kernels: pass a buffer of at least
- *    llm8_sample_cuda_workspace_size() bytes (today 0; NULL is fine while it returns 0).
+ *  - Workspace: a device buffer of llm8_sample_cuda_workspace_size(batch, vocab) bytes (about
+ *    17 KB per row), zeroed once (cudaMemset) before its first use; the kernels leave it in that
+ *    state. One workspace per stream: calls in flight at once must not share it. With a
+ *    workspace, rows with 1 <= top_k <= 64 and greedy rows (no bias, no penalties) take a faster
+ *    kernel and the cluster kernel samples the rest; with NULL every row takes the cluster
+ *    kernel. The tokens are the same either way.
  *
  * Plain C, usable without the CUDA headers: `llm8_cuda_stream` is the same type as cudaStream_t.
  */
@@ -102,7 +106,7 @@ typedef struct llm8_sampling_args {
 /* Sets kernel attributes on the current device. Returns LLM8_SAMPLING_OK or an error. */
 int llm8_sample_cuda_prepare(void);
 
-/* Workspace bytes that llm8_sample_cuda needs for this shape (today 0). */
+/* Workspace bytes that llm8_sample_cuda needs for this shape (see the rules above). */
 size_t llm8_sample_cuda_workspace_size(int32_t batch, int32_t vocab);
 
 /* Samples one token per row; see the rules at the top of this header. */

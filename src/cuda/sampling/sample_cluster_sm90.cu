@@ -1,6 +1,11 @@
 // sample_cluster_sm90: one token per row of a [batch, vocab] fp32 logits buffer, drawn from the
 // CPU chain's distribution (llm8/sampling.h) without sorting the vocabulary.
 //
+// With a workspace, llm8_sample_cuda runs sample_topk_sm90 first: rows with a small top-k and
+// greedy rows end there, and this kernel samples only the rows it leaves pending (top-p or
+// min-p alone, large k, bias, penalties, +inf logits, heavy ties at the top), or every row when
+// there is no workspace or top-n logprobs are asked for.
+//
 // Layout. A thread-block cluster (sm_90) of C blocks owns one row; block r copies entries
 // [r*slice, (r+1)*slice) of the row into its shared memory once (16-byte streaming loads) and
 // every later pass reads shared memory, never HBM again. C is chosen per call: 16 at batch 1 so
@@ -255,19 +260,10 @@ struct RowSampler {
 
     // ---- pass 1 ---------------------------------------------------------------------------
     __device__ bool params_bad() const {
-        if (isnan(p.temperature)) return true;
-        if (!(p.top_p >= 0.0f)) return true;
-        if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) return true;
-        if (!(p.repeat_penalty > 0.0f)) return true;
-        if (isnan(p.frequency_penalty) || isnan(p.presence_penalty)) return true;
-        if (p.penalty_count < 0 || p.bias_count < 0) return true;
-        if (p.penalty_count > 0 && a.penalty_tokens == nullptr) return true;
-        if (p.bias_count > 0 && (a.bias_tokens == nullptr || a.bias_values == nullptr)) return true;
-        return false;
+        return row_params_bad(p, a);
     }
     __device__ bool penalties_on() const {
-        return p.penalty_count > 0 && (p.repeat_penalty != 1.0f || p.frequency_penalty != 0.0f ||
-                                       p.presence_penalty != 0.0f);
+        return row_penalties_on(p);
     }
 
     // Copies the slice into shared memory (padded with -inf to a multiple of 4), applies bias
@@ -1142,9 +1138,7 @@ struct RowSampler {
         if (p.flags & LLM8_SAMPLE_ADVANCE_DRAW) a.params[row].draw_index = p.draw_index + 1;
     }
     __device__ unsigned long long mass_target(unsigned long long S) const {
-        const double t = ceil(double(p.top_p) * double(S));
-        unsigned long long T = t < 1.0 ? 1ull : (unsigned long long)t;
-        return T > S ? S : T;
+        return top_p_target(p.top_p, S);
     }
 
     // ---- the row --------------------------------------------------------------------------
@@ -1407,7 +1401,17 @@ struct RowSampler {
 
 __global__ void __launch_bounds__(kThreads, 3)
     sample_cluster_sm90_kernel(const __grid_constant__ llm8_sampling_args a, int slice, float scale,
-                               int vec_ok, int stop_at, int fuse, int warp_finish) {
+                               int vec_ok, int stop_at, int fuse, int warp_finish,
+                               const int32_t* pending) {
+    // Rows that sample_topk_sm90 finished (pending[row] == 0) are left alone; every block of
+    // the cluster leaves before its first barrier. This launch is a programmatic dependent of
+    // the top-k kernel: wait for it to complete (and its writes to be visible) first.
+    if (pending != nullptr) {
+        // the next call's top-k kernel may launch now: it waits for this grid's end itself
+        asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+        asm volatile("griddepcontrol.wait;" ::: "memory");
+        if (pending[blockIdx.y] == 0) return;
+    }
     __shared__ Shared sm;
     extern __shared__ __align__(16) unsigned char dyn[];
     RowSampler rs(sm, dyn, a, slice, scale);
@@ -1419,6 +1423,7 @@ __global__ void __launch_bounds__(kThreads, 3)
 
 int g_stop_at = 0;
 int g_fuse = 1;
+bool g_pending_pdl = true;
 int g_finish_mode = 0;  // 0: by batch size, 1: warp, 2: rank
 
 int ceil_log2(int v) {
@@ -1490,21 +1495,29 @@ int max_active_clusters(const ClusterConfig& c) {
 }
 
 cudaError_t launch_sample_cluster_sm90(const llm8_sampling_args& a, const ClusterConfig& c,
-                                       cudaStream_t stream) {
+                                       cudaStream_t stream, const int32_t* pending) {
     if (a.batch <= 0) return cudaSuccess;
     cudaLaunchConfig_t cfg{};
-    cudaLaunchAttribute attr[1];
+    cudaLaunchAttribute attr[2];
     fill_launch(a, c, stream, &cfg, attr);
+    if (pending != nullptr && g_pending_pdl) {  // launched early, behind the top-k kernel
+        attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[1].val.programmaticStreamSerializationAllowed = 1;
+        cfg.numAttrs = 2;
+    }
     const int shift = min(45, 62 - ceil_log2(a.vocab));
     const float scale = std::ldexp(1.0f, shift);
     const bool vec_ok = (reinterpret_cast<uintptr_t>(a.logits) % 16 == 0) && (a.ld % 4 == 0);
     const int warp_finish = g_finish_mode == 1 || (g_finish_mode == 0 && a.batch > 4);
     return cudaLaunchKernelEx(&cfg, sample_cluster_sm90_kernel, a, c.slice, scale, vec_ok ? 1 : 0,
-                              g_stop_at, g_fuse, warp_finish);
+                              g_stop_at, g_fuse, warp_finish, pending);
 }
 
 void set_stage_limit(int stop_at) {
     g_stop_at = stop_at;
+}
+void set_pending_pdl(bool on) {
+    g_pending_pdl = on;
 }
 void set_fused(bool on) {
     g_fuse = on ? 1 : 0;

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cuda/sampling/sample_cluster_sm90.cuh"
+#include "cuda/sampling/sample_topk_sm90.cuh"
 #include "llm8/sampling_cuda.h"
 
 namespace {
@@ -31,6 +32,9 @@ struct DeviceInfo {
 std::mutex g_mutex;
 DeviceInfo g_dev[kMaxDevices];
 thread_local std::string g_last_error;
+bool g_topk_off = false;
+int g_fallback_c = 0;
+bool g_pdl = true;
 
 int fail_cuda(cudaError_t e, const char* what) {
     g_last_error = std::string(what) + ": " + cudaGetErrorString(e);
@@ -61,6 +65,22 @@ int prepare_locked(int dev) {
     // LLM8_SAMPLING_FUSED=0: one more cluster barrier per top-k row (for comparisons)
     const char* fused = std::getenv("LLM8_SAMPLING_FUSED");
     if (fused != nullptr && fused[0] == '0') llm8::cuda_sampling::set_fused(false);
+    // LLM8_SAMPLING_TOPK=0: every row on the cluster kernel (for comparisons);
+    // LLM8_SAMPLING_SPLIT=N: N blocks per row on the top-k kernel (sweeps)
+    const char* topk = std::getenv("LLM8_SAMPLING_TOPK");
+    if (topk != nullptr && topk[0] == '0') g_topk_off = true;
+    const char* split = std::getenv("LLM8_SAMPLING_SPLIT");
+    if (split != nullptr && std::atoi(split) > 0)
+        llm8::cuda_sampling::set_topk_split(std::atoi(split));
+    // A/B switches for the launch behind the top-k kernel (benchmarks): LLM8_SAMPLING_PDL=0
+    // launches it without programmatic dependence; LLM8_SAMPLING_FALLBACK_C=N forces its cluster
+    const char* pdl = std::getenv("LLM8_SAMPLING_PDL");
+    if (pdl != nullptr && pdl[0] == '0') {
+        llm8::cuda_sampling::set_pending_pdl(false);
+        g_pdl = false;
+    }
+    const char* fc = std::getenv("LLM8_SAMPLING_FALLBACK_C");
+    if (fc != nullptr && std::atoi(fc) > 0) g_fallback_c = std::atoi(fc);
     const char* finish = std::getenv("LLM8_SAMPLING_FINISH");
     if (finish != nullptr && std::string(finish) == "warp") llm8::cuda_sampling::set_finish_mode(1);
     if (finish != nullptr && std::string(finish) == "rank") llm8::cuda_sampling::set_finish_mode(2);
@@ -124,9 +144,10 @@ extern "C" int llm8_sample_cuda_prepare(void) {
 }
 
 extern "C" size_t llm8_sample_cuda_workspace_size(int32_t batch, int32_t vocab) {
-    (void)batch;
     (void)vocab;
-    return 0;  // everything lives in shared memory
+    if (batch <= 0) return 0;
+    // launches cover at most 65535 rows; each reuses the first part of the workspace
+    return llm8::cuda_sampling::topk_workspace_bytes(std::min<int32_t>(batch, 65535));
 }
 
 extern "C" int llm8_sample_cuda_cluster_size(int32_t batch, int32_t vocab) {
@@ -142,8 +163,6 @@ extern "C" int llm8_sample_cuda_cluster_size(int32_t batch, int32_t vocab) {
 
 extern "C" int llm8_sample_cuda(const llm8_sampling_args* args, void* workspace,
                                 size_t workspace_bytes, llm8_cuda_stream stream) {
-    (void)workspace;
-    (void)workspace_bytes;
     if (args == nullptr) {
         g_last_error = "llm8_sample_cuda: args is NULL";
         return LLM8_SAMPLING_EINVAL;
@@ -164,6 +183,9 @@ extern "C" int llm8_sample_cuda(const llm8_sampling_args* args, void* workspace,
         bad = "top_n > 0 needs out_top_tokens and out_top_logprobs";
     else if (a.cluster_size < 0 || a.cluster_size > kMaxCluster)
         bad = "cluster_size outside [0, 16]";
+    else if (workspace != nullptr && a.batch > 0 &&
+             workspace_bytes < llm8_sample_cuda_workspace_size(a.batch, a.vocab))
+        bad = "workspace smaller than llm8_sample_cuda_workspace_size()";
     if (!bad.empty()) {
         g_last_error = "llm8_sample_cuda: " + bad;
         return LLM8_SAMPLING_EINVAL;
@@ -173,6 +195,7 @@ extern "C" int llm8_sample_cuda(const llm8_sampling_args* args, void* workspace,
     int dev = 0;
     if (int rc = current_device(&dev)) return rc;
     int cluster = a.cluster_size;
+    int split = 0;
     {
         std::lock_guard<std::mutex> lock(g_mutex);
         if (int rc = prepare_locked(dev)) return rc;
@@ -181,6 +204,12 @@ extern "C" int llm8_sample_cuda(const llm8_sampling_args* args, void* workspace,
             cluster = choose_cluster(d, a.batch, a.vocab);
             while (cluster > 1 && !launchable(d, cluster, a.vocab)) --cluster;
         }
+        // The top-k kernel first (rows with a small top-k, greedy rows), then the cluster kernel
+        // for the rows it leaves pending. A forced cluster size (tests, benchmarks) or top-n
+        // logprobs: the cluster kernel alone.
+        if (workspace != nullptr && a.cluster_size == 0 && a.top_n == 0 && !g_topk_off)
+            split = llm8::cuda_sampling::topk_split(a.batch, a.vocab, d.sms);
+        if (split > 0 && g_fallback_c > 0) cluster = g_fallback_c;
         if (cluster <= 0) {
             g_last_error = "llm8_sample_cuda: vocabulary too large for shared memory";
             return LLM8_SAMPLING_EINVAL;
@@ -206,8 +235,16 @@ extern "C" int llm8_sample_cuda(const llm8_sampling_args* args, void* workspace,
             c.out_top_tokens = a.out_top_tokens + size_t(r0) * a.top_n;
             c.out_top_logprobs = a.out_top_logprobs + size_t(r0) * a.top_n;
         }
-        cudaError_t e = llm8::cuda_sampling::launch_sample_cluster_sm90(
-            c, cfg, reinterpret_cast<cudaStream_t>(stream));
+        const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
+        const int32_t* pending = nullptr;
+        if (split > 0) {
+            cudaError_t e =
+                llm8::cuda_sampling::launch_sample_topk_sm90(c, split, workspace, st, g_pdl);
+            if (e != cudaSuccess) return fail_cuda(e, "llm8_sample_cuda: launch (top-k)");
+            pending = llm8::cuda_sampling::topk_pending(workspace, nb);
+        }
+        if (pending != nullptr && llm8::cuda_sampling::topk_alone()) continue;  // benchmarks
+        cudaError_t e = llm8::cuda_sampling::launch_sample_cluster_sm90(c, cfg, st, pending);
         if (e != cudaSuccess) return fail_cuda(e, "llm8_sample_cuda: launch");
     }
     return LLM8_SAMPLING_OK;
