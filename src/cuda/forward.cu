@@ -170,6 +170,7 @@ public:
     size_t h_sample_n = 0;
     DeviceArray<uint8_t> d_sample;
     DeviceArray<int32_t> sample_out;  // token, status
+    DeviceArray<uint8_t> sample_ws;   // the sampler's workspace (zeroed once; it stays zeroed)
     cudaGraphExec_t graph = nullptr;
 
     ~DeviceSession() {
@@ -220,6 +221,8 @@ std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> create_session(
     s->act_q.resize(widest);
     s->act_ds.resize(widest / 32 * 2 + 2);
     s->sample_out.resize(2);
+    s->sample_ws.resize(llm8_sample_cuda_workspace_size(1, int32_t(dm->hp.n_vocab)));
+    LLM8_CUDA_CHECK(cudaMemset(s->sample_ws.get(), 0, s->sample_ws.size()));
     size_t ws = 0;
     const DeviceModel& m = *dm;
     auto need = [&](const DeviceMatrix& w) {
@@ -578,7 +581,8 @@ int32_t forward_sample(DeviceSession& s, const int32_t* tokens, int64_t n, int64
     a.bias_values = n_bias ? reinterpret_cast<const float*>(d + bv_off) : nullptr;
     a.out_tokens = s.sample_out.get();
     a.out_status = s.sample_out.get() + 1;
-    const int rc = llm8_sample_cuda(&a, nullptr, 0, reinterpret_cast<llm8_cuda_stream>(s.stream));
+    const int rc = llm8_sample_cuda(&a, s.sample_ws.get(), s.sample_ws.size(),
+                                    reinterpret_cast<llm8_cuda_stream>(s.stream));
     if (rc != LLM8_SAMPLING_OK)
         fail(ErrorKind::runtime, std::string("GPU sampler: ") + llm8_sample_cuda_error_string(rc));
     LLM8_CUDA_CHECK(cudaMemcpyAsync(s.h_ints, s.sample_out.get(), 2 * sizeof(int32_t),
