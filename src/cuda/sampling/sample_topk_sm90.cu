@@ -17,7 +17,7 @@
 //     shared atomic per warp and chunk, offsets by a warp scan). When the buffer holds more
 //     than 512 entries it is compacted with a bound over its own entries, which raises t;
 //     later chunks then append almost nothing.
-//   - At the end of the slice the buffer is cut (same bound) to <= 256 entries, which are
+//   - At the end of the slice the buffer is cut (same bound) to <= 192 entries, which are
 //     ranked exactly by (value desc, id asc), by counting: the block's top-k, sorted.
 //   - With S > 1 each block writes its sorted top-k (padded with -inf to k) and statistics to
 //     the workspace; the last block to finish (an atomic counter per row, reset by that block)
@@ -70,7 +70,7 @@ constexpr int kChunk = kT * kVec * 4;          // entries per chunk
 constexpr int kBuf = 2048;                     // candidate buffer (entries)
 constexpr int kCompactAt = LLM8_TOPK_COMPACT;  // compact when a chunk leaves more than this
 #ifndef LLM8_TOPK_RANKMAX
-#define LLM8_TOPK_RANKMAX 256
+#define LLM8_TOPK_RANKMAX 192
 #endif
 constexpr int kRankMax = LLM8_TOPK_RANKMAX;  // exact ranking of at most this many
 constexpr float kInf = __builtin_huge_valf();
