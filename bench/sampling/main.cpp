@@ -181,8 +181,7 @@ int main(int argc, char** argv) {
                             a.out_tokens = dtok;
                             a.cluster_size = cl;
                             const int used = cl ? cl : llm8_sample_cuda_cluster_size(B, V);
-                            const int split =
-                                llm8::cuda_sampling::topk_split(B, V, prop.multiProcessorCount);
+                            const int split = llm8::cuda_sampling::topk_split(B, V);
                             const std::string kernel =
                                 cl ? "cluster C=" + std::to_string(cl)
                                    : "top-k S=" + std::to_string(split) +

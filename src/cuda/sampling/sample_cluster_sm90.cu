@@ -862,33 +862,18 @@ struct RowSampler {
         if (!greedy) {
             const int nk = topk_on ? min(p.top_k, cnt) : cnt;
             unsigned long long u[4], c[4];
+            float w[4];
             unsigned long long off = 0;
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
                 const int i = 32 * j + lane;
-                u[j] = i < nk ? weight_units(weight(r.dist(x[j])), scale) : 0ull;
+                w[j] = weight(r.dist(x[j]));
+                u[j] = i < nk ? weight_units(w[j], scale) : 0ull;
                 c[j] = warp_inclusive_scan(u[j], lane) + off;
                 off = __shfl_sync(kFullMask, c[j], 31);
             }
             const unsigned long long S = topk_on ? off : s_total;
-            int keep = nk;
-            if (topp_on) {
-                const unsigned long long T = mass_target(S);
-#pragma unroll
-                for (int j = 3; j >= 0; --j) {
-                    const unsigned b = __ballot_sync(kFullMask, 32 * j + lane < nk && c[j] >= T);
-                    if (b) keep = min(keep, 32 * j + __ffs(b));
-                }
-            }
-            if (p.min_p > 0.0f) {
-#pragma unroll
-                for (int j = 3; j >= 0; --j) {
-                    const unsigned b = __ballot_sync(
-                        kFullMask, 32 * j + lane < nk && !(weight(r.dist(x[j])) >= p.min_p));
-                    if (b) keep = min(keep, 32 * j + __ffs(b) - 1);
-                }
-                keep = max(keep, 1);  // the max has w = 1 >= min_p
-            }
+            const int keep = keep_after_cuts(c, w, nk, topp_on, p.top_p, S, p.min_p, lane);
             // the kept prefix in id order, then the inverse CDF
             unsigned long long k2[4];
 #pragma unroll
@@ -1423,14 +1408,7 @@ __global__ void __launch_bounds__(kThreads, 3)
 
 int g_stop_at = 0;
 int g_fuse = 1;
-bool g_pending_pdl = true;
 int g_finish_mode = 0;  // 0: by batch size, 1: warp, 2: rank
-
-int ceil_log2(int v) {
-    int k = 0;
-    while ((1ll << k) < v) ++k;
-    return k;
-}
 
 }  // namespace
 
@@ -1495,19 +1473,18 @@ int max_active_clusters(const ClusterConfig& c) {
 }
 
 cudaError_t launch_sample_cluster_sm90(const llm8_sampling_args& a, const ClusterConfig& c,
-                                       cudaStream_t stream, const int32_t* pending) {
+                                       cudaStream_t stream, const int32_t* pending, bool pdl) {
     if (a.batch <= 0) return cudaSuccess;
     cudaLaunchConfig_t cfg{};
     cudaLaunchAttribute attr[2];
     fill_launch(a, c, stream, &cfg, attr);
-    if (pending != nullptr && g_pending_pdl) {  // launched early, behind the top-k kernel
+    if (pending != nullptr && pdl) {  // launched early, behind the top-k kernel
         attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
         attr[1].val.programmaticStreamSerializationAllowed = 1;
         cfg.numAttrs = 2;
     }
-    const int shift = min(45, 62 - ceil_log2(a.vocab));
-    const float scale = std::ldexp(1.0f, shift);
-    const bool vec_ok = (reinterpret_cast<uintptr_t>(a.logits) % 16 == 0) && (a.ld % 4 == 0);
+    const float scale = weight_scale(a.vocab);
+    const bool vec_ok = rows_16b_aligned(a);
     const int warp_finish = g_finish_mode == 1 || (g_finish_mode == 0 && a.batch > 4);
     return cudaLaunchKernelEx(&cfg, sample_cluster_sm90_kernel, a, c.slice, scale, vec_ok ? 1 : 0,
                               g_stop_at, g_fuse, warp_finish, pending);
@@ -1515,9 +1492,6 @@ cudaError_t launch_sample_cluster_sm90(const llm8_sampling_args& a, const Cluste
 
 void set_stage_limit(int stop_at) {
     g_stop_at = stop_at;
-}
-void set_pending_pdl(bool on) {
-    g_pending_pdl = on;
 }
 void set_fused(bool on) {
     g_fuse = on ? 1 : 0;

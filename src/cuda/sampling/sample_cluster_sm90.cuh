@@ -23,17 +23,14 @@ size_t static_smem_bytes();
 cudaError_t prepare_sample_cluster_sm90();
 
 // Rows [0, a.batch) of `a`; a.batch <= 65535. No host synchronization. With `pending`
-// ([a.batch], written by sample_topk_sm90 earlier on the stream) only the rows whose entry is
-// non-zero are sampled.
+// ([a.batch], written by sample_topk_sm90 just before on the stream) only the rows whose entry
+// is non-zero are sampled, and with `pdl` the launch is a programmatic dependent of that kernel.
 cudaError_t launch_sample_cluster_sm90(const llm8_sampling_args& a, const ClusterConfig& cfg,
-                                       cudaStream_t stream, const int32_t* pending = nullptr);
+                                       cudaStream_t stream, const int32_t* pending = nullptr,
+                                       bool pdl = false);
 
 // Clusters of this configuration that fit on the device at once (0: cannot launch).
 int max_active_clusters(const ClusterConfig& cfg);
-
-// The launch behind the top-k kernel is a programmatic dependent launch (default); false: an
-// ordinary launch (LLM8_SAMPLING_PDL=0, for comparisons).
-void set_pending_pdl(bool on);
 
 // Benchmarks only: stop every row after a stage (see RowSampler::stop_at); 0 runs everything.
 void set_stage_limit(int stop_at);

@@ -13,6 +13,7 @@
 //                           the next 8 the level-1 sub-bin, the low 8 the level-2 sub-bin. The
 //                           scalings are powers of two, so the levels nest exactly.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "llm8/sampling_cuda.h"
@@ -163,6 +164,48 @@ __device__ __forceinline__ unsigned long long top_p_target(float top_p, unsigned
     const double t = ceil(double(top_p) * double(S));
     unsigned long long T = t < 1.0 ? 1ull : (unsigned long long)t;
     return T > S ? S : T;
+}
+
+// The kept prefix of a sorted candidate list (probability order, item i in register i / 32 of
+// lane i % 32) after top-p and min-p: top-p keeps the shortest prefix whose integer running sum
+// cum reaches top_p_target(top_p, S) (the token that crosses is kept); min-p drops from the
+// first candidate whose float weight w is below min_p (the max, w = 1, always stays).
+// Warp-collective; nk candidates, R registers.
+template <int R>
+__device__ __forceinline__ int keep_after_cuts(const unsigned long long (&cum)[R],
+                                               const float (&w)[R], int nk, bool topp_on,
+                                               float top_p, unsigned long long S, float min_p,
+                                               int lane) {
+    int keep = nk;
+    if (topp_on) {
+        const unsigned long long T = top_p_target(top_p, S);
+#pragma unroll
+        for (int j = R - 1; j >= 0; --j) {
+            const unsigned b = __ballot_sync(kFullMask, 32 * j + lane < nk && cum[j] >= T);
+            if (b) keep = min(keep, 32 * j + __ffs(b));
+        }
+    }
+    if (min_p > 0.0f) {
+#pragma unroll
+        for (int j = R - 1; j >= 0; --j) {
+            const unsigned b = __ballot_sync(kFullMask, 32 * j + lane < nk && !(w[j] >= min_p));
+            if (b) keep = min(keep, 32 * j + __ffs(b) - 1);
+        }
+        keep = max(keep, 1);
+    }
+    return keep;
+}
+
+// Host side of the weights: s = min(45, 62 - ceil(log2 V)), the scale 2^s.
+inline float weight_scale(int vocab) {
+    int lg = 0;
+    while ((1ll << lg) < vocab) ++lg;
+    return std::ldexp(1.0f, 62 - lg < 45 ? 62 - lg : 45);
+}
+
+// Rows start on 16-byte boundaries: float4 loads are allowed.
+inline bool rows_16b_aligned(const llm8_sampling_args& a) {
+    return reinterpret_cast<uintptr_t>(a.logits) % 16 == 0 && a.ld % 4 == 0;
 }
 
 // Smallest power of two >= n (n <= 128), at least 2.

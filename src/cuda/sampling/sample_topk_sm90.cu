@@ -84,7 +84,6 @@ struct Cand {
 struct BlockStat {
     float m;        // max of the slice (for the logprob normalizer)
     float z;        // sum of exp(x - m) over the slice
-    int32_t n;      // entries in its top-k list
     int32_t flags;  // kFlag*
 };
 
@@ -177,22 +176,32 @@ struct Block {
         return t;
     }
 
+    // Warp-collective: reserves `mine` consecutive slots of buffer b for this thread (one
+    // shared atomic per warp, offsets by a warp scan) and returns the first.
+    __device__ int reserve(int mine, int b) {
+        int incl = mine;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const int t = __shfl_up_sync(kFullMask, incl, o);
+            if (lane >= o) incl += t;
+        }
+        int base = 0;
+        if (lane == 31) base = atomicAdd(&sh.n[b], incl);
+        return __shfl_sync(kFullMask, base, 31) + incl - mine;
+    }
+    // Stores into a reserved slot; past the buffer the row is flagged instead.
+    __device__ void put(int b, int pos, Cand c) {
+        if (pos < kBuf)
+            sh.buf[b][pos] = c;
+        else
+            atomicOr(&sh.flags, kFlagOverflow);
+    }
     // Warp-collective append of (x, id) to buffer b when x >= t (and x is finite or +inf).
     __device__ void push(float x, int32_t id, float t, int b) {
         const bool pred = x >= t && x > -kInf;
-        const unsigned m = __ballot_sync(kFullMask, pred);
-        if (m == 0) return;
-        const int leader = __ffs(m) - 1;
-        int base = 0;
-        if (lane == leader) base = atomicAdd(&sh.n[b], __popc(m));
-        base = __shfl_sync(kFullMask, base, leader);
-        if (pred) {
-            const int pos = base + __popc(m & ((1u << lane) - 1u));
-            if (pos < kBuf)
-                sh.buf[b][pos] = Cand{x, id};
-            else
-                atomicOr(&sh.flags, kFlagOverflow);
-        }
+        if (!__any_sync(kFullMask, pred)) return;
+        const int pos = reserve(pred ? 1 : 0, b);
+        if (pred) put(b, pos, Cand{x, id});
     }
 
     // Raises tau with a bound over the buffer's entries and keeps those at or above it.
@@ -222,8 +231,9 @@ struct Block {
     }
 
     // The top-k of the buffer's n entries, sorted, into sh.list; returns their count, or -1
-    // when more than kRankMax entries tie at the threshold.
+    // when the buffer overflowed or more than kRankMax entries tie at the threshold.
     __device__ int select(int n) {
+        if (sh.flags & kFlagOverflow) return -1;
         for (int round = 0; n > kRankMax && round < 3; ++round) n = compact(n);
         if (n > kRankMax || (sh.flags & kFlagOverflow)) return -1;
         // keys into the other buffer, then rank by counting
@@ -323,28 +333,14 @@ __global__ void __launch_bounds__(kT)
 #pragma unroll
         for (int e = 0; e < 4 * kVec; ++e) mine += x[e] >= B.tau && x[e] > -kInf;
         if (__any_sync(kFullMask, mine != 0)) {
-            // one shared atomic per warp: offsets by a warp scan of the per-thread counts
-            int incl = mine;
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-                const int t = __shfl_up_sync(kFullMask, incl, o);
-                if (lane >= o) incl += t;
-            }
-            int base = 0;
-            if (lane == 31) base = atomicAdd(&sh.n[B.cur], incl);
-            base = __shfl_sync(kFullMask, base, 31) + incl - mine;
+            int pos = B.reserve(mine, B.cur);
 #pragma unroll
             for (int j = 0; j < kVec; ++j)
 #pragma unroll
                 for (int q = 0; q < 4; ++q) {
                     const float v = x[4 * j + q];
-                    if (v >= B.tau && v > -kInf) {
-                        if (base < kBuf)
-                            sh.buf[B.cur][base] = Cand{v + 0.0f, s0 + c0 + 4 * (j * kT + tid) + q};
-                        else
-                            atomicOr(&sh.flags, kFlagOverflow);
-                        ++base;
-                    }
+                    if (v >= B.tau && v > -kInf)
+                        B.put(B.cur, pos++, Cand{v + 0.0f, s0 + c0 + 4 * (j * kT + tid) + q});
                 }
         }
         __syncthreads();
@@ -357,7 +353,7 @@ __global__ void __launch_bounds__(kT)
 
     // ---- this block's top-k, statistics ----------------------------------------------------
     const int any_inf = __syncthreads_or(seen_max == kInf);
-    int nk = (sh.flags & kFlagOverflow) ? -1 : B.select(cnt);
+    int nk = B.select(cnt);
     if (stop_at == 1) return;  // benchmarks: the stream and the local selection only
     if (!want_z && tid == 0) {
         sh.wm[0] = -kInf;
@@ -384,7 +380,7 @@ __global__ void __launch_bounds__(kT)
         const size_t base = size_t(row) * kTopkMaxSplit;
         Cand* out = ws.cand + (base + blk) * kTopkMaxK;
         if (tid < k) out[tid] = tid < nk ? sh.list[tid] : Cand{-kInf, INT_MAX};  // padded
-        if (tid == 0) ws.stat[base + blk] = BlockStat{sh.wm[0], sh.wz[0], max(nk, 0), flags};
+        if (tid == 0) ws.stat[base + blk] = BlockStat{sh.wm[0], sh.wz[0], flags};
         __threadfence();
         __syncthreads();
         if (tid == 0) {
@@ -418,11 +414,11 @@ __global__ void __launch_bounds__(kT)
         if (tid == 32 && p.temperature > 0.0f)  // the draw's uniform, while the loads fly
             sh.u01 = philox_draw(p.seed, p.draw_index);
         if (warp == 0) {
-            BlockStat st{-kInf, 0.0f, 0, 0};
+            BlockStat st{-kInf, 0.0f, 0};
             float dth = kInf;
             if (lane < split) {
-                const int4 q = __ldcg(reinterpret_cast<const int4*>(ws.stat + base + lane));
-                st = BlockStat{__int_as_float(q.x), __int_as_float(q.y), q.z, q.w};
+                const BlockStat* q = ws.stat + base + lane;
+                st = BlockStat{__ldcg(&q->m), __ldcg(&q->z), __ldcg(&q->flags)};
                 dth = __ldcg(&lists[size_t(lane) * kTopkMaxK + d - 1].x);
             }
             int f = st.flags;
@@ -486,24 +482,7 @@ __global__ void __launch_bounds__(kT)
         const unsigned long long off = __shfl_sync(kFullMask, cum[0], 31);
         cum[1] = warp_inclusive_scan(u[1], lane) + off;
         const unsigned long long S = __shfl_sync(kFullMask, cum[1], 31);
-        int keep = nk;
-        if (p.top_p < 1.0f) {
-            const unsigned long long T = top_p_target(p.top_p, S);
-#pragma unroll
-            for (int j = 1; j >= 0; --j) {
-                const unsigned b = __ballot_sync(kFullMask, 32 * j + lane < nk && cum[j] >= T);
-                if (b) keep = min(keep, 32 * j + __ffs(b));
-            }
-        }
-        if (p.min_p > 0.0f) {
-#pragma unroll
-            for (int j = 1; j >= 0; --j) {
-                const unsigned b =
-                    __ballot_sync(kFullMask, 32 * j + lane < nk && !(w[j] >= p.min_p));
-                if (b) keep = min(keep, 32 * j + __ffs(b) - 1);
-            }
-            keep = max(keep, 1);  // the max has w = 1 >= min_p
-        }
+        const int keep = keep_after_cuts(cum, w, nk, p.top_p < 1.0f, p.top_p, S, p.min_p, lane);
         // inverse CDF in id order: each kept candidate's running weight over the kept ids <= its
         // own, by counting over the list in shared memory (independent loads: no sort, no
         // chain of shuffles; a warp bitonic sort here measured ~1 us slower)
@@ -556,12 +535,6 @@ int g_split = 0;
 int g_stop_at = 0;
 bool g_alone = false;
 
-int ceil_log2(int v) {
-    int k = 0;
-    while ((1ll << k) < v) ++k;
-    return k;
-}
-
 }  // namespace
 
 size_t topk_workspace_bytes(int batch) {
@@ -571,12 +544,11 @@ size_t topk_workspace_bytes(int batch) {
            b * kTopkMaxSplit * kTopkMaxK * sizeof(Cand);
 }
 
-int topk_split(int batch, int vocab, int sms) {
+int topk_split(int batch, int vocab) {
     if (g_split > 0) return std::min(g_split, kTopkMaxSplit);
     // Measured on the H200 (bench/sampling/NOTES.md, runs 15-16), V = 128256, 512 threads:
     // best with 16 blocks at batch 1, then about 256 blocks in all and at most 8 per row
     // (16: 8, 64: 4, 256: 1); more blocks per row cost more in the merge than they save.
-    (void)sms;
     const int b = batch > 0 ? batch : 1;
     int s = b == 1 ? 16 : std::min(8, 256 / b);
     s = std::min(s, (vocab + 2047) / 2048);  // at least ~2K entries per block
@@ -594,9 +566,8 @@ cudaError_t launch_sample_topk_sm90(const llm8_sampling_args& a, int split, void
     int slice = (a.vocab + split - 1) / split;
     slice = (slice + 3) / 4 * 4;
     split = (a.vocab + slice - 1) / slice;
-    const int shift = std::min(45, 62 - ceil_log2(a.vocab));
-    const float scale = std::ldexp(1.0f, shift);
-    const bool vec_ok = (reinterpret_cast<uintptr_t>(a.logits) % 16 == 0) && (a.ld % 4 == 0);
+    const float scale = weight_scale(a.vocab);
+    const bool vec_ok = rows_16b_aligned(a);
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(unsigned(split), unsigned(a.batch), 1);
     cfg.blockDim = dim3(kT, 1, 1);
@@ -619,9 +590,6 @@ void set_topk_stage(int stop_at, bool alone) {
 }
 bool topk_alone() {
     return g_alone;
-}
-int topk_split_override() {
-    return g_split;
 }
 
 }  // namespace llm8::cuda_sampling

@@ -21,8 +21,8 @@ constexpr int kTopkMaxSplit = 32;
 // leaves them zero).
 size_t topk_workspace_bytes(int batch);
 
-// Thread blocks per row for this shape on a device with `sms` multiprocessors.
-int topk_split(int batch, int vocab, int sms);
+// Thread blocks per row for this shape (measured on the H200; see the definition).
+int topk_split(int batch, int vocab);
 
 // Samples the eligible rows of `a` (a.batch <= 65535, a.top_n == 0) with `split` blocks per
 // row; writes pending[row] = 1 for every other row and 0 for the rows it finished. `ws` is
@@ -35,7 +35,6 @@ const int32_t* topk_pending(const void* ws, int batch);
 
 // Benchmarks and tests: force the number of blocks per row (0: automatic).
 void set_topk_split(int split);
-int topk_split_override();
 // Benchmarks only: stop every row of the top-k kernel after a stage (1: the block's own top-k,
 // 2: after the exchange, 3: after the merge, before the draw; 0: everything) and, with
 // `alone`, skip the cluster kernel (the rows it would take stay unsampled).

@@ -75,10 +75,7 @@ int prepare_locked(int dev) {
     // A/B switches for the launch behind the top-k kernel (benchmarks): LLM8_SAMPLING_PDL=0
     // launches it without programmatic dependence; LLM8_SAMPLING_FALLBACK_C=N forces its cluster
     const char* pdl = std::getenv("LLM8_SAMPLING_PDL");
-    if (pdl != nullptr && pdl[0] == '0') {
-        llm8::cuda_sampling::set_pending_pdl(false);
-        g_pdl = false;
-    }
+    if (pdl != nullptr && pdl[0] == '0') g_pdl = false;
     const char* fc = std::getenv("LLM8_SAMPLING_FALLBACK_C");
     if (fc != nullptr && std::atoi(fc) > 0) g_fallback_c = std::atoi(fc);
     const char* finish = std::getenv("LLM8_SAMPLING_FINISH");
@@ -208,7 +205,7 @@ extern "C" int llm8_sample_cuda(const llm8_sampling_args* args, void* workspace,
         // for the rows it leaves pending. A forced cluster size (tests, benchmarks) or top-n
         // logprobs: the cluster kernel alone.
         if (workspace != nullptr && a.cluster_size == 0 && a.top_n == 0 && !g_topk_off)
-            split = llm8::cuda_sampling::topk_split(a.batch, a.vocab, d.sms);
+            split = llm8::cuda_sampling::topk_split(a.batch, a.vocab);
         if (split > 0 && g_fallback_c > 0) cluster = g_fallback_c;
         if (cluster <= 0) {
             g_last_error = "llm8_sample_cuda: vocabulary too large for shared memory";
@@ -244,7 +241,7 @@ extern "C" int llm8_sample_cuda(const llm8_sampling_args* args, void* workspace,
             pending = llm8::cuda_sampling::topk_pending(workspace, nb);
         }
         if (pending != nullptr && llm8::cuda_sampling::topk_alone()) continue;  // benchmarks
-        cudaError_t e = llm8::cuda_sampling::launch_sample_cluster_sm90(c, cfg, st, pending);
+        cudaError_t e = llm8::cuda_sampling::launch_sample_cluster_sm90(c, cfg, st, pending, g_pdl);
         if (e != cudaSuccess) return fail_cuda(e, "llm8_sample_cuda: launch");
     }
     return LLM8_SAMPLING_OK;
