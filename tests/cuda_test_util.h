@@ -31,6 +31,7 @@ public:
     }
     explicit Dev(const std::vector<T>& v) : Dev(v.size()) { upload(v); }
     ~Dev() { cudaFree(p_); }
+    size_t size() const { return n_; }
     Dev(const Dev&) = delete;
     Dev& operator=(const Dev&) = delete;
     void upload(const std::vector<T>& v) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <random>
 
+#include "attn_test_util.h"
 #include "cpu/ops.h"
 #include "gguf/quants.h"
 #include "test_util.h"
@@ -62,40 +63,76 @@ TEST(CpuOps, MatmulEveryTypeAndShape) {
 }
 
 TEST(CpuOps, AttentionShapesAndGqa) {
+    // One sequence per shape, its keys scattered over the pool in random block order.
     std::mt19937 rng(std::random_device{}());
     struct Shape {
         int n_head, n_kv, hd;
-        int64_t n_tok, pos0;
+        int n_tok, pos0, block;
     };
-    const Shape shapes[] = {{4, 4, 64, 1, 0},   {8, 2, 64, 3, 110}, {8, 1, 128, 75, 0},
-                            {2, 2, 16, 1, 112}, {4, 1, 32, 13, 38}, {8, 8, 128, 2, 111}};
+    const Shape shapes[] = {{4, 4, 64, 1, 0, 64},   {8, 2, 64, 3, 110, 16}, {8, 1, 128, 75, 0, 64},
+                            {2, 2, 16, 1, 112, 1},  {4, 1, 32, 13, 38, 8},  {8, 8, 128, 2, 111, 64}};
     for (const Shape& s : shapes) {
-        const int64_t n_keys = s.pos0 + s.n_tok;
-        const auto q = randn(size_t(s.n_tok * s.n_head * s.hd), rng, 2.0f);
-        const auto k = randn(size_t(n_keys * s.n_kv * s.hd), rng, 2.0f);
-        const auto v = randn(size_t(n_keys * s.n_kv * s.hd), rng);
-        std::vector<float> want(q.size()), got(q.size(), NAN);
-        llm8::cpu::attention_ref(q.data(), k.data(), v.data(), s.n_tok, s.pos0, s.n_head, s.n_kv,
-                                 s.hd, want.data());
-        llm8::cpu::attention(q.data(), k.data(), v.data(), s.n_tok, s.pos0, s.n_head, s.n_kv, s.hd,
-                             got.data());
-        EXPECT_LT(nmse(got, want), 1e-10) << s.n_head << "/" << s.n_kv << " hd " << s.hd << " n "
-                                          << s.n_tok << " pos0 " << s.pos0;
+        llm8_test::PagedCase c;
+        c.n_head = s.n_head;
+        c.n_kv = s.n_kv;
+        c.hd = s.hd;
+        c.block = s.block;
+        c.q_len = {s.n_tok};
+        c.kv_len = {s.pos0 + s.n_tok};
+        c.build(rng, false);
+        std::vector<float> got(c.q.size(), NAN);
+        llm8::cpu::attention(c.params(c.q.data(), got.data(), c.kpool.data(), c.vpool.data(),
+                                      c.q_start.data(), c.kvl.data(), c.tables.data(),
+                                      llm8::KvType::f32));
+        EXPECT_LT(nmse(got, c.want), 1e-10) << s.n_head << "/" << s.n_kv << " hd " << s.hd
+                                            << " n " << s.n_tok << " pos0 " << s.pos0;
     }
+}
+
+TEST(CpuOps, AttentionBatchOfSequencesOverThePagedCache) {
+    // Sequences of different query and key counts (decode, chunked prefill, fresh prefill) in
+    // one call: each must equal its solo reference.
+    std::mt19937 rng(std::random_device{}());
+    llm8_test::PagedCase c;
+    c.n_head = 8;
+    c.n_kv = 2;
+    c.hd = 32;
+    c.block = 16;
+    c.q_len = {1, 7, 33, 1, 16, 2};
+    c.kv_len = {1, 50, 33, 200, 17, 65};
+    c.build(rng, false);
+    std::vector<float> got(c.q.size(), NAN);
+    llm8::cpu::attention(c.params(c.q.data(), got.data(), c.kpool.data(), c.vpool.data(),
+                                  c.q_start.data(), c.kvl.data(), c.tables.data(),
+                                  llm8::KvType::f32));
+    EXPECT_LT(nmse(got, c.want), 1e-10);
 }
 
 TEST(CpuOps, AttentionIsCausal) {
     // Changing keys/values beyond a query's position must not change its output.
     std::mt19937 rng(5);
-    const int H = 2, hd = 8;
-    const int64_t n = 5;
-    auto q = randn(size_t(n * H * hd), rng), k = randn(size_t(n * H * hd), rng),
-         v = randn(size_t(n * H * hd), rng);
-    std::vector<float> a(q.size()), b(q.size());
-    llm8::cpu::attention(q.data(), k.data(), v.data(), n, 0, H, H, hd, a.data());
-    for (size_t i = size_t(3 * H * hd); i < k.size(); ++i) k[i] = v[i] = 100.0f;
-    llm8::cpu::attention(q.data(), k.data(), v.data(), n, 0, H, H, hd, b.data());
-    for (size_t i = 0; i < size_t(3 * H * hd); ++i) EXPECT_EQ(a[i], b[i]);
+    llm8_test::PagedCase c;
+    c.n_head = 2;
+    c.n_kv = 2;
+    c.hd = 8;
+    c.block = 4;
+    c.q_len = {5};
+    c.kv_len = {5};
+    c.build(rng, false);
+    std::vector<float> a(c.q.size()), b(c.q.size());
+    auto run = [&](std::vector<float>& out) {
+        llm8::cpu::attention(c.params(c.q.data(), out.data(), c.kpool.data(), c.vpool.data(),
+                                      c.q_start.data(), c.kvl.data(), c.tables.data(),
+                                      llm8::KvType::f32));
+    };
+    run(a);
+    const int kv_dim = 2 * 8;
+    for (int j = 3; j < 5; ++j) {
+        const int64_t row = int64_t(c.tables[size_t(j / 4)]) * 4 + j % 4;
+        for (int i = 0; i < kv_dim; ++i) c.kpool[size_t(row * kv_dim + i)] = c.vpool[size_t(row * kv_dim + i)] = 100.0f;
+    }
+    run(b);
+    for (size_t i = 0; i < size_t(3 * 2 * 8); ++i) EXPECT_EQ(a[i], b[i]);
 }
 
 TEST(CpuOps, RmsNormRopeSwiglu) {

@@ -1,4 +1,4 @@
-// Times llm8's FP16-cache attention kernel on the shapes of BRIEF.md's anchors, with CUDA
+// Times llm8's FP16-cache attention kernels on the shapes of BRIEF.md's anchors, with CUDA
 // events (median of 20 after 3 warm-ups), and prints TFLOP/s (prefill) or GB/s (decode).
 // bench/attention/sdpa_bench.py times torch SDPA (cuDNN, FA2) on the same shapes in the
 // same call; run both through bench/attention/run_gpu.sh.
@@ -15,7 +15,7 @@
 int main() {
     struct Shape {
         const char* name;
-        int n_head, n_kv, hd, n_tok, n_keys, batch;  // batch: sequences run one after another
+        int n_head, n_kv, hd, n_tok, n_keys, batch;  // batch: sequences of one launch
     };
     const Shape shapes[] = {
         {"prefill hd128 causal 4096 x B4 (32/32 heads)", 32, 32, 128, 4096, 4096, 4},
@@ -24,63 +24,116 @@ int main() {
         {"decode GQA 32q/8kv hd128 L32768 x B16", 32, 8, 128, 1, 32768, 16},
         {"decode GQA 32q/8kv hd128 L4096 x B16", 32, 8, 128, 1, 4096, 16},
     };
+    const int block = 64;  // the engine's KV block size (runtime/kv_cache.h)
     std::mt19937 rng(1);
     std::normal_distribution<float> nd;
-    std::printf("| shape | ms | rate |\n| --- | ---: | ---: |\n");
+    std::printf("The batch's sequences over a paged cache whose blocks are shuffled: one launch "
+                "for the batch, and one launch per sequence.\n\n");
+    std::printf("| shape | batched ms | rate | per-sequence ms | rate |\n| --- | ---: | ---: | ---: "
+                "| ---: |\n");
     for (const Shape& s : shapes) {
-        const size_t qn = size_t(s.n_tok) * s.n_head * s.hd, kvn = size_t(s.n_keys) * s.n_kv * s.hd;
+        const int blocks_per_seq = (s.n_keys + block - 1) / block;
+        const int n_blocks = blocks_per_seq * s.batch;
+        const size_t kv_dim = size_t(s.n_kv) * s.hd;
+        const size_t qn = size_t(s.batch) * s.n_tok * s.n_head * s.hd;
+        const size_t kvn = size_t(n_blocks) * block * kv_dim;
         std::vector<float> q(qn);
         std::vector<uint16_t> k(kvn), v(kvn);
         for (auto& x : q) x = nd(rng);
         for (auto& x : k) x = uint16_t(0x3c00 ^ (rng() & 0x83ff));  // random halves in (-2, 2)
         for (auto& x : v) x = uint16_t(0x3c00 ^ (rng() & 0x83ff));
+        std::vector<int32_t> order(static_cast<size_t>(n_blocks));
+        for (int i = 0; i < n_blocks; ++i) order[size_t(i)] = i;
+        std::shuffle(order.begin(), order.end(), rng);
+        std::vector<int32_t> q_start, kv_len(size_t(s.batch), s.n_keys);
+        for (int b = 0; b <= s.batch; ++b) q_start.push_back(b * s.n_tok);
         float *dq, *dout, *ws;
         uint16_t *dk, *dv;
-        int32_t* dpos;
+        int32_t *dqs, *dkvl, *dt;
         const size_t wsn =
-            llm8::cuda::attention_workspace_floats(s.n_tok, s.n_head, s.hd, s.n_keys);
+            llm8::cuda::attention_workspace_floats(int64_t(s.batch) * s.n_tok, s.n_head, s.hd,
+                                                   s.n_keys);
         cudaMalloc(reinterpret_cast<void**>(&dq), qn * 4);
         cudaMalloc(reinterpret_cast<void**>(&dout), qn * 4);
         cudaMalloc(reinterpret_cast<void**>(&ws), wsn * 4);
         cudaMalloc(reinterpret_cast<void**>(&dk), kvn * 2);
         cudaMalloc(reinterpret_cast<void**>(&dv), kvn * 2);
-        cudaMalloc(reinterpret_cast<void**>(&dpos), 4);
+        cudaMalloc(reinterpret_cast<void**>(&dqs), q_start.size() * 4);
+        cudaMalloc(reinterpret_cast<void**>(&dkvl), kv_len.size() * 4);
+        cudaMalloc(reinterpret_cast<void**>(&dt), order.size() * 4);
         cudaMemcpy(dq, q.data(), qn * 4, cudaMemcpyHostToDevice);
         cudaMemcpy(dk, k.data(), kvn * 2, cudaMemcpyHostToDevice);
         cudaMemcpy(dv, v.data(), kvn * 2, cudaMemcpyHostToDevice);
-        const int32_t pos0 = s.n_keys - s.n_tok;
-        cudaMemcpy(dpos, &pos0, 4, cudaMemcpyHostToDevice);
+        cudaMemcpy(dqs, q_start.data(), q_start.size() * 4, cudaMemcpyHostToDevice);
+        cudaMemcpy(dkvl, kv_len.data(), kv_len.size() * 4, cudaMemcpyHostToDevice);
+        cudaMemcpy(dt, order.data(), order.size() * 4, cudaMemcpyHostToDevice);
+        llm8::AttnParams p;
+        p.q = dq;
+        p.out = dout;
+        p.kv.type = llm8::KvType::f16;
+        p.kv.k = dk;
+        p.kv.v = dv;
+        p.kv.kv_dim = int(kv_dim);
+        p.kv.block_size = block;
+        p.kv.block_shift = 6;
+        p.kv.block_tables = dt;
+        p.kv.max_blocks = blocks_per_seq;
+        p.n_seqs = s.batch;
+        p.n_tokens = s.batch * s.n_tok;
+        p.q_start = dqs;
+        p.kv_len = dkvl;
+        p.max_q = s.n_tok;
+        p.max_kv = s.n_keys;
+        p.n_head = s.n_head;
+        p.n_head_kv = s.n_kv;
+        p.head_dim = s.hd;
+        p.ws = ws;
+        p.ws_floats = wsn;
         cudaEvent_t a, b;
         cudaEventCreate(&a);
         cudaEventCreate(&b);
-        std::vector<float> times;
-        for (int it = 0; it < 23; ++it) {
-            cudaEventRecord(a);
-            for (int bi = 0; bi < s.batch; ++bi)
-                llm8::cuda::attention_f16(dq, dk, dv, s.n_tok, dpos, s.n_keys, s.n_head, s.n_kv,
-                                          s.hd, dout, ws, nullptr);
-            cudaEventRecord(b);
-            cudaEventSynchronize(b);
-            float ms;
-            cudaEventElapsedTime(&ms, a, b);
-            if (it >= 3) times.push_back(ms);
-        }
-        const double ms = llm8_bench::median(times);
+        auto time = [&](bool batched) {
+            std::vector<float> times;
+            for (int it = 0; it < 23; ++it) {
+                cudaEventRecord(a);
+                if (batched) {
+                    llm8::cuda::attention_f16(p, nullptr);
+                } else {
+                    for (int bi = 0; bi < s.batch; ++bi) {
+                        llm8::AttnParams one = p;
+                        one.n_seqs = 1;
+                        one.n_tokens = s.n_tok;
+                        one.q = dq + size_t(bi) * s.n_tok * s.n_head * s.hd;
+                        one.out = dout + size_t(bi) * s.n_tok * s.n_head * s.hd;
+                        one.kv.block_tables = dt + size_t(bi) * blocks_per_seq;
+                        one.q_start = dqs;  // {0, n_tok}
+                        llm8::cuda::attention_f16(one, nullptr);
+                    }
+                }
+                cudaEventRecord(b);
+                cudaEventSynchronize(b);
+                float ms;
+                cudaEventElapsedTime(&ms, a, b);
+                if (it >= 3) times.push_back(ms);
+            }
+            return llm8_bench::median(times);
+        };
+        const double ms_b = time(true), ms_s = time(false);
         if (s.n_tok > 1) {
             // Causal: half of the QK^T and PV products.
             const double flops =
                 4.0 * s.batch * double(s.n_head) * s.hd * double(s.n_tok) * s.n_keys / 2;
-            std::printf("| %s | %.3f | %.1f TFLOP/s |\n", s.name, ms, flops / ms / 1e9);
+            std::printf("| %s | %.3f | %.1f TFLOP/s | %.3f | %.1f TFLOP/s |\n", s.name, ms_b,
+                        flops / ms_b / 1e9, ms_s, flops / ms_s / 1e9);
         } else {
-            const double bytes = double(s.batch) * 2.0 * kvn * 2;
-            std::printf("| %s | %.3f | %.0f GB/s |\n", s.name, ms, bytes / ms / 1e6);
+            const double bytes = double(s.batch) * 2.0 * double(s.n_keys) * kv_dim * 2;
+            std::printf("| %s | %.3f | %.0f GB/s | %.3f | %.0f GB/s |\n", s.name, ms_b,
+                        bytes / ms_b / 1e6, ms_s, bytes / ms_s / 1e6);
         }
-        cudaFree(dq);
-        cudaFree(dout);
-        cudaFree(ws);
-        cudaFree(dk);
-        cudaFree(dv);
-        cudaFree(dpos);
+        for (void* ptr : {static_cast<void*>(dq), static_cast<void*>(dout), static_cast<void*>(ws),
+                          static_cast<void*>(dk), static_cast<void*>(dv), static_cast<void*>(dqs),
+                          static_cast<void*>(dkvl), static_cast<void*>(dt)})
+            cudaFree(ptr);
         if (cudaGetLastError() != cudaSuccess) {
             std::printf("CUDA error\n");
             return 1;

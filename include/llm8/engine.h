@@ -74,12 +74,113 @@ private:
     std::shared_ptr<cuda::DeviceModel> device_;
 };
 
+// ---- Batches of sequences ---------------------------------------------------------------------
+//
+// A Context holds the paged KV cache of many sequences and runs one forward step over a Batch:
+// each sequence's new tokens (a prefill chunk or one decode token), prefill and decode mixed.
+// Tokens of one sequence must be adjacent in the batch and continue it: the first has position
+// seq_len(seq), the next seq_len(seq) + 1, and so on.
+//
+//   llm8::Context ctx(model, {/*n_ctx*/ 8192, /*n_seq_max*/ 16});
+//   llm8::Batch b;
+//   for (int s = 0; s < 16; ++s)
+//       for (size_t i = 0; i < prompt[s].size(); ++i)
+//           b.add(prompt[s][i], int32_t(i), s, i + 1 == prompt[s].size());
+//   ctx.decode(b);                      // ctx.logits(j): row j of b, for rows with logits set
+struct Batch {
+    std::vector<int32_t> token;
+    std::vector<int32_t> pos;     // position of the token in its sequence
+    std::vector<int32_t> seq_id;  // 0 .. n_seq_max-1
+    std::vector<uint8_t> logits;  // 1: keep this token's logits
+
+    void add(int32_t tok, int32_t position, int32_t seq, bool want_logits) {
+        token.push_back(tok);
+        pos.push_back(position);
+        seq_id.push_back(seq);
+        logits.push_back(want_logits ? 1 : 0);
+    }
+    void clear() {
+        token.clear();
+        pos.clear();
+        seq_id.clear();
+        logits.clear();
+    }
+    size_t size() const { return token.size(); }
+};
+
+// What the KV cache holds (Context::kv_memory).
+struct KvMemory {
+    std::string type;  // element type: "f16" (GPU), "f32" (CPU)
+    int block_size = 0;  // tokens per block
+    int n_blocks = 0;
+    int blocks_used = 0;
+    int blocks_shared = 0;  // held by two or more sequences (forked prefixes)
+    int n_seqs = 0;
+    int64_t tokens = 0;  // the sequences' lengths added up (a shared prefix counts per sequence)
+    size_t bytes_total = 0;
+    size_t bytes_used = 0;
+};
+
+// One layer's entry of the per-layer plan, chosen once when the context is created (weight
+// types, shapes, head dim, backend) and read by the forward pass.
+struct LayerPlan {
+    std::string attn;            // attention mode: "f16" (8-bit modes to come)
+    std::string attn_prefill;    // kernel for steps with many queries per sequence
+    std::string attn_decode;     // kernel for one or a few queries per sequence
+    std::string matmul_decode;   // matrix path for one token
+    std::string matmul_batch;    // matrix path for several tokens
+};
+
+struct ContextParams {
+    int n_ctx = 0;      // KV cache tokens shared by all sequences; 0: the model's training context
+    int n_seq_max = 1;  // sequence ids 0 .. n_seq_max-1
+    int n_batch = 512;  // tokens per forward step; a larger batch is run in steps
+    int n_threads = 0;  // CPU threads; 0: all cores
+};
+
+class Context {
+public:
+    Context(std::shared_ptr<const Model> model, const ContextParams& params = {});
+    ~Context();
+
+    // Runs the batch, appending every token to its sequence's cache. Throws llm8::Error (and
+    // leaves the cache unchanged) for a bad batch or when the cache has no room.
+    void decode(const Batch& batch);
+    // Logits [n_vocab] of batch row i of the last decode (a row with logits set).
+    const float* logits(int i) const;
+    // Runs the batch, then draws the next token from the logits of its last row with `sampler`
+    // (as Session::decode_sample; on a GPU model the logits stay on the device). That row must
+    // have logits set.
+    int32_t decode_sample(const Batch& batch, Sampler& sampler);
+
+    int seq_len(int seq) const;        // tokens cached for seq (0 when unknown)
+    void seq_fork(int src, int dst);   // dst starts as a copy of src, sharing its blocks
+    void seq_remove(int seq);          // frees seq's blocks (shared ones stay with the others)
+    void clear();                      // every sequence
+    KvMemory kv_memory() const;
+    const std::vector<LayerPlan>& plan() const;
+    std::string plan_report() const;  // the plan as a table, for --verbose
+
+    int n_ctx() const;
+    int n_seq_max() const;
+    const Model& model() const { return *model_; }
+
+private:
+    struct State;
+    void run(const Batch& batch, bool host_logits);
+    std::shared_ptr<const Model> model_;
+    std::unique_ptr<State> st_;
+};
+
+// ---- One sequence -----------------------------------------------------------------------------
+
 struct SessionParams {
     int n_ctx = 0;      // 0: the model's training context
     int n_batch = 512;  // tokens per forward call; longer inputs are split
     int n_threads = 0;  // 0: all cores
 };
 
+// The simple face for one sequence (sequence 0 of a Context of its own).
 class Session {
 public:
     Session(std::shared_ptr<const Model> model, const SessionParams& params = {});
@@ -110,11 +211,12 @@ public:
     int n_ctx() const;
     void clear();  // forget the context
     const Model& model() const { return *model_; }
+    Context& context() { return *ctx_; }
 
 private:
-    struct State;
     std::shared_ptr<const Model> model_;
-    std::unique_ptr<State> st_;
+    std::unique_ptr<Context> ctx_;
+    std::vector<int32_t> last_rows_;  // batch rows of the last decode's logits
 };
 
 }  // namespace llm8

@@ -124,44 +124,54 @@ void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int n_rot, cons
     }
 }
 
-void attention(const float* q, const float* k, const float* v, int64_t n_tokens, int64_t pos0,
-               int n_head, int n_head_kv, int head_dim, float* out) {
-    const int gqa = n_head / n_head_kv;
-    const int64_t q_stride = int64_t(n_head) * head_dim, kv_stride = int64_t(n_head_kv) * head_dim;
-    const float scale = 1.0f / std::sqrt(float(head_dim));
-    const int64_t n_work = n_tokens * n_head;
-#pragma omp parallel num_threads(threads()) if (n_work * (pos0 + n_tokens) * head_dim >= (1 << 16))
+void attention(const AttnParams& p) {
+    if (p.kv.type != KvType::f32) fail(ErrorKind::invalid_arg, "CPU attention: the cache must be f32");
+    const int hd = p.head_dim, gqa = p.n_head / p.n_head_kv;
+    const int64_t q_stride = int64_t(p.n_head) * hd;
+    const float scale = p.scale();
+    const float* kpool = static_cast<const float*>(p.kv.k);
+    const float* vpool = static_cast<const float*>(p.kv.v);
+    // Work items: (query row, head); the row's sequence by a search in q_start.
+    const int64_t n_work = int64_t(p.n_tokens) * p.n_head;
+    int64_t cost = 0;
+    for (int s = 0; s < p.n_seqs; ++s)
+        cost += int64_t(p.q_start[s + 1] - p.q_start[s]) * p.kv_len[s];
+#pragma omp parallel num_threads(threads()) if (cost * p.n_head * hd >= (1 << 16))
     {
-        std::vector<float> s(static_cast<size_t>(pos0 + n_tokens));
-        std::vector<float> acc(static_cast<size_t>(head_dim));
+        std::vector<float> sc(static_cast<size_t>(std::max(1, p.max_kv)));
+        std::vector<float> acc(static_cast<size_t>(hd));
 #pragma omp for schedule(dynamic, 4)
         for (int64_t wi = 0; wi < n_work; ++wi) {
-            const int64_t t = wi / n_head;
-            const int h = int(wi % n_head), hk = h / gqa;
-            const float* qh = q + t * q_stride + int64_t(h) * head_dim;
-            const int64_t n_keys = pos0 + t + 1;
+            const int row = int(wi / p.n_head);
+            const int h = int(wi % p.n_head), hk = h / gqa;
+            const int s = int(std::upper_bound(p.q_start, p.q_start + p.n_seqs + 1, row) -
+                              p.q_start) - 1;
+            const int q_len = p.q_start[s + 1] - p.q_start[s];
+            const int i = row - p.q_start[s];
+            const int n_keys = p.causal ? p.kv_len[s] - q_len + i + 1 : p.kv_len[s];
+            const float* qh = p.q + int64_t(row) * q_stride + int64_t(h) * hd;
             float mx = -INFINITY;
-            for (int64_t j = 0; j < n_keys; ++j) {
-                const float* kj = k + j * kv_stride + int64_t(hk) * head_dim;
+            for (int j = 0; j < n_keys; ++j) {
+                const float* kj = kpool + p.kv.row(s, j) * p.kv.kv_dim + int64_t(hk) * hd;
                 float d = 0;
-                for (int i = 0; i < head_dim; ++i) d += qh[i] * kj[i];
-                s[size_t(j)] = d * scale;
-                mx = std::max(mx, s[size_t(j)]);
+                for (int c = 0; c < hd; ++c) d += qh[c] * kj[c];
+                sc[size_t(j)] = d * scale;
+                mx = std::max(mx, sc[size_t(j)]);
             }
             float sum = 0;
-            for (int64_t j = 0; j < n_keys; ++j) {
-                s[size_t(j)] = std::exp(s[size_t(j)] - mx);
-                sum += s[size_t(j)];
+            for (int j = 0; j < n_keys; ++j) {
+                sc[size_t(j)] = std::exp(sc[size_t(j)] - mx);
+                sum += sc[size_t(j)];
             }
             std::fill(acc.begin(), acc.end(), 0.0f);
-            for (int64_t j = 0; j < n_keys; ++j) {
-                const float* vj = v + j * kv_stride + int64_t(hk) * head_dim;
-                const float p = s[size_t(j)];
-                for (int i = 0; i < head_dim; ++i) acc[size_t(i)] += p * vj[i];
+            for (int j = 0; j < n_keys; ++j) {
+                const float* vj = vpool + p.kv.row(s, j) * p.kv.kv_dim + int64_t(hk) * hd;
+                const float pj = sc[size_t(j)];
+                for (int c = 0; c < hd; ++c) acc[size_t(c)] += pj * vj[c];
             }
-            float* o = out + t * q_stride + int64_t(h) * head_dim;
+            float* o = p.out + int64_t(row) * q_stride + int64_t(h) * hd;
             const float inv = 1.0f / sum;
-            for (int i = 0; i < head_dim; ++i) o[i] = acc[size_t(i)] * inv;
+            for (int c = 0; c < hd; ++c) o[c] = acc[size_t(c)] * inv;
         }
     }
 }

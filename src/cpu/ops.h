@@ -7,7 +7,8 @@
 #pragma once
 #include <cstdint>
 
-#include "model/llama.h"
+#include "common/attn_params.h"
+#include "common/tensor_types.h"
 
 namespace llm8 {
 namespace cpu {
@@ -31,11 +32,12 @@ void add_bias(float* y, const float* b, int64_t n, int64_t m);
 void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int n_rot, const int32_t* pos,
           RopeLayout layout, float base, float freq_scale, const float* factors);
 
-// Causal attention of n_tokens queries at positions pos0.. over the cache rows [0, pos0+t].
-// q, out: [n_tokens, n_head*hd]; k, v: the layer's cache [n_ctx, n_head_kv*hd]. GQA: query
-// head h reads kv head h / (n_head / n_head_kv). Scale 1/sqrt(hd).
-void attention(const float* q, const float* k, const float* v, int64_t n_tokens, int64_t pos0,
-               int n_head, int n_head_kv, int head_dim, float* out);
+// Attention of a batch of sequences over the paged cache (common/attn_params.h: per-sequence
+// query rows and key counts, causal masks aligned to the end, block tables). Host pointers; the
+// cache type must be f32. GQA: query head h reads kv head h / (n_head / n_head_kv).
+void attention(const AttnParams& p);
+// The reference: one sequence, n_tokens queries at positions pos0.. over contiguous cache rows
+// [0, pos0+t] (k, v: [n_keys, n_head_kv*hd]), double accumulation, scale 1/sqrt(hd).
 void attention_ref(const float* q, const float* k, const float* v, int64_t n_tokens, int64_t pos0,
                    int n_head, int n_head_kv, int head_dim, float* out);
 

@@ -4,8 +4,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "common/forward_batch.h"
+#include "llm8/engine.h"
 #include "llm8/sampling.h"
 
 namespace llm8 {
@@ -24,15 +27,21 @@ class DeviceModel;
 std::shared_ptr<DeviceModel> upload_model(const LlamaModel& m, int device = 0);
 size_t device_model_bytes(const DeviceModel& dm);
 
-// A session on the device: FP16 KV cache, scratch, cuBLAS handle, a stream and the decode graph.
-class DeviceSession;
-std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> create_session(
-    std::shared_ptr<DeviceModel> dm, int n_ctx, int n_batch);
+// A context on the device: the paged F16 KV cache (n_blocks blocks of block_size tokens per
+// layer), scratch for n_batch tokens, the per-layer plan, a cuBLAS handle, a stream and the
+// decode graphs (one per batch size of all-decode steps).
+class DeviceContext;
+std::unique_ptr<DeviceContext, void (*)(DeviceContext*)> create_context(
+    std::shared_ptr<DeviceModel> dm, int n_blocks, int block_size, int n_batch, int n_seq_max);
+size_t kv_bytes_per_block(const DeviceModel& dm, int block_size);
+const std::vector<LayerPlan>& plan(const DeviceContext& c);
 
-// Runs n tokens at positions pos0.. (as llama_forward_cpu) and copies the logits of the last
-// n_out tokens to host `logits` ([n_out, n_vocab]).
-void forward(DeviceSession& s, const int32_t* tokens, int64_t n, int64_t pos0, int64_t n_out,
-             float* logits);
+// Copies whole blocks (every layer, K and V): the copy on write of shared blocks.
+void copy_blocks(DeviceContext& c, const std::vector<std::pair<int32_t, int32_t>>& copies);
+
+// Runs one step (as llama_forward_cpu). With logits non-null the rows b.out_rows come back to
+// the host ([out_rows, n_vocab]); otherwise they stay on the device for sample().
+void forward(DeviceContext& c, const ForwardBatch& b, float* logits);
 
 // One row of GPU sampling: the row parameters (llm8::gpu_row_params) and, as host arrays, the
 // penalty window and logit bias, which are copied to the device with the call.
@@ -43,11 +52,10 @@ struct SampleRequest {
     std::vector<float> bias_values;
 };
 
-// As forward() with n_out = 1, then samples the last token's logits on the device: only the
-// token id comes back. Returns the token, or -1 with *status set (1: every logit NaN or -inf,
-// 2: bad parameters).
-int32_t forward_sample(DeviceSession& s, const int32_t* tokens, int64_t n, int64_t pos0,
-                       const SampleRequest& req, int32_t* status);
+// Samples from logits row `row` (an index into the last forward's out_rows, left on the
+// device): only the token id comes back. Returns the token, or -1 with *status set (1: every
+// logit NaN or -inf, 2: bad parameters).
+int32_t sample(DeviceContext& c, int row, const SampleRequest& req, int32_t* status);
 
 }  // namespace cuda
 }  // namespace llm8

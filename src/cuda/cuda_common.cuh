@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "common/error.h"
+#include "cuda/tuning.h"
 
 namespace llm8 {
 namespace cuda {
@@ -53,16 +54,8 @@ __device__ __forceinline__ void pdl_trigger() {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 }
 
-// An A/B switch of the CUDA backend set to 0 in the environment (LLM8_PDL=0, LLM8_SPLIT=0, ...).
-// Read on each call: callers keep the answer in a static.
-inline bool switched_off(const char* name) {
-    const char* e = std::getenv(name);
-    return e && e[0] == '0';
-}
-
 inline bool pdl_enabled() {
-    static const bool on = !switched_off("LLM8_PDL");
-    return on;
+    return tuning().pdl;
 }
 
 template <typename... KArgs, typename... Args>

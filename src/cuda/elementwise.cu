@@ -71,12 +71,22 @@ __global__ void add_bias_kernel(float* __restrict__ y, const float* __restrict__
 
 __global__ void store_kv_kernel(const float* __restrict__ k, const float* __restrict__ v,
                                 __half* __restrict__ kc, __half* __restrict__ vc, int64_t n,
-                                const int32_t* __restrict__ pos0, int kv_dim) {
+                                const int32_t* __restrict__ slots, int kv_dim) {
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= n * kv_dim) return;
-    const int64_t dst = int64_t(*pos0) * kv_dim + i;
+    const int64_t t = i / kv_dim;
+    const int64_t dst = int64_t(slots[t]) * kv_dim + (i - t * kv_dim);
     kc[dst] = __float2half_rn(k[i]);
     vc[dst] = __float2half_rn(v[i]);
+}
+
+// blockIdx.y: one (src, dst) pair of block ids; per: halves per block.
+__global__ void copy_blocks_kernel(uint16_t* __restrict__ pool, const int32_t* __restrict__ pairs,
+                                   int64_t per) {
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= per) return;
+    const int64_t src = int64_t(pairs[2 * blockIdx.y]), dst = int64_t(pairs[2 * blockIdx.y + 1]);
+    pool[dst * per + i] = pool[src * per + i];
 }
 
 // One thread per (token, head slot, pair): slots [0, n_head) are query heads, the rest key heads
@@ -85,18 +95,18 @@ __global__ void rope_store_kernel(float* __restrict__ q, float* __restrict__ k,
                                   const float* __restrict__ v, const float* __restrict__ bq,
                                   const float* __restrict__ bk, const float* __restrict__ bv,
                                   __half* __restrict__ kc, __half* __restrict__ vc, int64_t n,
-                                  const int32_t* __restrict__ pos, const int32_t* __restrict__ pos0,
+                                  const int32_t* __restrict__ pos, const int32_t* __restrict__ slots,
                                   int n_head, int n_kv, int hd, int n_rot, bool neox, float base,
                                   float freq_scale, const float* __restrict__ factors) {
     pdl_trigger();
     pdl_wait();  // launched with launch_pdl: q, k, v come from the kernel before
     const int half_hd = hd / 2, half_rot = n_rot / 2;
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    const int slots = n_head + n_kv;
-    if (i >= n * slots * half_hd) return;
+    const int heads = n_head + n_kv;
+    if (i >= n * heads * half_hd) return;
     const int p = int(i % half_hd);
-    const int slot = int((i / half_hd) % slots);
-    const int64_t t = i / (int64_t(half_hd) * slots);
+    const int slot = int((i / half_hd) % heads);
+    const int64_t t = i / (int64_t(half_hd) * heads);
     int a, b;
     if (p < half_rot) {
         a = neox ? p : 2 * p;
@@ -121,7 +131,7 @@ __global__ void rope_store_kernel(float* __restrict__ q, float* __restrict__ k,
         return;
     }
     const int64_t kv_dim = int64_t(n_kv) * hd;
-    const int64_t dst = (int64_t(*pos0) + t) * kv_dim + int64_t(head) * hd;
+    const int64_t dst = int64_t(slots[t]) * kv_dim + int64_t(head) * hd;
     kc[dst + a] = __float2half_rn(x0);
     kc[dst + b] = __float2half_rn(x1);
     const float* vv = v + t * kv_dim + int64_t(head) * hd;
@@ -138,13 +148,13 @@ __global__ void rope_store_kernel(float* __restrict__ q, float* __restrict__ k,
 
 void rope_store(float* q, float* k, const float* v, const float* bq, const float* bk,
                 const float* bv, uint16_t* kc, uint16_t* vc, int64_t n, const int32_t* pos,
-                const int32_t* pos0_dev, int n_head, int n_head_kv, int head_dim, int n_rot,
+                const int32_t* slots, int n_head, int n_head_kv, int head_dim, int n_rot,
                 RopeLayout layout, float base, float freq_scale, const float* factors,
                 cudaStream_t s) {
     const int64_t total = n * (n_head + n_head_kv) * (head_dim / 2);
     if (total == 0) return;
     launch_pdl(rope_store_kernel, ceil_div(total, 256), 256, 0, s, q, k, v, bq, bk, bv,
-               reinterpret_cast<__half*>(kc), reinterpret_cast<__half*>(vc), n, pos, pos0_dev,
+               reinterpret_cast<__half*>(kc), reinterpret_cast<__half*>(vc), n, pos, slots,
                n_head, n_head_kv, head_dim, n_rot, layout == RopeLayout::neox, base, freq_scale,
                factors);
 }
@@ -185,10 +195,19 @@ void add_bias(float* y, const float* b, int64_t n, int64_t m, cudaStream_t s) {
 }
 
 void store_kv(const float* k, const float* v, uint16_t* kc, uint16_t* vc, int64_t n,
-              const int32_t* pos0_dev, int kv_dim, cudaStream_t s) {
+              const int32_t* slots, int kv_dim, cudaStream_t s) {
     if (n == 0) return;
     store_kv_kernel<<<ceil_div(n * kv_dim, 256), 256, 0, s>>>(
-        k, v, reinterpret_cast<__half*>(kc), reinterpret_cast<__half*>(vc), n, pos0_dev, kv_dim);
+        k, v, reinterpret_cast<__half*>(kc), reinterpret_cast<__half*>(vc), n, slots, kv_dim);
+    LLM8_CUDA_CHECK_LAUNCH();
+}
+
+void copy_kv_blocks(uint16_t* pool, const int32_t* pairs, int n_pairs, int block_rows, int kv_dim,
+                    cudaStream_t s) {
+    if (n_pairs == 0) return;
+    const int64_t per = int64_t(block_rows) * kv_dim;  // halves per block
+    copy_blocks_kernel<<<dim3(unsigned(ceil_div(per, 256)), unsigned(n_pairs)), 256, 0, s>>>(
+        pool, pairs, per);
     LLM8_CUDA_CHECK_LAUNCH();
 }
 

@@ -56,7 +56,7 @@ struct Mats {
 
 struct Rope {  // RopeFuse on the device
     const int32_t* pos;
-    const int32_t* pos0;
+    const int32_t* slot;
     __half* kc;
     __half* vc;
     const float *bq, *bk, *bv, *factors;
@@ -234,7 +234,7 @@ __device__ __forceinline__ void store_pair(const Mats& m, const Rope& rope, int 
             m.y[0][r + 1] = x1;
             return;
         }
-        __half* cache = (mi == 1 ? rope.kc : rope.vc) + int64_t(*rope.pos0) * rope.kv_dim + r;
+        __half* cache = (mi == 1 ? rope.kc : rope.vc) + int64_t(*rope.slot) * rope.kv_dim + r;
         cache[0] = __float2half_rn(x0);
         cache[1] = __float2half_rn(x1);
         return;
@@ -408,8 +408,7 @@ __global__ void __launch_bounds__(256)
 }
 
 bool decode_disabled() {
-    static const bool off = switched_off("LLM8_DECODE_GEMV");
-    return off;
+    return !tuning().decode_gemv;
 }
 
 }  // namespace
@@ -458,7 +457,7 @@ bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const De
         for (int i = 0; i < 3; ++i)
             if (mats[i].ne1 % rope->head_dim != 0) return false;
         r = {rope->pos,
-             rope->pos0,
+             rope->slot,
              reinterpret_cast<__half*>(rope->kc),
              reinterpret_cast<__half*>(rope->vc),
              rope->bq,
@@ -491,10 +490,7 @@ bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const De
     if (blocks == 0) return true;
     const Act act = {a.f, a.q, reinterpret_cast<const float2*>(a.ds)};
     // LLM8_GEMV_PERSIST=0 / 1 forces the one-shot / persistent kernel for every type.
-    static const int force = [] {
-        const char* e = std::getenv("LLM8_GEMV_PERSIST");
-        return e && *e ? (e[0] == '0' ? 0 : 1) : -1;
-    }();
+    const int force = tuning().gemv_persist;
     auto go = [&](auto fmt) {
         using F = decltype(fmt);
         const bool persist = force < 0 ? F::kPersistent : force == 1;

@@ -8,7 +8,8 @@
 #include <cstdint>
 
 #include "gguf/quants.h"
-#include "model/llama.h"
+#include "common/attn_params.h"
+#include "common/tensor_types.h"
 
 namespace llm8 {
 namespace cuda {
@@ -35,17 +36,11 @@ void dequantize_split_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint1
 
 // Y[n, ne1] = X[n, ne0] * W^T, n <= 8: streams each weight row once for all n tokens.
 void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s);
-// The decode-path GEMV with fused neighbours (gemv_fused.cu): y_i = W_i * norm(x) for up to 3
-// matrices of one type in one launch (norm: x * norm_scale[t] * norm_w, or none when norm_w is
-// null; norm_scale [n] on the device, from rms_scale).
-// mode accumulate adds into y (the residual); swiglu takes (gate, up) and writes
-// silu(gate x) * (up x) to ys[0]. Returns false (nothing launched) when the shapes or types
-// do not fit one launch; the caller then uses the separate ops.
-// qkv_rope (gemv_decode only): Q, K, V with bias + RoPE (adjacent-pair layout) + the append of
-// K and V to the half cache in the epilogue, as rope_store does it (see RopeFuse).
+// Modes of the decode GEMV (gemv_decode): store writes y; accumulate adds into y (the
+// residual); swiglu takes (gate, up) and writes silu(gate x) * (up x) to ys[0];
+// qkv_rope: Q, K, V with bias + RoPE (adjacent-pair layout) + the store of K and V to the half
+// cache in the epilogue, as rope_store does it (see RopeFuse).
 enum class GemvMode { store = 0, accumulate = 1, swiglu = 2, qkv_rope = 3 };
-bool gemv_fused(const DeviceMatrix* mats, float* const* ys, int n_mats, const float* x, int n,
-                const float* norm_w, const float* norm_scale, GemvMode mode, cudaStream_t s);
 // The decode path (one token, gemv_decode.cu). Activations take the form the weights' GEMV
 // reads: int8 per 32-element unit with a float scale and the unit's integer sum (q8; Q4_0 and
 // Q8_0 in the split layout), or float (f32; F16 weights). Other types have no decode kernel
@@ -62,15 +57,15 @@ struct DecodeAct {
 // null, written as float to xf (f32; a norm is required) or quantized to xq / xds (q8).
 void decode_act(const float* x, int64_t K, const float* norm_w, float eps, ActKind kind, float* xf,
                 int8_t* xq, float* xds, cudaStream_t s);
-// y_i = W_i a for up to 3 matrices of one type and row length, one launch; modes as
-// gemv_fused (accumulate adds into y, swiglu writes silu(W_0 a) * (W_1 a) to ys[0]). Returns
+// y_i = W_i a for up to 3 matrices of one type and row length, one launch, in the given
+// GemvMode. Returns
 // false (nothing launched) when a matrix has no decode kernel or does not match a.kind.
 // For GemvMode::qkv_rope: mats are Q, K, V; ys[0] receives Q after bias and RoPE, K and V go
-// to the cache at row *pos0 (pos[0] is the token's position), nothing to ys[1], ys[2]. Needs
-// RopeLayout::norm, even row counts and head dims.
+// to the cache pool at row *slot (pos[0] is the token's position), nothing to ys[1], ys[2].
+// Needs RopeLayout::norm, even row counts and head dims.
 struct RopeFuse {
     const int32_t* pos = nullptr;
-    const int32_t* pos0 = nullptr;
+    const int32_t* slot = nullptr;
     uint16_t* kc = nullptr;
     uint16_t* vc = nullptr;
     const float *bq = nullptr, *bk = nullptr, *bv = nullptr;
@@ -80,12 +75,11 @@ struct RopeFuse {
 };
 bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const DecodeAct& a,
                  GemvMode mode, cudaStream_t s, const RopeFuse* rope = nullptr);
-// out[r] = 1 / sqrt(mean(x[r]^2) + eps) for rows of K.
-void rms_scale(const float* x, int64_t rows, int64_t K, float eps, float* out, cudaStream_t s);
-// Bias, RoPE of Q and K, and the append of K/V to the half cache, for n tokens, in one launch.
+// Bias, RoPE of Q and K, and the store of K/V to the half cache pool (token t to row
+// slots[t]), for n tokens, in one launch.
 void rope_store(float* q, float* k, const float* v, const float* bq, const float* bk,
                 const float* bv, uint16_t* kc, uint16_t* vc, int64_t n, const int32_t* pos,
-                const int32_t* pos0_dev, int n_head, int n_head_kv, int head_dim, int n_rot,
+                const int32_t* slots, int n_head, int n_head_kv, int head_dim, int n_rot,
                 RopeLayout layout, float base, float freq_scale, const float* factors,
                 cudaStream_t s);
 
@@ -111,38 +105,33 @@ void swiglu(float* g, const float* u, int64_t n, cudaStream_t s);
 void add(float* y, const float* x, int64_t n, cudaStream_t s);  // y += x
 void add_bias(float* y, const float* b, int64_t n, int64_t m, cudaStream_t s);
 
-// Appends n rows of K and V (float) to the half cache at row pos0 (device int*: read on the
-// device, so a captured graph can replay with new positions).
+// Stores n rows of K and V (float) to the half cache pool, token t at row slots[t] (device
+// memory, so a captured graph replays with new slots).
 void store_kv(const float* k, const float* v, uint16_t* kc, uint16_t* vc, int64_t n,
-              const int32_t* pos0_dev, int kv_dim, cudaStream_t s);
+              const int32_t* slots, int kv_dim, cudaStream_t s);
+// Copies whole blocks of a pool of [n_blocks * block_size, kv_dim] halves (copy on write).
+void copy_kv_blocks(uint16_t* pool, const int32_t* pairs, int n_pairs, int block_rows, int kv_dim,
+                    cudaStream_t s);
 
-// Causal attention of n_tokens queries at positions pos0.. over cache rows [0, pos0+t].
-// q, out: float [n_tokens, n_head*hd]; kc, vc: half [n_ctx, n_kv*hd]. pos0 is read from the
-// device. max_keys bounds pos0+n_tokens (sizes the split-KV partials). ws: float scratch of
-// attention_workspace_floats(...) elements.
+// Attention of a batch of sequences over the paged half cache (common/attn_params.h).
+// p.ws: float scratch of p.ws_floats elements; the kernels take as many key splits as fit.
 size_t attention_workspace_floats(int64_t n_tokens, int n_head, int head_dim, int max_keys);
-// Picks the tensor-core kernel for prefill batches (>= 16 queries, head dim 64 or 128) and the
-// split-KV kernel otherwise (decode, other head dims). With q8 / q8_ds (room for the output's
-// int8 quants and per-32 (scale, sum) pairs, as decode_act writes them) the GQA decode kernel
-// also writes its output quantized; returns true when it did.
-bool attention_f16(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
-                   const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv, int head_dim,
-                   float* out, float* ws, cudaStream_t s, int8_t* q8 = nullptr,
-                   float* q8_ds = nullptr);
-// The two kernels, for tests and benchmarks. attention_f16_mma returns false for head dims it
-// has no instance for.
-void attention_f16_splitkv(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
-                           const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv,
-                           int head_dim, float* out, float* ws, cudaStream_t s);
-bool attention_f16_decode(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
-                          const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv,
-                          int head_dim, float* out, float* ws, cudaStream_t s, int8_t* q8 = nullptr,
-                          float* q8_ds = nullptr);
+// The dispatcher: the tensor-core kernel when some sequence has >= 16 queries (head dim 64 or
+// 128), the GQA decode kernel when every sequence has G*q_len <= 16, the split-KV kernel
+// otherwise. With p.q8 / p.q8_ds the decode kernel also writes its output as int8 (as
+// decode_act does); returns true when it did.
+bool attention_f16(const AttnParams& p, cudaStream_t s);
+// The kernels, for the plan, tests and benchmarks. attention_f16_mma / _decode return false
+// (nothing launched) for shapes they have no instance for.
+void attention_f16_splitkv(const AttnParams& p, cudaStream_t s);
+bool attention_f16_decode(const AttnParams& p, cudaStream_t s);
+bool attention_f16_mma(const AttnParams& p, cudaStream_t s);
 void attention_combine(const float* ws, int64_t n_tokens, int n_head, int head_dim, int splits,
                        float* out, cudaStream_t s, int8_t* q8 = nullptr, float* q8_ds = nullptr);
-bool attention_f16_mma(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
-                       const int32_t* pos0_dev, int n_head, int n_head_kv, int head_dim, float* out,
-                       cudaStream_t s);
+// Which kernel attention_f16 takes for head dim hd with G query heads per kv head and at most
+// max_q queries per sequence: "mma_sm80", "gqa_decode" or "splitkv".
+const char* attention_kernel_name(int head_dim, int gqa, int max_q);
+int attention_decode_max_rows();  // G * q_len bound of the GQA decode kernel
 
 }  // namespace cuda
 }  // namespace llm8

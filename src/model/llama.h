@@ -18,16 +18,13 @@
 #include <string>
 #include <vector>
 
+#include "common/tensor_types.h"
 #include "gguf/gguf.h"
 #include "tokenizer/vocab.h"
 
 namespace llm8 {
 
 enum class Arch { llama, qwen2, qwen3 };
-
-// How RoPE pairs dimensions: `norm` rotates (2i, 2i+1) (llama.cpp's llama arch, whose
-// converter permutes Q/K); `neox` rotates (i, i + n_rot/2) (qwen2/qwen3, as in HF).
-enum class RopeLayout { norm, neox };
 
 struct HParams {
     Arch arch = Arch::llama;
@@ -49,19 +46,6 @@ struct HParams {
     int n_gqa() const { return n_head / n_head_kv; }
     int q_dim() const { return n_head * head_dim; }
     int kv_dim() const { return n_head_kv * head_dim; }
-};
-
-// A weight matrix viewed in place in the GGUF mapping: rows of ne0 elements of `type`.
-struct WeightView {
-    GgmlType type = GgmlType::F32;
-    int64_t ne0 = 0;  // input features (contiguous)
-    int64_t ne1 = 0;  // output features (rows)
-    size_t row_bytes = 0;
-    const uint8_t* data = nullptr;
-    std::string name;
-
-    const uint8_t* row(int64_t r) const { return data + size_t(r) * row_bytes; }
-    bool empty() const { return data == nullptr; }
 };
 
 struct LayerWeights {

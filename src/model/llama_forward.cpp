@@ -7,9 +7,11 @@
 
 namespace llm8 {
 
-void llama_forward_cpu(const LlamaModel& m, KvCache& cache, const int32_t* tokens, int64_t n,
-                       int64_t pos0, int64_t n_out, float* logits, ForwardScratch& s) {
+void llama_forward_cpu(const LlamaModel& m, const KvStorage& kv, const ForwardBatch& b,
+                       float* logits, ForwardScratch& s) {
     const HParams& hp = m.hp;
+    const int64_t n = b.n_tokens();
+    const int32_t* tokens = b.tokens.data();
     const int64_t E = hp.n_embd, Q = hp.q_dim(), KV = hp.kv_dim(), F = hp.n_ff;
     s.x.resize(size_t(n * E));
     s.xn.resize(size_t(n * E));
@@ -20,8 +22,18 @@ void llama_forward_cpu(const LlamaModel& m, KvCache& cache, const int32_t* token
     s.o.resize(size_t(n * E));
     s.gate.resize(size_t(n * F));
     s.up.resize(size_t(n * F));
-    s.pos.resize(size_t(n));
-    for (int64_t t = 0; t < n; ++t) s.pos[size_t(t)] = int32_t(pos0 + t);
+    AttnParams ap;
+    ap.q = s.q.data();
+    ap.out = s.att.data();
+    ap.n_seqs = b.n_seqs();
+    ap.n_tokens = int(n);
+    ap.q_start = b.q_start.data();
+    ap.kv_len = b.kv_len.data();
+    ap.max_q = b.max_q;
+    ap.max_kv = b.max_kv;
+    ap.n_head = hp.n_head;
+    ap.n_head_kv = hp.n_head_kv;
+    ap.head_dim = hp.head_dim;
 
     // Embedding lookup: dequantize the token's row.
     for (int64_t t = 0; t < n; ++t)
@@ -49,16 +61,21 @@ void llama_forward_cpu(const LlamaModel& m, KvCache& cache, const int32_t* token
                 cpu::rms_norm(s.k.data() + r * hp.head_dim, L.k_norm.data(),
                               s.k.data() + r * hp.head_dim, hp.head_dim, hp.rms_eps);
         }
-        cpu::rope(s.q.data(), n, hp.n_head, hp.head_dim, hp.n_rot, s.pos.data(), hp.rope,
+        cpu::rope(s.q.data(), n, hp.n_head, hp.head_dim, hp.n_rot, b.pos.data(), hp.rope,
                   hp.rope_freq_base, hp.rope_freq_scale, factors);
-        cpu::rope(s.k.data(), n, hp.n_head_kv, hp.head_dim, hp.n_rot, s.pos.data(), hp.rope,
+        cpu::rope(s.k.data(), n, hp.n_head_kv, hp.head_dim, hp.n_rot, b.pos.data(), hp.rope,
                   hp.rope_freq_base, hp.rope_freq_scale, factors);
-        float* kc = cache.k_layer(il);
-        float* vc = cache.v_layer(il);
-        std::memcpy(kc + pos0 * KV, s.k.data(), sizeof(float) * size_t(n * KV));
-        std::memcpy(vc + pos0 * KV, s.v.data(), sizeof(float) * size_t(n * KV));
-        cpu::attention(s.q.data(), kc, vc, n, pos0, hp.n_head, hp.n_head_kv, hp.head_dim,
-                       s.att.data());
+        // K/V to their pool rows, then attention of every sequence over its blocks.
+        ap.kv = kv.view(il, b.block_tables.data(), b.max_blocks);
+        float* kc = static_cast<float*>(ap.kv.k);
+        float* vc = static_cast<float*>(ap.kv.v);
+        for (int64_t t = 0; t < n; ++t) {
+            std::memcpy(kc + int64_t(b.slots[size_t(t)]) * KV, s.k.data() + t * KV,
+                        sizeof(float) * size_t(KV));
+            std::memcpy(vc + int64_t(b.slots[size_t(t)]) * KV, s.v.data() + t * KV,
+                        sizeof(float) * size_t(KV));
+        }
+        cpu::attention(ap);
         cpu::matmul(L.wo, s.att.data(), n, s.o.data());
         for (int64_t i = 0; i < n * E; ++i) s.x[size_t(i)] += s.o[size_t(i)];
 
@@ -73,11 +90,11 @@ void llama_forward_cpu(const LlamaModel& m, KvCache& cache, const int32_t* token
         for (int64_t i = 0; i < n * E; ++i) s.x[size_t(i)] += s.o[size_t(i)];
     }
 
-    // Final norm and the output projection, only for the tokens whose logits are wanted.
-    const int64_t first = n - n_out;
-    for (int64_t t = first; t < n; ++t)
-        cpu::rms_norm(s.x.data() + t * E, m.output_norm.data(), s.xn.data() + (t - first) * E, E,
-                      hp.rms_eps);
+    // Final norm and the output projection, only for the rows whose logits are wanted.
+    const int64_t n_out = int64_t(b.out_rows.size());
+    for (int64_t i = 0; i < n_out; ++i)
+        cpu::rms_norm(s.x.data() + int64_t(b.out_rows[size_t(i)]) * E, m.output_norm.data(),
+                      s.xn.data() + i * E, E, hp.rms_eps);
     if (n_out > 0) cpu::matmul(m.output, s.xn.data(), n_out, logits);
 }
 

@@ -3,19 +3,20 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/forward_batch.h"
 #include "model/llama.h"
-#include "runtime/kv_cache.h"
 
 namespace llm8 {
 
 struct ForwardScratch {
     std::vector<float> x, xn, q, k, v, att, o, gate, up;
-    std::vector<int32_t> pos;
 };
 
-// Runs n tokens at positions pos0.. through the model, writing their K/V into the cache.
-// logits: [n_out, n_vocab] for the last n_out tokens (n_out is 1 or n).
-void llama_forward_cpu(const LlamaModel& m, KvCache& cache, const int32_t* tokens, int64_t n,
-                       int64_t pos0, int64_t n_out, float* logits, ForwardScratch& s);
+// Runs one step of a batch of sequences (common/forward_batch.h): every token's K/V goes to
+// its pool row (b.slots) of the f32 cache `kv`, each sequence attends over its own blocks.
+// logits: [b.out_rows.size(), n_vocab], the rows b.out_rows in that order (may be null when
+// there are none).
+void llama_forward_cpu(const LlamaModel& m, const KvStorage& kv, const ForwardBatch& b,
+                       float* logits, ForwardScratch& s);
 
 }  // namespace llm8

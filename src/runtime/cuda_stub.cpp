@@ -8,7 +8,7 @@ namespace llm8 {
 namespace cuda {
 
 class DeviceModel {};
-class DeviceSession {};
+class DeviceContext {};
 
 bool available(std::string* why) {
     if (why) *why = "llm8 was built without CUDA (no nvcc at configure time, or LLM8_CUDA=OFF)";
@@ -23,15 +23,23 @@ std::shared_ptr<DeviceModel> upload_model(const LlamaModel&, int) {
 size_t device_model_bytes(const DeviceModel&) {
     return 0;
 }
-std::unique_ptr<DeviceSession, void (*)(DeviceSession*)> create_session(
-    std::shared_ptr<DeviceModel>, int, int) {
+std::unique_ptr<DeviceContext, void (*)(DeviceContext*)> create_context(
+    std::shared_ptr<DeviceModel>, int, int, int, int) {
     fail(ErrorKind::unsupported, "llm8 was built without CUDA");
 }
-void forward(DeviceSession&, const int32_t*, int64_t, int64_t, int64_t, float*) {
+size_t kv_bytes_per_block(const DeviceModel&, int) {
+    return 0;
+}
+const std::vector<LayerPlan>& plan(const DeviceContext&) {
     fail(ErrorKind::unsupported, "llm8 was built without CUDA");
 }
-int32_t forward_sample(DeviceSession&, const int32_t*, int64_t, int64_t, const SampleRequest&,
-                       int32_t*) {
+void copy_blocks(DeviceContext&, const std::vector<std::pair<int32_t, int32_t>>&) {
+    fail(ErrorKind::unsupported, "llm8 was built without CUDA");
+}
+void forward(DeviceContext&, const ForwardBatch&, float*) {
+    fail(ErrorKind::unsupported, "llm8 was built without CUDA");
+}
+int32_t sample(DeviceContext&, int, const SampleRequest&, int32_t*) {
     fail(ErrorKind::unsupported, "llm8 was built without CUDA");
 }
 

@@ -9,9 +9,7 @@
 #include "llm8/engine.h"
 #include "llm8/sampling.h"
 #include "model/llama.h"
-#include "model/llama_forward.h"
 #include "runtime/embedded_model.h"
-#include "runtime/kv_cache.h"
 #include "tokenizer/vocab.h"
 
 namespace llm8 {
@@ -117,142 +115,73 @@ bool Model::is_eog(int32_t id) const {
 }
 
 // ---- Session ----------------------------------------------------------------------------------
-
-struct Session::State {
-    SessionParams params;
-    std::unique_ptr<cuda::DeviceSession, void (*)(cuda::DeviceSession*)> gpu{nullptr, nullptr};
-    KvCache cache;
-    ForwardScratch scratch;
-    std::vector<float> logits;  // [n_logits, n_vocab]
-    int n_logits = 0;
-    int n_past = 0;
-};
+// Sequence 0 of a Context of its own.
 
 Session::Session(std::shared_ptr<const Model> model, const SessionParams& params)
-    : model_(std::move(model)), st_(new State()) {
+    : model_(std::move(model)) {
     if (!model_) fail(ErrorKind::invalid_arg, "Session needs a model");
-    const HParams& hp = model_->impl().hp;
-    st_->params = params;
-    if (params.n_ctx < 0) fail(ErrorKind::invalid_arg, "context size must be >= 0");
-    if (params.n_batch <= 0) fail(ErrorKind::invalid_arg, "batch size must be > 0");
-    if (params.n_threads < 0) fail(ErrorKind::invalid_arg, "thread count must be >= 0");
-    const int n_ctx = params.n_ctx > 0 ? params.n_ctx : hp.n_ctx_train;
-    st_->params.n_ctx = n_ctx;
-    const double kv_bytes = 2.0 * hp.n_layer * double(n_ctx) * hp.kv_dim() * sizeof(float);
-    if (kv_bytes > 64.0 * (1ull << 30))
-        fail(ErrorKind::invalid_arg, "context of " + std::to_string(n_ctx) + " tokens needs a " +
-                                         std::to_string(kv_bytes / (1 << 30)) +
-                                         " GiB KV cache; choose a smaller -c");
-    if (model_->on_gpu()) {
-        st_->gpu = cuda::create_session(model_->device_model(), n_ctx, params.n_batch);
-    } else {
-        try {
-            st_->cache.init(hp.n_layer, n_ctx, hp.kv_dim());
-        } catch (const std::bad_alloc&) {
-            fail(ErrorKind::runtime, "cannot allocate the " + std::to_string(kv_bytes / (1 << 30)) +
-                                         " GiB KV cache for a context of " + std::to_string(n_ctx) +
-                                         " tokens: choose a smaller -c");
-        }
-    }
-    if (params.n_threads > 0) cpu::set_threads(params.n_threads);
+    ContextParams cp;
+    cp.n_ctx = params.n_ctx;
+    cp.n_seq_max = 1;
+    cp.n_batch = params.n_batch;
+    cp.n_threads = params.n_threads;
+    ctx_.reset(new Context(model_, cp));
 }
 
 Session::~Session() = default;
 
-void Session::decode(const int32_t* tokens, size_t n, bool all_logits) {
-    const LlamaModel& m = model_->impl();
-    State& st = *st_;
+namespace {
+
+// Session's checks, with the messages its users know (the Context's would also catch them).
+void check_tokens(const Context& c, const int32_t* tokens, size_t n) {
     if (n == 0) fail(ErrorKind::invalid_arg, "decode: no tokens");
-    if (size_t(st.n_past) + n > size_t(st.params.n_ctx))
-        fail(ErrorKind::invalid_arg, "context full: " + std::to_string(st.n_past) + " + " +
+    const int n_past = c.seq_len(0);
+    if (size_t(n_past) + n > size_t(c.n_ctx()))
+        fail(ErrorKind::invalid_arg, "context full: " + std::to_string(n_past) + " + " +
                                          std::to_string(n) + " tokens exceed the context of " +
-                                         std::to_string(st.params.n_ctx) + " (raise -c)");
+                                         std::to_string(c.n_ctx()) + " (raise -c)");
+}
+
+Batch one_sequence(const int32_t* tokens, size_t n, int n_past, bool all_logits) {
+    Batch b;
     for (size_t i = 0; i < n; ++i)
-        if (tokens[i] < 0 || tokens[i] >= m.hp.n_vocab)
-            fail(ErrorKind::invalid_arg, "token id " + std::to_string(tokens[i]) +
-                                             " is out of range [0, " +
-                                             std::to_string(m.hp.n_vocab) + ")");
-    const size_t V = size_t(m.hp.n_vocab);
-    st.n_logits = all_logits ? int(n) : 1;
-    st.logits.resize(size_t(st.n_logits) * V);
-    const size_t nb = size_t(st.params.n_batch);
-    for (size_t done = 0; done < n;) {
-        const size_t cur = std::min(nb, n - done);
-        const bool last = done + cur == n;
-        // Logits: every token when all_logits, else only the very last token of the call.
-        const int64_t n_out = all_logits ? int64_t(cur) : (last ? 1 : 0);
-        float* out = all_logits ? st.logits.data() + done * V : st.logits.data();
-        // An intermediate chunk (n_out 0) skips the output projection entirely.
-        if (st.gpu) {
-            cuda::forward(*st.gpu, tokens + done, int64_t(cur), st.n_past, n_out, out);
-        } else {
-            llama_forward_cpu(m, st.cache, tokens + done, int64_t(cur), st.n_past, n_out,
-                              n_out ? out : nullptr, st.scratch);
-        }
-        st.n_past += int(cur);
-        done += cur;
-    }
+        b.add(tokens[i], n_past + int32_t(i), 0, all_logits || i + 1 == n);
+    return b;
+}
+
+}  // namespace
+
+void Session::decode(const int32_t* tokens, size_t n, bool all_logits) {
+    check_tokens(*ctx_, tokens, n);
+    ctx_->decode(one_sequence(tokens, n, ctx_->seq_len(0), all_logits));
+    last_rows_.clear();
+    for (size_t i = all_logits ? 0 : n - 1; i < n; ++i) last_rows_.push_back(int32_t(i));
 }
 
 int32_t Session::decode_sample(const int32_t* tokens, size_t n, Sampler& sampler) {
-    State& st = *st_;
-    if (!st.gpu) {
-        decode(tokens, n);
-        return sampler.sample(logits());
-    }
-    // Validate everything before anything runs, so a bad call leaves the session unchanged.
-    if (n == 0) fail(ErrorKind::invalid_arg, "decode: no tokens");
-    if (size_t(st.n_past) + n > size_t(st.params.n_ctx))
-        fail(ErrorKind::invalid_arg, "context full: " + std::to_string(st.n_past) + " + " +
-                                         std::to_string(n) + " tokens exceed the context of " +
-                                         std::to_string(st.params.n_ctx) + " (raise -c)");
-    const int V = model_->n_vocab();
-    for (size_t i = 0; i < n; ++i)
-        if (tokens[i] < 0 || tokens[i] >= V)
-            fail(ErrorKind::invalid_arg, "token id " + std::to_string(tokens[i]) +
-                                             " is out of range [0, " + std::to_string(V) + ")");
-    // All but the last batch through decode(); the last one ends in the GPU sampler.
-    const size_t nb = size_t(st.params.n_batch);
-    const size_t last = n > nb ? (n - 1) / nb * nb : 0;
-    if (last > 0) decode(tokens, last, false);
-    const size_t cur = n - last;
-    const SamplerParams& p = sampler.params();
-    cuda::SampleRequest req;
-    req.params = gpu_row_params(p, sampler.draws());
-    req.penalty_window = sampler.penalty_window();
-    for (const auto& kv : p.logit_bias) {
-        req.bias_tokens.push_back(kv.first);
-        req.bias_values.push_back(kv.second);
-    }
-    int32_t status = 0;
-    const int32_t tok =
-        cuda::forward_sample(*st.gpu, tokens + last, int64_t(cur), st.n_past, req, &status);
-    st.n_past += int(cur);
-    st.n_logits = 0;  // the logits stayed on the device
-    if (tok < 0 || status != 0)
-        fail(ErrorKind::runtime,
-             status == 1 ? "sampler: every logit is NaN or -inf"
-                         : "sampler: bad parameters (GPU status " + std::to_string(status) + ")");
-    sampler.count_external_draw();
+    check_tokens(*ctx_, tokens, n);
+    last_rows_.clear();
+    const int32_t tok = ctx_->decode_sample(one_sequence(tokens, n, ctx_->seq_len(0), false), sampler);
+    if (!model_->on_gpu()) last_rows_.push_back(int32_t(n - 1));
     return tok;
 }
 
 const float* Session::logits(int i) const {
-    if (st_->n_logits == 0) fail(ErrorKind::invalid_arg, "logits: nothing decoded yet");
-    if (i < 0) i = st_->n_logits - 1;
-    if (i >= st_->n_logits) fail(ErrorKind::invalid_arg, "logits: index out of range");
-    return st_->logits.data() + size_t(i) * size_t(model_->n_vocab());
+    if (last_rows_.empty()) fail(ErrorKind::invalid_arg, "logits: nothing decoded yet");
+    if (i < 0) i = int(last_rows_.size()) - 1;
+    if (i >= int(last_rows_.size())) fail(ErrorKind::invalid_arg, "logits: index out of range");
+    return ctx_->logits(last_rows_[size_t(i)]);
 }
 
 int Session::n_past() const {
-    return st_->n_past;
+    return ctx_->seq_len(0);
 }
 int Session::n_ctx() const {
-    return st_->params.n_ctx;
+    return ctx_->n_ctx();
 }
 void Session::clear() {
-    st_->n_past = 0;
-    st_->n_logits = 0;
+    ctx_->clear();
+    last_rows_.clear();
 }
 
 }  // namespace llm8

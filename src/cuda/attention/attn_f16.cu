@@ -28,46 +28,53 @@ constexpr int kMaxHd = 256;
 constexpr int kPer = kMaxHd / 32;  // dims per lane
 constexpr int kTargetBlocks = 2048;
 
+// blockIdx.x: query i of the sequence * n_head + head; blockIdx.y: key split; blockIdx.z:
+// sequence.
 __global__ void __launch_bounds__(kWarps * 32)
-    attn_partial_kernel(const float* __restrict__ q, const __half* __restrict__ kc,
-                        const __half* __restrict__ vc, const int32_t* __restrict__ pos0_dev,
-                        int n_head, int n_kv, int hd, int split_keys, int n_splits,
-                        float* __restrict__ ws) {
-    const int th = blockIdx.x;  // token * n_head + head
-    const int t = th / n_head, h = th % n_head, hk = h / (n_head / n_kv);
+    attn_partial_kernel(const AttnParams p, int split_keys, int n_splits) {
+    const int seq = blockIdx.z;
+    const int i = blockIdx.x / p.n_head, h = blockIdx.x % p.n_head;
+    const int q0 = p.q_start[seq], q_len = p.q_start[seq + 1] - q0;
+    if (i >= q_len) return;
+    const int hd = p.head_dim, hk = h / (p.n_head / p.n_head_kv);
+    const int64_t th = int64_t(q0 + i) * p.n_head + h;  // global (token, head)
     const int split = blockIdx.y;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int n_keys = *pos0_dev + t + 1;
+    const int n_keys = p.causal ? p.kv_len[seq] - q_len + i + 1 : p.kv_len[seq];
     const int j0 = split * split_keys, j1 = min(n_keys, j0 + split_keys);
-    const int64_t kv_stride = int64_t(n_kv) * hd;
-    const float scale = rsqrtf(float(hd));
+    const __half* kc = static_cast<const __half*>(p.kv.k);
+    const __half* vc = static_cast<const __half*>(p.kv.v);
+    const int64_t kv_dim = p.kv.kv_dim;
+    float* ws = p.ws;
+    const float scale = p.softmax_scale > 0.f ? p.softmax_scale : rsqrtf(float(hd));
 
     float qv[kPer], acc[kPer];
 #pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-        const int d = lane + 32 * i;
-        qv[i] = d < hd ? q[int64_t(th) * hd + d] * scale : 0.0f;
-        acc[i] = 0.0f;
+    for (int c = 0; c < kPer; ++c) {
+        const int d = lane + 32 * c;
+        qv[c] = d < hd ? p.q[th * hd + d] * scale : 0.0f;
+        acc[c] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f;
     for (int j = j0 + warp; j < j1; j += kWarps) {
-        const __half* kj = kc + int64_t(j) * kv_stride + int64_t(hk) * hd;
+        const int64_t row = p.kv.row(seq, j) * kv_dim + int64_t(hk) * hd;
+        const __half* kj = kc + row;
         float s = 0.0f;
 #pragma unroll
-        for (int i = 0; i < kPer; ++i) {
-            const int d = lane + 32 * i;
-            if (d < hd) s += qv[i] * __half2float(kj[d]);
+        for (int c = 0; c < kPer; ++c) {
+            const int d = lane + 32 * c;
+            if (d < hd) s += qv[c] * __half2float(kj[d]);
         }
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
         const float m_new = fmaxf(m, s);
-        const float corr = __expf(m - m_new), p = __expf(s - m_new);
-        l = l * corr + p;
-        const __half* vj = vc + int64_t(j) * kv_stride + int64_t(hk) * hd;
+        const float corr = __expf(m - m_new), pj = __expf(s - m_new);
+        l = l * corr + pj;
+        const __half* vj = vc + row;
 #pragma unroll
-        for (int i = 0; i < kPer; ++i) {
-            const int d = lane + 32 * i;
-            acc[i] = acc[i] * corr + (d < hd ? p * __half2float(vj[d]) : 0.0f);
+        for (int c = 0; c < kPer; ++c) {
+            const int d = lane + 32 * c;
+            acc[c] = acc[c] * corr + (d < hd ? pj * __half2float(vj[d]) : 0.0f);
         }
         m = m_new;
     }
@@ -87,7 +94,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     __syncthreads();
     float M = -INFINITY;
     for (int w = 0; w < kWarps; ++w) M = fmaxf(M, sm_m[w]);
-    float* out = ws + (int64_t(th) * n_splits + split) * (hd + 2);
+    float* out = ws + (th * n_splits + split) * (hd + 2);
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float a = 0.0f;
         for (int w = 0; w < kWarps; ++w)
@@ -141,6 +148,12 @@ int choose_splits(int64_t n_tokens, int n_head, int max_keys, int* split_keys) {
     return splits;
 }
 
+// The most key splits whose partials fit the workspace.
+int splits_that_fit(const AttnParams& p) {
+    const int64_t per = int64_t(p.n_tokens) * p.n_head * (p.head_dim + 2);
+    return int(std::max<int64_t>(1, std::min<int64_t>(1 << 20, int64_t(p.ws_floats) / per)));
+}
+
 }  // namespace
 
 size_t attention_workspace_floats(int64_t n_tokens, int n_head, int head_dim, int max_keys) {
@@ -159,37 +172,44 @@ void attention_combine(const float* ws, int64_t n_tokens, int n_head, int head_d
                out, q8, reinterpret_cast<float2*>(q8_ds));
 }
 
-bool attention_f16(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
-                   const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv, int head_dim,
-                   float* out, float* ws, cudaStream_t s, int8_t* q8, float* q8_ds) {
-    if (n_tokens >= 16 &&
-        attention_f16_mma(q, kc, vc, n_tokens, pos0_dev, n_head, n_head_kv, head_dim, out, s))
-        return false;
-    if (head_dim % 32 != 0) q8 = nullptr, q8_ds = nullptr;
-    if (n_tokens < 16 && attention_f16_decode(q, kc, vc, n_tokens, pos0_dev, max_keys, n_head,
-                                              n_head_kv, head_dim, out, ws, s, q8, q8_ds))
-        return q8 != nullptr;
-    attention_f16_splitkv(q, kc, vc, n_tokens, pos0_dev, max_keys, n_head, n_head_kv, head_dim, out,
-                          ws, s);
+const char* attention_kernel_name(int head_dim, int gqa, int max_q) {
+    if (max_q >= 16 && (head_dim == 64 || head_dim == 128)) return "mma_sm80";
+    if (gqa * max_q <= attention_decode_max_rows() && (head_dim == 64 || head_dim == 128))
+        return "gqa_decode";
+    return "splitkv";
+}
+
+bool attention_f16(const AttnParams& p, cudaStream_t s) {
+    if (p.n_tokens == 0) return false;
+    const char* k = attention_kernel_name(p.head_dim, p.n_head / p.n_head_kv, p.max_q);
+    if (k[0] == 'm' && attention_f16_mma(p, s)) return false;
+    if (k[0] == 'g') {
+        AttnParams d = p;
+        if (p.head_dim % 32 != 0) d.q8 = nullptr, d.q8_ds = nullptr;
+        if (attention_f16_decode(d, s)) return d.q8 != nullptr;
+    }
+    attention_f16_splitkv(p, s);
     return false;
 }
 
-void attention_f16_splitkv(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
-                           const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv,
-                           int head_dim, float* out, float* ws, cudaStream_t s) {
-    if (head_dim > kMaxHd || head_dim < 1)
-        fail(ErrorKind::unsupported,
-             "CUDA attention: head dim " + std::to_string(head_dim) + " is not supported (1..256)");
-    if (n_tokens == 0) return;
+void attention_f16_splitkv(const AttnParams& p, cudaStream_t s) {
+    if (p.head_dim > kMaxHd || p.head_dim < 1)
+        fail(ErrorKind::unsupported, "CUDA attention: head dim " + std::to_string(p.head_dim) +
+                                         " is not supported (1..256)");
+    if (p.kv.type != KvType::f16)
+        fail(ErrorKind::unsupported, "CUDA attention: the cache must be f16");
+    if (p.n_tokens == 0) return;
     int split_keys;
-    const int splits = choose_splits(n_tokens, n_head, max_keys, &split_keys);
-    const dim3 grid(unsigned(n_tokens * n_head), unsigned(splits));
-    attn_partial_kernel<<<grid, kWarps * 32, 0, s>>>(
-        q, reinterpret_cast<const __half*>(kc), reinterpret_cast<const __half*>(vc), pos0_dev,
-        n_head, n_head_kv, head_dim, split_keys, splits, ws);
+    int splits = choose_splits(p.n_tokens, p.n_head, p.max_kv, &split_keys);
+    if (splits > splits_that_fit(p)) {
+        splits = splits_that_fit(p);
+        split_keys = ceil_div(p.max_kv, splits);
+    }
+    const dim3 grid(unsigned(p.max_q * p.n_head), unsigned(splits), unsigned(p.n_seqs));
+    attn_partial_kernel<<<grid, kWarps * 32, 0, s>>>(p, split_keys, splits);
     LLM8_CUDA_CHECK_LAUNCH();
-    attn_combine_kernel<<<unsigned(n_tokens * n_head), 128, 0, s>>>(ws, head_dim, splits, out,
-                                                                    nullptr, nullptr);
+    attn_combine_kernel<<<unsigned(p.n_tokens * p.n_head), 128, 0, s>>>(p.ws, p.head_dim, splits,
+                                                                        p.out, nullptr, nullptr);
     LLM8_CUDA_CHECK_LAUNCH();
 }
 

@@ -25,22 +25,26 @@ constexpr int kWarps = 4, kMaxRows = 16;
 
 // R: rows (query heads x tokens) the instance holds state for: 4 (MHA and GQA up to 4 heads per
 // kv head, one token) or kMaxRows. Fewer rows leave the registers for the K row in flight.
+// blockIdx.x: kv head; blockIdx.y: key split; blockIdx.z: sequence.
 template <int HD, int R>
 __global__ void __launch_bounds__(kWarps * 32)
-    attn_decode_kernel(const float* __restrict__ q, const __half* __restrict__ kc,
-                       const __half* __restrict__ vc, int n_tokens,
-                       const int32_t* __restrict__ pos0_dev, int n_head, int n_kv, int split_keys,
-                       int n_splits, float scale_log2, float* __restrict__ ws) {
+    attn_decode_kernel(const AttnParams p, int split_keys, int n_splits, float scale_log2) {
     pdl_trigger();
     pdl_wait();  // launched with launch_pdl: q and the cache rows come from the kernels before
     constexpr int kDims = HD / 32;  // per lane in P.V
-    const int hk = blockIdx.x, split = blockIdx.y;
-    const int G = n_head / n_kv, rows = G * n_tokens;
+    const int hk = blockIdx.x, split = blockIdx.y, seq = blockIdx.z;
+    const int n_head = p.n_head;
+    const int q0 = p.q_start[seq], n_tokens = p.q_start[seq + 1] - q0;
+    const int G = n_head / p.n_head_kv, rows = G * n_tokens;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int pos0 = *pos0_dev;
-    const int n_keys = pos0 + n_tokens;
+    const int n_keys = p.kv_len[seq];
+    const int pos0 = p.causal ? n_keys - n_tokens : n_keys;  // query t sees keys <= pos0 + t
     const int j0 = split * split_keys, j1 = min(n_keys, j0 + split_keys);
-    const int64_t kv_stride = int64_t(n_kv) * HD;
+    const float* q = p.q + int64_t(q0) * n_head * HD;
+    const __half* kc = static_cast<const __half*>(p.kv.k);
+    const __half* vc = static_cast<const __half*>(p.kv.v);
+    const int64_t kv_dim = p.kv.kv_dim;
+    float* ws = p.ws;
 
     __shared__ __align__(16) float sq[R][HD];
     for (int i = threadIdx.x; i < rows * HD; i += blockDim.x) {
@@ -71,15 +75,14 @@ __global__ void __launch_bounds__(kWarps * 32)
         // The lane's K row: every 16-byte load issued before the first use (first version:
         // loads interleaved with the FMAs under register pressure, ~20 us per call at 5 keys).
         uint4 kraw[HD / 8];
+        const int64_t row = have ? p.kv.row(seq, j) * kv_dim + int64_t(hk) * HD : 0;
         if (have) {
-            const uint4* kr =
-                reinterpret_cast<const uint4*>(kc + int64_t(j) * kv_stride + int64_t(hk) * HD);
+            const uint4* kr = reinterpret_cast<const uint4*>(kc + row);
 #pragma unroll
             for (int c = 0; c < HD / 8; ++c) kraw[c] = kr[c];
         }
         if (have) {
-            const char* src =
-                reinterpret_cast<const char*>(vc + int64_t(j) * kv_stride + int64_t(hk) * HD);
+            const char* src = reinterpret_cast<const char*>(vc + row);
             const uint32_t dst = uint32_t(__cvta_generic_to_shared(&sv[lane][0]));
 #pragma unroll
             for (int c = 0; c < HD / 8; ++c)
@@ -201,7 +204,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         const int r = i / (HD + 2), c = i % (HD + 2), t = r / G, g = r % G;
         float M = -INFINITY;
         for (int w = 0; w < kWarps; ++w) M = fmaxf(M, sm_m[w][r]);
-        const int64_t th = int64_t(t) * n_head + hk * G + g;
+        const int64_t th = int64_t(q0 + t) * n_head + hk * G + g;
         float* out = ws + (th * n_splits + split) * (HD + 2);
         float v = 0.f;
         for (int w = 0; w < kWarps; ++w) {
@@ -222,8 +225,9 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 }  // namespace
 
-// About 4 blocks per SM of an H100/H200 (528), each split at least 32 keys (one warp's step):
-// short contexts then spread over several blocks instead of one long chain per kv head.
+// About 4 blocks per SM of an H100/H200 (528) over all sequences, each split at least 32 keys
+// (one warp's step): short contexts then spread over several blocks instead of one long chain
+// per kv head.
 int attention_decode_splits(int n_kv, int max_keys, int* split_keys) {
     int splits = std::max(1, (528 + n_kv - 1) / n_kv);
     splits = std::min(splits, std::max(1, (max_keys + 31) / 32));
@@ -231,24 +235,33 @@ int attention_decode_splits(int n_kv, int max_keys, int* split_keys) {
     return splits;
 }
 
-bool attention_f16_decode(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
-                          const int32_t* pos0_dev, int max_keys, int n_head, int n_head_kv,
-                          int head_dim, float* out, float* ws, cudaStream_t s, int8_t* q8,
-                          float* q8_ds) {
-    if ((n_head / n_head_kv) * n_tokens > kMaxRows || (head_dim != 64 && head_dim != 128))
+int attention_decode_max_rows() {
+    return kMaxRows;
+}
+
+bool attention_f16_decode(const AttnParams& p, cudaStream_t s) {
+    const int G = p.n_head / p.n_head_kv;
+    if (G * p.max_q > kMaxRows || (p.head_dim != 64 && p.head_dim != 128) ||
+        p.kv.type != KvType::f16)
         return false;
+    if (p.n_tokens == 0) return true;
     int split_keys;
-    const int splits = attention_decode_splits(n_head_kv, max_keys, &split_keys);
-    const float scale_log2 = 1.4426950408889634f / sqrtf(float(head_dim));
-    const dim3 grid(static_cast<unsigned>(n_head_kv), static_cast<unsigned>(splits));
-    const __half* k16 = reinterpret_cast<const __half*>(kc);
-    const __half* v16 = reinterpret_cast<const __half*>(vc);
-    const bool few = (n_head / n_head_kv) * n_tokens <= 4;
-    auto kernel = head_dim == 128 ? (few ? attn_decode_kernel<128, 4> : attn_decode_kernel<128, 16>)
-                                  : (few ? attn_decode_kernel<64, 4> : attn_decode_kernel<64, 16>);
-    launch_pdl(kernel, grid, kWarps * 32, 0, s, q, k16, v16, int(n_tokens), pos0_dev, n_head,
-               n_head_kv, split_keys, splits, scale_log2, ws);
-    attention_combine(ws, n_tokens, n_head, head_dim, splits, out, s, q8, q8_ds);
+    int splits = attention_decode_splits(p.n_head_kv * p.n_seqs, p.max_kv, &split_keys);
+    const int64_t per = int64_t(p.n_tokens) * p.n_head * (p.head_dim + 2);
+    const int fit = int(std::max<int64_t>(1, int64_t(p.ws_floats) / per));
+    if (splits > fit) {
+        splits = fit;
+        split_keys = (p.max_kv + splits - 1) / splits;
+    }
+    const float scale_log2 = p.softmax_scale > 0.f ? 1.4426950408889634f * p.softmax_scale
+                                                   : 1.4426950408889634f / sqrtf(float(p.head_dim));
+    const dim3 grid(unsigned(p.n_head_kv), unsigned(splits), unsigned(p.n_seqs));
+    const bool few = G * p.max_q <= 4;
+    auto kernel = p.head_dim == 128
+                      ? (few ? attn_decode_kernel<128, 4> : attn_decode_kernel<128, 16>)
+                      : (few ? attn_decode_kernel<64, 4> : attn_decode_kernel<64, 16>);
+    launch_pdl(kernel, grid, kWarps * 32, 0, s, p, split_keys, splits, scale_log2);
+    attention_combine(p.ws, p.n_tokens, p.n_head, p.head_dim, splits, p.out, s, p.q8, p.q8_ds);
     return true;
 }
 

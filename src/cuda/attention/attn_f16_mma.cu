@@ -7,7 +7,11 @@
 // ldmatrix.trans; P goes from the S accumulators straight into A fragments (the m16n8 C layout
 // is the m16n8k16 A layout, two n-tiles per k-step). Shared rows are padded by 8 halves so that
 // ldmatrix's 8 row addresses hit distinct banks. GQA: query head h reads kv head h/(H/Hkv).
-// Causal with an offset: query i sits at position pos0+i and sees keys [0, pos0+i].
+// Causal with an offset: query i of a sequence with n queries and kv_len keys sits at position
+// pos0+i (pos0 = kv_len - n) and sees keys [0, pos0+i]. A batch of sequences of any lengths in
+// one launch (grid z = sequence); keys are read through the block tables of the paged cache
+// (a 64-key tile lies within one 64-token block, but rows are looked up one by one so any
+// power-of-two block size works).
 //
 // Not yet: cp.async / TMA double buffering of K/V tiles, wgmma (sm90a), and splitting long KV
 // ranges across blocks when there are few query tiles. Decode (few queries) stays on the
@@ -52,12 +56,10 @@ __device__ __forceinline__ uint32_t pack_half2(float a, float b) {
     return *reinterpret_cast<uint32_t*>(&h);
 }
 
+// blockIdx.x: 64-query tile of a sequence; blockIdx.y: query head; blockIdx.z: sequence.
 template <int HD>
 __global__ void __launch_bounds__(kThreads)
-    attn_f16_mma_kernel(const float* __restrict__ q, const __half* __restrict__ kc,
-                        const __half* __restrict__ vc, int64_t n_tokens,
-                        const int32_t* __restrict__ pos0_dev, int n_head, int n_kv,
-                        float scale_log2, float* __restrict__ out) {
+    attn_f16_mma_kernel(const AttnParams p, float scale_log2) {
     constexpr int kStride = HD + 8;  // halves per shared row
     extern __shared__ __align__(16) __half smem[];
     __half* sQ = smem;
@@ -65,10 +67,21 @@ __global__ void __launch_bounds__(kThreads)
     __half* sV = sK + kBc * kStride;
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int h = blockIdx.y, hk = h / (n_head / n_kv);
+    const int seq = blockIdx.z;
     const int64_t q0 = int64_t(blockIdx.x) * kBr;
-    const int pos0 = *pos0_dev;
-    const int64_t q_stride = int64_t(n_head) * HD, kv_stride = int64_t(n_kv) * HD;
+    const int64_t n_tokens = p.q_start[seq + 1] - p.q_start[seq];
+    if (q0 >= n_tokens) return;
+    const int n_head = p.n_head;
+    const int h = blockIdx.y, hk = h / (n_head / p.n_head_kv);
+    const int kv_len = p.kv_len[seq];
+    // Query i sees keys [0, pos0 + i]; without a causal mask every query sees all keys.
+    const int pos0 = kv_len - int(n_tokens);
+    const bool causal = p.causal;
+    const float* q = p.q + int64_t(p.q_start[seq]) * n_head * HD;
+    float* out = p.out + int64_t(p.q_start[seq]) * n_head * HD;
+    const __half* kc = static_cast<const __half*>(p.kv.k);
+    const __half* vc = static_cast<const __half*>(p.kv.v);
+    const int64_t q_stride = int64_t(n_head) * HD, kv_dim = p.kv.kv_dim;
 
     // Q tile -> half, rows past the batch zero.
     for (int i = tid; i < kBr * HD / 4; i += kThreads) {
@@ -98,17 +111,16 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t qpos_a = pos0 + row_a, qpos_b = pos0 + row_b;
 
     const int64_t last_q = (q0 + kBr < n_tokens ? q0 + kBr : n_tokens) - 1;
-    const int64_t n_keys = pos0 + last_q + 1;  // keys this tile can see
+    const int64_t n_keys = causal ? pos0 + last_q + 1 : kv_len;  // keys this tile can see
     for (int64_t k0 = 0; k0 < n_keys; k0 += kBc) {
         // K and V tiles (zero past the end: masked, and 0 * p must not become NaN).
         for (int i = tid; i < kBc * HD / 8; i += kThreads) {
             const int r = i / (HD / 8), c = (i % (HD / 8)) * 8;
             uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
             if (k0 + r < n_keys) {
-                kv = *reinterpret_cast<const uint4*>(kc + (k0 + r) * kv_stride + int64_t(hk) * HD +
-                                                     c);
-                vv = *reinterpret_cast<const uint4*>(vc + (k0 + r) * kv_stride + int64_t(hk) * HD +
-                                                     c);
+                const int64_t row = p.kv.row(seq, int(k0 + r)) * kv_dim + int64_t(hk) * HD + c;
+                kv = *reinterpret_cast<const uint4*>(kc + row);
+                vv = *reinterpret_cast<const uint4*>(vc + row);
             }
             *reinterpret_cast<uint4*>(sK + r * kStride + c) = kv;
             *reinterpret_cast<uint4*>(sV + r * kStride + c) = vv;
@@ -132,7 +144,7 @@ __global__ void __launch_bounds__(kThreads)
         }
 
         // Scale, mask (causal and past the end), online softmax for rows a and b.
-        const bool need_mask = k0 + kBc - 1 > pos0 + q0 || k0 + kBc > n_keys;
+        const bool need_mask = (causal && k0 + kBc - 1 > pos0 + q0) || k0 + kBc > n_keys;
         float mx_a = -INFINITY, mx_b = -INFINITY;
 #pragma unroll
         for (int nt = 0; nt < kBc / 8; ++nt) {
@@ -141,8 +153,8 @@ __global__ void __launch_bounds__(kThreads)
                 const int64_t key = k0 + nt * 8 + 2 * (lane & 3) + e;
                 float va = s[nt][e] * scale_log2, vb = s[nt][2 + e] * scale_log2;
                 if (need_mask) {
-                    if (key > qpos_a || key >= n_keys) va = -INFINITY;
-                    if (key > qpos_b || key >= n_keys) vb = -INFINITY;
+                    if ((causal && key > qpos_a) || key >= n_keys) va = -INFINITY;
+                    if ((causal && key > qpos_b) || key >= n_keys) vb = -INFINITY;
                 }
                 s[nt][e] = va;
                 s[nt][2 + e] = vb;
@@ -221,8 +233,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <int HD>
-void launch(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
-            const int32_t* pos0_dev, int n_head, int n_kv, float* out, cudaStream_t s) {
+void launch(const AttnParams& p, cudaStream_t s) {
     const size_t smem = size_t(3) * kBr * (HD + 8) * sizeof(__half);
     static bool configured = false;  // one attribute call per instance
     if (!configured) {
@@ -230,25 +241,24 @@ void launch(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_to
             attn_f16_mma_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
         configured = true;
     }
-    const float scale_log2 = 1.4426950408889634f / sqrtf(float(HD));
-    const dim3 grid(unsigned((n_tokens + kBr - 1) / kBr), unsigned(n_head));
-    attn_f16_mma_kernel<HD><<<grid, kThreads, smem, s>>>(
-        q, reinterpret_cast<const __half*>(kc), reinterpret_cast<const __half*>(vc), n_tokens,
-        pos0_dev, n_head, n_kv, scale_log2, out);
+    const float scale_log2 = p.softmax_scale > 0.f ? 1.4426950408889634f * p.softmax_scale
+                                                   : 1.4426950408889634f / sqrtf(float(HD));
+    const dim3 grid(unsigned((p.max_q + kBr - 1) / kBr), unsigned(p.n_head), unsigned(p.n_seqs));
+    attn_f16_mma_kernel<HD><<<grid, kThreads, smem, s>>>(p, scale_log2);
     LLM8_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
-bool attention_f16_mma(const float* q, const uint16_t* kc, const uint16_t* vc, int64_t n_tokens,
-                       const int32_t* pos0_dev, int n_head, int n_head_kv, int head_dim, float* out,
-                       cudaStream_t s) {
-    switch (head_dim) {
+bool attention_f16_mma(const AttnParams& p, cudaStream_t s) {
+    if (p.kv.type != KvType::f16) return false;
+    if (p.n_tokens == 0) return true;
+    switch (p.head_dim) {
         case 64:
-            launch<64>(q, kc, vc, n_tokens, pos0_dev, n_head, n_head_kv, out, s);
+            launch<64>(p, s);
             return true;
         case 128:
-            launch<128>(q, kc, vc, n_tokens, pos0_dev, n_head, n_head_kv, out, s);
+            launch<128>(p, s);
             return true;
         default:
             return false;

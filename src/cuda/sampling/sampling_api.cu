@@ -3,6 +3,8 @@
 // so a call can be captured in a CUDA graph once llm8_sample_cuda_prepare() has run.
 #include <cuda_runtime.h>
 
+#include "cuda/tuning.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -62,25 +64,15 @@ int prepare_locked(int dev) {
         return fail_cuda(e, "llm8_sample_cuda: device query");
     e = llm8::cuda_sampling::prepare_sample_cluster_sm90();
     if (e != cudaSuccess) return fail_cuda(e, "llm8_sample_cuda: kernel attributes");
-    // LLM8_SAMPLING_FUSED=0: one more cluster barrier per top-k row (for comparisons)
-    const char* fused = std::getenv("LLM8_SAMPLING_FUSED");
-    if (fused != nullptr && fused[0] == '0') llm8::cuda_sampling::set_fused(false);
-    // LLM8_SAMPLING_TOPK=0: every row on the cluster kernel (for comparisons);
-    // LLM8_SAMPLING_SPLIT=N: N blocks per row on the top-k kernel (sweeps)
-    const char* topk = std::getenv("LLM8_SAMPLING_TOPK");
-    if (topk != nullptr && topk[0] == '0') g_topk_off = true;
-    const char* split = std::getenv("LLM8_SAMPLING_SPLIT");
-    if (split != nullptr && std::atoi(split) > 0)
-        llm8::cuda_sampling::set_topk_split(std::atoi(split));
-    // A/B switches for the launch behind the top-k kernel (benchmarks): LLM8_SAMPLING_PDL=0
-    // launches it without programmatic dependence; LLM8_SAMPLING_FALLBACK_C=N forces its cluster
-    const char* pdl = std::getenv("LLM8_SAMPLING_PDL");
-    if (pdl != nullptr && pdl[0] == '0') g_pdl = false;
-    const char* fc = std::getenv("LLM8_SAMPLING_FALLBACK_C");
-    if (fc != nullptr && std::atoi(fc) > 0) g_fallback_c = std::atoi(fc);
-    const char* finish = std::getenv("LLM8_SAMPLING_FINISH");
-    if (finish != nullptr && std::string(finish) == "warp") llm8::cuda_sampling::set_finish_mode(1);
-    if (finish != nullptr && std::string(finish) == "rank") llm8::cuda_sampling::set_finish_mode(2);
+    // A/B switches (cuda/tuning.h): the fused top-k barrier, the top-k kernel, its blocks per
+    // row, PDL behind it, the fallback's cluster size, the finish mode.
+    const llm8::cuda::Tuning& t = llm8::cuda::tuning();
+    if (!t.sampling_fused) llm8::cuda_sampling::set_fused(false);
+    if (!t.sampling_topk) g_topk_off = true;
+    if (t.sampling_split > 0) llm8::cuda_sampling::set_topk_split(t.sampling_split);
+    if (!t.sampling_pdl) g_pdl = false;
+    if (t.sampling_fallback_c > 0) g_fallback_c = t.sampling_fallback_c;
+    if (t.sampling_finish > 0) llm8::cuda_sampling::set_finish_mode(t.sampling_finish);
     d.prepared = true;
     return LLM8_SAMPLING_OK;
 }

@@ -1,0 +1,88 @@
+// The attention parameter struct shared by every backend (CPU reference, CUDA kernels): one
+// struct per op family, as FlashAttention-3's Flash_fwd_params, so that adding a mode or a
+// cache type adds fields, not positional arguments. Plain C++: no CUDA types. Pointers are host
+// memory for the CPU backend and device memory for the CUDA one.
+//
+// A batch holds n_seqs sequences; sequence s owns the query rows [q_start[s], q_start[s+1]) of
+// q/out (its new tokens of this step, concatenated) and sees kv_len[s] keys: its cached tokens
+// plus the new ones, which the K/V store has already written. Causal masks are aligned to the
+// end: query i of a sequence with q_len queries sits at position kv_len - q_len + i and sees
+// keys [0, kv_len - q_len + i] (chunked prefill and decode alike).
+//
+// Keys live in the paged cache (KvCacheView): a pool of blocks of block_size token rows per
+// layer; key j of sequence s is row block_tables[s * max_blocks + j / block_size] * block_size
+// + j % block_size of the pool.
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+namespace llm8 {
+
+// Element type of the KV cache. F16 on the GPU and F32 on the CPU today; INT8 (with per-token
+// scales) is the next one, and every reader and writer switches on this field.
+enum class KvType : int { f32 = 0, f16 = 1 };
+inline const char* kv_type_name(KvType t) {
+    return t == KvType::f16 ? "f16" : "f32";
+}
+inline int kv_type_bytes(KvType t) {
+    return t == KvType::f16 ? 2 : 4;
+}
+
+// Attention modes of the per-layer plan. Only f16 exists today; the 8-bit modes (sage, int8)
+// and the accuracy guard add entries here and in the plan's chooser.
+enum class AttnMode : int { f16 = 0 };
+inline const char* attn_mode_name(AttnMode m) {
+    return m == AttnMode::f16 ? "f16" : "?";
+}
+
+// One layer's K and V pools and the block tables of the sequences of a batch.
+struct KvCacheView {
+    KvType type = KvType::f16;
+    void* k = nullptr;  // [n_blocks * block_size, kv_dim] elements of `type`
+    void* v = nullptr;  // same
+    int kv_dim = 0;     // n_head_kv * head_dim
+    int block_size = 0;  // tokens per block, a power of two
+    int block_shift = 0;  // log2(block_size)
+    const int32_t* block_tables = nullptr;  // [n_seqs, max_blocks] block ids
+    int max_blocks = 0;                     // row stride of block_tables
+
+    // The pool row of key j of sequence s (host code and kernels alike).
+#ifdef __CUDACC__
+    __host__ __device__
+#endif
+        int64_t
+        row(int s, int j) const {
+        return int64_t(block_tables[int64_t(s) * max_blocks + (j >> block_shift)])
+                   << block_shift |
+               int64_t(j & (block_size - 1));
+    }
+};
+
+struct AttnParams {
+    const float* q = nullptr;  // [n_tokens, n_head * head_dim]
+    float* out = nullptr;      // [n_tokens, n_head * head_dim]
+    KvCacheView kv;
+    int n_seqs = 0;
+    int n_tokens = 0;                // q_start[n_seqs]
+    const int32_t* q_start = nullptr;  // [n_seqs + 1] first query row of each sequence
+    const int32_t* kv_len = nullptr;   // [n_seqs] keys each sequence sees (cached + new)
+    int max_q = 0;                   // bound on q_start[s+1] - q_start[s] (sizes the grid)
+    int max_kv = 0;                  // bound on kv_len[s] (sizes the key splits)
+    int n_head = 0, n_head_kv = 0, head_dim = 0;
+    bool causal = true;
+    float softmax_scale = 0.f;  // 0: 1/sqrt(head_dim)
+    AttnMode mode = AttnMode::f16;
+    // CUDA only: split-KV partials (attention_workspace_floats) and, optionally, the output
+    // also written as int8 per 32 dims with (scale, sum) pairs for the next decode GEMV.
+    float* ws = nullptr;
+    size_t ws_floats = 0;
+    int8_t* q8 = nullptr;
+    float* q8_ds = nullptr;
+
+    float scale() const {
+        return softmax_scale > 0.f ? softmax_scale : 1.0f / std::sqrt(float(head_dim));
+    }
+};
+
+}  // namespace llm8

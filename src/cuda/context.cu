@@ -1,0 +1,338 @@
+// Device contexts (cuda/context.h): allocation, the per-layer plan, the step metadata upload,
+// decode graphs, copy on write of KV blocks, and the GPU sampler on the last step's logits.
+#include <algorithm>
+#include <cstring>
+
+#include "cuda/backend.h"
+#include "cuda/context.h"
+#include "gguf/quants.h"
+#include "llm8/sampling_cuda.h"
+
+namespace llm8 {
+namespace cuda {
+
+DeviceContext::~DeviceContext() {
+    for (auto& g : graphs) cudaGraphExecDestroy(g.second);
+    if (cublas) cublasDestroy(cublas);
+    if (stream) cudaStreamDestroy(stream);
+    if (h_meta) cudaFreeHost(h_meta);
+    if (h_logits) cudaFreeHost(h_logits);
+    if (h_sample) cudaFreeHost(h_sample);
+}
+
+namespace {
+
+void destroy_context(DeviceContext* c) {
+    delete c;
+}
+
+// ---- the per-layer plan -------------------------------------------------------------------
+
+// The one-token GEMV a group of matrices can share: one kind for all (same type and row length).
+ActKind group_kind(const DeviceMatrix* w, int count) {
+    const ActKind k = decode_act_kind(w[0]);
+    for (int i = 1; i < count; ++i)
+        if (decode_act_kind(w[i]) != k || w[i].type != w[0].type || w[i].ne0 != w[0].ne0)
+            return ActKind::none;
+    return k;
+}
+
+std::string describe(ActKind k, const DeviceMatrix& w) {
+    const std::string t = type_name(w.type);
+    switch (k) {
+        case ActKind::q8:
+            return "int8 dp4a GEMV (" + t + " split)";
+        case ActKind::f32:
+            return "GEMV, float act (" + t + ")";
+        default:
+            return "gemv (" + t + ")";
+    }
+}
+
+// The chooser: one place where weight types, shapes and the head dim decide each layer's
+// kernels. The 8-bit attention modes and the accuracy guard will fill in `attn` here.
+void build_plan(DeviceContext& c) {
+    const DeviceModel& m = *c.dm;
+    const HParams& hp = m.hp;
+    const Tuning& tu = tuning();
+    for (const DeviceLayer& L : m.layers) {
+        LayerPath P;
+        const DeviceMatrix qkv[3] = {L.wq, L.wk, L.wv};
+        const DeviceMatrix gu[2] = {L.w_gate, L.w_up};
+        P.qkv = group_kind(qkv, 3);
+        P.wo = group_kind(&L.wo, 1);
+        P.gate_up = group_kind(gu, 2);
+        P.down = group_kind(&L.w_down, 1);
+        P.fuse_rope = tu.fuse_rope && P.qkv != ActKind::none && hp.rope == RopeLayout::norm &&
+                      !L.q_norm && hp.head_dim % 2 == 0 && hp.n_rot % 2 == 0 &&
+                      hp.n_rot <= hp.head_dim && L.wk.ne1 == L.wv.ne1 &&
+                      L.wq.ne1 % hp.head_dim == 0 && L.wk.ne1 % hp.head_dim == 0;
+        c.paths.push_back(P);
+
+        LayerPlan lp;
+        lp.attn = attn_mode_name(AttnMode::f16);
+        const int G = hp.n_head / hp.n_head_kv;
+        lp.attn_prefill = attention_kernel_name(hp.head_dim, G, 16);
+        lp.attn_decode = attention_kernel_name(hp.head_dim, G, 1);
+        lp.matmul_decode = describe(P.qkv, L.wq);
+        if (P.fuse_rope) lp.matmul_decode += " +RoPE/KV";
+        lp.matmul_batch = "gemv <=8 tokens, else f16 tiles + cuBLAS";
+        c.plan.push_back(lp);
+    }
+}
+
+// ---- step metadata --------------------------------------------------------------------------
+
+// Lays the step's integers out in h_meta and points st at their device copies. Graph steps
+// (all decode, every row's logits) use the full table stride, so a graph captured for n
+// sequences replays with any block tables.
+size_t pack_step(DeviceContext& c, const ForwardBatch& b, bool graph, Step* st) {
+    const int n = b.n_tokens(), ns = b.n_seqs(), n_out = int(b.out_rows.size());
+    const int stride = graph ? c.n_blocks : std::max(1, b.max_blocks);
+    size_t off = 0;
+    int32_t* h = c.h_meta;
+    const int32_t* d = c.meta.get();
+    auto put = [&](const int32_t* src, size_t count, const int32_t** dst) {
+        std::memcpy(h + off, src, count * sizeof(int32_t));
+        *dst = d + off;
+        off += count;
+    };
+    put(b.tokens.data(), size_t(n), &st->tokens);
+    put(b.pos.data(), size_t(n), &st->pos);
+    put(b.slots.data(), size_t(n), &st->slots);
+    put(b.q_start.data(), size_t(ns) + 1, &st->q_start);
+    put(b.kv_len.data(), size_t(ns), &st->kv_len);
+    put(b.out_rows.data(), size_t(n_out), &st->out_rows);
+    st->tables = d + off;
+    for (int sq = 0; sq < ns; ++sq) {
+        const int32_t* row = b.block_tables.data() + size_t(sq) * size_t(b.max_blocks);
+        std::memcpy(h + off, row, size_t(b.max_blocks) * sizeof(int32_t));
+        std::fill(h + off + b.max_blocks, h + off + stride, 0);
+        off += size_t(stride);
+    }
+    st->table_stride = stride;
+    st->n = n;
+    st->n_seqs = ns;
+    st->max_q = b.max_q;
+    st->max_kv = graph ? int(c.pool_rows) : b.max_kv;
+    st->n_out = n_out;
+    // Contiguous out rows need no gather.
+    st->out_first = n_out > 0 && b.out_rows.back() - b.out_rows.front() == n_out - 1
+                        ? b.out_rows.front()
+                        : -1;
+    return off;
+}
+
+}  // namespace
+
+size_t kv_bytes_per_block(const DeviceModel& dm, int block_size) {
+    return size_t(2) * dm.hp.n_layer * size_t(block_size) * size_t(dm.hp.kv_dim()) * 2;
+}
+
+const std::vector<LayerPlan>& plan(const DeviceContext& c) {
+    return c.plan;
+}
+
+std::unique_ptr<DeviceContext, void (*)(DeviceContext*)> create_context(
+    std::shared_ptr<DeviceModel> dm, int n_blocks, int block_size, int n_batch, int n_seq_max) {
+    std::unique_ptr<DeviceContext, void (*)(DeviceContext*)> c(new DeviceContext(),
+                                                               destroy_context);
+    LLM8_CUDA_CHECK(cudaSetDevice(dm->device));
+    const HParams& hp = dm->hp;
+    c->dm = dm;
+    c->n_blocks = n_blocks;
+    c->block_size = block_size;
+    while ((1 << c->block_shift) < block_size) ++c->block_shift;
+    c->n_batch = n_batch;
+    c->n_seq_max = n_seq_max;
+    c->pool_rows = int64_t(n_blocks) * block_size;
+    LLM8_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    LLM8_CUBLAS_CHECK(cublasCreate(&c->cublas));
+    LLM8_CUBLAS_CHECK(cublasSetStream(c->cublas, c->stream));
+    c->prof.set_stream(c->stream);
+    const size_t B = size_t(n_batch), E = size_t(hp.n_embd), Q = size_t(hp.q_dim()),
+                 KV = size_t(hp.kv_dim()), F = size_t(hp.n_ff);
+    c->kc.resize(size_t(hp.n_layer) * size_t(c->pool_rows) * KV);
+    c->vc.resize(c->kc.size());
+    c->x.resize(B * E);
+    c->xn.resize(B * E);
+    c->xg.resize(B * E);
+    c->q.resize(B * Q);
+    c->k.resize(B * KV);
+    c->v.resize(B * KV);
+    c->att.resize(B * Q);
+    c->o.resize(B * E);
+    c->gate.resize(B * F);
+    c->up.resize(B * F);
+    c->logits.resize(B * size_t(hp.n_vocab));
+    const size_t widest = std::max({E, Q, F});
+    c->act_q.resize(widest);
+    c->act_ds.resize(widest / 32 * 2 + 2);
+    c->sample_out.resize(2);
+    c->sample_ws.resize(llm8_sample_cuda_workspace_size(1, int32_t(hp.n_vocab)));
+    LLM8_CUDA_CHECK(cudaMemset(c->sample_ws.get(), 0, c->sample_ws.size()));
+    size_t ws = 0;
+    const DeviceModel& m = *dm;
+    auto need = [&](const DeviceMatrix& w) {
+        ws = std::max(ws, matmul_workspace_elems(w, int64_t(B)));
+    };
+    need(m.output);
+    for (const DeviceLayer& L : m.layers)
+        for (const DeviceMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+            need(*w);
+    c->mm_ws.resize(std::max<size_t>(ws, 1));
+    // Attention partials: every split one decode token may take, and for batches as many as
+    // fit in 128 MiB (the kernels take fewer splits when the workspace is smaller).
+    const int max_keys = int(std::min<int64_t>(c->pool_rows, 1 << 30));
+    const size_t one = attention_workspace_floats(1, hp.n_head, hp.head_dim, max_keys);
+    const size_t many = std::min<size_t>(
+        attention_workspace_floats(int64_t(B), hp.n_head, hp.head_dim, max_keys), 32u << 20);
+    c->attn_ws.resize(std::max(one, many));
+    // Step metadata: 6 arrays of at most n_batch (+1) entries and the block tables.
+    const size_t seqs = size_t(std::min(n_batch, n_seq_max));
+    c->meta_cap = 6 * (B + 1) + seqs * size_t(n_blocks);
+    c->meta.resize(c->meta_cap);
+    LLM8_CUDA_CHECK(cudaMallocHost(&c->h_meta, c->meta_cap * sizeof(int32_t)));
+    build_plan(*c);
+    return c;
+}
+
+void copy_blocks(DeviceContext& c, const std::vector<std::pair<int32_t, int32_t>>& copies) {
+    if (copies.empty()) return;
+    LLM8_CUDA_CHECK(cudaSetDevice(c.dm->device));
+    std::vector<int32_t> flat;
+    for (auto& p : copies) {
+        flat.push_back(p.first);
+        flat.push_back(p.second);
+    }
+    c.pairs.resize(std::max(c.pairs.size(), flat.size()));
+    LLM8_CUDA_CHECK(cudaMemcpyAsync(c.pairs.get(), flat.data(), flat.size() * sizeof(int32_t),
+                                    cudaMemcpyHostToDevice, c.stream));
+    const HParams& hp = c.dm->hp;
+    const size_t layer = size_t(c.pool_rows) * size_t(hp.kv_dim());
+    for (int il = 0; il < hp.n_layer; ++il)
+        for (uint16_t* pool : {c.kc.get(), c.vc.get()})
+            copy_kv_blocks(pool + size_t(il) * layer, c.pairs.get(), int(copies.size()),
+                           c.block_size, hp.kv_dim(), c.stream);
+    LLM8_CUDA_CHECK(cudaStreamSynchronize(c.stream));  // `flat` goes out of scope
+}
+
+void forward(DeviceContext& c, const ForwardBatch& b, float* logits) {
+    const int n = b.n_tokens();
+    if (n < 1 || n > c.n_batch) fail(ErrorKind::invalid_arg, "CUDA forward: bad token count");
+    LLM8_CUDA_CHECK(cudaSetDevice(c.dm->device));
+    const int n_out = int(b.out_rows.size());
+    // All-decode steps whose every row wants logits replay a graph captured for that count.
+    const bool graph = tuning().graphs && !c.prof.on() && b.all_decode() && n_out == n;
+    Step st;
+    const size_t used = pack_step(c, b, graph, &st);
+    LLM8_CUDA_CHECK(cudaMemcpyAsync(c.meta.get(), c.h_meta, used * sizeof(int32_t),
+                                    cudaMemcpyHostToDevice, c.stream));
+    if (graph) {
+        auto it = c.graphs.find(n);
+        if (it == c.graphs.end()) {
+            cudaGraph_t g;
+            LLM8_CUDA_CHECK(cudaStreamBeginCapture(c.stream, cudaStreamCaptureModeThreadLocal));
+            try {
+                forward_step(c, st);
+            } catch (...) {
+                cudaStreamEndCapture(c.stream, &g);
+                throw;
+            }
+            LLM8_CUDA_CHECK(cudaStreamEndCapture(c.stream, &g));
+            cudaGraphExec_t exec;
+            LLM8_CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
+            LLM8_CUDA_CHECK(cudaGraphDestroy(g));
+            it = c.graphs.emplace(n, exec).first;
+        }
+        LLM8_CUDA_CHECK(cudaGraphLaunch(it->second, c.stream));
+    } else {
+        forward_step(c, st);
+        c.prof.collect();
+    }
+    c.last_n_out = n_out;
+    const size_t count = size_t(n_out) * size_t(c.dm->hp.n_vocab);
+    if (logits && count > 0) {
+        if (c.h_logits_n < count) {
+            if (c.h_logits) cudaFreeHost(c.h_logits);
+            c.h_logits = nullptr;
+            LLM8_CUDA_CHECK(cudaMallocHost(&c.h_logits, count * sizeof(float)));
+            c.h_logits_n = count;
+        }
+        LLM8_CUDA_CHECK(cudaMemcpyAsync(c.h_logits, c.logits.get(), count * sizeof(float),
+                                        cudaMemcpyDeviceToHost, c.stream));
+        LLM8_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+        std::memcpy(logits, c.h_logits, count * sizeof(float));
+    } else if (logits || count == 0) {
+        LLM8_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+    }
+    // Without logits the step stays queued: sample() follows on the same stream.
+}
+
+int32_t sample(DeviceContext& c, int row, const SampleRequest& req, int32_t* status) {
+    static const bool prepared = [] {
+        if (llm8_sample_cuda_prepare() != LLM8_SAMPLING_OK)
+            fail(ErrorKind::runtime,
+                 std::string("GPU sampler: ") + llm8_sample_cuda_error_string(LLM8_SAMPLING_ECUDA));
+        return true;
+    }();
+    (void)prepared;
+    if (row < 0 || row >= c.last_n_out)
+        fail(ErrorKind::invalid_arg, "GPU sampler: no logits row " + std::to_string(row));
+    // Parameters, penalty window and bias go up through one pinned staging buffer.
+    llm8_sampling_row_params p = req.params;
+    p.penalty_begin = 0;
+    p.penalty_count = int32_t(req.penalty_window.size());
+    p.bias_begin = 0;
+    p.bias_count = int32_t(req.bias_tokens.size());
+    p.flags = 0;
+    const size_t n_pen = req.penalty_window.size(), n_bias = req.bias_tokens.size();
+    const size_t bytes = sizeof(p) + 4 * (n_pen + 2 * n_bias) + 64;
+    if (c.h_sample_n < bytes) {
+        // The stream may still read the old staging buffer.
+        LLM8_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+        if (c.h_sample) cudaFreeHost(c.h_sample);
+        c.h_sample = nullptr;
+        LLM8_CUDA_CHECK(cudaMallocHost(&c.h_sample, bytes));
+        c.h_sample_n = bytes;
+        c.d_sample.resize(bytes);
+    }
+    uint8_t* h = c.h_sample;
+    std::memcpy(h, &p, sizeof(p));
+    const size_t pen_off = (sizeof(p) + 15) / 16 * 16;
+    const size_t bt_off = pen_off + 4 * n_pen;
+    const size_t bv_off = bt_off + 4 * n_bias;
+    if (n_pen) std::memcpy(h + pen_off, req.penalty_window.data(), 4 * n_pen);
+    if (n_bias) {
+        std::memcpy(h + bt_off, req.bias_tokens.data(), 4 * n_bias);
+        std::memcpy(h + bv_off, req.bias_values.data(), 4 * n_bias);
+    }
+    const size_t used = bv_off + 4 * n_bias;
+    LLM8_CUDA_CHECK(cudaMemcpyAsync(c.d_sample.get(), h, used, cudaMemcpyHostToDevice, c.stream));
+    uint8_t* d = c.d_sample.get();
+    const int64_t V = c.dm->hp.n_vocab;
+    llm8_sampling_args a{};
+    a.logits = c.logits.get() + int64_t(row) * V;
+    a.batch = 1;
+    a.vocab = int32_t(V);
+    a.ld = V;
+    a.params = reinterpret_cast<llm8_sampling_row_params*>(d);
+    a.penalty_tokens = n_pen ? reinterpret_cast<const int32_t*>(d + pen_off) : nullptr;
+    a.penalty_counts = nullptr;
+    a.bias_tokens = n_bias ? reinterpret_cast<const int32_t*>(d + bt_off) : nullptr;
+    a.bias_values = n_bias ? reinterpret_cast<const float*>(d + bv_off) : nullptr;
+    a.out_tokens = c.sample_out.get();
+    a.out_status = c.sample_out.get() + 1;
+    const int rc = llm8_sample_cuda(&a, c.sample_ws.get(), c.sample_ws.size(),
+                                    reinterpret_cast<llm8_cuda_stream>(c.stream));
+    if (rc != LLM8_SAMPLING_OK)
+        fail(ErrorKind::runtime, std::string("GPU sampler: ") + llm8_sample_cuda_error_string(rc));
+    LLM8_CUDA_CHECK(cudaMemcpyAsync(c.h_meta, c.sample_out.get(), 2 * sizeof(int32_t),
+                                    cudaMemcpyDeviceToHost, c.stream));
+    LLM8_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+    if (status) *status = c.h_meta[1];
+    return c.h_meta[0];
+}
+
+}  // namespace cuda
+}  // namespace llm8

@@ -1,0 +1,335 @@
+// Context: many sequences over one paged KV cache (include/llm8/engine.h). It checks a batch,
+// reserves cache blocks for it (copying shared blocks on write), cuts it into steps of at most
+// n_batch tokens, turns each step into a ForwardBatch (positions, cache slots, block tables,
+// per-sequence query and key counts) and runs it on the model's backend.
+#include <algorithm>
+#include <cstdio>
+
+#include "common/error.h"
+#include "cpu/ops.h"
+#include "cuda/backend.h"
+#include "llm8/engine.h"
+#include "llm8/sampling.h"
+#include "model/llama.h"
+#include "model/llama_forward.h"
+#include "runtime/kv_cache.h"
+
+namespace llm8 {
+
+struct Context::State {
+    ContextParams params;
+    KvBlockManager kv;
+    // CPU backend
+    CpuKvPools pools;
+    KvStorage storage;
+    ForwardScratch scratch;
+    // CUDA backend
+    std::unique_ptr<cuda::DeviceContext, void (*)(cuda::DeviceContext*)> gpu{nullptr, nullptr};
+    std::vector<LayerPlan> cpu_plan;
+    size_t bytes_per_block = 0;
+
+    std::vector<float> logits;    // [rows with logits, n_vocab]
+    std::vector<int32_t> row_of;  // batch row -> logits row, -1 without
+};
+
+namespace {
+
+// The plan of the CPU backend: one path for every layer (the choices are the GPU's).
+std::vector<LayerPlan> cpu_plan(const HParams& hp) {
+    LayerPlan p;
+    p.attn = attn_mode_name(AttnMode::f16);
+    p.attn_prefill = "cpu exact softmax (f32 cache)";
+    p.attn_decode = p.attn_prefill;
+    p.matmul_decode = "vec_dot_row (fused dequantize-dot)";
+    p.matmul_batch = "dequantized tiles + OpenBLAS sgemm";
+    return std::vector<LayerPlan>(size_t(hp.n_layer), p);
+}
+
+}  // namespace
+
+Context::Context(std::shared_ptr<const Model> model, const ContextParams& params)
+    : model_(std::move(model)), st_(new State()) {
+    if (!model_) fail(ErrorKind::invalid_arg, "Context needs a model");
+    const HParams& hp = model_->impl().hp;
+    State& st = *st_;
+    st.params = params;
+    if (params.n_ctx < 0) fail(ErrorKind::invalid_arg, "context size must be >= 0");
+    if (params.n_batch <= 0) fail(ErrorKind::invalid_arg, "batch size must be > 0");
+    if (params.n_threads < 0) fail(ErrorKind::invalid_arg, "thread count must be >= 0");
+    if (params.n_seq_max <= 0 || params.n_seq_max > 4096)
+        fail(ErrorKind::invalid_arg, "the number of sequences must be in 1..4096");
+    const int n_ctx = params.n_ctx > 0 ? params.n_ctx : hp.n_ctx_train;
+    st.params.n_ctx = n_ctx;
+    const int bs = kKvBlockSize;
+    // Enough blocks for n_ctx tokens, plus one per sequence for the partly filled last blocks.
+    const int64_t n_blocks =
+        (int64_t(n_ctx) + bs - 1) / bs + (params.n_seq_max > 1 ? params.n_seq_max : 0);
+    const double kv_bytes =
+        2.0 * hp.n_layer * double(n_blocks) * bs * hp.kv_dim() * (model_->on_gpu() ? 2 : 4);
+    if (kv_bytes > 64.0 * (1ull << 30))
+        fail(ErrorKind::invalid_arg, "context of " + std::to_string(n_ctx) + " tokens needs a " +
+                                         std::to_string(kv_bytes / (1 << 30)) +
+                                         " GiB KV cache; choose a smaller -c");
+    st.kv.init(int(n_blocks), bs);
+    if (model_->on_gpu()) {
+        st.gpu = cuda::create_context(model_->device_model(), int(n_blocks), bs, params.n_batch,
+                                      params.n_seq_max);
+        st.bytes_per_block = cuda::kv_bytes_per_block(*model_->device_model(), bs);
+    } else {
+        const size_t elems = size_t(hp.n_layer) * size_t(n_blocks) * bs * size_t(hp.kv_dim());
+        try {
+            st.pools.k.assign(elems, 0.0f);
+            st.pools.v.assign(elems, 0.0f);
+        } catch (const std::bad_alloc&) {
+            fail(ErrorKind::runtime, "cannot allocate the " + std::to_string(kv_bytes / (1 << 30)) +
+                                         " GiB KV cache for a context of " + std::to_string(n_ctx) +
+                                         " tokens: choose a smaller -c");
+        }
+        st.storage.type = KvType::f32;
+        st.storage.k = st.pools.k.data();
+        st.storage.v = st.pools.v.data();
+        st.storage.layer_stride = int64_t(n_blocks) * bs * hp.kv_dim();
+        st.storage.kv_dim = hp.kv_dim();
+        st.storage.block_size = bs;
+        st.storage.block_shift = st.kv.block_shift();
+        st.cpu_plan = cpu_plan(hp);
+        st.bytes_per_block = size_t(2) * hp.n_layer * bs * size_t(hp.kv_dim()) * sizeof(float);
+    }
+    if (params.n_threads > 0) cpu::set_threads(params.n_threads);
+}
+
+Context::~Context() = default;
+
+namespace {
+
+// A run of adjacent batch rows of one sequence.
+struct Run {
+    int seq, begin, end;
+};
+
+}  // namespace
+
+void Context::decode(const Batch& batch) {
+    run(batch, true);
+}
+
+int32_t Context::decode_sample(const Batch& batch, Sampler& sampler) {
+    State& st = *st_;
+    if (batch.size() == 0 || batch.logits.size() != batch.size() || !batch.logits.back())
+        fail(ErrorKind::invalid_arg, "decode_sample: the batch's last row must have logits set");
+    if (!st.gpu) {
+        run(batch, true);
+        return sampler.sample(logits(int(batch.size()) - 1));
+    }
+    for (size_t i = 0; i + 1 < batch.size(); ++i)
+        if (batch.logits[i])
+            fail(ErrorKind::invalid_arg, "decode_sample: only the last row may have logits set");
+    run(batch, false);
+    const SamplerParams& p = sampler.params();
+    cuda::SampleRequest req;
+    req.params = gpu_row_params(p, sampler.draws());
+    req.penalty_window = sampler.penalty_window();
+    for (const auto& kv : p.logit_bias) {
+        req.bias_tokens.push_back(kv.first);
+        req.bias_values.push_back(kv.second);
+    }
+    int32_t status = 0;
+    const int row = st.row_of.back();
+    const int32_t tok = cuda::sample(*st.gpu, row, req, &status);
+    st.logits.clear();
+    std::fill(st.row_of.begin(), st.row_of.end(), -1);  // the logits stayed on the device
+    if (tok < 0 || status != 0)
+        fail(ErrorKind::runtime,
+             status == 1 ? "sampler: every logit is NaN or -inf"
+                         : "sampler: bad parameters (GPU status " + std::to_string(status) + ")");
+    sampler.count_external_draw();
+    return tok;
+}
+
+void Context::run(const Batch& b, bool host_logits) {
+    State& st = *st_;
+    const LlamaModel& m = model_->impl();
+    const int n = int(b.size());
+    if (n == 0) fail(ErrorKind::invalid_arg, "decode: no tokens");
+    if (b.pos.size() != b.token.size() || b.seq_id.size() != b.token.size() ||
+        b.logits.size() != b.token.size())
+        fail(ErrorKind::invalid_arg, "decode: the batch's token, pos, seq_id and logits arrays "
+                                     "differ in length");
+    // Validate everything before anything changes: ids, sequences, positions, room.
+    std::vector<Run> runs;
+    for (int i = 0; i < n; ++i) {
+        const int32_t tok = b.token[size_t(i)], seq = b.seq_id[size_t(i)];
+        if (tok < 0 || tok >= m.hp.n_vocab)
+            fail(ErrorKind::invalid_arg, "token id " + std::to_string(tok) +
+                                             " is out of range [0, " +
+                                             std::to_string(m.hp.n_vocab) + ")");
+        if (seq < 0 || seq >= st.params.n_seq_max)
+            fail(ErrorKind::invalid_arg, "sequence id " + std::to_string(seq) +
+                                             " is out of range [0, " +
+                                             std::to_string(st.params.n_seq_max) + ")");
+        if (runs.empty() || runs.back().seq != seq)
+            runs.push_back({seq, i, i + 1});
+        else
+            runs.back().end = i + 1;
+    }
+    std::vector<int> seen;
+    int blocks = 0;
+    for (const Run& r : runs) {
+        if (std::find(seen.begin(), seen.end(), r.seq) != seen.end())
+            fail(ErrorKind::invalid_arg, "decode: the tokens of sequence " + std::to_string(r.seq) +
+                                             " must be adjacent in the batch");
+        seen.push_back(r.seq);
+        const int len = st.kv.length(r.seq);
+        for (int i = r.begin; i < r.end; ++i)
+            if (b.pos[size_t(i)] != len + (i - r.begin))
+                fail(ErrorKind::invalid_arg,
+                     "decode: sequence " + std::to_string(r.seq) + " holds " +
+                         std::to_string(len) + " tokens, so its next position is " +
+                         std::to_string(len + (i - r.begin)) + ", not " +
+                         std::to_string(b.pos[size_t(i)]));
+        blocks += st.kv.blocks_needed(r.seq, r.end - r.begin);
+    }
+    if (blocks > st.kv.n_free())
+        fail(ErrorKind::invalid_arg,
+             "KV cache full: the batch needs " + std::to_string(blocks) + " blocks of " +
+                 std::to_string(st.kv.block_size()) + " tokens, " +
+                 std::to_string(st.kv.n_free()) + " are free (context " +
+                 std::to_string(st.params.n_ctx) + " tokens; raise -c or free sequences)");
+
+    std::vector<std::pair<int32_t, int32_t>> copies;
+    for (const Run& r : runs) st.kv.reserve(r.seq, r.end - r.begin, &copies);
+    if (!copies.empty()) {
+        if (st.gpu) {
+            cuda::copy_blocks(*st.gpu, copies);
+        } else {
+            const size_t rows = size_t(st.kv.block_size()) * size_t(st.storage.kv_dim);
+            for (int il = 0; il < m.hp.n_layer; ++il)
+                for (auto& c : copies)
+                    for (std::vector<float>* pool : {&st.pools.k, &st.pools.v}) {
+                        float* base = pool->data() + size_t(il) * size_t(st.storage.layer_stride);
+                        std::copy_n(base + size_t(c.first) * rows, rows,
+                                    base + size_t(c.second) * rows);
+                    }
+        }
+    }
+
+    // Logits rows in batch order.
+    const size_t V = size_t(m.hp.n_vocab);
+    st.row_of.assign(size_t(n), -1);
+    int n_rows = 0;
+    for (int i = 0; i < n; ++i)
+        if (b.logits[size_t(i)]) st.row_of[size_t(i)] = n_rows++;
+    if (host_logits) st.logits.resize(size_t(n_rows) * V);
+
+    // Steps of at most n_batch tokens; a sequence may continue into the next step.
+    const int nb = st.params.n_batch;
+    ForwardBatch fb;
+    for (int a = 0; a < n; a += nb) {
+        const int e = std::min(n, a + nb);
+        fb = ForwardBatch();
+        fb.tokens.assign(b.token.begin() + a, b.token.begin() + e);
+        fb.pos.assign(b.pos.begin() + a, b.pos.begin() + e);
+        std::vector<Run> step;
+        for (const Run& r : runs) {
+            const int rb = std::max(r.begin, a), re = std::min(r.end, e);
+            if (rb < re) step.push_back({r.seq, rb, re});
+        }
+        for (const Run& r : step)
+            fb.max_blocks = std::max(fb.max_blocks, int(st.kv.blocks(r.seq).size()));
+        fb.q_start.push_back(0);
+        for (const Run& r : step) {
+            const int len = st.kv.length(r.seq);
+            const int q = r.end - r.begin;
+            fb.q_start.push_back(fb.q_start.back() + q);
+            fb.kv_len.push_back(len + q);
+            fb.max_q = std::max(fb.max_q, q);
+            fb.max_kv = std::max(fb.max_kv, len + q);
+            for (int i = 0; i < q; ++i) fb.slots.push_back(int32_t(st.kv.slot(r.seq, len + i)));
+            std::vector<int32_t> t = st.kv.blocks(r.seq);
+            t.resize(size_t(fb.max_blocks), 0);
+            fb.block_tables.insert(fb.block_tables.end(), t.begin(), t.end());
+        }
+        int first_row = -1;
+        for (int i = a; i < e; ++i)
+            if (b.logits[size_t(i)]) {
+                if (first_row < 0) first_row = st.row_of[size_t(i)];
+                fb.out_rows.push_back(i - a);
+            }
+        float* out = host_logits && first_row >= 0 ? st.logits.data() + size_t(first_row) * V
+                                                   : nullptr;
+        if (st.gpu) {
+            cuda::forward(*st.gpu, fb, out);
+        } else {
+            llama_forward_cpu(m, st.storage, fb, out, st.scratch);
+        }
+        for (const Run& r : step) st.kv.commit(r.seq, r.end - r.begin);
+    }
+}
+
+const float* Context::logits(int i) const {
+    const State& st = *st_;
+    if (i < 0 || size_t(i) >= st.row_of.size() || st.row_of[size_t(i)] < 0 || st.logits.empty())
+        fail(ErrorKind::invalid_arg, "logits: batch row " + std::to_string(i) +
+                                         " of the last decode has no logits");
+    return st.logits.data() + size_t(st.row_of[size_t(i)]) * size_t(model_->n_vocab());
+}
+
+int Context::seq_len(int seq) const {
+    return st_->kv.length(seq);
+}
+void Context::seq_fork(int src, int dst) {
+    if (dst < 0 || dst >= st_->params.n_seq_max || src < 0 || src >= st_->params.n_seq_max)
+        fail(ErrorKind::invalid_arg, "seq_fork: sequence id out of range");
+    st_->kv.fork(src, dst);
+}
+void Context::seq_remove(int seq) {
+    st_->kv.remove(seq);
+}
+void Context::clear() {
+    st_->kv.clear();
+    st_->row_of.clear();
+    st_->logits.clear();
+}
+KvMemory Context::kv_memory() const {
+    KvMemory mem = st_->kv.memory(st_->bytes_per_block);
+    mem.type = st_->gpu ? "f16" : "f32";
+    return mem;
+}
+const std::vector<LayerPlan>& Context::plan() const {
+    return st_->gpu ? cuda::plan(*st_->gpu) : st_->cpu_plan;
+}
+std::string Context::plan_report() const {
+    std::string out = "layer plan (" + model_->backend() + "):\n";
+    char line[512];
+    std::snprintf(line, sizeof line, "  %-7s %-5s %-28s %-28s %-36s %s\n", "layers", "attn",
+                  "attention (prefill)", "attention (decode)", "matmul (1 token)",
+                  "matmul (batch)");
+    out += line;
+    const auto& p = plan();
+    // Runs of identical layers on one line.
+    for (size_t i = 0; i < p.size();) {
+        size_t j = i + 1;
+        auto same = [&](const LayerPlan& a, const LayerPlan& c) {
+            return a.attn == c.attn && a.attn_prefill == c.attn_prefill &&
+                   a.attn_decode == c.attn_decode && a.matmul_decode == c.matmul_decode &&
+                   a.matmul_batch == c.matmul_batch;
+        };
+        while (j < p.size() && same(p[i], p[j])) ++j;
+        const std::string range =
+            j - i == 1 ? std::to_string(i) : std::to_string(i) + "-" + std::to_string(j - 1);
+        std::snprintf(line, sizeof line, "  %-7s %-5s %-28s %-28s %-36s %s\n", range.c_str(),
+                      p[i].attn.c_str(), p[i].attn_prefill.c_str(), p[i].attn_decode.c_str(),
+                      p[i].matmul_decode.c_str(), p[i].matmul_batch.c_str());
+        out += line;
+        i = j;
+    }
+    return out;
+}
+int Context::n_ctx() const {
+    return st_->params.n_ctx;
+}
+int Context::n_seq_max() const {
+    return st_->params.n_seq_max;
+}
+
+}  // namespace llm8

@@ -1,0 +1,282 @@
+// The batched forward pass (llm8::Context): the paged KV cache's bookkeeping, 16 sequences of
+// different lengths in one batch against their solo runs (prefill chunks and decode mixed in
+// every step), forked sequences sharing their prefix, and bad batches. On the CPU always, on
+// the GPU when there is one (same checks; logits within the half-precision tolerance).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cuda_test_util.h"
+#include "llm8/engine.h"
+#include "llm8/sampling.h"
+#include "runtime/kv_cache.h"
+#include "test_util.h"
+
+namespace {
+
+// ---- the block manager ------------------------------------------------------------------------
+
+TEST(KvBlocks, ReserveCommitAndSlots) {
+    llm8::KvBlockManager kv;
+    kv.init(8, 4);
+    std::vector<std::pair<int32_t, int32_t>> copies;
+    kv.reserve(3, 6, &copies);  // 2 blocks
+    EXPECT_TRUE(copies.empty());
+    kv.commit(3, 6);
+    EXPECT_EQ(kv.length(3), 6);
+    EXPECT_EQ(kv.blocks(3).size(), 2u);
+    EXPECT_EQ(kv.n_free(), 6);
+    for (int p = 0; p < 6; ++p)
+        EXPECT_EQ(kv.slot(3, p), int64_t(kv.blocks(3)[size_t(p / 4)]) * 4 + p % 4);
+    kv.reserve(3, 2, &copies);  // fits the second block
+    kv.commit(3, 2);
+    EXPECT_EQ(kv.blocks(3).size(), 2u);
+    kv.remove(3);
+    EXPECT_EQ(kv.n_free(), 8);
+    EXPECT_EQ(kv.length(3), 0);
+}
+
+TEST(KvBlocks, ForkSharesBlocksAndCopiesAPartlyFilledOneOnWrite) {
+    llm8::KvBlockManager kv;
+    kv.init(16, 4);
+    std::vector<std::pair<int32_t, int32_t>> copies;
+    kv.reserve(0, 10, &copies);  // blocks a b c, c holds 2 tokens
+    kv.commit(0, 10);
+    kv.fork(0, 1);
+    kv.fork(0, 2);
+    llm8::KvMemory m = kv.memory(100);
+    EXPECT_EQ(m.blocks_used, 3);
+    EXPECT_EQ(m.blocks_shared, 3);
+    EXPECT_EQ(m.tokens, 30);
+    EXPECT_EQ(m.bytes_used, 300u);
+    EXPECT_EQ(kv.blocks(1), kv.blocks(0));
+    // Appending to seq 1 copies the shared partly filled block first.
+    EXPECT_EQ(kv.blocks_needed(1, 1), 1);
+    kv.reserve(1, 1, &copies);
+    kv.commit(1, 1);
+    ASSERT_EQ(copies.size(), 1u);
+    EXPECT_EQ(copies[0].first, kv.blocks(0)[2]);
+    EXPECT_EQ(copies[0].second, kv.blocks(1)[2]);
+    EXPECT_NE(kv.blocks(1)[2], kv.blocks(0)[2]);
+    EXPECT_EQ(kv.blocks(1)[0], kv.blocks(0)[0]);  // full blocks stay shared
+    // Seq 2 still shares c with seq 0; removing 0 leaves c to 2 alone, no copy then.
+    kv.remove(0);
+    copies.clear();
+    kv.reserve(2, 3, &copies);
+    kv.commit(2, 3);
+    EXPECT_TRUE(copies.empty());
+    // Out of blocks: a clear error, nothing changed.
+    const int free_before = kv.n_free();
+    EXPECT_THROW(kv.reserve(5, 1000, &copies), llm8::Error);
+    EXPECT_EQ(kv.n_free(), free_before);
+    EXPECT_FALSE(kv.has(5));
+    EXPECT_THROW(kv.fork(2, 2), llm8::Error);
+    EXPECT_THROW(kv.fork(1, 2), llm8::Error);  // 2 exists
+}
+
+// ---- whole forwards ---------------------------------------------------------------------------
+
+double rel_err(const float* a, const float* b, int n) {
+    double num = 0, den = 0;
+    for (int i = 0; i < n; ++i) {
+        if (!std::isfinite(a[i])) return INFINITY;
+        num = std::max(num, std::fabs(double(a[i]) - b[i]));
+        den = std::max(den, std::fabs(double(b[i])));
+    }
+    return num / std::max(den, 1e-12);
+}
+
+struct Solo {
+    std::vector<int32_t> tokens;              // prompt + generated
+    std::vector<std::vector<float>> logits;  // per position
+};
+
+// Greedy generation of n tokens after the prompt, one sequence alone.
+Solo solo_run(const std::shared_ptr<const llm8::Model>& m, const std::vector<int32_t>& prompt,
+              int n) {
+    Solo r;
+    const int V = m->n_vocab();
+    llm8::Session s(m, {512, 512, 0});
+    s.decode(prompt, true);
+    r.tokens = prompt;
+    for (size_t i = 0; i < prompt.size(); ++i)
+        r.logits.emplace_back(s.logits(int(i)), s.logits(int(i)) + V);
+    for (int i = 0; i < n; ++i) {
+        const int32_t t = llm8::argmax(r.logits.back().data(), V);
+        r.tokens.push_back(t);
+        if (i + 1 == n) break;
+        s.decode(&t, 1);
+        r.logits.emplace_back(s.logits(), s.logits() + V);
+    }
+    return r;
+}
+
+std::vector<std::vector<int32_t>> prompts(const llm8::Model& m, int count) {
+    const char* texts[] = {"Once upon a time", "The cat", "Lily and Tom went to the park to play",
+                           "One day", "A big red ball", "She was happy", "The sun", "Tim had a dog"};
+    std::vector<std::vector<int32_t>> out;
+    for (int i = 0; i < count; ++i) {
+        std::string t = texts[i % 8];
+        for (int r = 0; r < i / 8; ++r) t += " and then";
+        out.push_back(m.tokenize(t, true));
+    }
+    return out;
+}
+
+// 16 sequences in one batch per step: each step, sequence s feeds its next chunk of 1 + (s + step)
+// % 5 pending tokens (prompt chunks and decode tokens mixed), wanting the logits of the chunk's
+// last token, and generates greedily once its prompt is in. Every sequence must produce the
+// tokens of its solo run, its logits within tol of the solo logits.
+void batch_equals_solo(const std::shared_ptr<const llm8::Model>& m, double tol) {
+    const int S = 16, N = 24, V = m->n_vocab();
+    const auto ps = prompts(*m, S);
+    std::vector<Solo> solo;
+    for (const auto& p : ps) solo.push_back(solo_run(m, p, N));
+
+    llm8::Context ctx(m, {S * 80, S, 64, 0});
+    std::vector<std::vector<int32_t>> got(static_cast<size_t>(S));
+    std::vector<size_t> fed(static_cast<size_t>(S), 0);
+    for (int s = 0; s < S; ++s) got[size_t(s)] = ps[size_t(s)];
+    double worst = 0;
+    for (int step = 0; step < 200; ++step) {
+        llm8::Batch b;
+        std::vector<int> row_seq;
+        for (int s = 0; s < S; ++s) {
+            auto& g = got[size_t(s)];
+            if (g.size() >= ps[size_t(s)].size() + size_t(N)) continue;  // done
+            const size_t pending = g.size() - fed[size_t(s)];
+            const size_t chunk = std::min(pending, size_t(1 + (s + step) % 5));
+            for (size_t i = 0; i < chunk; ++i) {
+                const size_t p = fed[size_t(s)] + i;
+                b.add(g[p], int32_t(p), s, i + 1 == chunk);
+                row_seq.push_back(i + 1 == chunk ? s : -1);
+            }
+            fed[size_t(s)] += chunk;
+        }
+        if (b.size() == 0) break;
+        ctx.decode(b);
+        for (size_t r = 0; r < b.size(); ++r) {
+            const int s = row_seq[r];
+            if (s < 0) continue;
+            const size_t p = size_t(b.pos[r]);
+            const float* lg = ctx.logits(int(r));
+            worst = std::max(worst, rel_err(lg, solo[size_t(s)].logits[p].data(), V));
+            auto& g = got[size_t(s)];
+            if (p + 1 == g.size()) g.push_back(llm8::argmax(lg, V));  // prompt all in
+        }
+    }
+    for (int s = 0; s < S; ++s) {
+        EXPECT_EQ(got[size_t(s)], solo[size_t(s)].tokens) << "sequence " << s;
+        EXPECT_EQ(ctx.seq_len(s), int(solo[size_t(s)].tokens.size()) - 1);
+    }
+    std::printf("%s: worst logits error against the solo runs %.3g\n", m->backend().c_str(), worst);
+    EXPECT_LT(worst, tol);
+}
+
+// A prefix of 70 tokens prefilled once and forked to 3 more sequences that continue
+// differently: shared blocks in the memory report, logits equal to solo runs of prefix +
+// continuation.
+void fork_shares_prefix(const std::shared_ptr<const llm8::Model>& m, double tol) {
+    const int V = m->n_vocab();
+    std::vector<int32_t> prefix;
+    for (int i = 0; i < 70; ++i) prefix.push_back(int32_t(1 + (i * 37) % (V - 1)));
+    llm8::Context ctx(m, {1024, 4, 512, 0});
+    llm8::Batch b;
+    for (size_t i = 0; i < prefix.size(); ++i) b.add(prefix[i], int32_t(i), 0, false);
+    ctx.decode(b);
+    const llm8::KvMemory before = ctx.kv_memory();
+    for (int s = 1; s < 4; ++s) ctx.seq_fork(0, s);
+    const llm8::KvMemory after = ctx.kv_memory();
+    EXPECT_EQ(after.blocks_used, before.blocks_used);  // nothing copied
+    EXPECT_EQ(after.blocks_shared, before.blocks_used);
+    EXPECT_EQ(after.tokens, 4 * 70);
+    EXPECT_EQ(after.n_seqs, 4);
+    // Each continues with its own 5 tokens, all four in one batch.
+    b.clear();
+    for (int s = 0; s < 4; ++s)
+        for (int i = 0; i < 5; ++i)
+            b.add(int32_t(1 + (s * 50 + i * 7) % (V - 1)), 70 + i, s, i == 4);
+    ctx.decode(b);
+    const llm8::KvMemory end = ctx.kv_memory();
+    // The one partly filled shared block (70 = 64 + 6) was copied for 3 of the 4 sequences;
+    // the full first block stays shared.
+    EXPECT_EQ(end.blocks_used, before.blocks_used + 3);
+    EXPECT_EQ(end.blocks_shared, 1);
+    for (int s = 0; s < 4; ++s) {
+        std::vector<int32_t> all = prefix;
+        for (int i = 0; i < 5; ++i) all.push_back(int32_t(1 + (s * 50 + i * 7) % (V - 1)));
+        llm8::Session solo(m, {512, 512, 0});
+        solo.decode(all);
+        EXPECT_LT(rel_err(ctx.logits(s * 5 + 4), solo.logits(), V), tol) << "sequence " << s;
+    }
+    // Removing the forks frees their own blocks only.
+    for (int s = 1; s < 4; ++s) ctx.seq_remove(s);
+    EXPECT_EQ(ctx.kv_memory().blocks_used, before.blocks_used);
+    EXPECT_EQ(ctx.seq_len(0), 75);
+}
+
+void bad_batches(const std::shared_ptr<const llm8::Model>& m) {
+    llm8::Context ctx(m, {128, 2, 64, 0});
+    llm8::Batch b;
+    b.add(1, 0, 0, true);
+    b.add(2, 0, 1, true);
+    b.add(3, 1, 0, true);  // sequence 0 again, not adjacent
+    EXPECT_THROW(ctx.decode(b), llm8::Error);
+    b.clear();
+    b.add(1, 5, 0, true);  // position must be 0
+    EXPECT_THROW(ctx.decode(b), llm8::Error);
+    b.clear();
+    b.add(1, 0, 2, true);  // sequence id out of range
+    EXPECT_THROW(ctx.decode(b), llm8::Error);
+    b.clear();
+    b.add(-1, 0, 0, true);
+    EXPECT_THROW(ctx.decode(b), llm8::Error);
+    b.clear();
+    for (int i = 0; i < 300; ++i) b.add(1, i, 0, false);  // more than the cache holds
+    EXPECT_THROW(ctx.decode(b), llm8::Error);
+    EXPECT_EQ(ctx.seq_len(0), 0);  // nothing changed
+    EXPECT_EQ(ctx.kv_memory().blocks_used, 0);
+    b.clear();
+    b.add(1, 0, 0, false);
+    ctx.decode(b);
+    EXPECT_THROW(ctx.logits(0), llm8::Error);  // no logits asked
+    EXPECT_EQ(ctx.seq_len(0), 1);
+}
+
+std::shared_ptr<const llm8::Model> gpu_model() {
+    return llm8::Model::load({"", 99});
+}
+
+}  // namespace
+
+TEST(Batch, SixteenSequencesEqualTheirSoloRunsCpu) {
+    batch_equals_solo(llm8::Model::load({"", 0}), 1e-4);
+}
+TEST(Batch, ForkedSequencesShareTheirPrefixCpu) {
+    fork_shares_prefix(llm8::Model::load({"", 0}), 1e-4);
+}
+TEST(Batch, BadBatchesAreClearErrorsCpu) {
+    bad_batches(llm8::Model::load({"", 0}));
+}
+TEST(Batch, PlanIsReported) {
+    llm8::Context ctx(llm8::Model::load({"", 0}), {64, 1, 64, 0});
+    EXPECT_EQ(ctx.plan().size(), size_t(ctx.model().n_layer()));
+    EXPECT_NE(ctx.plan_report().find("f16"), std::string::npos);
+}
+
+#ifdef LLM8_HAVE_CUDA
+TEST(Batch, SixteenSequencesEqualTheirSoloRunsGpu) {
+    LLM8_REQUIRE_GPU();
+    batch_equals_solo(gpu_model(), 2e-2);
+}
+TEST(Batch, ForkedSequencesShareTheirPrefixGpu) {
+    LLM8_REQUIRE_GPU();
+    fork_shares_prefix(gpu_model(), 2e-2);
+}
+TEST(Batch, BadBatchesAreClearErrorsGpu) {
+    LLM8_REQUIRE_GPU();
+    bad_batches(gpu_model());
+}
+#endif
