@@ -8,6 +8,11 @@ export LLM8_SHARED_DATA=$PWD/.dev/data
 if [[ -d .dev/debs ]]; then
     mkdir -p /tmp/deps
     for f in .dev/debs/*.deb; do dpkg -x "$f" /tmp/deps; done
+    # dpkg -x runs no alternatives: point libopenblas.so at the pthread build by hand.
+    ob=/tmp/deps/usr/lib/x86_64-linux-gnu/openblas-pthread
+    [[ -e $ob/libopenblas.so.0 && ! -e /tmp/deps/usr/lib/x86_64-linux-gnu/libopenblas.so ]] &&
+        ln -s openblas-pthread/libopenblas.so.0 /tmp/deps/usr/lib/x86_64-linux-gnu/libopenblas.so
+    export LD_LIBRARY_PATH=$ob:${LD_LIBRARY_PATH:-}
     export CMAKE_PREFIX_PATH=/tmp/deps/usr
     export PKG_CONFIG_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu/pkgconfig
     export PKG_CONFIG_SYSROOT_DIR=/tmp/deps

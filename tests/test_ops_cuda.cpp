@@ -605,7 +605,8 @@ TEST(CudaOps, AttentionMatchesCpuOnAwkwardShapes) {
             p.ws_floats = ws1.size();
             out.poison();
             llm8::cuda::attention_f16_splitkv(p, nullptr);
-            EXPECT_LT(nmse(out.download(), c.want), 1e-10) << "splitkv, one split " << what;
+            // One split sums every key in one chain of float updates: a looser bound.
+            EXPECT_LT(nmse(out.download(), c.want), 1e-9) << "splitkv, one split " << what;
             // The dispatcher (decode kernel for few queries per sequence with G*q <= 16).
             if (c.max_q < 16) {
                 const size_t nq = c.q.size();
@@ -656,7 +657,7 @@ TEST(CudaOps, StoreKvConvertsToHalfAtTheSlotsAndBlocksCopy) {
     LLM8_REQUIRE_GPU();
     std::mt19937 rng(3);
     const int kv = 24;
-    const int64_t n = 3, ctx = 10;
+    const int64_t n = 3, ctx = 12;
     const auto k = randn(size_t(n * kv), rng), v = randn(size_t(n * kv), rng);
     Dev<float> dk(k), dv(v);
     Dev<uint16_t> kc(size_t(ctx * kv)), vc(size_t(ctx * kv));

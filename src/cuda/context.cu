@@ -76,7 +76,9 @@ void build_plan(DeviceContext& c) {
         lp.attn_decode = attention_kernel_name(hp.head_dim, G, 1);
         lp.matmul_decode = describe(P.qkv, L.wq);
         if (P.fuse_rope) lp.matmul_decode += " +RoPE/KV";
-        lp.matmul_batch = "gemv <=8 tokens, else f16 tiles + cuBLAS";
+        lp.matmul_batch = P.qkv != ActKind::none
+                              ? "same <=64 tokens (16 a pass), else f16 tiles + cuBLAS"
+                              : "gemv <=8 tokens, else f16 tiles + cuBLAS";
         c.plan.push_back(lp);
     }
 }
@@ -166,8 +168,9 @@ std::unique_ptr<DeviceContext, void (*)(DeviceContext*)> create_context(
     c->up.resize(B * F);
     c->logits.resize(B * size_t(hp.n_vocab));
     const size_t widest = std::max({E, Q, F});
-    c->act_q.resize(widest);
-    c->act_ds.resize(widest / 32 * 2 + 2);
+    const size_t act_rows = std::min<size_t>(B, DeviceContext::kDecodeTokens);
+    c->act_q.resize(widest * act_rows);
+    c->act_ds.resize((widest / 32 * 2 + 2) * act_rows);
     c->sample_out.resize(2);
     c->sample_ws.resize(llm8_sample_cuda_workspace_size(1, int32_t(hp.n_vocab)));
     LLM8_CUDA_CHECK(cudaMemset(c->sample_ws.get(), 0, c->sample_ws.size()));

@@ -37,6 +37,8 @@ struct Step {
 
 class DeviceContext {
 public:
+    // Steps of at most this many tokens take the decode GEMVs (16 tokens per weight pass).
+    static constexpr int kDecodeTokens = 64;
     std::shared_ptr<DeviceModel> dm;
     int n_blocks = 0, block_size = 0, block_shift = 0, n_batch = 0, n_seq_max = 0;
     int64_t pool_rows = 0;  // n_blocks * block_size
@@ -45,7 +47,7 @@ public:
     DeviceArray<uint16_t> kc, vc;  // [n_layer][pool_rows][kv_dim] halves
     DeviceArray<uint16_t> mm_ws;
     DeviceArray<float> x, xn, q, k, v, att, o, gate, up, xg, logits, attn_ws;
-    DeviceArray<int8_t> act_q;  // one token's int8 activations for the decode GEMV
+    DeviceArray<int8_t> act_q;  // int8 activations of up to kDecodeTokens tokens
     DeviceArray<float> act_ds;  // their (scale, sum) pairs per 32
     // The step's integers (tokens, positions, slots, q_start, kv_len, out_rows, block tables),
     // uploaded in one copy from pinned memory.

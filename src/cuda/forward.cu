@@ -3,16 +3,21 @@
 // The kernel choices come from the per-layer plan (DeviceContext::paths, made once in
 // cuda/context.cu); this file only sequences them.
 //
-// One token (n == 1): the decode kernels (gemv_decode.cu) with int8 activations, bias + RoPE +
-// K/V store in the Q/K/V GEMV's epilogue, the attention writing int8 for W_o: 9 launches per
-// layer. More tokens: RMSNorm, gemv() (<= 8 tokens) or dequantize + cuBLAS, bias + RoPE + K/V
-// store, attention over the paged cache, and so on.
+// Decode steps (one token of each of up to 64 sequences): the decode kernels (gemv_decode.cu) with int8 activations (float for F16 weights), weights read
+// once per 16 tokens, the attention writing int8 for W_o; one token also folds bias + RoPE +
+// K/V store into the Q/K/V GEMV's epilogue (9 launches per layer). Weight types without a
+// decode kernel, and more tokens: RMSNorm, gemv() (<= 8 tokens) or dequantize + cuBLAS,
+// bias + RoPE + K/V store, attention over the paged cache, and so on.
 #include "cuda/context.h"
 
 namespace llm8 {
 namespace cuda {
 
 void forward_step(DeviceContext& c, const Step& st) {
+    // Decode steps (every sequence one token, at most kDecodeTokens of them) take the decode
+    // GEMVs; prefill chunks keep the float path, so a sequence's prompt gives the same logits
+    // whatever else is in the batch.
+    const bool decode_step = st.max_q == 1 && st.n <= DeviceContext::kDecodeTokens;
     const DeviceModel& m = *c.dm;
     const HParams& hp = m.hp;
     const int64_t n = st.n;
@@ -32,27 +37,30 @@ void forward_step(DeviceContext& c, const Step& st) {
         a.ds = c.act_ds.get();
         return a;
     };
-    auto decode_input = [&](const float* in, int64_t K, const float* norm_w, ActKind k) {
+    auto decode_input = [&](const float* in, int64_t K, const float* norm_w, ActKind k,
+                            int64_t rows) {
         if (k == ActKind::q8) {
-            decode_act(in, K, norm_w, hp.rms_eps, k, nullptr, c.act_q.get(), c.act_ds.get(), s);
+            decode_act(in, K, norm_w, hp.rms_eps, k, nullptr, c.act_q.get(), c.act_ds.get(), s,
+                       int(rows));
             return q8_input();
         }
         DecodeAct a;
         a.kind = k;
         if (norm_w) {
-            decode_act(in, K, norm_w, hp.rms_eps, k, c.xn.get(), nullptr, nullptr, s);
+            decode_act(in, K, norm_w, hp.rms_eps, k, c.xn.get(), nullptr, nullptr, s, int(rows));
             a.f = c.xn.get();
         } else {
             a.f = in;
         }
         return a;
     };
-    // One row through the decode GEMV of the plan's kind; false when the plan has none.
+    // Rows through the decode GEMV of the plan's kind (weights read once per 16 rows): one row,
+    // or the rows of a decode step; false when the plan has none.
     auto decode_gemv = [&](const DeviceMatrix* w, float* const* y, int count, const float* in,
                            int64_t rows, const float* norm_w, GemvMode mode, ActKind k) {
-        if (rows != 1 || k == ActKind::none) return false;
-        const DecodeAct a = decode_input(in, w[0].ne0, norm_w, k);
-        if (!gemv_decode(w, y, count, a, mode, s))
+        if ((rows != 1 && !decode_step) || k == ActKind::none) return false;
+        const DecodeAct a = decode_input(in, w[0].ne0, norm_w, k, rows);
+        if (!gemv_decode(w, y, count, a, mode, s, nullptr, int(rows)))
             fail(ErrorKind::runtime, "CUDA decode GEMV: a matrix group of the plan was refused");
         return true;
     };
@@ -68,7 +76,7 @@ void forward_step(DeviceContext& c, const Step& st) {
     auto residual_matmul = [&](const DeviceMatrix& w, const float* in, bool in_q8, ActKind k) {
         float* y = c.x.get();
         if (in_q8) {
-            if (!gemv_decode(&w, &y, 1, q8_input(), GemvMode::accumulate, s))
+            if (!gemv_decode(&w, &y, 1, q8_input(), GemvMode::accumulate, s, nullptr, int(n)))
                 fail(ErrorKind::runtime, "CUDA decode GEMV: Wo refused its int8 input");
             return;
         }
@@ -123,7 +131,7 @@ void forward_step(DeviceContext& c, const Step& st) {
             rf.n_rot = hp.n_rot;
             rf.base = hp.rope_freq_base;
             rf.freq_scale = hp.rope_freq_scale;
-            const DecodeAct a = decode_input(c.x.get(), L.wq.ne0, L.attn_norm, P.qkv);
+            const DecodeAct a = decode_input(c.x.get(), L.wq.ne0, L.attn_norm, P.qkv, 1);
             fused_rope = gemv_decode(qkv, qkv_out, 3, a, GemvMode::qkv_rope, s, &rf);
             if (!fused_rope)
                 fail(ErrorKind::runtime, "CUDA decode GEMV: the plan's fused Q/K/V was refused");
@@ -142,8 +150,8 @@ void forward_step(DeviceContext& c, const Step& st) {
                        hp.rope_freq_base, hp.rope_freq_scale, m.rope_factors, s);
         }
         prof.mark("rope+kv");
-        // One token whose Wo reads int8: the attention writes its output quantized too.
-        const bool want_q8 = n == 1 && P.wo == ActKind::q8;
+        // Decode steps whose Wo reads int8: the attention writes its output quantized too.
+        const bool want_q8 = (n == 1 || decode_step) && P.wo == ActKind::q8;
         ap.kv.k = kc;
         ap.kv.v = vc;
         ap.q8 = want_q8 ? c.act_q.get() : nullptr;
@@ -169,7 +177,7 @@ void forward_step(DeviceContext& c, const Step& st) {
             rows = c.xg.get();
         }
         float* out = c.logits.get();
-        const ActKind k = st.n_out == 1 ? decode_act_kind(m.output) : ActKind::none;
+        const ActKind k = decode_act_kind(m.output);
         if (!decode_gemv(&m.output, &out, 1, rows, st.n_out, m.output_norm, GemvMode::store, k)) {
             rms_norm(rows, m.output_norm, c.xn.get(), st.n_out, int(E), hp.rms_eps, s);
             mm(m.output, c.xn.get(), st.n_out, out);

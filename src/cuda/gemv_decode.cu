@@ -207,10 +207,13 @@ __device__ __forceinline__ PairRows pair_rows(const Mats& m, int64_t pair, bool 
 }
 
 // Lane 0's epilogue for one row pair (sum: the two rows' dot products).
+// Token t's outputs are row t of each matrix's [n, rows] output.
 __device__ __forceinline__ void store_pair(const Mats& m, const Rope& rope, int mode,
-                                           const PairRows& pr, const float (&sum)[kRows]) {
+                                           const PairRows& pr, const float (&sum)[kRows],
+                                           int t = 0) {
     if (mode == int(GemvMode::swiglu)) {
-        if (pr.ok[0] && pr.ok[1]) m.y[0][pr.row[0]] = sum[0] / (1.0f + __expf(-sum[0])) * sum[1];
+        if (pr.ok[0] && pr.ok[1])
+            m.y[0][t * m.rows[0] + pr.row[0]] = sum[0] / (1.0f + __expf(-sum[0])) * sum[1];
         return;
     }
     if (mode == int(GemvMode::qkv_rope)) {
@@ -242,7 +245,8 @@ __device__ __forceinline__ void store_pair(const Mats& m, const Rope& rope, int 
 #pragma unroll
     for (int s = 0; s < kRows; ++s) {
         if (!pr.ok[s]) continue;
-        float* y = pick(m.y, pr.mat[s]) + pr.row[s];
+        const int mi = pr.mat[s];
+        float* y = pick(m.y, mi) + t * pick(m.rows, mi) + pr.row[s];
         if (mode == int(GemvMode::accumulate))
             *y += sum[s];
         else
@@ -316,6 +320,49 @@ __global__ void __launch_bounds__(kThreads) gemv_decode_kernel(Mats m, Act x, Ro
     finish_pair(acc, m, rope, mode, pr, lane);
 }
 
+// Several tokens (decode steps of a batch of sequences): the one-shot kernel with T
+// accumulators per row, each weight piece loaded once and dotted with the activations of
+// every token (nt <= T of them; the activations of token t start at t * K). The weights are
+// read once for up to T tokens, so a step of 16 sequences costs about what one token does.
+template <class F, int T>
+__global__ void __launch_bounds__(kThreads)
+    gemv_decode_tokens_kernel(Mats m, Act x, int mode, int nt) {
+    pdl_trigger();
+    constexpr int U = F::kUnroll;
+    const int lane = threadIdx.x & 31;
+    const int64_t pair = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+    const int64_t nb = m.K / 32, np = m.K / F::kPieceElems;
+    const bool swiglu = mode == int(GemvMode::swiglu);
+    const PairRows pr = pair_rows(m, pair, swiglu);
+    float acc[T][kRows] = {};
+    bool waited = false;
+    for (int64_t u0 = lane; u0 < np; u0 += 32 * U) {
+        typename F::W w[U][kRows];
+        load_round<F, U>(w, pr, nb, np, u0);
+        if (!waited) {  // weights are in flight; now the activations may be read
+            pdl_wait();
+            waited = true;
+        }
+#pragma unroll
+        for (int t = 0; t < T; ++t) {
+            if (t >= nt) break;
+            const Act xt = {x.f ? x.f + t * m.K : nullptr, x.q ? x.q + t * m.K : nullptr,
+                            x.ds ? x.ds + t * nb : nullptr};
+            dot_round<F, U>(acc[t], w, pr, xt, np, u0);
+        }
+    }
+    if (!waited) pdl_wait();
+    const Rope none = {};
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
+        if (t >= nt) break;
+        float sum[kRows];
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) sum[r] = warp_sum(acc[t][r]);
+        if (lane == 0) store_pair(m, none, mode, pr, sum, t);
+    }
+}
+
 // Persistent variant: a grid that fits on the GPU at once; each warp walks the row pairs
 // p, p + (all warps), ... in steps of U pieces per row, and the loads of the next step are
 // issued before the dot products of the current one (double buffering in registers), so
@@ -378,6 +425,11 @@ __global__ void __launch_bounds__(256)
                       float2* __restrict__ xds) {
     pdl_trigger();
     pdl_wait();
+    // blockIdx.y: the token (row of x).
+    x += int64_t(blockIdx.y) * K;
+    if (xf) xf += int64_t(blockIdx.y) * K;
+    if (xq) xq += int64_t(blockIdx.y) * K;
+    if (xds) xds += int64_t(blockIdx.y) * (K / 32);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     float scale = 1.0f;
     if (kNorm) {
@@ -423,10 +475,11 @@ ActKind decode_act_kind(const DeviceMatrix& w) {
 }
 
 void decode_act(const float* x, int64_t K, const float* norm_w, float eps, ActKind kind, float* xf,
-                int8_t* xq, float* xds, cudaStream_t s) {
+                int8_t* xq, float* xds, cudaStream_t s, int rows) {
     if (K % 32 != 0 || K <= 0)
         fail(ErrorKind::invalid_arg, "decode_act: K must be a multiple of 32");
-    const int blocks = ceil_div(K / 32, 8);
+    if (rows < 1 || rows > 65535) fail(ErrorKind::invalid_arg, "decode_act: bad row count");
+    const dim3 blocks(unsigned(ceil_div(K / 32, 8)), unsigned(rows));
     float2* ds = reinterpret_cast<float2*>(xds);
     if (kind == ActKind::q8) {
         if (norm_w)
@@ -445,8 +498,9 @@ void decode_act(const float* x, int64_t K, const float* norm_w, float eps, ActKi
 }
 
 bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const DecodeAct& a,
-                 GemvMode mode, cudaStream_t s, const RopeFuse* rope) {
-    if (count < 1 || count > kMaxMats) return false;
+                 GemvMode mode, cudaStream_t s, const RopeFuse* rope, int n_tokens) {
+    if (count < 1 || count > kMaxMats || n_tokens < 1) return false;
+    if (mode == GemvMode::qkv_rope && n_tokens != 1) return false;
     if (mode == GemvMode::swiglu && (count != 2 || mats[0].ne1 != mats[1].ne1)) return false;
     Rope r = {};
     if (mode == GemvMode::qkv_rope) {
@@ -493,6 +547,24 @@ bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const De
     const int force = tuning().gemv_persist;
     auto go = [&](auto fmt) {
         using F = decltype(fmt);
+        if (n_tokens > 1) {
+            // Chunks of up to 16 tokens, each reading the weights once.
+            for (int t0 = 0; t0 < n_tokens; t0 += 16) {
+                const int nt = std::min(16, n_tokens - t0);
+                Mats mt = m;
+                for (int i = 0; i < count; ++i) mt.y[i] = m.y[i] + int64_t(t0) * m.rows[i];
+                const Act at = {act.f ? act.f + t0 * m.K : nullptr,
+                                act.q ? act.q + t0 * m.K : nullptr,
+                                act.ds ? act.ds + t0 * (m.K / 32) : nullptr};
+                if (nt <= 4)
+                    launch_pdl(gemv_decode_tokens_kernel<F, 4>, unsigned(blocks), kThreads, 0, s,
+                               mt, at, int(mode), nt);
+                else
+                    launch_pdl(gemv_decode_tokens_kernel<F, 16>, unsigned(blocks), kThreads, 0,
+                               s, mt, at, int(mode), nt);
+            }
+            return;
+        }
         const bool persist = force < 0 ? F::kPersistent : force == 1;
         if (!persist) {
             launch_pdl(gemv_decode_kernel<F>, unsigned(blocks), kThreads, 0, s, m, act, r,

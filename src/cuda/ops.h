@@ -55,8 +55,9 @@ struct DecodeAct {
 };
 // One token's activations: x (K floats, K % 32 == 0), times norm_w / rms(x) when norm_w is not
 // null, written as float to xf (f32; a norm is required) or quantized to xq / xds (q8).
+// rows: tokens, each K floats in x and K outputs (K / 32 pairs) in the outputs.
 void decode_act(const float* x, int64_t K, const float* norm_w, float eps, ActKind kind, float* xf,
-                int8_t* xq, float* xds, cudaStream_t s);
+                int8_t* xq, float* xds, cudaStream_t s, int rows = 1);
 // y_i = W_i a for up to 3 matrices of one type and row length, one launch, in the given
 // GemvMode. Returns
 // false (nothing launched) when a matrix has no decode kernel or does not match a.kind.
@@ -73,8 +74,12 @@ struct RopeFuse {
     int head_dim = 0, n_rot = 0;
     float base = 10000.0f, freq_scale = 1.0f;
 };
+// n_tokens > 1: the activations of token t at t * K (t * K / 32 pairs), its outputs at row t
+// of each matrix's [n_tokens, rows] output; chunks of 16 tokens each read the weights once
+// (not for qkv_rope).
 bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const DecodeAct& a,
-                 GemvMode mode, cudaStream_t s, const RopeFuse* rope = nullptr);
+                 GemvMode mode, cudaStream_t s, const RopeFuse* rope = nullptr,
+                 int n_tokens = 1);
 // Bias, RoPE of Q and K, and the store of K/V to the half cache pool (token t to row
 // slots[t]), for n tokens, in one launch.
 void rope_store(float* q, float* k, const float* v, const float* bq, const float* bk,

@@ -31,7 +31,7 @@ constexpr int kTargetBlocks = 2048;
 // blockIdx.x: query i of the sequence * n_head + head; blockIdx.y: key split; blockIdx.z:
 // sequence.
 __global__ void __launch_bounds__(kWarps * 32)
-    attn_partial_kernel(const AttnParams p, int split_keys, int n_splits) {
+    attn_partial_kernel(const AttnParams p, int n_splits) {
     const int seq = blockIdx.z;
     const int i = blockIdx.x / p.n_head, h = blockIdx.x % p.n_head;
     const int q0 = p.q_start[seq], q_len = p.q_start[seq + 1] - q0;
@@ -41,6 +41,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int split = blockIdx.y;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int n_keys = p.causal ? p.kv_len[seq] - q_len + i + 1 : p.kv_len[seq];
+    // The sequence's keys split evenly over the grid's splits, at least 64 each.
+    const int split_keys = max(64, (p.kv_len[seq] + n_splits - 1) / n_splits);
     const int j0 = split * split_keys, j1 = min(n_keys, j0 + split_keys);
     const __half* kc = static_cast<const __half*>(p.kv.k);
     const __half* vc = static_cast<const __half*>(p.kv.v);
@@ -200,13 +202,10 @@ void attention_f16_splitkv(const AttnParams& p, cudaStream_t s) {
         fail(ErrorKind::unsupported, "CUDA attention: the cache must be f16");
     if (p.n_tokens == 0) return;
     int split_keys;
-    int splits = choose_splits(p.n_tokens, p.n_head, p.max_kv, &split_keys);
-    if (splits > splits_that_fit(p)) {
-        splits = splits_that_fit(p);
-        split_keys = ceil_div(p.max_kv, splits);
-    }
+    const int splits = std::min(choose_splits(p.n_tokens, p.n_head, p.max_kv, &split_keys),
+                                splits_that_fit(p));
     const dim3 grid(unsigned(p.max_q * p.n_head), unsigned(splits), unsigned(p.n_seqs));
-    attn_partial_kernel<<<grid, kWarps * 32, 0, s>>>(p, split_keys, splits);
+    attn_partial_kernel<<<grid, kWarps * 32, 0, s>>>(p, splits);
     LLM8_CUDA_CHECK_LAUNCH();
     attn_combine_kernel<<<unsigned(p.n_tokens * p.n_head), 128, 0, s>>>(p.ws, p.head_dim, splits,
                                                                         p.out, nullptr, nullptr);

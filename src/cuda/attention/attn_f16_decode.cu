@@ -28,7 +28,7 @@ constexpr int kWarps = 4, kMaxRows = 16;
 // blockIdx.x: kv head; blockIdx.y: key split; blockIdx.z: sequence.
 template <int HD, int R>
 __global__ void __launch_bounds__(kWarps * 32)
-    attn_decode_kernel(const AttnParams p, int split_keys, int n_splits, float scale_log2) {
+    attn_decode_kernel(const AttnParams p, int n_splits, float scale_log2) {
     pdl_trigger();
     pdl_wait();  // launched with launch_pdl: q and the cache rows come from the kernels before
     constexpr int kDims = HD / 32;  // per lane in P.V
@@ -39,6 +39,9 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int n_keys = p.kv_len[seq];
     const int pos0 = p.causal ? n_keys - n_tokens : n_keys;  // query t sees keys <= pos0 + t
+    // This sequence's keys split evenly over the grid's splits, at least 32 (a warp's step)
+    // each: a graph sized for the longest context still gives short ones few, full splits.
+    const int split_keys = max(32, ((n_keys + n_splits - 1) / n_splits + 31) & ~31);
     const int j0 = split * split_keys, j1 = min(n_keys, j0 + split_keys);
     const float* q = p.q + int64_t(q0) * n_head * HD;
     const __half* kc = static_cast<const __half*>(p.kv.k);
@@ -248,11 +251,7 @@ bool attention_f16_decode(const AttnParams& p, cudaStream_t s) {
     int split_keys;
     int splits = attention_decode_splits(p.n_head_kv * p.n_seqs, p.max_kv, &split_keys);
     const int64_t per = int64_t(p.n_tokens) * p.n_head * (p.head_dim + 2);
-    const int fit = int(std::max<int64_t>(1, int64_t(p.ws_floats) / per));
-    if (splits > fit) {
-        splits = fit;
-        split_keys = (p.max_kv + splits - 1) / splits;
-    }
+    splits = std::min<int64_t>(splits, std::max<int64_t>(1, int64_t(p.ws_floats) / per));
     const float scale_log2 = p.softmax_scale > 0.f ? 1.4426950408889634f * p.softmax_scale
                                                    : 1.4426950408889634f / sqrtf(float(p.head_dim));
     const dim3 grid(unsigned(p.n_head_kv), unsigned(splits), unsigned(p.n_seqs));
@@ -260,7 +259,7 @@ bool attention_f16_decode(const AttnParams& p, cudaStream_t s) {
     auto kernel = p.head_dim == 128
                       ? (few ? attn_decode_kernel<128, 4> : attn_decode_kernel<128, 16>)
                       : (few ? attn_decode_kernel<64, 4> : attn_decode_kernel<64, 16>);
-    launch_pdl(kernel, grid, kWarps * 32, 0, s, p, split_keys, splits, scale_log2);
+    launch_pdl(kernel, grid, kWarps * 32, 0, s, p, splits, scale_log2);
     attention_combine(p.ws, p.n_tokens, p.n_head, p.head_dim, splits, p.out, s, p.q8, p.q8_ds);
     return true;
 }
