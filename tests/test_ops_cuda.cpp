@@ -342,6 +342,85 @@ TEST(CudaOps, DecodeGemvMatchesTheQ8RecipeAndTheCpu) {
     EXPECT_EQ(llm8::cuda::decode_act_kind(q4k), ActKind::none);
 }
 
+TEST(CudaOps, DecodeGemvOfSeveralTokensEqualsOneTokenAtATime) {
+    // A decode step of n sequences: gemv_decode with n tokens (the tensor-core kernel for
+    // int8 activations when every matrix has whole 16-row tiles, else the dp4a / float kernel
+    // with 16 tokens per weight pass) against n one-token calls on the same activations, in
+    // the store, accumulate and SwiGLU modes.
+    LLM8_REQUIRE_GPU();
+    using llm8::cuda::ActKind;
+    using llm8::cuda::GemvMode;
+    std::mt19937 rng(std::random_device{}());
+    for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16}) {
+        for (int64_t K : {256, 4096}) {
+            for (int64_t M1 : {48, 17}) {  // 17: not whole tiles (no tensor cores)
+                HostMatrix h[3] = {make_matrix(t, K, 64, rng), make_matrix(t, K, M1, rng),
+                                   make_matrix(t, K, 64, rng)};
+                const DeviceUpload u0(h[0]), u1(h[1]), u2(h[2]);
+                const llm8::cuda::DeviceMatrix dm[3] = {u0.dm, u1.dm, u2.dm};
+                const ActKind kind = llm8::cuda::decode_act_kind(dm[0]);
+                for (int n : {2, 5, 16, 17, 33, 64}) {
+                    const auto x = randn(size_t(n * K), rng), nw = randn(size_t(K), rng);
+                    Dev<float> dx(x), dnw(nw), xf(size_t(n * K)), ds(size_t(n * K / 16));
+                    Dev<int8_t> dq(size_t(n * K));
+                    llm8::cuda::decode_act(dx.get(), K, dnw.get(), 1e-5f, kind, xf.get(),
+                                           dq.get(), ds.get(), nullptr, n);
+                    auto act = [&](int tok) {
+                        llm8::cuda::DecodeAct a;
+                        a.kind = kind;
+                        a.f = xf.get() + tok * K;
+                        a.q = dq.get() + tok * K;
+                        a.ds = ds.get() + tok * (K / 16);
+                        return a;
+                    };
+                    const std::string what = std::string(llm8::type_name(t)) + " K " +
+                                             std::to_string(K) + " M1 " + std::to_string(M1) +
+                                             " n " + std::to_string(n);
+                    // store: three matrices
+                    Dev<float> y0(size_t(n * 64)), y1(size_t(n * M1)), y2(size_t(n * 64));
+                    Dev<float> z0(size_t(n * 64)), z1(size_t(n * M1)), z2(size_t(n * 64));
+                    float* const ys[3] = {y0.get(), y1.get(), y2.get()};
+                    ASSERT_TRUE(llm8::cuda::gemv_decode(dm, ys, 3, act(0), GemvMode::store,
+                                                        nullptr, nullptr, n));
+                    for (int tok = 0; tok < n; ++tok) {
+                        float* const zs[3] = {z0.get() + tok * 64, z1.get() + tok * M1,
+                                              z2.get() + tok * 64};
+                        ASSERT_TRUE(llm8::cuda::gemv_decode(dm, zs, 3, act(tok), GemvMode::store,
+                                                            nullptr));
+                    }
+                    EXPECT_LT(nmse(y0.download(), z0.download()), 1e-10) << "store 0 " << what;
+                    EXPECT_LT(nmse(y1.download(), z1.download()), 1e-10) << "store 1 " << what;
+                    EXPECT_LT(nmse(y2.download(), z2.download()), 1e-10) << "store 2 " << what;
+                    // accumulate into a residual
+                    const auto base = randn(size_t(n * M1), rng);
+                    Dev<float> ra(base), rb(base);
+                    float* rap = ra.get();
+                    ASSERT_TRUE(llm8::cuda::gemv_decode(&dm[1], &rap, 1, act(0),
+                                                        GemvMode::accumulate, nullptr, nullptr, n));
+                    for (int tok = 0; tok < n; ++tok) {
+                        float* rbp = rb.get() + tok * M1;
+                        ASSERT_TRUE(llm8::cuda::gemv_decode(&dm[1], &rbp, 1, act(tok),
+                                                            GemvMode::accumulate, nullptr));
+                    }
+                    EXPECT_LT(nmse(ra.download(), rb.download()), 1e-10) << "accumulate " << what;
+                    // SwiGLU of (gate = matrix 0, up = matrix 2)
+                    Dev<float> g(size_t(n * 64)), gz(size_t(n * 64));
+                    const llm8::cuda::DeviceMatrix gu[2] = {dm[0], dm[2]};
+                    float* const gys[2] = {g.get(), nullptr};
+                    ASSERT_TRUE(llm8::cuda::gemv_decode(gu, gys, 2, act(0), GemvMode::swiglu,
+                                                        nullptr, nullptr, n));
+                    for (int tok = 0; tok < n; ++tok) {
+                        float* const gzs[2] = {gz.get() + tok * 64, nullptr};
+                        ASSERT_TRUE(llm8::cuda::gemv_decode(gu, gzs, 2, act(tok),
+                                                            GemvMode::swiglu, nullptr));
+                    }
+                    EXPECT_LT(nmse(g.download(), gz.download()), 1e-10) << "swiglu " << what;
+                }
+            }
+        }
+    }
+}
+
 TEST(CudaOps, DecodeGemvRopeEpilogueEqualsRopeStore) {
     // GemvMode::qkv_rope (bias, RoPE and the K/V append in the Q/K/V GEMV's epilogue) against
     // the same GEMV storing Q, K, V followed by rope_store: the same bits, with biases, frequency

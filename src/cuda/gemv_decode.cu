@@ -31,6 +31,7 @@
 // of the copy rate against 83%; in the model slower, tg128 F16 218.6 against 225.3).
 #include <algorithm>
 #include <cstdlib>
+#include <type_traits>
 
 #include "cuda/cuda_common.cuh"
 #include "cuda/gemv_common.cuh"
@@ -363,6 +364,175 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
+// ---- several tokens on tensor cores -----------------------------------------------------------
+//
+// gemm_q8act_mma: a decode step of n <= 64 sequences over Q4_0 / Q8_0 weights (split layout),
+// int8 activations per 32-element unit as decode_act makes them. One mma.sync.m16n8k32
+// (s8 x s8 -> s32) covers one 32-element quant block of 16 weight rows and 8 tokens, so each
+// product is exactly the unit's integer dot product of the dp4a path; it is then scaled by the
+// row's and the token's block scales in float (Q4_0: the nibbles go in unsigned and 8 * the
+// unit's activation sum is taken out, as in FmtQ4_0::dot). A block of 8 warps owns two 16-row
+// tiles (in SwiGLU mode: the same rows of gate and up) and splits the quant blocks of K among
+// its warps (warp w takes blocks w, w + 8, ...: each step of the 8 warps reads 128 contiguous
+// bytes of a Q4_0 row); the warps' partial sums meet in shared memory. Fragment layouts of
+// m16n8k32 (PTX ISA): A regs {a0, a1, a2, a3} = rows (g, g+8) x k (4c..4c+3, 16+4c..16+4c+3),
+// B regs {b0, b1} = token g x k (4c.., 16+4c..), C {c0..c3} = (g, 2c), (g, 2c+1), (g+8, 2c),
+// (g+8, 2c+1), with g = lane / 4 and c = lane % 4. In the split Q4_0 layout byte j of a block
+// holds element j (low nibble) and j + 16 (high nibble), so one 4-byte load gives a0 and a2.
+constexpr int kMmaWarps = 8;
+
+__device__ __forceinline__ void mma_s8_16832(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                             uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// The two row tiles of block `blk`: matrix and first row of each.
+struct TilePair {
+    int mat[2];
+    int64_t row0[2];
+    bool ok[2];
+};
+
+__device__ __forceinline__ TilePair tile_pair(const Mats& m, int64_t blk, bool swiglu) {
+    TilePair tp;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        int64_t g = swiglu ? blk * 16 : (blk * 2 + i) * 16;
+        int mi = swiglu ? i : 0;
+        while (!swiglu && mi < m.count - 1 && g >= pick(m.rows, mi)) {
+            g -= pick(m.rows, mi);
+            ++mi;
+        }
+        tp.mat[i] = mi;
+        tp.row0[i] = g;
+        tp.ok[i] = g < pick(m.rows, mi);
+    }
+    return tp;
+}
+
+template <bool kQ4, int NT>
+__global__ void __launch_bounds__(kMmaWarps * 32)
+    gemm_q8act_mma_kernel(Mats m, Act x, int mode, int n_tok) {
+    pdl_trigger();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2, c = lane & 3;
+    const bool swiglu = mode == int(GemvMode::swiglu);
+    const TilePair tp = tile_pair(m, blockIdx.x, swiglu);
+    const int64_t nb = m.K / 32;
+    constexpr int kQBytes = kQ4 ? 16 : 32;  // quant bytes per block
+    const uint8_t* ra[2];
+    const uint8_t* rb[2];
+    const unsigned short* sa[2];
+    const unsigned short* sb[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        const int mi = tp.mat[i];
+        const size_t rbytes = pick(m.row_bytes, mi);
+        const uint8_t* base = pick(m.data, mi) + (tp.ok[i] ? tp.row0[i] : 0) * rbytes;
+        ra[i] = base + g * rbytes;
+        rb[i] = base + (g + 8) * rbytes;
+        sa[i] = reinterpret_cast<const unsigned short*>(ra[i] + nb * kQBytes);
+        sb[i] = reinterpret_cast<const unsigned short*>(rb[i] + nb * kQBytes);
+    }
+    float acc[2][NT][4] = {};
+    bool waited = false;
+    for (int64_t b = warp; b < nb; b += kMmaWarps) {
+        uint32_t a[2][4];
+        float da[2], db[2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            if (kQ4) {
+                const uint32_t wa = __ldg(reinterpret_cast<const uint32_t*>(ra[i] + b * 16 + 4 * c));
+                const uint32_t wb = __ldg(reinterpret_cast<const uint32_t*>(rb[i] + b * 16 + 4 * c));
+                a[i][0] = wa & 0x0F0F0F0Fu;
+                a[i][1] = wb & 0x0F0F0F0Fu;
+                a[i][2] = (wa >> 4) & 0x0F0F0F0Fu;
+                a[i][3] = (wb >> 4) & 0x0F0F0F0Fu;
+            } else {
+                a[i][0] = __ldg(reinterpret_cast<const uint32_t*>(ra[i] + b * 32 + 4 * c));
+                a[i][1] = __ldg(reinterpret_cast<const uint32_t*>(rb[i] + b * 32 + 4 * c));
+                a[i][2] = __ldg(reinterpret_cast<const uint32_t*>(ra[i] + b * 32 + 16 + 4 * c));
+                a[i][3] = __ldg(reinterpret_cast<const uint32_t*>(rb[i] + b * 32 + 16 + 4 * c));
+            }
+            da[i] = __half2float(__ushort_as_half(__ldg(sa[i] + b)));
+            db[i] = __half2float(__ushort_as_half(__ldg(sb[i] + b)));
+        }
+        if (!waited) {  // weights are in flight; now the activations may be read
+            pdl_wait();
+            waited = true;
+        }
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+            if (j * 8 >= n_tok) break;
+            const int tn = j * 8 + g;  // this lane's token in B
+            uint32_t b0 = 0, b1 = 0;
+            if (tn < n_tok) {
+                const int8_t* xq = x.q + int64_t(tn) * m.K + b * 32 + 4 * c;
+                b0 = __ldg(reinterpret_cast<const uint32_t*>(xq));
+                b1 = __ldg(reinterpret_cast<const uint32_t*>(xq + 16));
+            }
+            const int t0 = j * 8 + 2 * c, t1 = t0 + 1;  // this lane's tokens in C
+            const float2 x0 = t0 < n_tok ? __ldg(x.ds + int64_t(t0) * nb + b) : make_float2(0.f, 0.f);
+            const float2 x1 = t1 < n_tok ? __ldg(x.ds + int64_t(t1) * nb + b) : make_float2(0.f, 0.f);
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                int cc[4] = {0, 0, 0, 0};
+                mma_s8_16832(cc, a[i][0], a[i][1], a[i][2], a[i][3], b0, b1);
+                if (kQ4) {
+                    acc[i][j][0] += da[i] * x0.x * (float(cc[0]) - 8.0f * x0.y);
+                    acc[i][j][1] += da[i] * x1.x * (float(cc[1]) - 8.0f * x1.y);
+                    acc[i][j][2] += db[i] * x0.x * (float(cc[2]) - 8.0f * x0.y);
+                    acc[i][j][3] += db[i] * x1.x * (float(cc[3]) - 8.0f * x1.y);
+                } else {
+                    acc[i][j][0] += da[i] * x0.x * float(cc[0]);
+                    acc[i][j][1] += da[i] * x1.x * float(cc[1]);
+                    acc[i][j][2] += db[i] * x0.x * float(cc[2]);
+                    acc[i][j][3] += db[i] * x1.x * float(cc[3]);
+                }
+            }
+        }
+    }
+    if (!waited) pdl_wait();
+    // The warps' partial sums: [tile][row 0..15][token].
+    __shared__ float red[2][16][NT * 8];
+    for (int i = threadIdx.x; i < 2 * 16 * NT * 8; i += blockDim.x) (&red[0][0][0])[i] = 0.f;
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+            if (j * 8 >= n_tok) break;
+            atomicAdd(&red[i][g][j * 8 + 2 * c], acc[i][j][0]);
+            atomicAdd(&red[i][g][j * 8 + 2 * c + 1], acc[i][j][1]);
+            atomicAdd(&red[i][g + 8][j * 8 + 2 * c], acc[i][j][2]);
+            atomicAdd(&red[i][g + 8][j * 8 + 2 * c + 1], acc[i][j][3]);
+        }
+    __syncthreads();
+    for (int e = threadIdx.x; e < 16 * n_tok; e += blockDim.x) {
+        const int r = e % 16, t = e / 16;
+        if (swiglu) {
+            if (!tp.ok[0] || !tp.ok[1]) continue;
+            const float gt = red[0][r][t], up = red[1][r][t];
+            m.y[0][int64_t(t) * m.rows[0] + tp.row0[0] + r] = gt / (1.0f + __expf(-gt)) * up;
+            continue;
+        }
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            if (!tp.ok[i]) continue;
+            const int mi = tp.mat[i];
+            float* y = pick(m.y, mi) + int64_t(t) * pick(m.rows, mi) + tp.row0[i] + r;
+            if (mode == int(GemvMode::accumulate))
+                *y += red[i][r][t];
+            else
+                *y = red[i][r][t];
+        }
+    }
+}
+
 // Persistent variant: a grid that fits on the GPU at once; each warp walks the row pairs
 // p, p + (all warps), ... in steps of U pieces per row, and the loads of the next step are
 // issued before the dot products of the current one (double buffering in registers), so
@@ -543,10 +713,27 @@ bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const De
     const int64_t blocks = (pairs + kWarps - 1) / kWarps;
     if (blocks == 0) return true;
     const Act act = {a.f, a.q, reinterpret_cast<const float2*>(a.ds)};
+    // Several tokens of int8 activations: the tensor-core kernel, when every matrix's rows come
+    // in whole 16-row tiles (at most 64 tokens).
+    bool mma_ok = kind == ActKind::q8 && n_tokens <= 64;
+    for (int i = 0; i < count; ++i) mma_ok = mma_ok && mats[i].ne1 % 16 == 0;
     // LLM8_GEMV_PERSIST=0 / 1 forces the one-shot / persistent kernel for every type.
     const int force = tuning().gemv_persist;
     auto go = [&](auto fmt) {
         using F = decltype(fmt);
+        if (n_tokens > 1 && mma_ok) {
+            // Tensor cores: every 16-row tile of the group pairs with the next (SwiGLU: gate
+            // with up), all tokens (<= 64) in one pass over the weights.
+            const int64_t tiles = mode == GemvMode::swiglu ? mats[0].ne1 / 16 : (total / 16 + 1) / 2;
+            constexpr bool q4 = std::is_same<F, FmtQ4_0>::value;
+            if (n_tokens <= 16)
+                launch_pdl(gemm_q8act_mma_kernel<q4, 2>, unsigned(tiles), kMmaWarps * 32, 0, s, m,
+                           act, int(mode), n_tokens);
+            else
+                launch_pdl(gemm_q8act_mma_kernel<q4, 8>, unsigned(tiles), kMmaWarps * 32, 0, s, m,
+                           act, int(mode), n_tokens);
+            return;
+        }
         if (n_tokens > 1) {
             // Chunks of up to 16 tokens, each reading the weights once.
             for (int t0 = 0; t0 < n_tokens; t0 += 16) {

@@ -30,7 +30,6 @@ template <int HD, int R>
 __global__ void __launch_bounds__(kWarps * 32)
     attn_decode_kernel(const AttnParams p, int n_splits, float scale_log2) {
     pdl_trigger();
-    pdl_wait();  // launched with launch_pdl: q and the cache rows come from the kernels before
     constexpr int kDims = HD / 32;  // per lane in P.V
     const int hk = blockIdx.x, split = blockIdx.y, seq = blockIdx.z;
     const int n_head = p.n_head;
@@ -48,6 +47,11 @@ __global__ void __launch_bounds__(kWarps * 32)
     const __half* vc = static_cast<const __half*>(p.kv.v);
     const int64_t kv_dim = p.kv.kv_dim;
     float* ws = p.ws;
+    // The step's metadata (lengths, block tables) was copied before the step's first kernel:
+    // it is read, and the first keys' pool rows looked up, before waiting for the kernel that
+    // writes q and the new cache rows (launched with launch_pdl).
+    int64_t row_next = j0 + warp * 32 + lane < j1 ? p.kv.row(seq, j0 + warp * 32 + lane) : 0;
+    pdl_wait();
 
     __shared__ __align__(16) float sq[R][HD];
     for (int i = threadIdx.x; i < rows * HD; i += blockDim.x) {
@@ -78,7 +82,10 @@ __global__ void __launch_bounds__(kWarps * 32)
         // The lane's K row: every 16-byte load issued before the first use (first version:
         // loads interleaved with the FMAs under register pressure, ~20 us per call at 5 keys).
         uint4 kraw[HD / 8];
-        const int64_t row = have ? p.kv.row(seq, j) * kv_dim + int64_t(hk) * HD : 0;
+        const int64_t row = row_next * kv_dim + int64_t(hk) * HD;
+        // The next step's pool row, looked up while this step's loads are in flight.
+        const int jn = j + kWarps * 32;
+        row_next = jn < j1 ? p.kv.row(seq, jn) : 0;
         if (have) {
             const uint4* kr = reinterpret_cast<const uint4*>(kc + row);
 #pragma unroll
