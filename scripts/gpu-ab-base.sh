@@ -17,7 +17,7 @@ for mt in ${MODELS:-llama2-7b:q4_0}; do
     f=/tmp/$preset-$type.gguf
     ./build-gpu/tools/mkmodel/llm8-mkmodel --preset $preset --type $type --vocab $vocab -o $f 2>&1 | tail -1
     d=0; [[ $preset == llama3* ]] && d=${DEPTHS:-0}
-    for round in 1 2; do
+    for round in $(seq ${ROUNDS:-2}); do
         for which in base new; do
             b=./build-gpu; [[ $which == base ]] && b=./build-base
             echo "== $which $preset $type (round $round)"
