@@ -89,7 +89,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         if (have) {
             const uint4* kr = reinterpret_cast<const uint4*>(kc + row);
 #pragma unroll
-            for (int c = 0; c < HD / 8; ++c) kraw[c] = kr[c];
+            for (int c = 0; c < HD / 8; ++c) kraw[c] = __ldg(kr + c);  // read-only path
         }
         if (have) {
             const char* src = reinterpret_cast<const char*>(vc + row);

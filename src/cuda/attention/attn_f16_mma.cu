@@ -82,6 +82,7 @@ __global__ void __launch_bounds__(kThreads)
     const __half* kc = static_cast<const __half*>(p.kv.k);
     const __half* vc = static_cast<const __half*>(p.kv.v);
     const int64_t q_stride = int64_t(n_head) * HD, kv_dim = p.kv.kv_dim;
+    const bool tile_in_block = p.kv.block_size >= kBc;  // tiles start at multiples of kBc
 
     // Q tile -> half, rows past the batch zero.
     for (int i = tid; i < kBr * HD / 4; i += kThreads) {
@@ -114,13 +115,17 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t n_keys = causal ? pos0 + last_q + 1 : kv_len;  // keys this tile can see
     for (int64_t k0 = 0; k0 < n_keys; k0 += kBc) {
         // K and V tiles (zero past the end: masked, and 0 * p must not become NaN).
+        const int64_t tile_row0 = tile_in_block ? p.kv.row(seq, int(k0)) : 0;
         for (int i = tid; i < kBc * HD / 8; i += kThreads) {
             const int r = i / (HD / 8), c = (i % (HD / 8)) * 8;
             uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
             if (k0 + r < n_keys) {
-                const int64_t row = p.kv.row(seq, int(k0 + r)) * kv_dim + int64_t(hk) * HD + c;
-                kv = *reinterpret_cast<const uint4*>(kc + row);
-                vv = *reinterpret_cast<const uint4*>(vc + row);
+                // Blocks of >= 64 tokens hold the whole tile: one table entry for all its rows.
+                const int64_t pool_row =
+                    tile_in_block ? tile_row0 + r : p.kv.row(seq, int(k0 + r));
+                const int64_t row = pool_row * kv_dim + int64_t(hk) * HD + c;
+                kv = __ldg(reinterpret_cast<const uint4*>(kc + row));
+                vv = __ldg(reinterpret_cast<const uint4*>(vc + row));
             }
             *reinterpret_cast<uint4*>(sK + r * kStride + c) = kv;
             *reinterpret_cast<uint4*>(sV + r * kStride + c) = vv;
