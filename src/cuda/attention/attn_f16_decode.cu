@@ -26,8 +26,15 @@ constexpr int kWarps = 4, kMaxRows = 16;
 // R: rows (query heads x tokens) the instance holds state for: 4 (MHA and GQA up to 4 heads per
 // kv head, one token) or kMaxRows. Fewer rows leave the registers for the K row in flight.
 // blockIdx.x: kv head; blockIdx.y: key split; blockIdx.z: sequence.
+// Blocks per SM of the single-sequence kernel kept (its registers capped accordingly): the
+// batch bookkeeping added 6-10 registers and took the hd128 GQA instance from 4 blocks per SM
+// to 3, and tg128 at 16K of context 4% slower (H200, llama-3-8B shape).
+constexpr int min_blocks(int hd, int r) {
+    return r == 4 ? (hd == 128 ? 4 : 6) : (hd == 128 ? 2 : 3);
+}
+
 template <int HD, int R>
-__global__ void __launch_bounds__(kWarps * 32)
+__global__ void __launch_bounds__(kWarps * 32, min_blocks(HD, R))
     attn_decode_kernel(const AttnParams p, int n_splits, float scale_log2) {
     pdl_trigger();
     constexpr int kDims = HD / 32;  // per lane in P.V
@@ -48,9 +55,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int64_t kv_dim = p.kv.kv_dim;
     float* ws = p.ws;
     // The step's metadata (lengths, block tables) was copied before the step's first kernel:
-    // it is read, and the first keys' pool rows looked up, before waiting for the kernel that
-    // writes q and the new cache rows (launched with launch_pdl).
-    int64_t row_next = j0 + warp * 32 + lane < j1 ? p.kv.row(seq, j0 + warp * 32 + lane) : 0;
+    // it is read before waiting for the kernel that writes q and the new cache rows (launched
+    // with launch_pdl).
     pdl_wait();
 
     __shared__ __align__(16) float sq[R][HD];
@@ -82,14 +88,12 @@ __global__ void __launch_bounds__(kWarps * 32)
         // The lane's K row: every 16-byte load issued before the first use (first version:
         // loads interleaved with the FMAs under register pressure, ~20 us per call at 5 keys).
         uint4 kraw[HD / 8];
-        const int64_t row = row_next * kv_dim + int64_t(hk) * HD;
-        // The next step's pool row, looked up while this step's loads are in flight.
-        const int jn = j + kWarps * 32;
-        row_next = jn < j1 ? p.kv.row(seq, jn) : 0;
+        // A warp's 32 keys start at a multiple of 32: one block-table entry for all lanes.
+        const int64_t row = (have ? p.kv.row(seq, j) : 0) * kv_dim + int64_t(hk) * HD;
         if (have) {
             const uint4* kr = reinterpret_cast<const uint4*>(kc + row);
 #pragma unroll
-            for (int c = 0; c < HD / 8; ++c) kraw[c] = __ldg(kr + c);  // read-only path
+            for (int c = 0; c < HD / 8; ++c) kraw[c] = kr[c];
         }
         if (have) {
             const char* src = reinterpret_cast<const char*>(vc + row);
