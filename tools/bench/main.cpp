@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "common/args.h"
 #include "common/error.h"
@@ -143,7 +144,9 @@ int main(int argc, char** argv) {
                     r.size_gib = weight_bytes / double(1ull << 30);
                     r.params_b = double(model->n_params()) / 1e9;
                     r.ngl = model->on_gpu() ? hp.n_layer : 0;
-                    r.threads = t.threads;
+                    r.threads = t.threads > 0
+                                    ? t.threads  // 0: all cores, shown as the count
+                                    : int(std::max(1u, std::thread::hardware_concurrency()));
                     r.n_batch = t.b;
                     r.n_ubatch = t.ub;
                     r.n_prompt = t.p;

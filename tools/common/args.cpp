@@ -500,7 +500,8 @@ Progress::~Progress() {
 void Progress::update(double done, double total, const char* unit) {
     if (!enabled_) return;
     const double t = now_s() - t0_;
-    if (t < delay_s_) return;
+    if (t < delay_s_ || (drawn_ && done < total && t - last_draw_ < 0.1)) return;
+    last_draw_ = t;
     char buf[160];
     if (std::strcmp(unit, "B") == 0) {
         std::snprintf(buf, sizeof buf, "%.2f / %.2f GB, %.2f GB/s", done / 1e9, total / 1e9,

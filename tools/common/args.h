@@ -106,7 +106,7 @@ private:
     bool enabled_, drawn_ = false;
     std::string label_;
     double delay_s_;
-    double t0_;
+    double t0_, last_draw_ = 0;  // seconds
 };
 
 }  // namespace llm8_tools

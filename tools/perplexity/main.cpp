@@ -1,5 +1,7 @@
 // llm8-perplexity: llama-perplexity's protocol and output.
 //   llm8-perplexity -m MODEL.gguf -f wiki.test.raw -c 512 [--chunks 40]
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -53,7 +55,10 @@ int main(int argc, char** argv) {
                 "perplexity: calculating perplexity over %d chunks, n_ctx=%d, batch_size=%d\n",
                 chunks, n_ctx, n_batch);
         auto t_prev = clk::now();
-        llm8_tools::Progress bar(args.progress_enabled(), "perplexity", 0.0);
+        // The running values on stdout are the progress when stdout is the terminal; the
+        // line (with an ETA) is for runs whose stdout goes to a file or a pipe.
+        llm8_tools::Progress bar(args.progress_enabled() && !isatty(STDOUT_FILENO), "perplexity",
+                                 0.0);
         const auto r = llm8::perplexity(
             model, tokens, n_ctx, n_chunks, n_batch, n_threads, [&](int i, double ppl) {
                 bar.update(i + 1, chunks, "chunks");
