@@ -21,7 +21,7 @@ struct ConvertOptions {
     // --allow-requantize).
     bool allow_requantize = false;
     // Called after each tensor with the tensors done and the total.
-    std::function<void(size_t done, size_t total)> progress;
+    std::function<void(size_t done, size_t total)> progress = nullptr;
 };
 
 // Any GGUF (v1, v2, v3) -> a v3 writer holding the same metadata and tensors. When out_type is

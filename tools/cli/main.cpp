@@ -234,8 +234,8 @@ int main(int argc, char** argv) {
                 msgs.push_back({"system", system_prompt.empty() ? prompt : system_prompt});
             const size_t first_turn = msgs.size();
             // Room kept free for a reply when old turns are dropped.
-            const int reserve =
-                std::max(1, std::min(opt.limit > 0 ? opt.limit : n_ctx / 4, session.n_ctx() / 2));
+            const int reserve = std::max(
+                1, std::min(opt.limit > 0 ? opt.limit : session.n_ctx() / 4, session.n_ctx() / 2));
             opt.context_shift = false;  // turns are dropped instead
             bool shift_noted = false;
             std::string shown;  // the rendered conversation already in the context
