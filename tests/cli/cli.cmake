@@ -78,6 +78,10 @@ llm8_cli_test(cli_flash_attn_flag EXPECT ok NOT_REGEX "not expected"
     CMD $<TARGET_FILE:llm8-cli> -fa -p hi -n 2)
 llm8_cli_test(cli_common_flags EXPECT ok
     CMD $<TARGET_FILE:llm8-cli> -fa on -ctk f16 -ctv f16 --color --mlock -e -p hi -n 2)
+llm8_cli_test(perplexity_llama_batch_flags EXPECT ok REQUIRE ${DATA}/text/tinyshakespeare.txt
+    REGEX "Final estimate"
+    CMD $<TARGET_FILE:llm8-perplexity> -f ${DATA}/text/tinyshakespeare.txt -c 128 --chunks 2
+        -b 128 -ub 64 -fa off -ngl 0 -t 1)
 llm8_cli_test(cli_flash_attn_bad EXPECT error REGEX "-fa maybe: must be on, off or auto"
     CMD $<TARGET_FILE:llm8-cli> -fa maybe)
 llm8_cli_test(cli_cache_type_q8 EXPECT error REGEX "not supported by llm8 yet: -ctk q8_0 \\(only f16\\)"

@@ -158,6 +158,9 @@ int main(int argc, char** argv) {
         args.add_int("-c,--ctx-size", n_ctx, 0, kMaxCtx,
                      "context size (default 4096 capped at the model's; 0: the model's)");
     args.add_int("-b,--batch-size", n_batch, 1, kMaxCtx, "prompt tokens per forward pass");
+    int n_ubatch = 512;
+    args.add_int("--ubatch-size", n_ubatch, 1, kMaxCtx,
+                 "-ub: as llama.cpp's physical batch; a forward pass takes min(-b, -ub) tokens");
     args.add_int("-t,--threads", n_threads, 0, 1 << 20, "CPU threads (0: all)");
     args.add_int64("-s,--seed", seed, -1, INT64_MAX, "RNG seed (-1: random)");
     args.add_float("--temp", sp.temperature, -1, 100, "temperature (<= 0: greedy)");
@@ -207,7 +210,7 @@ int main(int argc, char** argv) {
             args.warn("-c " + std::to_string(n_ctx) + " is more than the " +
                       std::to_string(model->n_ctx_train()) +
                       " tokens the model was trained on: expect worse text past that point");
-        llm8::Session session(model, {n_ctx, n_batch, n_threads});
+        llm8::Session session(model, {n_ctx, std::min(n_batch, n_ubatch), n_threads});
         const double load_ms = ms_since(t_load);
         char line[512];
         std::snprintf(

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -22,6 +23,9 @@ int main(int argc, char** argv) {
     args.add_int("-c,--ctx-size", n_ctx, 4, 1 << 20, "tokens per chunk");
     args.add_int("--chunks", n_chunks, -1, 1 << 30, "chunks to score (-1: all)");
     args.add_int("-b,--batch-size", n_batch, 1, 1 << 20, "tokens per forward pass");
+    int n_ubatch = 512;
+    args.add_int("--ubatch-size", n_ubatch, 1, 1 << 20,
+                 "-ub: as llama.cpp's physical batch; a forward pass takes min(-b, -ub) tokens");
     args.add_int("-t,--threads", n_threads, 0, 1 << 20, "CPU threads (0: all)");
     args.add_int("--n-gpu-layers", n_gpu_layers, -1, 1 << 20,
                  "-ngl: layers on the GPU (-1: all when a GPU is present, 0: CPU)");
@@ -30,6 +34,7 @@ int main(int argc, char** argv) {
     try {
         using clk = std::chrono::steady_clock;
         n_threads = args.threads(n_threads);
+        n_batch = std::min(n_batch, n_ubatch);
         const std::string text = llm8_tools::read_text_file("-f", file, "text file");
         auto model = llm8::Model::load(args.model_params(model_path, n_gpu_layers));
         args.lock_memory();
