@@ -2,10 +2,10 @@
 set(RUN ${CMAKE_CURRENT_SOURCE_DIR}/cli/run_expect.cmake)
 set(DATA ${LLM8_SHARED_DATA})
 function(llm8_cli_test name)
-    cmake_parse_arguments(T "" "EXPECT;REGEX;NOT_REGEX;REQUIRE;STDOUT_BEGINS;INPUT;FIXTURE" "CMD"
+    cmake_parse_arguments(T "" "EXPECT;EXIT;REGEX;NOT_REGEX;REQUIRE;STDOUT_BEGINS;INPUT;FIXTURE" "CMD"
                           ${ARGN})
     set(defs "-DEXPECT=${T_EXPECT}")
-    foreach(k REGEX NOT_REGEX REQUIRE STDOUT_BEGINS INPUT)
+    foreach(k EXIT REGEX NOT_REGEX REQUIRE STDOUT_BEGINS INPUT)
         if(DEFINED T_${k})
             list(APPEND defs "-D${k}=${T_${k}}")
         endif()
@@ -59,19 +59,19 @@ set_tests_properties(cli_make_test_models PROPERTIES FIXTURES_SETUP cli_models)
 
 # Bad numbers name the flag as typed and the range in plain numbers (not CLI11's
 # "Value -5 not in range 0.000000 to 1.79769e+308").
-llm8_cli_test(cli_ctx_negative EXPECT error REGEX "error: -c -5: must be an integer from 0 to [0-9]+"
+llm8_cli_test(cli_ctx_negative EXPECT error EXIT 2 REGEX "error: -c -5: must be an integer from 0 to [0-9]+"
     CMD $<TARGET_FILE:llm8-cli> -c -5)
-llm8_cli_test(cli_threads_negative EXPECT error REGEX "error: -t -1: must be an integer from 0 to [0-9]+"
+llm8_cli_test(cli_threads_negative EXPECT error EXIT 2 REGEX "error: -t -1: must be an integer from 0 to [0-9]+"
     CMD $<TARGET_FILE:llm8-cli> -t -1)
-llm8_cli_test(cli_batch_zero EXPECT error REGEX "error: -b 0: must be an integer from 1 to [0-9]+"
+llm8_cli_test(cli_batch_zero EXPECT error EXIT 2 REGEX "error: -b 0: must be an integer from 1 to [0-9]+"
     CMD $<TARGET_FILE:llm8-cli> -b 0)
-llm8_cli_test(cli_ngl_not_a_number EXPECT error REGEX "error: -ngl abc: must be an integer"
+llm8_cli_test(cli_ngl_not_a_number EXPECT error EXIT 2 REGEX "error: -ngl abc: must be an integer"
     CMD $<TARGET_FILE:llm8-cli> -ngl abc)
-llm8_cli_test(cli_temp_long_form EXPECT error REGEX "error: --temp nan: must be a number from"
+llm8_cli_test(cli_temp_long_form EXPECT error EXIT 2 REGEX "error: --temp nan: must be a number from"
     CMD $<TARGET_FILE:llm8-cli> --temp=nan)
-llm8_cli_test(perplexity_ctx_too_small EXPECT error REGEX "error: -c 2: must be an integer from 4 to"
+llm8_cli_test(perplexity_ctx_too_small EXPECT error EXIT 2 REGEX "error: -c 2: must be an integer from 4 to"
     CMD $<TARGET_FILE:llm8-perplexity> -f ${PROJECT_SOURCE_DIR}/README.md -c 2)
-llm8_cli_test(bench_threads_list_bad EXPECT error REGEX "-t 1,x: expected a comma-separated list"
+llm8_cli_test(bench_threads_list_bad EXPECT error EXIT 1 REGEX "-t 1,x: expected a comma-separated list"
     CMD $<TARGET_FILE:llm8-bench> -t 1,x)
 # llama.cpp's common flags: -fa (with or without a value), -ctk/-ctv f16, --color, --mlock, -e.
 llm8_cli_test(cli_flash_attn_flag EXPECT ok NOT_REGEX "not expected"
@@ -82,18 +82,18 @@ llm8_cli_test(perplexity_llama_batch_flags EXPECT ok REQUIRE ${DATA}/text/tinysh
     REGEX "Final estimate"
     CMD $<TARGET_FILE:llm8-perplexity> -f ${DATA}/text/tinyshakespeare.txt -c 128 --chunks 2
         -b 128 -ub 64 -fa off -ngl 0 -t 1)
-llm8_cli_test(cli_flash_attn_bad EXPECT error REGEX "-fa maybe: must be on, off or auto"
+llm8_cli_test(cli_flash_attn_bad EXPECT error EXIT 2 REGEX "-fa maybe: must be on, off or auto"
     CMD $<TARGET_FILE:llm8-cli> -fa maybe)
-llm8_cli_test(cli_cache_type_q8 EXPECT error REGEX "not supported by llm8 yet: -ctk q8_0 \\(only f16\\)"
+llm8_cli_test(cli_cache_type_q8 EXPECT error EXIT 2 REGEX "not supported by llm8 yet: -ctk q8_0 \\(only f16\\)"
     CMD $<TARGET_FILE:llm8-cli> -ctk q8_0)
-llm8_cli_test(perplexity_cache_type_v EXPECT error REGEX "not supported by llm8 yet: -ctv q4_0 \\(only f16\\)"
+llm8_cli_test(perplexity_cache_type_v EXPECT error EXIT 2 REGEX "not supported by llm8 yet: -ctv q4_0 \\(only f16\\)"
     CMD $<TARGET_FILE:llm8-perplexity> -f ${PROJECT_SOURCE_DIR}/README.md -ctv q4_0)
 # Flags llm8 lacks: refused by name, or ignored with a note.
-llm8_cli_test(cli_unsupported_flag EXPECT error REGEX "not supported by llm8: --lora"
+llm8_cli_test(cli_unsupported_flag EXPECT error EXIT 2 REGEX "not supported by llm8: --lora"
     CMD $<TARGET_FILE:llm8-cli> --lora adapter.gguf -p hi)
 llm8_cli_test(cli_ignored_flag EXPECT ok REGEX "ignoring --numa distribute"
     CMD $<TARGET_FILE:llm8-cli> --numa distribute --no-mmap -p hi -n 2)
-llm8_cli_test(cli_unknown_flag_as_typed EXPECT error REGEX "not expected: --frobnicate"
+llm8_cli_test(cli_unknown_flag_as_typed EXPECT error EXIT 2 REGEX "not expected: --frobnicate"
     CMD $<TARGET_FILE:llm8-cli> --frobnicate)
 # Escapes: -p 'a\x41b' is "aAb" (llama-cli's default), --no-escape keeps it as typed.
 llm8_cli_test(cli_prompt_escapes EXPECT ok STDOUT_BEGINS "Once\tupon"
@@ -101,9 +101,9 @@ llm8_cli_test(cli_prompt_escapes EXPECT ok STDOUT_BEGINS "Once\tupon"
 llm8_cli_test(cli_prompt_no_escape EXPECT ok STDOUT_BEGINS "Once\\tupon"
     CMD $<TARGET_FILE:llm8-cli> -p "Once\\tupon" -n 1 --temp 0 --no-escape)
 # -f must be a readable file.
-llm8_cli_test(cli_prompt_file_is_directory EXPECT error REGEX "-f: '.*' is a directory, not a prompt file"
+llm8_cli_test(cli_prompt_file_is_directory EXPECT error EXIT 1 REGEX "-f: '.*' is a directory, not a prompt file"
     CMD $<TARGET_FILE:llm8-cli> -f ${CMAKE_CURRENT_SOURCE_DIR})
-llm8_cli_test(perplexity_file_is_directory EXPECT error REGEX "is a directory, not a text file"
+llm8_cli_test(perplexity_file_is_directory EXPECT error EXIT 1 REGEX "is a directory, not a text file"
     CMD $<TARGET_FILE:llm8-perplexity> -f ${CMAKE_CURRENT_SOURCE_DIR})
 # More threads than cores: capped with a warning; a context past the training length: warned.
 llm8_cli_test(cli_threads_capped EXPECT ok
@@ -113,30 +113,30 @@ llm8_cli_test(cli_ctx_beyond_training EXPECT ok
     REGEX "warning: -c 1024 is more than the 512 tokens the model was trained on"
     CMD $<TARGET_FILE:llm8-cli> -c 1024 -p hi -n 2)
 # Corrupt weights: the NaN logits name the likely cause; --check-tensors names the tensor.
-llm8_cli_test(cli_nan_weights EXPECT error FIXTURE cli_models
+llm8_cli_test(cli_nan_weights EXPECT error EXIT 1 FIXTURE cli_models
     REGEX "every logit is NaN or -inf: the model's weights are likely corrupt.*run with --check-tensors"
     CMD $<TARGET_FILE:llm8-cli> -m ${BAD}/nan.gguf -p hi -n 4)
-llm8_cli_test(cli_check_tensors EXPECT error FIXTURE cli_models
+llm8_cli_test(cli_check_tensors EXPECT error EXIT 1 FIXTURE cli_models
     REGEX "tensor 'blk.2.attn_q.weight' \\(layer 2\\) holds a NaN at row 0, column 0: the file is corrupt"
     CMD $<TARGET_FILE:llm8-cli> -m ${BAD}/nan.gguf --check-tensors -p hi -n 4)
-llm8_cli_test(perplexity_check_tensors EXPECT error FIXTURE cli_models REGEX "blk.2.attn_q.weight"
+llm8_cli_test(perplexity_check_tensors EXPECT error EXIT 1 FIXTURE cli_models REGEX "blk.2.attn_q.weight"
     CMD $<TARGET_FILE:llm8-perplexity> -m ${BAD}/nan.gguf --check-tensors -f ${PROJECT_SOURCE_DIR}/README.md)
 llm8_cli_test(cli_check_tensors_sound_model EXPECT ok CMD $<TARGET_FILE:llm8-cli> --check-tensors -p hi -n 2)
 # Hparams that would give garbage are refused at load, naming the key and the range.
-llm8_cli_test(cli_rope_base_infinite EXPECT error FIXTURE cli_models
+llm8_cli_test(cli_rope_base_infinite EXPECT error EXIT 1 FIXTURE cli_models
     REGEX "metadata 'llama.rope.freq_base' = inf is out of range \\[1, 1e\\+12\\]"
     CMD $<TARGET_FILE:llm8-cli> -m ${BAD}/rope_base_inf.gguf -p hi)
-llm8_cli_test(cli_rope_scale_negative EXPECT error FIXTURE cli_models
+llm8_cli_test(cli_rope_scale_negative EXPECT error EXIT 1 FIXTURE cli_models
     REGEX "metadata 'llama.rope.scale_linear' = -2 is out of range"
     CMD $<TARGET_FILE:llm8-cli> -m ${BAD}/rope_scale_neg.gguf -p hi)
-llm8_cli_test(cli_rms_eps_bad EXPECT error FIXTURE cli_models
+llm8_cli_test(cli_rms_eps_bad EXPECT error EXIT 1 FIXTURE cli_models
     REGEX "metadata 'llama.attention.layer_norm_rms_epsilon' = 0.5 is out of range"
     CMD $<TARGET_FILE:llm8-cli> -m ${BAD}/eps_bad.gguf -p hi)
-llm8_cli_test(cli_heads_not_dividing EXPECT error FIXTURE cli_models
+llm8_cli_test(cli_heads_not_dividing EXPECT error EXIT 1 FIXTURE cli_models
     REGEX "head_count 8 is not a multiple of head_count_kv 3"
     CMD $<TARGET_FILE:llm8-cli> -m ${BAD}/heads_bad.gguf -p hi)
 # Requantizing: refused without --allow-requantize, warned with it.
-llm8_cli_test(convert_requantize_refused EXPECT error FIXTURE cli_models
+llm8_cli_test(convert_requantize_refused EXPECT error EXIT 1 FIXTURE cli_models
     REGEX "is already quantized .*'token_embd.weight' is q8_0.*pass --allow-requantize"
     CMD $<TARGET_FILE:llm8-convert> gguf ${BAD}/q8_0.gguf -o ${BAD}/q4_0.gguf --outtype q4_0)
 llm8_cli_test(convert_requantize_allowed EXPECT ok FIXTURE cli_models
