@@ -103,6 +103,32 @@ TEST(Convert, RequantizeKeepsNormsAndLoads) {
     EXPECT_THROW(llm8::convert_gguf(*src, &bad), llm8::Error);
 }
 
+TEST(Convert, RequantizeNeedsConsent) {
+    auto src = llm8::GgufFile::from_memory(llm8::embedded_model_data(), llm8::embedded_model_size(),
+                                           "emb");
+    const llm8::GgmlType q8 = llm8::GgmlType::Q8_0, q4 = llm8::GgmlType::Q4_0;
+    const auto bytes = llm8::convert_gguf(*src, &q8).to_bytes();
+    auto q = llm8::GgufFile::from_memory(bytes.data(), bytes.size(), "q8");
+    EXPECT_FALSE(llm8::requantized_tensors(*q, q4).empty());
+    EXPECT_TRUE(llm8::requantized_tensors(*src, q4).empty());
+    try {
+        llm8::convert_gguf(*q, &q4);
+        ADD_FAILURE() << "requantized without --allow-requantize";
+    } catch (const llm8::Error& e) {
+        EXPECT_NE(std::string(e.what()).find("--allow-requantize"), std::string::npos);
+    }
+    llm8::ConvertOptions opt;
+    opt.allow_requantize = true;
+    size_t calls = 0;
+    opt.progress = [&](size_t, size_t) { ++calls; };
+    const auto b4 = llm8::convert_gguf(*q, &q4, opt).to_bytes();
+    auto r = llm8::GgufFile::from_memory(b4.data(), b4.size(), "q4");
+    EXPECT_EQ(r->find_tensor("blk.0.attn_q.weight")->type, q4);
+    EXPECT_EQ(calls, q->tensors().size());
+    // Unchanged types are no requantization: q8_0 -> q8_0 copies.
+    EXPECT_NO_THROW(llm8::convert_gguf(*q, &q8));
+}
+
 TEST(ConvertErrors, CorruptLlama2cInputs) {
     LLM8_REQUIRE_FILE(kModels + "stories260K.bin");
     const std::string ck = llm8_test::read_file(kModels + "stories260K.bin");

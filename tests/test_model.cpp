@@ -193,6 +193,76 @@ TEST(ModelErrors, HeadsNotDivisible) {
     EXPECT_NE(load_error(w, "heads").find("not a multiple of head_count_kv"), std::string::npos);
 }
 
+TEST(ModelErrors, BadRopeAndEps) {
+    // Each bad value is refused with its key (metadata values llama.cpp would accept silently).
+    const struct {
+        const char* key;
+        float value;
+    } cases[] = {
+        {"llama.rope.freq_base", INFINITY},
+        {"llama.rope.freq_base", 0.5f},
+        {"llama.rope.scale_linear", -2.0f},
+        {"llama.rope.scale_linear", NAN},
+        {"llama.attention.layer_norm_rms_epsilon", 0.0f},
+        {"llama.attention.layer_norm_rms_epsilon", 0.5f},
+        {"llama.attention.layer_norm_rms_epsilon", -1e-5f},
+    };
+    for (const auto& c : cases) {
+        auto w = llm8_test::build_tiny_model(TinySpec{});
+        w.set(c.key, llm8::GgufValue::make_f32(c.value));
+        const std::string msg = load_error(w, "rope");
+        EXPECT_NE(msg.find(std::string("metadata '") + c.key + "'"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("out of range"), std::string::npos) << msg;
+    }
+    auto w = llm8_test::build_tiny_model(TinySpec{});
+    w.set("llama.rope.scaling.type", llm8::GgufValue::make_str("linear"));
+    w.set("llama.rope.scaling.factor", llm8::GgufValue::make_f32(-4.0f));
+    EXPECT_NE(load_error(w, "scale").find("rope.scaling.factor' = -4"), std::string::npos);
+}
+
+TEST(ModelErrors, CheckTensorsNamesTheCorruptTensor) {
+    TinySpec s;
+    s.wtype = GgmlType::Q8_0;
+    const std::string path = llm8_test::temp_path("nan.gguf");
+    llm8_test::build_tiny_model(s).write(path);
+    auto f = llm8::GgufFile::open(path);
+    llm8::GgufWriter w;
+    for (const auto& kv : f->metadata()) w.set(kv.first, kv.second);
+    for (const auto& t : f->tensors()) {
+        std::vector<uint8_t> b(t.data, t.data + t.nbytes);
+        if (t.name == "blk.1.ffn_up.weight") {
+            // the fp16 scale of the second block of row 2: a NaN
+            const size_t at = 2 * llm8::row_size(t.type, t.ne[0]) + 34;
+            b[at] = 0x00;
+            b[at + 1] = 0x7e;
+        }
+        w.add_tensor(t.name, t.type, t.ne, b.data(), b.size());
+    }
+    std::remove(path.c_str());
+    const std::string bad = llm8_test::temp_path("nan2.gguf");
+    w.write(bad);
+    EXPECT_NO_THROW(llm8::Model::load({bad, 0}));  // unchecked, the load succeeds
+    llm8::ModelParams mp{bad, 0};
+    mp.check_tensors = true;
+    uint64_t last_done = 0;
+    mp.progress = [&](uint64_t done, uint64_t) { last_done = done; };
+    std::string msg;
+    try {
+        llm8::Model::load(mp);
+    } catch (const llm8::Error& e) {
+        msg = e.what();
+    }
+    std::remove(bad.c_str());
+    EXPECT_NE(msg.find("tensor 'blk.1.ffn_up.weight' (layer 1) holds a NaN at row 2, column 32"),
+              std::string::npos)
+        << msg;
+    EXPECT_GT(last_done, 0u);
+    // A sound model passes the check.
+    llm8::ModelParams ok{"", 0};
+    ok.check_tensors = true;
+    EXPECT_NO_THROW(llm8::Model::load(ok));
+}
+
 TEST(ModelErrors, UnsupportedTensorType) {
     // A well-formed q2_K matrix: known to ggml, not (yet) to llm8.
     TinySpec s;

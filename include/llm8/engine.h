@@ -12,6 +12,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +34,12 @@ struct ModelParams {
     // Any positive value puts the whole model on the GPU (partial offload is not supported);
     // asking for the GPU where there is none is an error.
     int n_gpu_layers = -1;
+    // llama.cpp's --check-tensors: dequantize every tensor on the CPU at load and refuse the
+    // model at the first NaN or infinite value, naming the tensor (costs one pass over the file).
+    bool check_tensors = false;
+    // Called during the load with the tensor bytes processed so far and the total (tensor
+    // checks, upload to the GPU); the caller decides whether and how to show it.
+    std::function<void(uint64_t done, uint64_t total)> progress = nullptr;
 };
 
 class Model {

@@ -183,7 +183,29 @@ GgufWriter convert_llama2c(const std::string& checkpoint_path, const std::string
     return w;
 }
 
-GgufWriter convert_gguf(const GgufFile& in, const GgmlType* out_type) {
+namespace {
+
+bool is_quantized(GgmlType t) {
+    return t != GgmlType::F32 && t != GgmlType::F16 && t != GgmlType::BF16;
+}
+
+// Whether convert_gguf changes tensor t's type: matrices whose rows fill whole blocks.
+bool converts(const GgufTensorInfo& t, GgmlType out_type) {
+    const TypeTraits* target = type_traits(out_type);
+    const bool matrix = t.ne.size() == 2 && t.ne[1] > 1;
+    return matrix && out_type != t.type && target && t.ne[0] % target->block_size == 0;
+}
+
+}  // namespace
+
+std::vector<std::string> requantized_tensors(const GgufFile& in, GgmlType out_type) {
+    std::vector<std::string> names;
+    for (const auto& t : in.tensors())
+        if (converts(t, out_type) && is_quantized(t.type)) names.push_back(t.name);
+    return names;
+}
+
+GgufWriter convert_gguf(const GgufFile& in, const GgmlType* out_type, const ConvertOptions& opt) {
     GgufWriter w;
     for (const auto& kv : in.metadata()) w.set(kv.first, kv.second);
     if (in.alignment() != 32) w.set_alignment(in.alignment());
@@ -193,15 +215,25 @@ GgufWriter convert_gguf(const GgufFile& in, const GgmlType* out_type) {
             fail(ErrorKind::unsupported,
                  std::string("cannot convert to type ") + type_name(*out_type));
         w.set("general.file_type", GgufValue::make_u32(ftype_of(*out_type)));
+        const std::vector<std::string> requant = requantized_tensors(in, *out_type);
+        if (!requant.empty() && !opt.allow_requantize) {
+            const GgufTensorInfo* t = in.find_tensor(requant.front());
+            fail(ErrorKind::invalid_arg,
+                 in.path() + " is already quantized (" + std::to_string(requant.size()) +
+                     " tensors, e.g. '" + t->name + "' is " + type_name(t->type) +
+                     "): converting it to " + type_name(*out_type) +
+                     " rounds the weights a second time and loses accuracy; convert from the "
+                     "f32/f16/bf16 original, or pass --allow-requantize to do it anyway");
+        }
     }
     std::vector<float> row;
     std::vector<uint8_t> out;
+    const size_t n_tensors = in.tensors().size();
+    size_t done = 0;
     for (const auto& t : in.tensors()) {
-        const bool matrix = t.ne.size() == 2 && t.ne[1] > 1;
-        const TypeTraits* target = out_type ? type_traits(*out_type) : nullptr;
-        const bool convert =
-            out_type && matrix && *out_type != t.type && t.ne[0] % target->block_size == 0;
-        if (!convert) {
+        if (opt.progress && done) opt.progress(done, n_tensors);
+        ++done;
+        if (!out_type || !converts(t, *out_type)) {
             w.add_tensor(t.name, t.type, t.ne, t.data, t.nbytes);
             continue;
         }
@@ -215,6 +247,7 @@ GgufWriter convert_gguf(const GgufFile& in, const GgmlType* out_type) {
         }
         w.add_tensor(t.name, *out_type, t.ne, out.data(), out.size());
     }
+    if (opt.progress) opt.progress(n_tensors, n_tensors);
     return w;
 }
 

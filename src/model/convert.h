@@ -1,6 +1,8 @@
 // Conversions behind llm8-convert, in the library so that tests exercise them directly.
 #pragma once
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "gguf/gguf.h"
 
@@ -13,9 +15,23 @@ namespace llm8 {
 GgufWriter convert_llama2c(const std::string& checkpoint_path, const std::string& tokenizer_path,
                            const std::string& name);
 
+struct ConvertOptions {
+    // Converting a matrix that is already quantized (not f32/f16/bf16) to another type adds a
+    // second rounding on top of the first: refused unless asked (llama-quantize's
+    // --allow-requantize).
+    bool allow_requantize = false;
+    // Called after each tensor with the tensors done and the total.
+    std::function<void(size_t done, size_t total)> progress = nullptr;
+};
+
 // Any GGUF (v1, v2, v3) -> a v3 writer holding the same metadata and tensors. When out_type is
 // given, 2-D weight matrices (not norms, not biases) are converted to it; the embedding and
 // output follow too. general.file_type is updated.
-GgufWriter convert_gguf(const GgufFile& in, const GgmlType* out_type);
+GgufWriter convert_gguf(const GgufFile& in, const GgmlType* out_type,
+                        const ConvertOptions& opt = {});
+
+// The tensors convert_gguf would convert to out_type although they are already quantized
+// (empty when none would be requantized).
+std::vector<std::string> requantized_tensors(const GgufFile& in, GgmlType out_type);
 
 }  // namespace llm8

@@ -4,6 +4,7 @@
 #include "model/llama.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 
 #include "common/error.h"
@@ -19,6 +20,18 @@ int get_pos_int(const GgufFile& f, const std::string& key, int64_t lo, int64_t h
                                     " is out of range [" + std::to_string(lo) + ", " +
                                     std::to_string(hi) + "]");
     return int(v);
+}
+
+// A float key with a default, refused with the key, the value and the range when outside
+// [lo, hi] (NaN and infinities included).
+double get_float_in(const GgufFile& f, const std::string& key, double def, double lo, double hi) {
+    const double v = f.get_float(key, def);
+    if (!(v >= lo && v <= hi)) {
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "' = %g is out of range [%g, %g]", v, lo, hi);
+        fail(ErrorKind::format, f.path() + ": metadata '" + key + buf);
+    }
+    return v;
 }
 
 const GgufTensorInfo& need_tensor(const GgufFile& f, const std::string& name) {
@@ -106,7 +119,9 @@ HParams read_hparams(const GgufFile& f) {
     if (hp.n_head % hp.n_head_kv != 0)
         fail(ErrorKind::format, f.path() + ": head_count " + std::to_string(hp.n_head) +
                                     " is not a multiple of head_count_kv " +
-                                    std::to_string(hp.n_head_kv));
+                                    std::to_string(hp.n_head_kv) + " (metadata '" + a +
+                                    ".attention.head_count*'): each KV head must serve a whole "
+                                    "group of query heads");
     hp.n_ff = get_pos_int(f, a + ".feed_forward_length", 1, kMax);
     hp.n_ctx_train =
         f.has(a + ".context_length") ? get_pos_int(f, a + ".context_length", 1, kMax) : 2048;
@@ -118,31 +133,35 @@ HParams read_hparams(const GgufFile& f) {
                  f.path() + ": key_length != value_length is not supported");
     } else {
         if (hp.n_embd % hp.n_head != 0)
-            fail(ErrorKind::format,
-                 f.path() + ": embedding_length is not a multiple of head_count");
+            fail(ErrorKind::format, f.path() + ": metadata '" + a + ".embedding_length' = " +
+                                        std::to_string(hp.n_embd) + " is not a multiple of '" + a +
+                                        ".attention.head_count' = " + std::to_string(hp.n_head) +
+                                        " (and no key_length gives the head size)");
         hp.head_dim = hp.n_embd / hp.n_head;
     }
     hp.n_rot = f.has(a + ".rope.dimension_count")
                    ? get_pos_int(f, a + ".rope.dimension_count", 2, hp.head_dim)
                    : hp.head_dim;
     if (hp.n_rot % 2) fail(ErrorKind::format, f.path() + ": rope.dimension_count must be even");
-    hp.rms_eps = float(f.get_float(a + ".attention.layer_norm_rms_epsilon", 1e-5));
-    if (!(hp.rms_eps > 0 && hp.rms_eps < 1))
-        fail(ErrorKind::format, f.path() + ": layer_norm_rms_epsilon out of range");
-    hp.rope_freq_base = float(f.get_float(a + ".rope.freq_base", 10000.0));
-    if (!(hp.rope_freq_base > 1))
-        fail(ErrorKind::format, f.path() + ": rope.freq_base must be > 1");
+    // Real models use 1e-6 or 1e-5; the range leaves room for any sane value and catches
+    // garbage (0, negative, infinite, NaN, or large enough to flatten every activation).
+    hp.rms_eps = float(get_float_in(f, a + ".attention.layer_norm_rms_epsilon", 1e-5, 1e-12, 1e-2));
+    hp.rope_freq_base = float(get_float_in(f, a + ".rope.freq_base", 10000.0, 1.0, 1e12));
+    if (hp.rope_freq_base == 1.0f)
+        fail(ErrorKind::format,
+             f.path() + ": metadata '" + a + ".rope.freq_base' = 1 makes every RoPE frequency 1");
     const std::string scaling = f.get_str(a + ".rope.scaling.type", "none");
     if (scaling == "linear") {
-        const double factor = f.get_float(a + ".rope.scaling.factor", 1.0);
-        if (!(factor > 0)) fail(ErrorKind::format, f.path() + ": rope.scaling.factor must be > 0");
+        const double factor =
+            get_float_in(f, a + ".rope.scaling.factor", 1.0, 1.0 / 1024.0, 1024.0);
         hp.rope_freq_scale = float(1.0 / factor);
     } else if (scaling != "none") {
         fail(ErrorKind::unsupported,
              f.path() + ": rope scaling '" + scaling + "' is not supported yet (none, linear)");
     }
     if (f.has(a + ".rope.scale_linear"))  // older files
-        hp.rope_freq_scale = float(1.0 / f.get_float(a + ".rope.scale_linear", 1.0));
+        hp.rope_freq_scale =
+            float(1.0 / get_float_in(f, a + ".rope.scale_linear", 1.0, 1.0 / 1024.0, 1024.0));
     return hp;
 }
 

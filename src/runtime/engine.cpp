@@ -8,6 +8,7 @@
 #include "cuda/backend.h"
 #include "llm8/engine.h"
 #include "llm8/sampling.h"
+#include "model/check_tensors.h"
 #include "model/llama.h"
 #include "runtime/embedded_model.h"
 #include "tokenizer/vocab.h"
@@ -36,6 +37,7 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
         file = GgufFile::open(params.path);
     }
     auto impl = load_llama(file);
+    if (params.check_tensors) check_tensor_data(*file, params.progress);
     std::shared_ptr<cuda::DeviceModel> device;
     std::string why;
     const bool have_gpu = params.n_gpu_layers != 0 && cuda::available(&why);
@@ -43,7 +45,11 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
         fail(ErrorKind::unsupported, "GPU requested (-ngl " + std::to_string(params.n_gpu_layers) +
                                          ") but none is usable: " + why +
                                          "; use -ngl 0 for the CPU");
-    if (have_gpu) device = cuda::upload_model(*impl, 0);
+    if (have_gpu) {
+        if (params.progress) params.progress(0, impl->weight_bytes());
+        device = cuda::upload_model(*impl, 0);
+        if (params.progress) params.progress(impl->weight_bytes(), impl->weight_bytes());
+    }
     return std::make_shared<const Model>(impl, device);
 }
 

@@ -2,9 +2,10 @@
 set(RUN ${CMAKE_CURRENT_SOURCE_DIR}/cli/run_expect.cmake)
 set(DATA ${LLM8_SHARED_DATA})
 function(llm8_cli_test name)
-    cmake_parse_arguments(T "" "EXPECT;REGEX;NOT_REGEX;REQUIRE;STDOUT_BEGINS;INPUT" "CMD" ${ARGN})
+    cmake_parse_arguments(T "" "EXPECT;EXIT;REGEX;NOT_REGEX;REQUIRE;STDOUT_BEGINS;INPUT;FIXTURE" "CMD"
+                          ${ARGN})
     set(defs "-DEXPECT=${T_EXPECT}")
-    foreach(k REGEX NOT_REGEX REQUIRE STDOUT_BEGINS INPUT)
+    foreach(k EXIT REGEX NOT_REGEX REQUIRE STDOUT_BEGINS INPUT)
         if(DEFINED T_${k})
             list(APPEND defs "-D${k}=${T_${k}}")
         endif()
@@ -15,6 +16,9 @@ function(llm8_cli_test name)
     # prints this line instead.
     set_tests_properties(${name} PROPERTIES SKIP_REGULAR_EXPRESSION "SKIP: test data not found"
                                             TIMEOUT 900)
+    if(DEFINED T_FIXTURE)  # needs the files that test FIXTURE writes
+        set_tests_properties(${name} PROPERTIES FIXTURES_REQUIRED ${T_FIXTURE})
+    endif()
 endfunction()
 
 # The issue's done-when: llama2.c's greedy text for stories260K, right after the prompt.
@@ -44,6 +48,123 @@ llm8_cli_test(cli_prompt_too_long EXPECT error REGEX "does not fit the context"
     CMD $<TARGET_FILE:llm8-cli> -c 8 -p "Once upon a time there was a little girl named Lily")
 llm8_cli_test(cli_missing_prompt_file EXPECT error REGEX "cannot open prompt file"
     CMD $<TARGET_FILE:llm8-cli> -f /nonexistent.txt)
+
+# ---- issue 18: the tools as a llama.cpp user expects them -------------------------------------
+# Broken models for the tests below, written at test time from the embedded stories260K.
+add_executable(llm8-test-make-models ${CMAKE_CURRENT_SOURCE_DIR}/cli/make_test_models.cpp)
+target_link_libraries(llm8-test-make-models PRIVATE llm8)
+set(BAD ${CMAKE_CURRENT_BINARY_DIR}/cli-models)
+add_test(NAME cli_make_test_models COMMAND $<TARGET_FILE:llm8-test-make-models> ${BAD})
+set_tests_properties(cli_make_test_models PROPERTIES FIXTURES_SETUP cli_models)
+
+# Bad numbers name the flag as typed and the range in plain numbers (not CLI11's
+# "Value -5 not in range 0.000000 to 1.79769e+308").
+llm8_cli_test(cli_ctx_negative EXPECT error EXIT 2 REGEX "error: -c -5: must be an integer from 0 to [0-9]+"
+    CMD $<TARGET_FILE:llm8-cli> -c -5)
+llm8_cli_test(cli_threads_negative EXPECT error EXIT 2 REGEX "error: -t -1: must be an integer from 0 to [0-9]+"
+    CMD $<TARGET_FILE:llm8-cli> -t -1)
+llm8_cli_test(cli_batch_zero EXPECT error EXIT 2 REGEX "error: -b 0: must be an integer from 1 to [0-9]+"
+    CMD $<TARGET_FILE:llm8-cli> -b 0)
+llm8_cli_test(cli_ngl_not_a_number EXPECT error EXIT 2 REGEX "error: -ngl abc: must be an integer"
+    CMD $<TARGET_FILE:llm8-cli> -ngl abc)
+llm8_cli_test(cli_temp_long_form EXPECT error EXIT 2 REGEX "error: --temp nan: must be a number from"
+    CMD $<TARGET_FILE:llm8-cli> --temp=nan)
+llm8_cli_test(perplexity_ctx_too_small EXPECT error EXIT 2 REGEX "error: -c 2: must be an integer from 4 to"
+    CMD $<TARGET_FILE:llm8-perplexity> -f ${PROJECT_SOURCE_DIR}/README.md -c 2)
+llm8_cli_test(bench_threads_list_bad EXPECT error EXIT 1 REGEX "-t 1,x: expected a comma-separated list"
+    CMD $<TARGET_FILE:llm8-bench> -t 1,x)
+# llama.cpp's common flags: -fa (with or without a value), -ctk/-ctv f16, --color, --mlock, -e.
+llm8_cli_test(cli_flash_attn_flag EXPECT ok NOT_REGEX "not expected"
+    CMD $<TARGET_FILE:llm8-cli> -fa -p hi -n 2)
+llm8_cli_test(cli_common_flags EXPECT ok
+    CMD $<TARGET_FILE:llm8-cli> -fa on -ctk f16 -ctv f16 --color --mlock -e -p hi -n 2)
+llm8_cli_test(perplexity_llama_batch_flags EXPECT ok REQUIRE ${DATA}/text/tinyshakespeare.txt
+    REGEX "Final estimate"
+    CMD $<TARGET_FILE:llm8-perplexity> -f ${DATA}/text/tinyshakespeare.txt -c 128 --chunks 2
+        -b 128 -ub 64 -fa off -ngl 0 -t 1)
+llm8_cli_test(cli_flash_attn_bad EXPECT error EXIT 2 REGEX "-fa maybe: must be on, off or auto"
+    CMD $<TARGET_FILE:llm8-cli> -fa maybe)
+llm8_cli_test(cli_cache_type_q8 EXPECT error EXIT 2 REGEX "not supported by llm8 yet: -ctk q8_0 \\(only f16\\)"
+    CMD $<TARGET_FILE:llm8-cli> -ctk q8_0)
+llm8_cli_test(perplexity_cache_type_v EXPECT error EXIT 2 REGEX "not supported by llm8 yet: -ctv q4_0 \\(only f16\\)"
+    CMD $<TARGET_FILE:llm8-perplexity> -f ${PROJECT_SOURCE_DIR}/README.md -ctv q4_0)
+# Flags llm8 lacks: refused by name, or ignored with a note.
+llm8_cli_test(cli_unsupported_flag EXPECT error EXIT 2 REGEX "not supported by llm8: --lora"
+    CMD $<TARGET_FILE:llm8-cli> --lora adapter.gguf -p hi)
+llm8_cli_test(cli_ignored_flag EXPECT ok REGEX "ignoring --numa distribute"
+    CMD $<TARGET_FILE:llm8-cli> --numa distribute --no-mmap -p hi -n 2)
+llm8_cli_test(cli_unknown_flag_as_typed EXPECT error EXIT 2 REGEX "not expected: --frobnicate"
+    CMD $<TARGET_FILE:llm8-cli> --frobnicate)
+# Escapes: -p 'a\x41b' is "aAb" (llama-cli's default), --no-escape keeps it as typed.
+llm8_cli_test(cli_prompt_escapes EXPECT ok STDOUT_BEGINS "Once\tupon"
+    CMD $<TARGET_FILE:llm8-cli> -p "Once\\tupon" -n 1 --temp 0)
+llm8_cli_test(cli_prompt_no_escape EXPECT ok STDOUT_BEGINS "Once\\tupon"
+    CMD $<TARGET_FILE:llm8-cli> -p "Once\\tupon" -n 1 --temp 0 --no-escape)
+# -f must be a readable file.
+llm8_cli_test(cli_prompt_file_is_directory EXPECT error EXIT 1 REGEX "-f: '.*' is a directory, not a prompt file"
+    CMD $<TARGET_FILE:llm8-cli> -f ${CMAKE_CURRENT_SOURCE_DIR})
+llm8_cli_test(perplexity_file_is_directory EXPECT error EXIT 1 REGEX "is a directory, not a text file"
+    CMD $<TARGET_FILE:llm8-perplexity> -f ${CMAKE_CURRENT_SOURCE_DIR})
+# More threads than cores: capped with a warning; a context past the training length: warned.
+llm8_cli_test(cli_threads_capped EXPECT ok
+    REGEX "warning: -t 10000 is more threads than this machine's [0-9]+ cores; using [0-9]+"
+    CMD $<TARGET_FILE:llm8-cli> -t 10000 -p hi -n 2)
+llm8_cli_test(cli_ctx_beyond_training EXPECT ok
+    REGEX "warning: -c 1024 is more than the 512 tokens the model was trained on"
+    CMD $<TARGET_FILE:llm8-cli> -c 1024 -p hi -n 2)
+# Corrupt weights: the NaN logits name the likely cause; --check-tensors names the tensor.
+llm8_cli_test(cli_nan_weights EXPECT error EXIT 1 FIXTURE cli_models
+    REGEX "every logit is NaN or -inf: the model's weights are likely corrupt.*run with --check-tensors"
+    CMD $<TARGET_FILE:llm8-cli> -m ${BAD}/nan.gguf -p hi -n 4)
+llm8_cli_test(cli_check_tensors EXPECT error EXIT 1 FIXTURE cli_models
+    REGEX "tensor 'blk.2.attn_q.weight' \\(layer 2\\) holds a NaN at row 0, column 0: the file is corrupt"
+    CMD $<TARGET_FILE:llm8-cli> -m ${BAD}/nan.gguf --check-tensors -p hi -n 4)
+llm8_cli_test(perplexity_check_tensors EXPECT error EXIT 1 FIXTURE cli_models REGEX "blk.2.attn_q.weight"
+    CMD $<TARGET_FILE:llm8-perplexity> -m ${BAD}/nan.gguf --check-tensors -f ${PROJECT_SOURCE_DIR}/README.md)
+llm8_cli_test(cli_check_tensors_sound_model EXPECT ok CMD $<TARGET_FILE:llm8-cli> --check-tensors -p hi -n 2)
+# Hparams that would give garbage are refused at load, naming the key and the range.
+llm8_cli_test(cli_rope_base_infinite EXPECT error EXIT 1 FIXTURE cli_models
+    REGEX "metadata 'llama.rope.freq_base' = inf is out of range \\[1, 1e\\+12\\]"
+    CMD $<TARGET_FILE:llm8-cli> -m ${BAD}/rope_base_inf.gguf -p hi)
+llm8_cli_test(cli_rope_scale_negative EXPECT error EXIT 1 FIXTURE cli_models
+    REGEX "metadata 'llama.rope.scale_linear' = -2 is out of range"
+    CMD $<TARGET_FILE:llm8-cli> -m ${BAD}/rope_scale_neg.gguf -p hi)
+llm8_cli_test(cli_rms_eps_bad EXPECT error EXIT 1 FIXTURE cli_models
+    REGEX "metadata 'llama.attention.layer_norm_rms_epsilon' = 0.5 is out of range"
+    CMD $<TARGET_FILE:llm8-cli> -m ${BAD}/eps_bad.gguf -p hi)
+llm8_cli_test(cli_heads_not_dividing EXPECT error EXIT 1 FIXTURE cli_models
+    REGEX "head_count 8 is not a multiple of head_count_kv 3"
+    CMD $<TARGET_FILE:llm8-cli> -m ${BAD}/heads_bad.gguf -p hi)
+# Requantizing: refused without --allow-requantize, warned with it.
+llm8_cli_test(convert_requantize_refused EXPECT error EXIT 1 FIXTURE cli_models
+    REGEX "is already quantized .*'token_embd.weight' is q8_0.*pass --allow-requantize"
+    CMD $<TARGET_FILE:llm8-convert> gguf ${BAD}/q8_0.gguf -o ${BAD}/q4_0.gguf --outtype q4_0)
+llm8_cli_test(convert_requantize_allowed EXPECT ok FIXTURE cli_models
+    REGEX "warning: .*already quantized: requantizing [0-9]+ tensors to q4_0"
+    CMD $<TARGET_FILE:llm8-convert> gguf ${BAD}/q8_0.gguf -o ${BAD}/q4_0.gguf --outtype q4_0
+        --allow-requantize)
+# A full context: shifted (plain: --keep; chat: the oldest turns go), or stopped with a word.
+llm8_cli_test(cli_context_shift EXPECT ok REGEX "context full \\(24 tokens\\): context shift, keeping the first 1"
+    CMD $<TARGET_FILE:llm8-cli> -c 24 -n 40 -p "Once upon a time" --temp 0)
+llm8_cli_test(cli_context_full_stops EXPECT ok REGEX "context full \\(24 tokens\\): generation stopped"
+    CMD $<TARGET_FILE:llm8-cli> -c 24 -n 40 -p "Once upon a time" --temp 0 --no-context-shift)
+llm8_cli_test(cli_chat_context_shift EXPECT ok INPUT ${CMAKE_CURRENT_SOURCE_DIR}/cli/chat_long_input.txt
+    REGEX "> [^>]+> [^>]+> [^>]+> [^>]+> [^>]+> [^>]+> [^>]+> [^>]+> .*context full \\(128 tokens\\): context shift, dropping the oldest turns after the system prompt"
+    NOT_REGEX "generation stopped|error"
+    CMD $<TARGET_FILE:llm8-cli> -cnv -sys "Be brief." --chat-template chatml -c 128 -n 16 --temp 0)
+# --version everywhere; --log-disable silences the informational lines.
+foreach(tool llm8-cli llm8-bench llm8-perplexity llm8-convert llm8-tokenize llm8-mkmodel)
+    llm8_cli_test(${tool}_version EXPECT ok
+        REGEX "^${tool} version: [0-9]+\\.[0-9]+\\.[0-9]+ \\(([0-9a-f]+|unknown)\\).built: [A-Za-z]+, CUDA "
+        CMD $<TARGET_FILE:${tool}> --version)
+endforeach()
+llm8_cli_test(cli_log_disable EXPECT ok NOT_REGEX "load time|model stories"
+    CMD $<TARGET_FILE:llm8-cli> --log-disable -p hi -n 2)
+# llm8-bench: comma lists, every combination a row; CPU prompt rates in GFLOP/s.
+llm8_cli_test(bench_lists EXPECT ok
+    REGEX "\\| threads \\| n_batch \\| test .*\\| 1 \\| 8 \\| pp16 .*GFLOP/s.*\\| 1 \\| 8 \\| tg4 .*\\| 1 \\| 16 \\| pp16 .*\\| 2 \\| 8 \\| pp16 .*\\| 2 \\| 16 \\| tg4 .*GB/s"
+    NOT_REGEX "TFLOP/s"
+    CMD $<TARGET_FILE:llm8-bench> -ngl 0 -t 1,2 -p 16 -n 4 -b 8,16 -r 1)
 
 llm8_cli_test(perplexity_stories260K EXPECT ok REQUIRE ${DATA}/text/tinyshakespeare.txt
     CMD $<TARGET_FILE:llm8-perplexity> -f ${DATA}/text/tinyshakespeare.txt -c 128 --chunks 8

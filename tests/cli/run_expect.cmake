@@ -1,6 +1,7 @@
 # Runs CMD (a ;-list) and checks its exit code and output.
 #   -DCMD=...            the command and its arguments
 #   -DEXPECT=ok|error    ok: exit 0; error: a clean non-zero exit (1-125), never a crash/signal
+#   -DEXIT=N             the exact exit code (optional; the tools: 2 bad arguments, 1 failures)
 #   -DREGEX=...          must match stdout+stderr (optional)
 #   -DNOT_REGEX=...      must not match (optional)
 #   -DREQUIRE=path       skip when this file is missing (prints "SKIP: test data not found",
@@ -26,6 +27,9 @@ else()
     if(NOT rc MATCHES "^[0-9]+$" OR rc EQUAL 0 OR rc GREATER 125)
         message(FATAL_ERROR "expected a clean error exit, got '${rc}'")
     endif()
+endif()
+if(DEFINED EXIT AND NOT rc STREQUAL "${EXIT}")
+    message(FATAL_ERROR "expected exit code ${EXIT}, got '${rc}'")
 endif()
 if(DEFINED REGEX AND NOT all MATCHES "${REGEX}")
     message(FATAL_ERROR "output does not match '${REGEX}'")

@@ -1,6 +1,7 @@
 // llm8-convert: model files to GGUF v3.
 //   llm8-convert llama2c CHECKPOINT.bin TOKENIZER.bin -o OUT.gguf [--name NAME]
 //   llm8-convert gguf IN.gguf -o OUT.gguf [--outtype q8_0|f16|...]   (v1/v2/v3 -> v3)
+//     [--allow-requantize]   (llama-quantize's flag: convert an already-quantized file)
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
@@ -15,10 +16,13 @@ static bool same_file(const std::string& a, const std::string& b) {
 }
 
 int main(int argc, char** argv) {
-    auto args = llm8_tools::normalize_llama_args(argc, argv);
-    CLI::App app{"llm8-convert: convert llama2.c checkpoints and older GGUF files to GGUF v3"};
+    llm8_tools::Args args(
+        "llm8-convert",
+        "llm8-convert: convert llama2.c checkpoints and older GGUF files to GGUF v3");
+    CLI::App& app = args.app();
     app.require_subcommand(1);
     std::string out, ckpt, tok, name = "llama2c", in, outtype;
+    bool allow_requantize = false;
     auto* l2c = app.add_subcommand("llama2c", "llama2.c checkpoint + tokenizer.bin -> GGUF v3");
     l2c->add_option("checkpoint", ckpt, "llama2.c model (.bin)")->required();
     l2c->add_option("tokenizer", tok, "llama2.c tokenizer (.bin)")->required();
@@ -30,11 +34,9 @@ int main(int argc, char** argv) {
     gg->add_option("--outtype", outtype,
                    "convert weight matrices to f32, f16, bf16, q8_0, q4_0, "
                    "q4_1, q5_0, q5_1, q4_K, q5_K, q6_K");
-    try {
-        app.parse(args.argc(), args.argv());
-    } catch (const CLI::ParseError& e) {
-        return app.exit(e);
-    }
+    gg->add_flag("--allow-requantize", allow_requantize,
+                 "convert a file that is already quantized (each rounding loses accuracy)");
+    if (const int rc = args.parse(argc, argv); rc >= 0) return rc;
     try {
         if (*l2c) {
             if (same_file(ckpt, out) || same_file(tok, out))
@@ -47,14 +49,30 @@ int main(int argc, char** argv) {
             if (!outtype.empty() && !llm8::type_from_name(outtype.c_str(), &t))
                 llm8::fail(llm8::ErrorKind::invalid_arg, "unknown --outtype '" + outtype + "'");
             auto f = llm8::GgufFile::open(in);
-            llm8::convert_gguf(*f, outtype.empty() ? nullptr : &t).write(out);
-            std::fprintf(stderr, "llm8-convert: GGUF v%u -> v3, %zu tensors, %zu metadata keys\n",
-                         f->version(), f->tensors().size(), f->metadata().size());
+            llm8::ConvertOptions opt;
+            opt.allow_requantize = allow_requantize;
+            if (!outtype.empty()) {
+                const auto requant = llm8::requantized_tensors(*f, t);
+                if (!requant.empty() && allow_requantize)
+                    args.warn(in + " is already quantized: requantizing " +
+                              std::to_string(requant.size()) + " tensors to " + outtype +
+                              " loses accuracy (--allow-requantize)");
+            }
+            llm8_tools::Progress bar(args.progress_enabled(), "llm8-convert");
+            opt.progress = [&](size_t done, size_t total) {
+                bar.update(double(done), double(total), "tensors");
+            };
+            llm8::GgufWriter w = llm8::convert_gguf(*f, outtype.empty() ? nullptr : &t, opt);
+            bar.finish();
+            w.write(out);
+            char line[200];
+            std::snprintf(line, sizeof line, "GGUF v%u -> v3, %zu tensors, %zu metadata keys",
+                          f->version(), f->tensors().size(), f->metadata().size());
+            args.info(line);
         }
-        std::fprintf(stderr, "llm8-convert: wrote %s\n", out.c_str());
+        args.info("wrote " + out);
         return 0;
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "llm8-convert: error: %s\n", e.what());
-        return 1;
+        return args.report(e);
     }
 }

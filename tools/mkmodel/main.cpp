@@ -64,8 +64,9 @@ struct Rng {
 }  // namespace
 
 int main(int argc, char** argv) {
-    auto args = llm8_tools::normalize_llama_args(argc, argv);
-    CLI::App app{"llm8-mkmodel: random-weight GGUF models of real shapes (for speed work only)"};
+    llm8_tools::Args args(
+        "llm8-mkmodel", "llm8-mkmodel: random-weight GGUF models of real shapes (speed work only)");
+    CLI::App& app = args.app();
     std::string preset = "llama3-8b", type = "q8_0", vocab, out;
     uint64_t seed = 1;
     int layers = 0;
@@ -78,12 +79,8 @@ int main(int argc, char** argv) {
         ->required();
     app.add_option("-o,--outfile", out, "output GGUF")->required();
     app.add_option("--seed", seed, "random seed");
-    app.add_option("--layers", layers, "override the layer count (smaller files for tests)");
-    try {
-        app.parse(args.argc(), args.argv());
-    } catch (const CLI::ParseError& e) {
-        return app.exit(e);
-    }
+    args.add_int("--layers", layers, 0, 4096, "override the layer count (smaller files for tests)");
+    if (const int rc = args.parse(argc, argv); rc >= 0) return rc;
     try {
         const Preset* p = nullptr;
         for (const Preset& q : kPresets)
@@ -190,7 +187,6 @@ int main(int argc, char** argv) {
         w.write(out);
         return 0;
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "llm8-mkmodel: error: %s\n", e.what());
-        return 1;
+        return args.report(e);
     }
 }

@@ -2,63 +2,17 @@
 //   llm8-tokenize -m MODEL.gguf -p "Hello world" [--ids] [--no-bos] [--parse-special]
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <sstream>
 
+#include "common/args.h"
 #include "common/error.h"
 #include "gguf/gguf.h"
 #include "tokenizer/utf8.h"
 #include "tokenizer/vocab.h"
 
 namespace {
-
-// llama.cpp's prompt escapes: \n \r \t \' \" \\ and \xNN.
-std::string process_escapes(const std::string& in) {
-    std::string out;
-    for (size_t i = 0; i < in.size(); ++i) {
-        if (in[i] != '\\' || i + 1 >= in.size()) {
-            out += in[i];
-            continue;
-        }
-        const char c = in[++i];
-        switch (c) {
-            case 'n':
-                out += '\n';
-                break;
-            case 'r':
-                out += '\r';
-                break;
-            case 't':
-                out += '\t';
-                break;
-            case '\'':
-                out += '\'';
-                break;
-            case '"':
-                out += '"';
-                break;
-            case '\\':
-                out += '\\';
-                break;
-            case 'x':
-                if (i + 2 < in.size() && std::isxdigit(static_cast<unsigned char>(in[i + 1])) &&
-                    std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
-                    out += static_cast<char>(std::stoi(in.substr(i + 1, 2), nullptr, 16));
-                    i += 2;
-                    break;
-                }
-                out += "\\x";
-                break;
-            default:
-                out += '\\';
-                out += c;
-                break;
-        }
-    }
-    return out;
-}
 
 // A piece as printable text: bytes that are not valid UTF-8 show as <0xNN>.
 std::string printable(const std::string& piece) {
@@ -75,7 +29,9 @@ std::string printable(const std::string& piece) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"llm8-tokenize: show how a GGUF model's vocabulary tokenizes a text"};
+    llm8_tools::Args args("llm8-tokenize",
+                          "llm8-tokenize: show how a GGUF model's vocabulary tokenizes a text");
+    CLI::App& app = args.app();
     std::string model_path, prompt, prompt_file;
     bool ids_only = false, no_bos = false, parse_special = false, use_stdin = false;
     bool no_escape = false, show_count = false;
@@ -89,11 +45,7 @@ int main(int argc, char** argv) {
                  "turn special-token text such as <|im_start|> into the special token");
     app.add_flag("--no-escape", no_escape, "do not process escapes in -p");
     app.add_flag("--show-count", show_count, "print the number of tokens at the end");
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        return app.exit(e);
-    }
+    if (const int rc = args.parse(argc, argv); rc >= 0) return rc;
 
     try {
         const int sources = !prompt.empty() + !prompt_file.empty() + use_stdin;
@@ -103,13 +55,11 @@ int main(int argc, char** argv) {
         }
         std::string text;
         if (!prompt_file.empty()) {
-            std::ifstream in(prompt_file, std::ios::binary);
-            if (!in) llm8::fail(llm8::ErrorKind::io, "cannot open " + prompt_file);
-            text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+            text = llm8_tools::read_text_file("-f", prompt_file, "text file");
         } else if (use_stdin) {
             text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
         } else {
-            text = no_escape ? prompt : process_escapes(prompt);
+            text = no_escape ? prompt : llm8_tools::process_escapes(prompt);
         }
 
         auto file = llm8::GgufFile::open(model_path);
@@ -127,12 +77,8 @@ int main(int argc, char** argv) {
             }
         }
         if (show_count) std::printf("Total number of tokens: %zu\n", ids.size());
-    } catch (const llm8::Error& e) {
-        std::fprintf(stderr, "llm8-tokenize: error: %s\n", e.what());
-        return 1;
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "llm8-tokenize: error: %s\n", e.what());
-        return 1;
+        return args.report(e);
     }
     return 0;
 }

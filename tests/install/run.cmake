@@ -1,0 +1,45 @@
+# Installs the build into a temporary prefix, then builds and runs a program against it twice:
+# with find_package(llm8) and with pkg-config (llm8.pc).
+#   cmake -DBUILD=build-dir -DWORK=scratch-dir -DSRC=tests/install -DCXX=compiler -P run.cmake
+file(REMOVE_RECURSE ${WORK})
+set(prefix ${WORK}/prefix)
+function(run)
+    execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+    if(NOT rc EQUAL 0)
+        message(FATAL_ERROR "failed (${rc}): ${ARGN}\n${out}\n${err}")
+    endif()
+    set(out "${out}" PARENT_SCOPE)
+endfunction()
+run(${CMAKE_COMMAND} --install ${BUILD} --prefix ${prefix})
+foreach(f bin/llm8-cli include/llm8/engine.h include/llm8/version.h lib/libllm8.a
+          lib/cmake/llm8/llm8Config.cmake lib/pkgconfig/llm8.pc)
+    if(NOT EXISTS ${prefix}/${f})
+        message(FATAL_ERROR "not installed: ${f}")
+    endif()
+endforeach()
+if(EXISTS ${prefix}/include/common OR EXISTS ${prefix}/include/model)
+    message(FATAL_ERROR "internal headers were installed")
+endif()
+
+# find_package(llm8)
+run(${CMAKE_COMMAND} -S ${SRC}/consumer -B ${WORK}/build -DCMAKE_PREFIX_PATH=${prefix}
+    -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_BUILD_TYPE=Release)
+run(${CMAKE_COMMAND} --build ${WORK}/build)
+run(${WORK}/build/consumer)
+message("find_package: ${out}")
+if(NOT out MATCHES "^llm8 [0-9.]+: next token '.+'")
+    message(FATAL_ERROR "unexpected output from the find_package consumer")
+endif()
+
+# pkg-config
+find_program(PKG_CONFIG pkg-config REQUIRED)
+set(ENV{PKG_CONFIG_PATH} ${prefix}/lib/pkgconfig)
+run(${PKG_CONFIG} --cflags --libs llm8)
+string(STRIP "${out}" flags)
+separate_arguments(flags UNIX_COMMAND "${flags}")
+run(${CXX} -std=c++17 ${SRC}/consumer/main.cpp -o ${WORK}/consumer-pc ${flags})
+run(${WORK}/consumer-pc)
+message("pkg-config: ${out}")
+if(NOT out MATCHES "^llm8 [0-9.]+: next token '.+'")
+    message(FATAL_ERROR "unexpected output from the pkg-config consumer")
+endif()
