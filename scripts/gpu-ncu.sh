@@ -8,7 +8,7 @@ B=./build-gpu
 for t in ${TYPES:-q4_0}; do
 $B/tools/mkmodel/llm8-mkmodel --preset llama2-7b --type $t --vocab .dev/data/vocab/ggml-vocab-llama-spm.gguf -o /tmp/m.gguf 2>&1 | tail -1
 echo "== ncu $t (one decode step, graphs off)"
-LLM8_NO_GRAPH=1 timeout 300 ncu --clock-control none --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread \
+LLM8_GRAPH=0 timeout 300 ncu --clock-control none --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread \
     --launch-skip ${SKIP:-400} --launch-count ${COUNT:-360} --csv $B/tools/bench/llm8-bench -m /tmp/m.gguf -p 0 -n 4 -r 1 > "$OUT/ncu-$t.csv" 2> "$OUT/ncu-$t.err"
 python3 - "$OUT/ncu-$t.csv" <<'PY'
 import csv, sys, collections

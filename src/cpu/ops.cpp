@@ -60,15 +60,19 @@ void matmul_ref(const WeightView& w, const float* x, int64_t n, float* y) {
     }
 }
 
+void matmul_rows(const WeightView& w, const float* x, int64_t n, float* y) {
+    const int64_t K = w.ne0, M = w.ne1;
+    // Small matrices are not worth waking the threads (and suffer badly when a core is busy).
+#pragma omp parallel for num_threads(threads()) schedule(static) if (M * K >= (1 << 17))
+    for (int64_t r = 0; r < M; ++r)
+        for (int64_t t = 0; t < n; ++t) y[t * M + r] = vec_dot_row(w.type, w.row(r), x + t * K, K);
+}
+
 void matmul(const WeightView& w, const float* x, int64_t n, float* y) {
     const int64_t K = w.ne0, M = w.ne1;
     const int nth = threads();
     if (n <= 2) {
-        // Small matrices are not worth waking the threads (and suffer badly when a core is busy).
-#pragma omp parallel for num_threads(nth) schedule(static) if (M * K >= (1 << 17))
-        for (int64_t r = 0; r < M; ++r)
-            for (int64_t t = 0; t < n; ++t)
-                y[t * M + r] = vec_dot_row(w.type, w.row(r), x + t * K, K);
+        matmul_rows(w, x, n, y);
         return;
     }
     sync_blas_threads(nth);

@@ -23,6 +23,11 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
 // Y[n, W.ne1] = X[n, W.ne0] * W^T. GEMV per row when n is small, tiled sgemm otherwise.
 void matmul(const WeightView& w, const float* x, int64_t n, float* y);
 void matmul_ref(const WeightView& w, const float* x, int64_t n, float* y);
+// The row-streaming path alone (each weight row read once, dotted with every token): what
+// matmul does for 1-2 tokens, and what decode steps of a batch of sequences use (a few tokens:
+// dequantized tiles + sgemm spent most of a 4-sequence step switching between OpenMP's and
+// OpenBLAS's threads, 11 t/s against 94 for one sequence on 2 cores).
+void matmul_rows(const WeightView& w, const float* x, int64_t n, float* y);
 
 // y[n, m] += b[m] per row
 void add_bias(float* y, const float* b, int64_t n, int64_t m);

@@ -371,15 +371,18 @@ __global__ void __launch_bounds__(kThreads)
 // (s8 x s8 -> s32) covers one 32-element quant block of 16 weight rows and 8 tokens, so each
 // product is exactly the unit's integer dot product of the dp4a path; it is then scaled by the
 // row's and the token's block scales in float (Q4_0: the nibbles go in unsigned and 8 * the
-// unit's activation sum is taken out, as in FmtQ4_0::dot). A block of 4 warps owns two 16-row
+// unit's activation sum is taken out, as in FmtQ4_0::dot). A block of 8 warps owns two 16-row
 // tiles (in SwiGLU mode: the same rows of gate and up) and splits the quant blocks of K among
-// its warps (each a contiguous quarter, 4 adjacent blocks in flight at once); the warps'
-// partial sums meet in shared memory. Fragment layouts of
+// its warps (warp w takes blocks w, w + 8, ...: each step of the 8 warps reads 128 contiguous
+// bytes of a Q4_0 row); the warps' partial sums meet in shared memory. Measured and dropped
+// (H200, llama-2-7B Q4_0, llm8-batched-bench S_TG at 16 / 64 sequences, this version 1,519 /
+// 1,902 t/s): 4 warps with 4 quant blocks each in flight (1,198 / 1,695), and each warp a
+// contiguous quarter of K (1,236 / 1,556). Fragment layouts of
 // m16n8k32 (PTX ISA): A regs {a0, a1, a2, a3} = rows (g, g+8) x k (4c..4c+3, 16+4c..16+4c+3),
 // B regs {b0, b1} = token g x k (4c.., 16+4c..), C {c0..c3} = (g, 2c), (g, 2c+1), (g+8, 2c),
 // (g+8, 2c+1), with g = lane / 4 and c = lane % 4. In the split Q4_0 layout byte j of a block
 // holds element j (low nibble) and j + 16 (high nibble), so one 4-byte load gives a0 and a2.
-constexpr int kMmaWarps = 4, kMmaUnroll = 4;
+constexpr int kMmaWarps = 8;
 
 __device__ __forceinline__ void mma_s8_16832(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                              uint32_t a3, uint32_t b0, uint32_t b1) {
@@ -440,75 +443,58 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
     }
     float acc[2][NT][4] = {};
     bool waited = false;
-    // kMmaUnroll quant blocks per warp in flight: all their weight loads are issued before
-    // the first product (one block at a time measured latency-bound: 4 sequences ran at
-    // 619 t/s on a 7B Q4_0 against 513 for one).
-    // Warp w takes a contiguous range of quant blocks, kMmaUnroll adjacent ones a step, so the
-    // 16 bytes a Q4_0 row gives each block fill whole 32-byte sectors within one step.
-    const int64_t chunk = (nb + kMmaWarps - 1) / kMmaWarps;
-    const int64_t b_end = (warp + 1) * chunk < nb ? (warp + 1) * chunk : nb;
-    for (int64_t b0 = warp * chunk; b0 < b_end; b0 += kMmaUnroll) {
-        uint32_t a[kMmaUnroll][2][4];
-        float da[kMmaUnroll][2], db[kMmaUnroll][2];
+    for (int64_t b = warp; b < nb; b += kMmaWarps) {
+        uint32_t a[2][4];
+        float da[2], db[2];
 #pragma unroll
-        for (int u = 0; u < kMmaUnroll; ++u) {
-            const int64_t b = b0 + u;
-            if (b >= b_end) break;
-#pragma unroll
-            for (int i = 0; i < 2; ++i) {
-                if (kQ4) {
-                    const uint32_t wa =
-                        __ldg(reinterpret_cast<const uint32_t*>(ra[i] + b * 16 + 4 * c));
-                    const uint32_t wb =
-                        __ldg(reinterpret_cast<const uint32_t*>(rb[i] + b * 16 + 4 * c));
-                    a[u][i][0] = wa & 0x0F0F0F0Fu;
-                    a[u][i][1] = wb & 0x0F0F0F0Fu;
-                    a[u][i][2] = (wa >> 4) & 0x0F0F0F0Fu;
-                    a[u][i][3] = (wb >> 4) & 0x0F0F0F0Fu;
-                } else {
-                    a[u][i][0] = __ldg(reinterpret_cast<const uint32_t*>(ra[i] + b * 32 + 4 * c));
-                    a[u][i][1] = __ldg(reinterpret_cast<const uint32_t*>(rb[i] + b * 32 + 4 * c));
-                    a[u][i][2] =
-                        __ldg(reinterpret_cast<const uint32_t*>(ra[i] + b * 32 + 16 + 4 * c));
-                    a[u][i][3] =
-                        __ldg(reinterpret_cast<const uint32_t*>(rb[i] + b * 32 + 16 + 4 * c));
-                }
-                da[u][i] = __half2float(__ushort_as_half(__ldg(sa[i] + b)));
-                db[u][i] = __half2float(__ushort_as_half(__ldg(sb[i] + b)));
+        for (int i = 0; i < 2; ++i) {
+            if (kQ4) {
+                const uint32_t wa = __ldg(reinterpret_cast<const uint32_t*>(ra[i] + b * 16 + 4 * c));
+                const uint32_t wb = __ldg(reinterpret_cast<const uint32_t*>(rb[i] + b * 16 + 4 * c));
+                a[i][0] = wa & 0x0F0F0F0Fu;
+                a[i][1] = wb & 0x0F0F0F0Fu;
+                a[i][2] = (wa >> 4) & 0x0F0F0F0Fu;
+                a[i][3] = (wb >> 4) & 0x0F0F0F0Fu;
+            } else {
+                a[i][0] = __ldg(reinterpret_cast<const uint32_t*>(ra[i] + b * 32 + 4 * c));
+                a[i][1] = __ldg(reinterpret_cast<const uint32_t*>(rb[i] + b * 32 + 4 * c));
+                a[i][2] = __ldg(reinterpret_cast<const uint32_t*>(ra[i] + b * 32 + 16 + 4 * c));
+                a[i][3] = __ldg(reinterpret_cast<const uint32_t*>(rb[i] + b * 32 + 16 + 4 * c));
             }
+            da[i] = __half2float(__ushort_as_half(__ldg(sa[i] + b)));
+            db[i] = __half2float(__ushort_as_half(__ldg(sb[i] + b)));
         }
         if (!waited) {  // weights are in flight; now the activations may be read
             pdl_wait();
             waited = true;
         }
 #pragma unroll
-        for (int u = 0; u < kMmaUnroll; ++u) {
-            const int64_t b = b0 + u;
-            if (b >= b_end) break;
+        for (int j = 0; j < NT; ++j) {
+            if (j * 8 >= n_tok) break;
+            const int tn = j * 8 + g;  // this lane's token in B
+            uint32_t b0 = 0, b1 = 0;
+            if (tn < n_tok) {
+                const int8_t* xq = x.q + int64_t(tn) * m.K + b * 32 + 4 * c;
+                b0 = __ldg(reinterpret_cast<const uint32_t*>(xq));
+                b1 = __ldg(reinterpret_cast<const uint32_t*>(xq + 16));
+            }
+            const int t0 = j * 8 + 2 * c, t1 = t0 + 1;  // this lane's tokens in C
+            const float2 x0 = t0 < n_tok ? __ldg(x.ds + int64_t(t0) * nb + b) : make_float2(0.f, 0.f);
+            const float2 x1 = t1 < n_tok ? __ldg(x.ds + int64_t(t1) * nb + b) : make_float2(0.f, 0.f);
 #pragma unroll
-            for (int j = 0; j < NT; ++j) {
-                if (j * 8 >= n_tok) break;
-                const int tn = j * 8 + g;  // this lane's token in B
-                uint32_t b0r = 0, b1r = 0;
-                if (tn < n_tok) {
-                    const int8_t* xq = x.q + int64_t(tn) * m.K + b * 32 + 4 * c;
-                    b0r = __ldg(reinterpret_cast<const uint32_t*>(xq));
-                    b1r = __ldg(reinterpret_cast<const uint32_t*>(xq + 16));
-                }
-                const int t0 = j * 8 + 2 * c, t1 = t0 + 1;  // this lane's tokens in C
-                const float2 x0 =
-                    t0 < n_tok ? __ldg(x.ds + int64_t(t0) * nb + b) : make_float2(0.f, 0.f);
-                const float2 x1 =
-                    t1 < n_tok ? __ldg(x.ds + int64_t(t1) * nb + b) : make_float2(0.f, 0.f);
-#pragma unroll
-                for (int i = 0; i < 2; ++i) {
-                    int cc[4] = {0, 0, 0, 0};
-                    mma_s8_16832(cc, a[u][i][0], a[u][i][1], a[u][i][2], a[u][i][3], b0r, b1r);
-                    const float s0 = kQ4 ? 8.0f * x0.y : 0.0f, s1 = kQ4 ? 8.0f * x1.y : 0.0f;
-                    acc[i][j][0] += da[u][i] * x0.x * (float(cc[0]) - s0);
-                    acc[i][j][1] += da[u][i] * x1.x * (float(cc[1]) - s1);
-                    acc[i][j][2] += db[u][i] * x0.x * (float(cc[2]) - s0);
-                    acc[i][j][3] += db[u][i] * x1.x * (float(cc[3]) - s1);
+            for (int i = 0; i < 2; ++i) {
+                int cc[4] = {0, 0, 0, 0};
+                mma_s8_16832(cc, a[i][0], a[i][1], a[i][2], a[i][3], b0, b1);
+                if (kQ4) {
+                    acc[i][j][0] += da[i] * x0.x * (float(cc[0]) - 8.0f * x0.y);
+                    acc[i][j][1] += da[i] * x1.x * (float(cc[1]) - 8.0f * x1.y);
+                    acc[i][j][2] += db[i] * x0.x * (float(cc[2]) - 8.0f * x0.y);
+                    acc[i][j][3] += db[i] * x1.x * (float(cc[3]) - 8.0f * x1.y);
+                } else {
+                    acc[i][j][0] += da[i] * x0.x * float(cc[0]);
+                    acc[i][j][1] += da[i] * x1.x * float(cc[1]);
+                    acc[i][j][2] += db[i] * x0.x * float(cc[2]);
+                    acc[i][j][3] += db[i] * x1.x * float(cc[3]);
                 }
             }
         }

@@ -12,6 +12,15 @@ void llama_forward_cpu(const LlamaModel& m, const KvStorage& kv, const ForwardBa
     const HParams& hp = m.hp;
     const int64_t n = b.n_tokens();
     const int32_t* tokens = b.tokens.data();
+    // Decode steps of several sequences stream the weight rows (cpu::matmul_rows); prompts take
+    // the tiled sgemm path whatever else is in the batch.
+    const bool rows_path = b.all_decode() && n <= 16;
+    auto matmul = [&](const WeightView& w, const float* x, int64_t rows, float* y) {
+        if (rows_path)
+            cpu::matmul_rows(w, x, rows, y);
+        else
+            cpu::matmul(w, x, rows, y);
+    };
     const int64_t E = hp.n_embd, Q = hp.q_dim(), KV = hp.kv_dim(), F = hp.n_ff;
     s.x.resize(size_t(n * E));
     s.xn.resize(size_t(n * E));
@@ -47,9 +56,9 @@ void llama_forward_cpu(const LlamaModel& m, const KvStorage& kv, const ForwardBa
         for (int64_t t = 0; t < n; ++t)
             cpu::rms_norm(s.x.data() + t * E, L.attn_norm.data(), s.xn.data() + t * E, E,
                           hp.rms_eps);
-        cpu::matmul(L.wq, s.xn.data(), n, s.q.data());
-        cpu::matmul(L.wk, s.xn.data(), n, s.k.data());
-        cpu::matmul(L.wv, s.xn.data(), n, s.v.data());
+        matmul(L.wq, s.xn.data(), n, s.q.data());
+        matmul(L.wk, s.xn.data(), n, s.k.data());
+        matmul(L.wv, s.xn.data(), n, s.v.data());
         if (!L.bq.empty()) cpu::add_bias(s.q.data(), L.bq.data(), n, Q);
         if (!L.bk.empty()) cpu::add_bias(s.k.data(), L.bk.data(), n, KV);
         if (!L.bv.empty()) cpu::add_bias(s.v.data(), L.bv.data(), n, KV);
@@ -76,17 +85,17 @@ void llama_forward_cpu(const LlamaModel& m, const KvStorage& kv, const ForwardBa
                         sizeof(float) * size_t(KV));
         }
         cpu::attention(ap);
-        cpu::matmul(L.wo, s.att.data(), n, s.o.data());
+        matmul(L.wo, s.att.data(), n, s.o.data());
         for (int64_t i = 0; i < n * E; ++i) s.x[size_t(i)] += s.o[size_t(i)];
 
         // Feed-forward block (SwiGLU).
         for (int64_t t = 0; t < n; ++t)
             cpu::rms_norm(s.x.data() + t * E, L.ffn_norm.data(), s.xn.data() + t * E, E,
                           hp.rms_eps);
-        cpu::matmul(L.w_gate, s.xn.data(), n, s.gate.data());
-        cpu::matmul(L.w_up, s.xn.data(), n, s.up.data());
+        matmul(L.w_gate, s.xn.data(), n, s.gate.data());
+        matmul(L.w_up, s.xn.data(), n, s.up.data());
         cpu::swiglu(s.gate.data(), s.up.data(), n * F);
-        cpu::matmul(L.w_down, s.gate.data(), n, s.o.data());
+        matmul(L.w_down, s.gate.data(), n, s.o.data());
         for (int64_t i = 0; i < n * E; ++i) s.x[size_t(i)] += s.o[size_t(i)];
     }
 
@@ -95,7 +104,7 @@ void llama_forward_cpu(const LlamaModel& m, const KvStorage& kv, const ForwardBa
     for (int64_t i = 0; i < n_out; ++i)
         cpu::rms_norm(s.x.data() + int64_t(b.out_rows[size_t(i)]) * E, m.output_norm.data(),
                       s.xn.data() + i * E, E, hp.rms_eps);
-    if (n_out > 0) cpu::matmul(m.output, s.xn.data(), n_out, logits);
+    if (n_out > 0) matmul(m.output, s.xn.data(), n_out, logits);
 }
 
 }  // namespace llm8

@@ -153,7 +153,7 @@ llm8_cli_test(cli_chat_context_shift EXPECT ok INPUT ${CMAKE_CURRENT_SOURCE_DIR}
     NOT_REGEX "generation stopped|error"
     CMD $<TARGET_FILE:llm8-cli> -cnv -sys "Be brief." --chat-template chatml -c 128 -n 16 --temp 0)
 # --version everywhere; --log-disable silences the informational lines.
-foreach(tool llm8-cli llm8-bench llm8-perplexity llm8-convert llm8-tokenize llm8-mkmodel)
+foreach(tool llm8-cli llm8-bench llm8-batched-bench llm8-perplexity llm8-convert llm8-tokenize llm8-mkmodel)
     llm8_cli_test(${tool}_version EXPECT ok
         REGEX "^${tool} version: [0-9]+\\.[0-9]+\\.[0-9]+ \\(([0-9a-f]+|unknown)\\).built: [A-Za-z]+, CUDA "
         CMD $<TARGET_FILE:${tool}> --version)
@@ -165,6 +165,19 @@ llm8_cli_test(bench_lists EXPECT ok
     REGEX "\\| threads \\| n_batch \\| test .*\\| 1 \\| 8 \\| pp16 .*GFLOP/s.*\\| 1 \\| 8 \\| tg4 .*\\| 1 \\| 16 \\| pp16 .*\\| 2 \\| 8 \\| pp16 .*\\| 2 \\| 16 \\| tg4 .*GB/s"
     NOT_REGEX "TFLOP/s"
     CMD $<TARGET_FILE:llm8-bench> -ngl 0 -t 1,2 -p 16 -n 4 -b 8,16 -r 1)
+
+# llm8-batched-bench: llama-batched-bench's table, one row per (PP, TG, B); the shared prompt
+# (-pps) counts its tokens once in N_KV; the plan with -v; bad lists name the flag.
+llm8_cli_test(batched_bench_table EXPECT ok
+    REGEX "\\|    PP \\|     TG \\|    B \\|   N_KV \\|   T_PP s \\| S_PP t/s \\|   T_TG s \\| S_TG t/s \\|      T s \\|    S t/s \\|.*\\|     8 \\|      4 \\|    1 \\|     12 \\|.*\\|     8 \\|      4 \\|    3 \\|     36 \\|"
+    CMD $<TARGET_FILE:llm8-batched-bench> -ngl 0 -npp 8 -ntg 4 -npl 1,3 -t 1)
+llm8_cli_test(batched_bench_shared_prompt_and_plan EXPECT ok
+    REGEX "layer plan \\(CPU\\).*\\|     8 \\|      4 \\|    3 \\|     20 \\|"
+    CMD $<TARGET_FILE:llm8-batched-bench> -ngl 0 -npp 8 -ntg 4 -npl 3 -pps -v -t 1)
+llm8_cli_test(batched_bench_bad_list EXPECT error REGEX "-npl: '1,0' is not a list of positive counts"
+    CMD $<TARGET_FILE:llm8-batched-bench> -ngl 0 -npl 1,0)
+llm8_cli_test(batched_bench_small_context EXPECT error REGEX "-c 16 is too small"
+    CMD $<TARGET_FILE:llm8-batched-bench> -ngl 0 -npp 8 -ntg 4 -npl 2 -c 16)
 
 llm8_cli_test(perplexity_stories260K EXPECT ok REQUIRE ${DATA}/text/tinyshakespeare.txt
     CMD $<TARGET_FILE:llm8-perplexity> -f ${DATA}/text/tinyshakespeare.txt -c 128 --chunks 8

@@ -43,41 +43,31 @@ double now() {
 }  // namespace
 
 int main(int argc, char** argv) {
-    auto args = llm8_tools::normalize_llama_args(argc, argv);
-    CLI::App app{"llm8-batched-bench: batched decoding speed, llama-batched-bench style"};
+    llm8_tools::Args args("llm8-batched-bench",
+                          "llm8-batched-bench: batched decoding speed, llama-batched-bench style");
+    CLI::App& app = args.app();
     std::string model_path, npp = "128,256,512", ntg = "128,256", npl = "1,2,4,8,16,32";
-    int n_ctx = 0, n_batch = 2048, ubatch = 512, ngl = -1, threads = 0, flash = 1;
+    int n_ctx = 0, n_batch = 2048, ubatch = 512, ngl = -1, threads = 0;
     bool pps = false, verbose = false;
     app.add_option("-m,--model", model_path, "GGUF model (default: embedded stories260K)");
-    app.add_option("-c,--ctx-size", n_ctx, "KV cache tokens for all sequences (0: as needed)")
-        ->check(CLI::Range(0, 1 << 24));
-    app.add_option("-b,--batch-size", n_batch, "logical batch size (accepted; see -ub)")
-        ->check(CLI::Range(1, 1 << 20));
-    app.add_option("--ubatch-size", ubatch, "-ub: tokens per forward step")
-        ->check(CLI::Range(1, 65536));
-    app.add_option("--npp", npp, "prompt tokens per sequence, comma separated");
-    app.add_option("--ntg", ntg, "generated tokens per sequence, comma separated");
-    app.add_option("--npl", npl, "parallel sequences, comma separated");
-    app.add_flag("--pps", pps, "the prompt is shared by all sequences (decoded once, forked)");
-    app.add_option("--n-gpu-layers", ngl, "-ngl: -1 all when a GPU is present, 0 CPU");
-    app.add_option("-t,--threads", threads, "CPU threads (0: all)")->check(CLI::Range(0, 4096));
-    app.add_option("--flash-attn", flash,
-                   "-fa: accepted for compatibility; llm8's attention is always fused");
+    args.add_int("-c,--ctx-size", n_ctx, 0, 1 << 24,
+                 "KV cache tokens for all sequences (0: as the tests need)");
+    args.add_int("-b,--batch-size", n_batch, 1, 1 << 20, "logical batch size (accepted; see -ub)");
+    args.add_int("--ubatch-size", ubatch, 1, 65536, "-ub: tokens per forward step");
+    app.add_option("--npp", npp, "-npp: prompt tokens per sequence, comma separated");
+    app.add_option("--ntg", ntg, "-ntg: generated tokens per sequence, comma separated");
+    app.add_option("--npl", npl, "-npl: parallel sequences, comma separated");
+    app.add_flag("--pps", pps, "-pps: the prompt is shared by all sequences (decoded once, forked)");
+    args.add_int("--n-gpu-layers", ngl, -1, 1 << 20, "-ngl: -1 all when a GPU is present, 0 CPU");
+    args.add_int("-t,--threads", threads, 0, 1 << 20, "CPU threads (0: all)");
     app.add_flag("-v,--verbose", verbose, "print the per-layer plan");
-    // llama.cpp spells these with one dash.
-    for (auto& a : args.storage)
-        if (a == "-npp" || a == "-ntg" || a == "-npl" || a == "-pps") a = "-" + a;
-    args.ptrs.clear();
-    for (auto& a : args.storage) args.ptrs.push_back(&a[0]);
-    try {
-        app.parse(args.argc(), args.argv());
-    } catch (const CLI::ParseError& e) {
-        return app.exit(e);
-    }
+    args.add_model_flags();
+    if (const int rc = args.parse(argc, argv); rc >= 0) return rc;
+    threads = args.threads(threads);
     try {
         const auto pps_list = parse_list(npp, "-npp"), tgs = parse_list(ntg, "-ntg"),
                    pls = parse_list(npl, "-npl");
-        auto model = llm8::Model::load({model_path, ngl});
+        auto model = llm8::Model::load(args.model_params(model_path, ngl));
         int need = 0, max_pl = 0;
         for (int pp : pps_list)
             for (int tg : tgs)
@@ -136,9 +126,8 @@ int main(int argc, char** argv) {
                     if (pl > 1) run(1, 1, pl, false);  // the decode graph of pl sequences
                     run(pp, tg, pl, true);
                 }
-    } catch (const llm8::Error& e) {
-        std::fprintf(stderr, "llm8-batched-bench: %s\n", e.what());
-        return 1;
+    } catch (const std::exception& e) {
+        return args.report(e);
     }
     return 0;
 }

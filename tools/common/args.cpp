@@ -27,7 +27,8 @@ namespace {
 const char* const kAliases[][2] = {
     {"-ngl", "--n-gpu-layers"},  {"-fa", "--flash-attn"},  {"-ctk", "--cache-type-k"},
     {"-ctv", "--cache-type-v"},  {"-ub", "--ubatch-size"}, {"-cnv", "--conversation"},
-    {"-sys", "--system-prompt"},
+    {"-sys", "--system-prompt"}, {"-npp", "--npp"},          {"-ntg", "--ntg"},
+    {"-npl", "--npl"},           {"-pps", "--pps"},
 };
 
 // llama.cpp flags that change nothing llm8 does: accepted with a note. `values` is how many

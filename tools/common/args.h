@@ -109,30 +109,4 @@ private:
     double t0_, last_draw_ = 0;  // seconds
 };
 
-// The earlier interface, kept for the tools that do not use Args yet (llm8-batched-bench):
-// rewrites llama.cpp's single-dash spellings to long names, nothing more. New tools use Args.
-struct Argv {
-    std::vector<std::string> storage;
-    std::vector<char*> ptrs;
-    int argc() const { return int(ptrs.size()); }
-    char** argv() { return ptrs.data(); }
-};
-
-inline Argv normalize_llama_args(int argc, char** argv) {
-    static const char* kMap[][2] = {
-        {"-ngl", "--n-gpu-layers"},  {"-fa", "--flash-attn"},  {"-ctk", "--cache-type-k"},
-        {"-ctv", "--cache-type-v"},  {"-ub", "--ubatch-size"}, {"-cnv", "--conversation"},
-        {"-sys", "--system-prompt"}, {"-mg", "--main-gpu"},    {"-ns", "--n-sequences"},
-    };
-    Argv out;
-    for (int i = 0; i < argc; ++i) {
-        std::string a = argv[i];
-        for (const auto& m : kMap)
-            if (a == m[0]) a = m[1];
-        out.storage.push_back(a);
-    }
-    for (auto& s : out.storage) out.ptrs.push_back(&s[0]);
-    return out;
-}
-
 }  // namespace llm8_tools
