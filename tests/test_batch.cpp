@@ -14,6 +14,8 @@
 #include "runtime/kv_cache.h"
 #include "test_util.h"
 
+using llm8_test::rel_err;
+
 namespace {
 
 // ---- the block manager ------------------------------------------------------------------------
@@ -77,16 +79,6 @@ TEST(KvBlocks, ForkSharesBlocksAndCopiesAPartlyFilledOneOnWrite) {
 }
 
 // ---- whole forwards ---------------------------------------------------------------------------
-
-double rel_err(const float* a, const float* b, int n) {
-    double num = 0, den = 0;
-    for (int i = 0; i < n; ++i) {
-        if (!std::isfinite(a[i])) return INFINITY;
-        num = std::max(num, std::fabs(double(a[i]) - b[i]));
-        den = std::max(den, std::fabs(double(b[i])));
-    }
-    return num / std::max(den, 1e-12);
-}
 
 struct Solo {
     std::vector<int32_t> tokens;              // prompt + generated

@@ -14,19 +14,7 @@
 
 using llm8::GgmlType;
 
-namespace {
-
-double rel_err(const float* a, const float* b, int n) {
-    double num = 0, den = 0;
-    for (int i = 0; i < n; ++i) {
-        if (!std::isfinite(a[i])) return INFINITY;
-        num = std::max(num, std::fabs(double(a[i]) - b[i]));
-        den = std::max(den, std::fabs(double(b[i])));
-    }
-    return num / std::max(den, 1e-12);
-}
-
-}  // namespace
+using llm8_test::rel_err;
 
 TEST(CudaModel, LogitsMatchCpuForEveryArchAndType) {
     LLM8_REQUIRE_GPU();

@@ -52,6 +52,17 @@ inline double nmse(const std::vector<float>& got, const std::vector<float>& want
     return num / std::max(den, 1e-30);
 }
 
+// Largest absolute difference over the largest |b| (logits rows); infinite on a NaN or inf.
+inline double rel_err(const float* a, const float* b, int n) {
+    double num = 0, den = 0;
+    for (int i = 0; i < n; ++i) {
+        if (!std::isfinite(a[i])) return INFINITY;
+        num = std::max(num, std::fabs(double(a[i]) - b[i]));
+        den = std::max(den, std::fabs(double(b[i])));
+    }
+    return num / std::max(den, 1e-12);
+}
+
 }  // namespace llm8_test
 
 // Skips the current test with a message when a data file is missing.
