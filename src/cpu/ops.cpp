@@ -62,10 +62,32 @@ void matmul_ref(const WeightView& w, const float* x, int64_t n, float* y) {
 
 void matmul_rows(const WeightView& w, const float* x, int64_t n, float* y) {
     const int64_t K = w.ne0, M = w.ne1;
-    // Small matrices are not worth waking the threads (and suffer badly when a core is busy).
+    if (n <= 8) {
+        // Small matrices are not worth waking the threads (and suffer badly when a core is busy).
 #pragma omp parallel for num_threads(threads()) schedule(static) if (M * K >= (1 << 17))
-    for (int64_t r = 0; r < M; ++r)
-        for (int64_t t = 0; t < n; ++t) y[t * M + r] = vec_dot_row(w.type, w.row(r), x + t * K, K);
+        for (int64_t r = 0; r < M; ++r)
+            for (int64_t t = 0; t < n; ++t)
+                y[t * M + r] = vec_dot_row(w.type, w.row(r), x + t * K, K);
+        return;
+    }
+    // More tokens: each row dequantized once (into a per-thread buffer that stays in L1), then
+    // a float dot product per token (2-core EPYC, tiny-llama-hd64 Q8_0, batched decode: at 4
+    // tokens slower than 4 fused dot products, 188-197 against 227-258 t/s; at 16 faster).
+#pragma omp parallel num_threads(threads()) if (M * K >= (1 << 17))
+    {
+        std::vector<float> row(static_cast<size_t>(K));
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < M; ++r) {
+            dequantize_row(w.type, w.row(r), row.data(), K);
+            for (int64_t t = 0; t < n; ++t) {
+                const float* xt = x + t * K;
+                float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                for (int64_t i = 0; i < K; ++i) acc += row[size_t(i)] * xt[i];
+                y[t * M + r] = acc;
+            }
+        }
+    }
 }
 
 void matmul(const WeightView& w, const float* x, int64_t n, float* y) {
