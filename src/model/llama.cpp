@@ -4,6 +4,8 @@
 #include "model/llama.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <map>
 
 #include "common/error.h"
@@ -130,19 +132,24 @@ HParams read_hparams(const GgufFile& f) {
     if (!(hp.rms_eps > 0 && hp.rms_eps < 1))
         fail(ErrorKind::format, f.path() + ": layer_norm_rms_epsilon out of range");
     hp.rope_freq_base = float(f.get_float(a + ".rope.freq_base", 10000.0));
-    if (!(hp.rope_freq_base > 1))
-        fail(ErrorKind::format, f.path() + ": rope.freq_base must be > 1");
+    if (!(hp.rope_freq_base > 1) || !std::isfinite(hp.rope_freq_base))
+        fail(ErrorKind::format, f.path() + ": rope.freq_base must be > 1 and finite");
     const std::string scaling = f.get_str(a + ".rope.scaling.type", "none");
     if (scaling == "linear") {
         const double factor = f.get_float(a + ".rope.scaling.factor", 1.0);
-        if (!(factor > 0)) fail(ErrorKind::format, f.path() + ": rope.scaling.factor must be > 0");
+        if (!(factor > 0) || !std::isfinite(factor))
+            fail(ErrorKind::format, f.path() + ": rope.scaling.factor must be > 0 and finite");
         hp.rope_freq_scale = float(1.0 / factor);
     } else if (scaling != "none") {
         fail(ErrorKind::unsupported,
              f.path() + ": rope scaling '" + scaling + "' is not supported yet (none, linear)");
     }
-    if (f.has(a + ".rope.scale_linear"))  // older files
-        hp.rope_freq_scale = float(1.0 / f.get_float(a + ".rope.scale_linear", 1.0));
+    if (f.has(a + ".rope.scale_linear")) {  // older files
+        const double factor = f.get_float(a + ".rope.scale_linear", 1.0);
+        if (!(factor > 0) || !std::isfinite(factor))
+            fail(ErrorKind::format, f.path() + ": rope.scale_linear must be > 0 and finite");
+        hp.rope_freq_scale = float(1.0 / factor);
+    }
     return hp;
 }
 
@@ -163,6 +170,9 @@ std::shared_ptr<LlamaModel> load_llama(std::shared_ptr<const GgufFile> file) {
     const GgufTensorInfo& emb = need_tensor(f, "token_embd.weight");
     if (emb.ne.size() != 2 || emb.ne[0] != hp.n_embd)
         fail(ErrorKind::format, f.path() + ": token_embd.weight must be [n_embd, n_vocab]");
+    if (emb.ne[1] > std::numeric_limits<int32_t>::max())  // token ids are int32
+        fail(ErrorKind::format, f.path() + ": token_embd.weight has " + std::to_string(emb.ne[1]) +
+                                    " rows, more than int32 token ids can address");
     hp.n_vocab = int(emb.ne[1]);
     if (hp.n_vocab != m->vocab->n_tokens())
         fail(ErrorKind::format, f.path() + ": token_embd has " + std::to_string(hp.n_vocab) +
