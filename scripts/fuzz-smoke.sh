@@ -4,7 +4,8 @@
 # corpus, with a fixed seed, so a run is repeatable. A crash, a sanitizer report, a leak, a
 # timeout (-timeout s per input) or an out-of-memory input fails the script; the input that
 # did it is left in ${BUILD_DIR}/artifacts/<target>/.
-#   FUZZ_RUNS=N   executions per target (default 20000; the reader gets 4x)
+#   FUZZ_RUNS=N   executions per target (default 50000; the reader gets 4x)
+#   FUZZ_TARGETS="gguf sampler"   a subset of the targets (default: all six)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -22,7 +23,7 @@ if ((${#missing[@]})); then
     $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 BUILD_DIR=${BUILD_DIR:-build-fuzz}
-RUNS=${FUZZ_RUNS:-20000}
+RUNS=${FUZZ_RUNS:-50000}
 t0=$(date +%s)
 CC=clang-14 CXX=clang++-14 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DLLM8_CUDA=OFF -DLLM8_NATIVE=OFF -DLLM8_BUILD_TESTS=OFF -DLLM8_FUZZ=ON \
@@ -36,7 +37,7 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1"
 declare -A dict=([gguf]=gguf [tokenizer_spm]=tokenizer [tokenizer_bpe]=tokenizer
                  [utf8]=tokenizer [chat_template]=chat_template [sampler]="")
 status=0
-for t in gguf tokenizer_spm tokenizer_bpe utf8 chat_template sampler; do
+for t in ${FUZZ_TARGETS:-gguf tokenizer_spm tokenizer_bpe utf8 chat_template sampler}; do
     runs=$RUNS
     if [[ $t == gguf ]]; then runs=$((RUNS * 4)); fi
     work="$BUILD_DIR/fuzz-smoke/$t"  # new inputs go here, never into the committed corpus
