@@ -19,8 +19,17 @@
 #   TOOLS="memcheck racecheck synccheck initcheck"   the tools to run
 #   BINARIES="test_ops_cuda test_model_cuda test_sampling_cuda"
 #   FILTER=REGEX        only test cases whose full name matches (grep -E), e.g. 'Topk|Greedy'
-#   SAN_TIMEOUT=600     seconds per (tool, case) run
+#   SAN_TIMEOUT=300     seconds per (tool, case) run
+#   TIME_BUDGET=S       start no new run after S seconds (the rest are listed as NOT RUN), so
+#                       that a slice fits a time-limited session; 0 (default): no budget
+#   LEAK_CHECK=1        memcheck --leak-check full (off by default: device memory that a test
+#                       binary keeps until exit, e.g. a cuBLAS handle, would read as errors)
 #   SKIP_BUILD=1        reuse build-gpu
+# In slices (each well under 10 minutes on an H200), for example:
+#   TOOLS=memcheck TIME_BUDGET=480 bash scripts/gpu-sanitize.sh $OUT
+#   SKIP_BUILD=1 TOOLS=racecheck TIME_BUDGET=480 bash scripts/gpu-sanitize.sh $OUT
+#   SKIP_BUILD=1 TOOLS="synccheck initcheck" TIME_BUDGET=480 bash scripts/gpu-sanitize.sh $OUT
+# (each slice rewrites summary.txt; copy it between slices if you want them all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export OUT=${1:-${OUT:-/tmp/out}}
@@ -54,14 +63,18 @@ for bin in $BINARIES; do
                 echo "$tool $bin $c SKIPPED (memcheck only: 40 chunks of wiki.test)" >> "$summary"
                 continue
             fi
-            log="$LOGS/$tool.$bin.$c.log"
+            if ((${TIME_BUDGET:-0} > 0 && $(date +%s) - t_start > ${TIME_BUDGET:-0})); then
+                echo "$tool $bin $c NOT RUN (time budget ${TIME_BUDGET} s spent)" | tee -a "$summary"
+                continue
+            fi
+            log="$LOGS/$tool.$bin.${c//\//_}.log"
             extra=()
             case $tool in
-                memcheck) extra=(--leak-check full) ;;
+                memcheck) if [[ ${LEAK_CHECK:-0} == 1 ]]; then extra=(--leak-check full); fi ;;
                 racecheck) extra=(--racecheck-report all) ;;
             esac
             t0=$(date +%s)
-            timeout "${SAN_TIMEOUT:-600}" "$SAN" --tool "$tool" "${extra[@]}" --print-limit 50 \
+            timeout "${SAN_TIMEOUT:-300}" "$SAN" --tool "$tool" "${extra[@]}" --print-limit 50 \
                 --error-exitcode 99 "$exe" --gtest_filter="$c" > "$log" 2>&1
             rc=$?
             dt=$(($(date +%s) - t0))
@@ -85,5 +98,5 @@ for bin in $BINARIES; do
 done
 echo "gpu-sanitize.sh: $(($(date +%s) - t_start)) s; summary in $summary; logs in $LOGS"
 grep -cE " clean " "$summary" | sed 's/^/clean runs: /'
-grep -E " (ERRORS|FAILED|TIMEOUT)" "$summary" || true
+grep -E " (ERRORS|FAILED|TIMEOUT|NOT RUN)" "$summary" || true
 exit $status
