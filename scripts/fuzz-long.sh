@@ -23,7 +23,9 @@ if ((${#targets[@]} == 0)); then
 fi
 declare -A dict=([gguf]=gguf [tokenizer_spm]=tokenizer [tokenizer_bpe]=tokenizer
                  [utf8]=tokenizer [chat_template]=chat_template [sampler]="")
-export ASAN_OPTIONS="detect_leaks=${LLM8_LEAK_CHECK:-1}:abort_on_error=1"
+leaks=1
+if [[ "${LLM8_NO_LEAK_CHECK:-0}" == 1 ]]; then leaks=0; fi  # as in fuzz-smoke.sh
+export ASAN_OPTIONS="detect_leaks=$leaks:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1"
 for t in "${targets[@]}"; do
     total=${RUNS:-1000000}
