@@ -355,3 +355,45 @@ TEST(GgufErrors, RandomCorruptionNeverCrashes) {
     }
     EXPECT_GT(errors, 0);
 }
+
+TEST(GgufErrors, OverlappingTensorsAreRefused) {
+    GgufWriter w;
+    float x[32] = {};
+    w.add_tensor("first", llm8::GgmlType::F32, {32}, x, 128);
+    w.add_tensor("second", llm8::GgmlType::F32, {32}, x, 128);
+    const auto good = w.to_bytes();
+    EXPECT_EQ(parse(good).second, "ok");
+    // The second tensor's offset field: after its name, n_dims, one dim and the type.
+    const size_t off = find(good, std::string("\x06\0\0\0\0\0\0\0second", 14)) + 14 + 4 + 8 + 4;
+    for (uint64_t bad : {uint64_t(0), uint64_t(32), uint64_t(96)}) {  // same, inside, tail
+        auto b = good;
+        poke<uint64_t>(b, off, bad);
+        const auto r = parse(b);
+        EXPECT_EQ(r.first, int(ErrorKind::format)) << bad;
+        EXPECT_NE(r.second.find("overlap"), std::string::npos) << r.second;
+        EXPECT_NE(r.second.find("'first'"), std::string::npos) << r.second;
+        EXPECT_NE(r.second.find("'second'"), std::string::npos) << r.second;
+    }
+    auto b = good;
+    poke<uint64_t>(b, off, 160);  // past the first tensor: fine if the file is long enough
+    b.resize(b.size() + 32);
+    EXPECT_EQ(parse(b).second, "ok");
+    poke<uint64_t>(b, off, 136);  // not a multiple of 32
+    EXPECT_NE(parse(b).second.find("not aligned"), std::string::npos);
+}
+
+TEST(GgufErrors, OverlongNamesAreRefused) {
+    // A 70,000-byte key: the spec bounds keys at 65,535 bytes.
+    GgufWriter w;
+    w.set(std::string(70000, 'k'), GgufValue::make_u32(1));
+    auto r = parse(w.to_bytes());
+    EXPECT_EQ(r.first, int(ErrorKind::format));
+    EXPECT_NE(r.second.find("metadata key at byte 24 is 70000 bytes long"), std::string::npos)
+        << r.second;
+    GgufWriter w2;
+    float x[32] = {};
+    w2.add_tensor(std::string(70000, 't'), llm8::GgmlType::F32, {32}, x, 128);
+    r = parse(w2.to_bytes());
+    EXPECT_NE(r.second.find("tensor name at byte 24 is 70000 bytes long"), std::string::npos)
+        << r.second;
+}

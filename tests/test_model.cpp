@@ -329,3 +329,19 @@ TEST(ModelInfo, DescriptionAndCounts) {
     EXPECT_GT(model->n_params(), 0u);
     EXPECT_GT(model->size_bytes(), 0u);
 }
+
+TEST(ModelErrors, NonFiniteRopeParameters) {
+    TinySpec s;
+    s.n_layer = 1;
+    auto w = llm8_test::build_tiny_model(s);
+    w.set("llama.rope.scale_linear", llm8::GgufValue::make_f32(0.0f));
+    EXPECT_NE(load_error(w, "scale0").find("rope.scale_linear' = 0 is out of range"),
+              std::string::npos);
+    w = llm8_test::build_tiny_model(s);
+    w.set("llama.rope.scale_linear", llm8::GgufValue::make_f32(INFINITY));
+    EXPECT_NE(load_error(w, "scaleinf").find("rope.scale_linear"), std::string::npos);
+    w = llm8_test::build_tiny_model(s);
+    w.set("llama.rope.freq_base", llm8::GgufValue::make_f32(INFINITY));
+    EXPECT_NE(load_error(w, "baseinf").find("rope.freq_base' = inf is out of range"),
+              std::string::npos);
+}

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <limits>
@@ -19,6 +20,9 @@ namespace {
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
 constexpr int kMaxDims = 4;              // as ggml (GGML_MAX_DIMS)
+// Keys and tensor names: the GGUF spec bounds keys at 65535 bytes; a name longer than that is
+// corrupt (ggml's own limit on tensor names is 63).
+constexpr uint64_t kMaxNameLen = 65535;
 
 class Cursor {
 public:
@@ -45,9 +49,15 @@ public:
     uint64_t read_len(uint32_t version, const char* item) {
         return version == 1 ? read<uint32_t>(item) : read<uint64_t>(item);
     }
-    std::string read_string(uint32_t version, const char* item) {
+    std::string read_string(uint32_t version, const char* item,
+                            uint64_t max_len = std::numeric_limits<uint64_t>::max()) {
+        const size_t at = pos_;
         const uint64_t len = read_len(version, item);
         need(len, item);
+        if (len > max_len)
+            fail(ErrorKind::format, what_ + ": " + item + " at byte " + std::to_string(at) +
+                                        " is " + std::to_string(len) + " bytes long (at most " +
+                                        std::to_string(max_len) + ")");
         std::string s(reinterpret_cast<const char*>(p_ + pos_), static_cast<size_t>(len));
         pos_ += static_cast<size_t>(len);
         return s;
@@ -303,7 +313,7 @@ void GgufFile::parse() {
 
     kv_.reserve(static_cast<size_t>(n_kv));
     for (uint64_t k = 0; k < n_kv; ++k) {
-        std::string key = c.read_string(version_, "metadata key");
+        std::string key = c.read_string(version_, "metadata key", kMaxNameLen);
         const uint32_t t = c.read<uint32_t>("metadata type");
         if (!valid_type(t))
             fail(ErrorKind::format,
@@ -373,7 +383,7 @@ void GgufFile::parse() {
     tensors_.reserve(static_cast<size_t>(n_tensors));
     for (uint64_t k = 0; k < n_tensors; ++k) {
         GgufTensorInfo ti;
-        ti.name = c.read_string(version_, "tensor name");
+        ti.name = c.read_string(version_, "tensor name", kMaxNameLen);
         const uint32_t n_dims = c.read<uint32_t>("tensor n_dims");
         if (n_dims > kMaxDims)
             fail(ErrorKind::format, path_ + ": tensor '" + ti.name + "' has " +
@@ -430,6 +440,23 @@ void GgufFile::parse() {
                  path_ + ": tensor '" + ti.name + "' data [" + std::to_string(ti.offset) + ", +" +
                      std::to_string(ti.nbytes) + ") runs past the end of the file (truncated?)");
         ti.data = base_ + off + ti.offset;
+    }
+    // No two tensors may share bytes (a hostile file could alias a weight that is written
+    // through, or hide one tensor inside another): sorted by offset, each must end before the
+    // next begins.
+    std::vector<size_t> order(tensors_.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return tensors_[a].offset < tensors_[b].offset; });
+    for (size_t k = 1; k < order.size(); ++k) {
+        const GgufTensorInfo& prev = tensors_[order[k - 1]];
+        const GgufTensorInfo& cur = tensors_[order[k]];
+        if (cur.offset - prev.offset < prev.nbytes)  // offsets sorted, both inside the file
+            fail(ErrorKind::format,
+                 path_ + ": tensors '" + prev.name + "' [" + std::to_string(prev.offset) + ", +" +
+                     std::to_string(prev.nbytes) + ") and '" + cur.name + "' [" +
+                     std::to_string(cur.offset) + ", +" + std::to_string(cur.nbytes) +
+                     ") overlap in the data section");
     }
 }
 

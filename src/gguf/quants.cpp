@@ -575,15 +575,21 @@ inline f32x16 bf16s_to_f32(u16x16 h) {
     return f;
 }
 
-float dot_f32(const float* w, const float* x, int64_t n) {
+// w is a row of a weight view: any byte address (a GGUF tensor need not be 4-byte aligned in
+// memory), so every read goes through memcpy (load) rather than a float dereference.
+float dot_f32(const uint8_t* w, const float* x, int64_t n) {
     f32x16 a0 = {}, a1 = {};
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        a0 += load<f32x16>(w + i) * load<f32x16>(x + i);
-        a1 += load<f32x16>(w + i + 16) * load<f32x16>(x + i + 16);
+        a0 += load<f32x16>(w + 4 * i) * load<f32x16>(x + i);
+        a1 += load<f32x16>(w + 4 * i + 64) * load<f32x16>(x + i + 16);
     }
     float s = hsum(a0 + a1);
-    for (; i < n; ++i) s += w[i] * x[i];
+    for (; i < n; ++i) {
+        float wi;
+        std::memcpy(&wi, w + 4 * i, 4);
+        s += wi * x[i];
+    }
     return s;
 }
 
@@ -870,7 +876,7 @@ float vec_dot_row(GgmlType t, const void* w, const float* x, int64_t n) {
     const uint8_t* p = static_cast<const uint8_t*>(w);
     switch (t) {
         case GgmlType::F32:
-            return dot_f32(static_cast<const float*>(w), x, n);
+            return dot_f32(p, x, n);
         case GgmlType::F16:
             return dot_f16(p, x, n);
         case GgmlType::BF16:

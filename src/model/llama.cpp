@@ -4,7 +4,9 @@
 #include "model/llama.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <map>
 
 #include "common/error.h"
@@ -182,6 +184,9 @@ std::shared_ptr<LlamaModel> load_llama(std::shared_ptr<const GgufFile> file) {
     const GgufTensorInfo& emb = need_tensor(f, "token_embd.weight");
     if (emb.ne.size() != 2 || emb.ne[0] != hp.n_embd)
         fail(ErrorKind::format, f.path() + ": token_embd.weight must be [n_embd, n_vocab]");
+    if (emb.ne[1] > std::numeric_limits<int32_t>::max())  // token ids are int32
+        fail(ErrorKind::format, f.path() + ": token_embd.weight has " + std::to_string(emb.ne[1]) +
+                                    " rows, more than int32 token ids can address");
     hp.n_vocab = int(emb.ne[1]);
     if (hp.n_vocab != m->vocab->n_tokens())
         fail(ErrorKind::format, f.path() + ": token_embd has " + std::to_string(hp.n_vocab) +

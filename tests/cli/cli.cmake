@@ -199,3 +199,37 @@ llm8_cli_test(convert_llama2c EXPECT ok REQUIRE ${DATA}/models/stories260K.bin
 llm8_cli_test(convert_v1_to_v3_q8_0 EXPECT ok REQUIRE ${DATA}/models/stories260K-v1-f32.gguf
     CMD $<TARGET_FILE:llm8-convert> gguf ${DATA}/models/stories260K-v1-f32.gguf
         -o ${CMAKE_BINARY_DIR}/stories260K-v3-q8.gguf --outtype q8_0 REGEX "GGUF v1 -> v3")
+
+# Hostile input (docs/hardening.md): every class of malformed GGUF is a clear error and a clean
+# non-zero exit, never a crash. The files are written by tests/data/bad_gguf/make_bad_gguf.py.
+set(BAD ${PROJECT_SOURCE_DIR}/tests/data/bad_gguf)
+foreach(case
+        "truncated|truncated file"
+        "wrong_magic|not a GGUF file: bad magic"
+        "bad_version|GGUF version 99 is not supported"
+        "huge_tensor_count|absurd tensor count"
+        "huge_metadata_count|absurd metadata count"
+        "huge_string_length|truncated file: metadata key at byte 32 needs [0-9]+ bytes"
+        "huge_array_length|'tokenizer.ggml.tokens': array length [0-9]+ runs past the end"
+        "bad_metadata_type|metadata 'x.y' has invalid type 99"
+        "bad_tensor_type|tensor 'a.weight' has unknown type id 77"
+        "huge_dimension|tensor 'a.weight' has an absurd dimension"
+        "offset_past_end|tensor 'a.weight' data .* runs past the end of the file"
+        "misaligned_offset|tensor 'a.weight' offset 4 is not aligned to 32"
+        "overlapping_tensors|tensors 'a.weight' .* and 'b.weight' .* overlap")
+    string(REPLACE "|" ";" parts "${case}")
+    list(GET parts 0 file)
+    list(GET parts 1 regex)
+    llm8_cli_test(cli_bad_gguf_${file} EXPECT error REGEX "${regex}"
+        CMD $<TARGET_FILE:llm8-cli> -m ${BAD}/${file}.gguf -p hi -n 1)
+endforeach()
+# Invalid UTF-8 in the prompt is not an error: like llama.cpp, SentencePiece keeps the raw
+# bytes (byte fallback) and byte-level BPE reads U+FFFD; the run must simply succeed.
+llm8_cli_test(cli_invalid_utf8_prompt EXPECT ok
+    CMD $<TARGET_FILE:llm8-cli> -f ${PROJECT_SOURCE_DIR}/tests/data/bad_input/invalid_utf8.txt
+        -n 4 --temp 0 --verbose-prompt)
+# Templates are recognised by substrings, never executed: a deeply nested "template" cannot
+# recurse; it is an unknown name, a clear error.
+string(REPEAT "{% for m in messages %}{{ " 1000 deep_template)
+llm8_cli_test(cli_deeply_nested_chat_template EXPECT error REGEX "unknown chat template"
+    CMD $<TARGET_FILE:llm8-cli> -cnv --chat-template "${deep_template}")
