@@ -59,15 +59,5 @@ const Tuning& tuning() {
     return t;
 }
 
-std::string tuning_report() {
-    const Tuning& t = tuning();
-    std::string out = "CUDA tuning switches (environment):\n";
-    for (const Switch& s : kSwitches) {
-        const std::string v = s.flag ? (t.*s.flag ? "on" : "off") : std::to_string(t.*s.number);
-        out += "  " + std::string(s.name) + " = " + v + "  (" + s.meaning + ")\n";
-    }
-    return out;
-}
-
 }  // namespace cuda
 }  // namespace llm8

@@ -15,7 +15,6 @@
 //   LLM8_SAMPLING_*       the GPU sampler's switches (sampling_api.cu: FUSED, TOPK, SPLIT, PDL,
 //                         FALLBACK_C, FINISH)
 #pragma once
-#include <string>
 
 namespace llm8 {
 namespace cuda {
@@ -38,8 +37,6 @@ struct Tuning {
 };
 
 const Tuning& tuning();
-// The table: name, value in force, meaning (for --verbose and the docs).
-std::string tuning_report();
 
 }  // namespace cuda
 }  // namespace llm8

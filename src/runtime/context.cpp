@@ -292,7 +292,7 @@ void Context::clear() {
 }
 KvMemory Context::kv_memory() const {
     KvMemory mem = st_->kv.memory(st_->bytes_per_block);
-    mem.type = st_->gpu ? "f16" : "f32";
+    mem.type = kv_type_name(st_->gpu ? KvType::f16 : st_->storage.type);
     return mem;
 }
 const std::vector<LayerPlan>& Context::plan() const {

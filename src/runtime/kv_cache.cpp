@@ -30,12 +30,6 @@ const std::vector<int32_t>& KvBlockManager::blocks(int seq) const {
     return it == seqs_.end() ? none : it->second.blocks;
 }
 
-std::vector<int> KvBlockManager::seq_ids() const {
-    std::vector<int> ids;
-    for (const auto& kv : seqs_) ids.push_back(kv.first);
-    return ids;
-}
-
 int KvBlockManager::blocks_needed(int seq, int n) const {
     const int len = length(seq);
     const auto& bl = blocks(seq);

@@ -32,7 +32,6 @@ public:
     bool has(int seq) const { return seqs_.count(seq) != 0; }
     int length(int seq) const;  // tokens stored (0 for an unknown sequence)
     const std::vector<int32_t>& blocks(int seq) const;
-    std::vector<int> seq_ids() const;
 
     // Blocks needed to append n tokens to seq (a new sequence when unknown), counting the copy
     // of a shared, partly filled last block.

@@ -241,12 +241,10 @@ __global__ void __launch_bounds__(kWarps * 32, min_blocks(HD, R))
 
 // About 4 blocks per SM of an H100/H200 (528) over all sequences, each split at least 32 keys
 // (one warp's step): short contexts then spread over several blocks instead of one long chain
-// per kv head.
-int attention_decode_splits(int n_kv, int max_keys, int* split_keys) {
-    int splits = std::max(1, (528 + n_kv - 1) / n_kv);
-    splits = std::min(splits, std::max(1, (max_keys + 31) / 32));
-    *split_keys = (max_keys + splits - 1) / splits;
-    return splits;
+// per kv head. The kernel divides each sequence's own keys among the splits.
+int attention_decode_splits(int n_kv, int max_keys) {
+    const int splits = std::max(1, (528 + n_kv - 1) / n_kv);
+    return std::min(splits, std::max(1, (max_keys + 31) / 32));
 }
 
 int attention_decode_max_rows() {
@@ -259,8 +257,7 @@ bool attention_f16_decode(const AttnParams& p, cudaStream_t s) {
         p.kv.type != KvType::f16)
         return false;
     if (p.n_tokens == 0) return true;
-    int split_keys;
-    int splits = attention_decode_splits(p.n_head_kv * p.n_seqs, p.max_kv, &split_keys);
+    int splits = attention_decode_splits(p.n_head_kv * p.n_seqs, p.max_kv);
     const int64_t per = int64_t(p.n_tokens) * p.n_head * (p.head_dim + 2);
     splits = std::min<int64_t>(splits, std::max<int64_t>(1, int64_t(p.ws_floats) / per));
     const float scale_log2 = p.softmax_scale > 0.f ? 1.4426950408889634f * p.softmax_scale
