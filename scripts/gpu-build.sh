@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine: unpack the carried Debian dev packages (the image has none and no
 # registry), then configure and build with CUDA into build-gpu. Source it: it exports paths.
+# GPU_TARGETS: the ninja targets (default all); GPU_CMAKE_ARGS: extra configure arguments, e.g.
+# -DCMAKE_CUDA_FLAGS=-lineinfo for sanitizer reports with source lines.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -21,5 +23,5 @@ fi
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv,noheader | tee "$OUT/gpu.txt"
 git log --oneline -1 2>/dev/null | tee "$OUT/commit.txt"
 cmake -S . -B build-gpu -G Ninja -DLLM8_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
-      -DLLM8_SHARED_DATA="$LLM8_SHARED_DATA" > "$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; return 1; }
+      -DLLM8_SHARED_DATA="$LLM8_SHARED_DATA" ${GPU_CMAKE_ARGS:-} > "$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; return 1; }
 ninja -C build-gpu -j16 ${GPU_TARGETS:-} > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -40; return 1; }

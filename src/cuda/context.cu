@@ -156,6 +156,11 @@ std::unique_ptr<DeviceContext, void (*)(DeviceContext*)> create_context(
                  KV = size_t(hp.kv_dim()), F = size_t(hp.n_ff);
     c->kc.resize(size_t(hp.n_layer) * size_t(c->pool_rows) * KV);
     c->vc.resize(c->kc.size());
+    // Copy on write copies whole blocks, rows past the sequence's end included (never read as
+    // keys): zeroed, those rows are defined, as in the CPU backend's pools (initcheck flagged the
+    // copy of a fresh pool's rows).
+    LLM8_CUDA_CHECK(cudaMemset(c->kc.get(), 0, c->kc.size() * sizeof(uint16_t)));
+    LLM8_CUDA_CHECK(cudaMemset(c->vc.get(), 0, c->vc.size() * sizeof(uint16_t)));
     c->x.resize(B * E);
     c->xn.resize(B * E);
     c->xg.resize(B * E);
@@ -167,6 +172,13 @@ std::unique_ptr<DeviceContext, void (*)(DeviceContext*)> create_context(
     c->gate.resize(B * F);
     c->up.resize(B * F);
     c->logits.resize(B * size_t(hp.n_vocab));
+    // The buffers that cuBLAS writes (prefill matmuls) start zeroed. compute-sanitizer's
+    // initcheck does not see cuBLAS's writes (scripts/initcheck-cublas-probe.cu: one
+    // cublasGemmEx and a kernel reading its output report every element uninitialized), so
+    // without this every read of a prefill projection would be reported; the rest of the
+    // activations stay under its watch. One memset per context.
+    for (DeviceArray<float>* b : {&c->q, &c->k, &c->v, &c->o, &c->gate, &c->up, &c->logits})
+        LLM8_CUDA_CHECK(cudaMemset(b->get(), 0, b->size() * sizeof(float)));
     const size_t widest = std::max({E, Q, F});
     const size_t act_rows = std::min<size_t>(B, DeviceContext::kDecodeTokens);
     c->act_q.resize(widest * act_rows);
