@@ -233,3 +233,23 @@ llm8_cli_test(cli_invalid_utf8_prompt EXPECT ok
 string(REPEAT "{% for m in messages %}{{ " 1000 deep_template)
 llm8_cli_test(cli_deeply_nested_chat_template EXPECT error REGEX "unknown chat template"
     CMD $<TARGET_FILE:llm8-cli> -cnv --chat-template "${deep_template}")
+
+# KL divergence: the base written by one run (fixture), compared by the next.
+llm8_cli_test(perplexity_kl_base EXPECT ok REGEX "saved the reference log-probabilities of 2 chunks"
+    CMD $<TARGET_FILE:llm8-perplexity> -f ${PROJECT_SOURCE_DIR}/README.md -c 64 --chunks 2
+        --kl-divergence-base ${CMAKE_CURRENT_BINARY_DIR}/cli_base.kld)
+set_tests_properties(perplexity_kl_base PROPERTIES FIXTURES_SETUP kl_base)
+llm8_cli_test(perplexity_kl_compare EXPECT ok FIXTURE kl_base
+    REGEX "Mean    KLD:   0.000000.*Same top p: 100.000 ± 0.000 %"
+    CMD $<TARGET_FILE:llm8-perplexity> --kl-divergence-base ${CMAKE_CURRENT_BINARY_DIR}/cli_base.kld
+        --kl-divergence -t 1)
+llm8_cli_test(perplexity_kl_ctx_mismatch EXPECT error EXIT 1 FIXTURE kl_base
+    REGEX "-c 128: the base .* was made with -c 64"
+    CMD $<TARGET_FILE:llm8-perplexity> --kl-divergence-base ${CMAKE_CURRENT_BINARY_DIR}/cli_base.kld
+        --kl-divergence -c 128)
+llm8_cli_test(perplexity_kl_needs_base EXPECT error EXIT 1 REGEX "--kl-divergence needs --kl-divergence-base"
+    CMD $<TARGET_FILE:llm8-perplexity> --kl-divergence)
+llm8_cli_test(perplexity_kl_not_a_base EXPECT error EXIT 1 REGEX "not an llm8 KL divergence base"
+    CMD $<TARGET_FILE:llm8-perplexity> --kl-divergence-base ${PROJECT_SOURCE_DIR}/README.md --kl-divergence)
+llm8_cli_test(perplexity_needs_text EXPECT error EXIT 1 REGEX "-f FILE is required"
+    CMD $<TARGET_FILE:llm8-perplexity> -c 64)
