@@ -3,12 +3,12 @@
 // greedy text of stories260K, and perplexity of a trained model to 4 significant digits.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "cuda_test_util.h"
 #include "llm8/engine.h"
 #include "llm8/sampling.h"
-#include <cstdio>
 #include "model_builder.h"
 #include "runtime/perplexity.h"
 
@@ -108,6 +108,28 @@ TEST(CudaModel, PerplexityMatchesCpuTo4Digits) {
     const auto rg = llm8::perplexity(gpu, tokens, 512, 8, 512, 0);
     std::printf("PPL cpu %.6f gpu %.6f\n", rc.ppl, rg.ppl);
     EXPECT_NEAR(rg.ppl, rc.ppl, 5e-5 * rc.ppl);
+}
+
+TEST(CudaModel, KlDivergenceOfGpuAgainstACpuBase) {
+    // The CPU run is the base, the GPU run is compared with it (llm8-perplexity
+    // --kl-divergence across backends): FP16 KV and tiles cost almost nothing.
+    LLM8_REQUIRE_GPU();
+    const std::string model = llm8_test::shared_data() + "/models/tiny-llama-hd128-q8_0.gguf";
+    const std::string text = llm8_test::shared_data() + "/text/wiki.test.raw";
+    LLM8_REQUIRE_FILE(model);
+    LLM8_REQUIRE_FILE(text);
+    auto cpu = llm8::Model::load({model, 0});
+    auto gpu = llm8::Model::load({model, 99});
+    const auto tokens = cpu->tokenize(llm8_test::read_file(text).substr(0, 60000), true);
+    const std::string base = ::testing::TempDir() + "llm8_cuda_kl_base.kld";
+    const auto rc = llm8::save_kl_base(cpu, tokens, 512, 4, 512, 0, base);
+    const auto st = llm8::kl_divergence(gpu, base, 0, 512, 0);
+    std::printf("GPU against the CPU base: mean KLD %.3g, max %.3g, same top %.4f, PPL %.4f / %.4f\n",
+                st.kld, st.kld_sorted.back(), st.same_top, st.ppl.ppl, rc.ppl);
+    EXPECT_LT(st.kld, 1e-4);
+    EXPECT_GT(st.same_top, 0.99);
+    EXPECT_NEAR(st.ppl_base, rc.ppl, 1e-5 * rc.ppl);
+    std::remove(base.c_str());
 }
 
 TEST(CudaModel, DecodeKernelsKeepTheNllOfATrainedModel) {
