@@ -17,6 +17,9 @@ namespace llm8_test {
 struct PagedCase {
     int n_head = 0, n_kv = 0, hd = 0, block = 64;
     std::vector<int> q_len, kv_len;  // per sequence; kv_len >= q_len
+    // K's channel outliers: every channel c of every key gets k_bias * N(0,1)_c * (K's std, 2)
+    // added (SageAttention's accuracy case: a per-channel bias of 20 std).
+    float k_bias = 0.0f;
 
     std::vector<int32_t> q_start, kvl, tables;
     int max_blocks = 0, n_blocks = 0, n_tokens = 0, max_q = 0, max_kv = 0;
@@ -57,6 +60,10 @@ struct PagedCase {
         q = randn(size_t(n_tokens) * n_head * hd, rng, 2.0f);
         kpool = randn(size_t(n_blocks) * block * kv_dim, rng, 2.0f);
         vpool = randn(kpool.size(), rng);
+        if (k_bias != 0.0f) {
+            const std::vector<float> bias = randn(size_t(kv_dim), rng, 2.0f * k_bias);
+            for (size_t i = 0; i < kpool.size(); ++i) kpool[i] += bias[i % size_t(kv_dim)];
+        }
         if (half) {
             kpool16.resize(kpool.size());
             vpool16.resize(vpool.size());

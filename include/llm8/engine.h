@@ -37,6 +37,11 @@ struct ModelParams {
     // llama.cpp's --check-tensors: dequantize every tensor on the CPU at load and refuse the
     // model at the first NaN or infinite value, naming the tensor (costs one pass over the file).
     bool check_tensors = false;
+    // Attention of every layer (--attn): "f16"; "sage" (SageAttention: K smoothed by its mean,
+    // INT8 Q.K^T with one scale per 64 rows, FP16 P.V); "int8" (INT-FlashAttention: INT8 Q, K
+    // per token, V per channel, P with the fixed scale 1/127, both products INT8). The CPU runs
+    // every mode; on the GPU only f16 exists yet (another mode there is an error at load).
+    std::string attn = "f16";
     // Called during the load with the tensor bytes processed so far and the total (tensor
     // checks, upload to the GPU); the caller decides whether and how to show it.
     std::function<void(uint64_t done, uint64_t total)> progress = nullptr;
@@ -69,16 +74,21 @@ public:
     // "CPU" or "CUDA (device name)": where sessions of this model run.
     std::string backend() const;
     bool on_gpu() const { return device_ != nullptr; }
+    // The attention mode chosen at load (ModelParams::attn): "f16", "sage" or "int8".
+    std::string attn() const;
 
     const LlamaModel& impl() const { return *impl_; }
     const Vocab& vocab() const;
     const std::shared_ptr<cuda::DeviceModel>& device_model() const { return device_; }
 
-    Model(std::shared_ptr<LlamaModel> impl, std::shared_ptr<cuda::DeviceModel> device);
+    Model(std::shared_ptr<LlamaModel> impl, std::shared_ptr<cuda::DeviceModel> device,
+          int attn_mode = 0);
+    int attn_mode() const { return attn_mode_; }  // an llm8::AttnMode (common/attn_params.h)
 
 private:
     std::shared_ptr<LlamaModel> impl_;
     std::shared_ptr<cuda::DeviceModel> device_;
+    int attn_mode_ = 0;
 };
 
 // ---- Batches of sequences ---------------------------------------------------------------------

@@ -29,11 +29,30 @@ inline int kv_type_bytes(KvType t) {
     return t == KvType::f16 ? 2 : 4;
 }
 
-// Attention modes of the per-layer plan. Only f16 exists today; the 8-bit modes (sage, int8)
-// and the accuracy guard add entries here and in the plan's chooser.
-enum class AttnMode : int { f16 = 0 };
+// Attention modes of the per-layer plan (src/common/attn_recipe.h has the recipes):
+//   f16  plain attention (FP16 cache and products on the GPU, f32 on the CPU);
+//   sage SageAttention: K smoothed by its mean, Q and K INT8 with one scale per 64 rows, INT8
+//        Q.K^T, FP32 online softmax in exp2, P and V in FP16 for P.V;
+//   int8 INT-FlashAttention: Q and K INT8 per token (K smoothed), V INT8 per channel, P INT8
+//        with the fixed scale 1/127, both products INT8, row sums from the unquantized P.
+// The CPU runs every mode (the reference); the GPU runs f16 until its 8-bit kernels land.
+enum class AttnMode : int { f16 = 0, sage = 1, int8 = 2 };
 inline const char* attn_mode_name(AttnMode m) {
-    return m == AttnMode::f16 ? "f16" : "?";
+    return m == AttnMode::f16 ? "f16" : m == AttnMode::sage ? "sage" : "int8";
+}
+// "f16", "sage", "int8" -> the mode; false for anything else.
+inline bool parse_attn_mode(const char* s, AttnMode* m) {
+    for (int k = 0; k < 3; ++k) {
+        const AttnMode c = AttnMode(k);
+        const char* n = attn_mode_name(c);
+        int i = 0;
+        while (n[i] && s[i] == n[i]) ++i;
+        if (!n[i] && !s[i]) {
+            *m = c;
+            return true;
+        }
+    }
+    return false;
 }
 
 // One layer's K and V pools and the block tables of the sequences of a batch.

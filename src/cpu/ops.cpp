@@ -7,6 +7,8 @@
 // machine's OpenBLAS, never on Debian's).
 #include "cpu/ops.h"
 
+#include "cpu/attn_8bit.h"
+
 #include <cblas.h>
 #include <omp.h>
 
@@ -152,6 +154,10 @@ void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int n_rot, cons
 
 void attention(const AttnParams& p) {
     if (p.kv.type != KvType::f32) fail(ErrorKind::invalid_arg, "CPU attention: the cache must be f32");
+    if (p.mode != AttnMode::f16) {
+        attention_8bit(p);
+        return;
+    }
     const int hd = p.head_dim, gqa = p.n_head / p.n_head_kv;
     const int64_t q_stride = int64_t(p.n_head) * hd;
     const float scale = p.scale();

@@ -8,7 +8,7 @@
 namespace llm8 {
 
 void llama_forward_cpu(const LlamaModel& m, const KvStorage& kv, const ForwardBatch& b,
-                       float* logits, ForwardScratch& s) {
+                       const std::vector<AttnMode>& attn, float* logits, ForwardScratch& s) {
     const HParams& hp = m.hp;
     const int64_t n = b.n_tokens();
     const int32_t* tokens = b.tokens.data();
@@ -76,6 +76,7 @@ void llama_forward_cpu(const LlamaModel& m, const KvStorage& kv, const ForwardBa
                   hp.rope_freq_base, hp.rope_freq_scale, factors);
         // K/V to their pool rows, then attention of every sequence over its blocks.
         ap.kv = kv.view(il, b.block_tables.data(), b.max_blocks);
+        ap.mode = attn[size_t(il)];
         float* kc = static_cast<float*>(ap.kv.k);
         float* vc = static_cast<float*>(ap.kv.v);
         for (int64_t t = 0; t < n; ++t) {

@@ -15,8 +15,8 @@ struct ForwardScratch {
 // Runs one step of a batch of sequences (common/forward_batch.h): every token's K/V goes to
 // its pool row (b.slots) of the f32 cache `kv`, each sequence attends over its own blocks.
 // logits: [b.out_rows.size(), n_vocab], the rows b.out_rows in that order (may be null when
-// there are none).
+// there are none). attn: each layer's attention mode (the plan), n_layer entries.
 void llama_forward_cpu(const LlamaModel& m, const KvStorage& kv, const ForwardBatch& b,
-                       float* logits, ForwardScratch& s);
+                       const std::vector<AttnMode>& attn, float* logits, ForwardScratch& s);
 
 }  // namespace llm8

@@ -26,6 +26,7 @@ struct Context::State {
     // CUDA backend
     std::unique_ptr<cuda::DeviceContext, void (*)(cuda::DeviceContext*)> gpu{nullptr, nullptr};
     std::vector<LayerPlan> cpu_plan;
+    std::vector<AttnMode> cpu_attn;  // each layer's attention mode (the plan's, as the forward reads it)
     size_t bytes_per_block = 0;
 
     std::vector<float> logits;    // [rows with logits, n_vocab]
@@ -35,10 +36,14 @@ struct Context::State {
 namespace {
 
 // The plan of the CPU backend: one path for every layer (the choices are the GPU's).
-std::vector<LayerPlan> cpu_plan(const HParams& hp) {
+std::vector<LayerPlan> cpu_plan(const HParams& hp, AttnMode mode) {
     LayerPlan p;
-    p.attn = attn_mode_name(AttnMode::f16);
-    p.attn_prefill = "cpu exact softmax (f32 cache)";
+    p.attn = attn_mode_name(mode);
+    p.attn_prefill = mode == AttnMode::f16
+                         ? "cpu exact softmax (f32 cache)"
+                         : mode == AttnMode::sage
+                               ? "cpu sage: smoothed K, int8 QK (64-row scales), fp16 PV"
+                               : "cpu int-flash: int8 QK (per token), int8 PV (P at 1/127)";
     p.attn_decode = p.attn_prefill;
     p.matmul_decode = "vec_dot_row (fused dequantize-dot)";
     p.matmul_batch = "dequantized tiles + OpenBLAS sgemm";
@@ -92,7 +97,9 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
         st.storage.kv_dim = hp.kv_dim();
         st.storage.block_size = bs;
         st.storage.block_shift = st.kv.block_shift();
-        st.cpu_plan = cpu_plan(hp);
+        const AttnMode mode = AttnMode(model_->attn_mode());
+        st.cpu_plan = cpu_plan(hp, mode);
+        st.cpu_attn.assign(size_t(hp.n_layer), mode);
         st.bytes_per_block = size_t(2) * hp.n_layer * bs * size_t(hp.kv_dim()) * sizeof(float);
     }
     if (params.n_threads > 0) cpu::set_threads(params.n_threads);
@@ -260,7 +267,7 @@ void Context::run(const Batch& b, bool host_logits) {
         if (st.gpu) {
             cuda::forward(*st.gpu, fb, out);
         } else {
-            llama_forward_cpu(m, st.storage, fb, out, st.scratch);
+            llama_forward_cpu(m, st.storage, fb, st.cpu_attn, out, st.scratch);
         }
         for (const Run& r : step) st.kv.commit(r.seq, r.end - r.begin);
     }

@@ -17,14 +17,23 @@ namespace llm8 {
 
 // ---- Model ------------------------------------------------------------------------------------
 
-Model::Model(std::shared_ptr<LlamaModel> impl, std::shared_ptr<cuda::DeviceModel> device)
-    : impl_(std::move(impl)), device_(std::move(device)) {}
+Model::Model(std::shared_ptr<LlamaModel> impl, std::shared_ptr<cuda::DeviceModel> device,
+             int attn_mode)
+    : impl_(std::move(impl)), device_(std::move(device)), attn_mode_(attn_mode) {}
+
+std::string Model::attn() const {
+    return attn_mode_name(AttnMode(attn_mode_));
+}
 
 std::string Model::backend() const {
     return device_ ? "CUDA (" + cuda::device_name(0) + ")" : "CPU";
 }
 
 std::shared_ptr<const Model> Model::load(const ModelParams& params) {
+    AttnMode attn = AttnMode::f16;
+    if (!parse_attn_mode(params.attn.c_str(), &attn))
+        fail(ErrorKind::invalid_arg,
+             "unknown attention mode '" + params.attn + "' (--attn f16, sage or int8)");
     std::shared_ptr<const GgufFile> file;
     if (params.path.empty()) {
         if (embedded_model_size() == 0)
@@ -45,12 +54,17 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
         fail(ErrorKind::unsupported, "GPU requested (-ngl " + std::to_string(params.n_gpu_layers) +
                                          ") but none is usable: " + why +
                                          "; use -ngl 0 for the CPU");
+    if (have_gpu && attn != AttnMode::f16)
+        fail(ErrorKind::unsupported,
+             "--attn " + params.attn +
+                 " runs on the CPU only for now (its GPU kernels are not built yet): add -ngl 0, "
+                 "or use --attn f16 on the GPU");
     if (have_gpu) {
         if (params.progress) params.progress(0, impl->weight_bytes());
         device = cuda::upload_model(*impl, 0);
         if (params.progress) params.progress(impl->weight_bytes(), impl->weight_bytes());
     }
-    return std::make_shared<const Model>(impl, device);
+    return std::make_shared<const Model>(impl, device, int(attn));
 }
 
 int Model::n_vocab() const {

@@ -249,6 +249,11 @@ void Args::add_model_flags() {
         ->expected(0, 1);
     app_.add_option("--cache-type-k", common.cache_type_k, "-ctk: K cache type (f16 only)");
     app_.add_option("--cache-type-v", common.cache_type_v, "-ctv: V cache type (f16 only)");
+    app_.add_option("--attn", common.attn,
+                    "attention: f16, sage (SageAttention: smoothed K, INT8 Q.K^T, FP16 P.V) or "
+                    "int8 (INT-FlashAttention: both products INT8); the 8-bit modes run on the "
+                    "CPU only for now (-ngl 0)")
+        ->check(CLI::IsMember({"f16", "sage", "int8"}));
     app_.add_flag("--mlock", common.mlock, "keep the model in RAM (mlockall)");
     app_.add_flag("--check-tensors", common.check_tensors,
                   "check every weight for NaN/inf at load (one pass over the file)");
@@ -259,6 +264,7 @@ llm8::ModelParams Args::model_params(const std::string& path, int n_gpu_layers) 
     mp.path = path;
     mp.n_gpu_layers = n_gpu_layers;
     mp.check_tensors = common.check_tensors;
+    mp.attn = common.attn;
     auto bar = std::make_shared<Progress>(progress_enabled(), tool_ + ": loading model");
     mp.progress = [bar](uint64_t done, uint64_t total) {
         bar->update(double(done), double(total), "B");

@@ -25,6 +25,7 @@ struct CommonFlags {
     bool escape = true;               // -e/--escape (default) and --no-escape: \n \t ... in prompts
     std::string flash_attn = "auto";  // -fa on|off|auto (llm8's attention is always fused)
     std::string cache_type_k = "f16", cache_type_v = "f16";  // -ctk/-ctv: f16 only for now
+    std::string attn = "f16";  // --attn f16|sage|int8: every layer's attention mode
 };
 
 class Args {

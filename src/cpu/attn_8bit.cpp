@@ -1,0 +1,221 @@
+// SageAttention and INT-FlashAttention on the CPU (src/common/attn_recipe.h has the recipes).
+// Work is split as in cpu::attention: first every (sequence, KV head)'s keys and values and
+// every (sequence, head)'s queries are quantized, then each (query row, head) runs the online
+// softmax over 64-key blocks, the structure of the GPU kernels, so that the FP16 / INT8 rounding
+// of P happens against the same running maximum.
+#include "cpu/attn_8bit.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/attn_recipe.h"
+#include "common/error.h"
+#include "cpu/ops.h"
+#include "gguf/quants.h"
+
+namespace llm8 {
+namespace cpu {
+
+namespace {
+
+float round_f16(float x) {
+    return fp16_to_fp32(fp32_to_fp16(x));
+}
+
+const float* key_row(const AttnParams& p, const float* pool, int s, int j, int hk) {
+    return pool + p.kv.row(s, j) * p.kv.kv_dim + int64_t(hk) * p.head_dim;
+}
+
+void check(const AttnParams& p) {
+    if (p.kv.type != KvType::f32)
+        fail(ErrorKind::invalid_arg, "CPU attention: the cache must be f32");
+    if (p.mode != AttnMode::sage && p.mode != AttnMode::int8)
+        fail(ErrorKind::invalid_arg, "CPU 8-bit attention: mode must be sage or int8");
+}
+
+}  // namespace
+
+void prepare_kv_8bit(const AttnParams& p, int s, int hk, Kv8& out) {
+    check(p);
+    const int hd = p.head_dim, n = p.kv_len[s];
+    const float* kpool = static_cast<const float*>(p.kv.k);
+    const float* vpool = static_cast<const float*>(p.kv.v);
+    out.n_keys = n;
+    out.head_dim = hd;
+    out.mean.assign(size_t(hd), 0.0f);
+    for (int j = 0; j < n; ++j) {
+        const float* kj = key_row(p, kpool, s, j, hk);
+        for (int c = 0; c < hd; ++c) out.mean[size_t(c)] += kj[c];
+    }
+    for (int c = 0; c < hd && n > 0; ++c) out.mean[size_t(c)] /= float(n);
+    // Smoothed K, one scale per 64 keys (sage) or per key (int8).
+    out.k.resize(size_t(n) * size_t(hd));
+    const bool sage = p.mode == AttnMode::sage;
+    const int group = sage ? kSageKRows : 1;
+    out.k_scale.assign(size_t((n + group - 1) / group), 0.0f);
+    std::vector<float> sm(static_cast<size_t>(group) * size_t(hd));
+    for (int j0 = 0; j0 < n; j0 += group) {
+        const int rows = std::min(group, n - j0);
+        float amax = 0.0f;
+        for (int r = 0; r < rows; ++r) {
+            const float* kj = key_row(p, kpool, s, j0 + r, hk);
+            for (int c = 0; c < hd; ++c) {
+                const float x = kj[c] - out.mean[size_t(c)];
+                sm[size_t(r) * size_t(hd) + size_t(c)] = x;
+                amax = std::max(amax, std::fabs(x));
+            }
+        }
+        const float inv = i8_inv_scale(amax);
+        out.k_scale[size_t(j0 / group)] = i8_scale(amax);
+        for (int r = 0; r < rows; ++r)
+            for (int c = 0; c < hd; ++c)
+                out.k[size_t(j0 + r) * size_t(hd) + size_t(c)] =
+                    quantize_i8(sm[size_t(r) * size_t(hd) + size_t(c)], inv);
+    }
+    if (sage) {
+        out.v16.resize(size_t(n) * size_t(hd));
+        for (int j = 0; j < n; ++j) {
+            const float* vj = key_row(p, vpool, s, j, hk);
+            for (int c = 0; c < hd; ++c) out.v16[size_t(j) * size_t(hd) + size_t(c)] = round_f16(vj[c]);
+        }
+        out.v8.clear();
+        out.v_scale.clear();
+        return;
+    }
+    // int8: V one scale per channel over the sequence's keys.
+    out.v_scale.assign(size_t(hd), 0.0f);
+    std::vector<float> amax(size_t(hd), 0.0f);
+    for (int j = 0; j < n; ++j) {
+        const float* vj = key_row(p, vpool, s, j, hk);
+        for (int c = 0; c < hd; ++c) amax[size_t(c)] = std::max(amax[size_t(c)], std::fabs(vj[c]));
+    }
+    std::vector<float> inv(static_cast<size_t>(hd));
+    for (int c = 0; c < hd; ++c) {
+        out.v_scale[size_t(c)] = i8_scale(amax[size_t(c)]);
+        inv[size_t(c)] = i8_inv_scale(amax[size_t(c)]);
+    }
+    out.v8.resize(size_t(n) * size_t(hd));
+    for (int j = 0; j < n; ++j) {
+        const float* vj = key_row(p, vpool, s, j, hk);
+        for (int c = 0; c < hd; ++c)
+            out.v8[size_t(j) * size_t(hd) + size_t(c)] = quantize_i8(vj[c], inv[size_t(c)]);
+    }
+    out.v16.clear();
+}
+
+void quantize_q_8bit(const AttnParams& p, int s, int h, std::vector<int8_t>& q8,
+                     std::vector<float>& q_scale) {
+    check(p);
+    const int hd = p.head_dim, q_len = p.q_start[s + 1] - p.q_start[s];
+    const int64_t q_stride = int64_t(p.n_head) * hd;
+    const float* q0 = p.q + int64_t(p.q_start[s]) * q_stride + int64_t(h) * hd;
+    const int group = p.mode == AttnMode::sage ? kSageQRows : 1;
+    q8.resize(size_t(q_len) * size_t(hd));
+    q_scale.assign(size_t((q_len + group - 1) / group), 0.0f);
+    for (int i0 = 0; i0 < q_len; i0 += group) {
+        const int rows = std::min(group, q_len - i0);
+        float amax = 0.0f;
+        for (int r = 0; r < rows; ++r)
+            for (int c = 0; c < hd; ++c)
+                amax = std::max(amax, std::fabs(q0[int64_t(i0 + r) * q_stride + c]));
+        const float inv = i8_inv_scale(amax);
+        q_scale[size_t(i0 / group)] = i8_scale(amax);
+        for (int r = 0; r < rows; ++r)
+            for (int c = 0; c < hd; ++c)
+                q8[size_t(i0 + r) * size_t(hd) + size_t(c)] =
+                    quantize_i8(q0[int64_t(i0 + r) * q_stride + c], inv);
+    }
+}
+
+void attention_8bit(const AttnParams& p) {
+    check(p);
+    const int hd = p.head_dim, gqa = p.n_head / p.n_head_kv;
+    const int64_t q_stride = int64_t(p.n_head) * hd;
+    const float scale_log2 = p.scale() * kLog2e;
+    const bool sage = p.mode == AttnMode::sage;
+    // Quantized keys/values per (sequence, KV head) and queries per (sequence, head).
+    std::vector<Kv8> kv(size_t(p.n_seqs) * size_t(p.n_head_kv));
+    std::vector<std::vector<int8_t>> q8(size_t(p.n_seqs) * size_t(p.n_head));
+    std::vector<std::vector<float>> qs(q8.size());
+    int64_t cost = 0;
+    for (int s = 0; s < p.n_seqs; ++s)
+        cost += int64_t(p.q_start[s + 1] - p.q_start[s] + 1) * p.kv_len[s];
+    const bool par = cost * p.n_head * hd >= (1 << 16);
+    const int64_t n_kv_items = int64_t(p.n_seqs) * p.n_head_kv;
+#pragma omp parallel for num_threads(threads()) schedule(dynamic, 1) if (par)
+    for (int64_t w = 0; w < n_kv_items; ++w)
+        prepare_kv_8bit(p, int(w / p.n_head_kv), int(w % p.n_head_kv), kv[size_t(w)]);
+    const int64_t n_q_items = int64_t(p.n_seqs) * p.n_head;
+#pragma omp parallel for num_threads(threads()) schedule(dynamic, 1) if (par)
+    for (int64_t w = 0; w < n_q_items; ++w)
+        quantize_q_8bit(p, int(w / p.n_head), int(w % p.n_head), q8[size_t(w)], qs[size_t(w)]);
+
+    const int64_t n_work = int64_t(p.n_tokens) * p.n_head;
+#pragma omp parallel num_threads(threads()) if (par)
+    {
+        std::vector<float> sc(static_cast<size_t>(kAttnKeyBlock)), acc(static_cast<size_t>(hd));
+        std::vector<int32_t> acc_i(static_cast<size_t>(hd));
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t wi = 0; wi < n_work; ++wi) {
+            const int row = int(wi / p.n_head);
+            const int h = int(wi % p.n_head), hk = h / gqa;
+            const int s = int(std::upper_bound(p.q_start, p.q_start + p.n_seqs + 1, row) -
+                              p.q_start) - 1;
+            const int q_len = p.q_start[s + 1] - p.q_start[s];
+            const int i = row - p.q_start[s];
+            const int n_keys = p.causal ? p.kv_len[s] - q_len + i + 1 : p.kv_len[s];
+            const Kv8& K = kv[size_t(s) * size_t(p.n_head_kv) + size_t(hk)];
+            const size_t qi = size_t(s) * size_t(p.n_head) + size_t(h);
+            const int8_t* qv = q8[qi].data() + size_t(i) * size_t(hd);
+            const float sq = qs[qi][size_t(sage ? i / kSageQRows : i)];
+            float m = -INFINITY, l = 0.0f;
+            std::fill(acc.begin(), acc.end(), 0.0f);
+            for (int j0 = 0; j0 < n_keys; j0 += kAttnKeyBlock) {
+                const int nb = std::min(kAttnKeyBlock, n_keys - j0);
+                float mb = -INFINITY;
+                for (int r = 0; r < nb; ++r) {
+                    const int j = j0 + r;
+                    const int8_t* kj = K.k.data() + size_t(j) * size_t(hd);
+                    int32_t dot = 0;
+                    for (int c = 0; c < hd; ++c) dot += int32_t(qv[c]) * int32_t(kj[c]);
+                    const float sk = K.k_scale[size_t(sage ? j / kSageKRows : j)];
+                    sc[size_t(r)] = float(dot) * (sq * sk) * scale_log2;
+                    mb = std::max(mb, sc[size_t(r)]);
+                }
+                const float m_new = std::max(m, mb);
+                const float corr = m == -INFINITY ? 0.0f : std::exp2(m - m_new);
+                float sum = 0.0f;
+                for (int r = 0; r < nb; ++r) {
+                    sc[size_t(r)] = std::exp2(sc[size_t(r)] - m_new);
+                    sum += sc[size_t(r)];
+                }
+                l = l * corr + sum;
+                if (sage) {
+                    for (int c = 0; c < hd; ++c) acc[size_t(c)] *= corr;
+                    for (int r = 0; r < nb; ++r) {
+                        const float pj = round_f16(sc[size_t(r)]);
+                        const float* vj = K.v16.data() + size_t(j0 + r) * size_t(hd);
+                        for (int c = 0; c < hd; ++c) acc[size_t(c)] += pj * vj[c];
+                    }
+                } else {
+                    std::fill(acc_i.begin(), acc_i.end(), 0);
+                    for (int r = 0; r < nb; ++r) {
+                        const int32_t pj = quantize_p_i8(sc[size_t(r)]);
+                        const int8_t* vj = K.v8.data() + size_t(j0 + r) * size_t(hd);
+                        for (int c = 0; c < hd; ++c) acc_i[size_t(c)] += pj * int32_t(vj[c]);
+                    }
+                    for (int c = 0; c < hd; ++c)
+                        acc[size_t(c)] = acc[size_t(c)] * corr +
+                                         float(acc_i[size_t(c)]) * (K.v_scale[size_t(c)] / 127.0f);
+                }
+                m = m_new;
+            }
+            float* o = p.out + int64_t(row) * q_stride + int64_t(h) * hd;
+            const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+            for (int c = 0; c < hd; ++c) o[c] = acc[size_t(c)] * inv;
+        }
+    }
+}
+
+}  // namespace cpu
+}  // namespace llm8
