@@ -759,7 +759,7 @@ TEST(CudaOps, StoreKvConvertsToHalfAtTheSlotsAndBlocksCopy) {
 
 TEST(CudaOps, UnsupportedTypeIsAnError) {
     LLM8_REQUIRE_GPU();
-    llm8::cuda::DeviceMatrix dm{GgmlType::Q2_K, 256, 1, 84, nullptr};
+    llm8::cuda::DeviceMatrix dm{static_cast<GgmlType>(16), 256, 1, 66, nullptr};  // iq2_xxs
     EXPECT_THROW(llm8::cuda::gemv(dm, nullptr, 1, nullptr, nullptr), llm8::Error);
     llm8::cuda::DeviceMatrix odd{GgmlType::Q8_0, 20, 1, 34, nullptr};  // not a whole block
     EXPECT_THROW(llm8::cuda::gemv(odd, nullptr, 1, nullptr, nullptr), llm8::Error);
