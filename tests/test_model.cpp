@@ -67,6 +67,18 @@ std::vector<Case> cases() {
     s.arch = "qwen2";
     s.biases = true;
     c.push_back({"qwen2_q5_K", s});
+    s.wtype = GgmlType::IQ4_XS;
+    c.push_back({"qwen2_iq4_xs", s});
+    s = TinySpec();
+    s.n_embd = 256;
+    s.n_ff = 256;
+    s.wtype = GgmlType::Q2_K;
+    c.push_back({"llama_gqa2_q2_K", s});
+    s.wtype = GgmlType::Q3_K;
+    c.push_back({"llama_gqa2_q3_K", s});
+    s.wtype = GgmlType::IQ4_NL;
+    s.tied = true;
+    c.push_back({"llama_tied_iq4_nl", s});
     return c;
 }
 

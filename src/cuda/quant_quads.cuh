@@ -300,8 +300,8 @@ struct Quad<GgmlType::IQ4_XS> {
     __device__ static void dq(const uint8_t* row, int64_t u, int k, float* v) {
         const uint8_t* b = row + (u >> 3) * 136;
         const int sub = int(u & 7);
-        const float dl = __half2float(*reinterpret_cast<const __half*>(b)) *
-                         float(iq4xs_scale(b, sub) - 32);
+        const float dl =
+            __half2float(*reinterpret_cast<const __half*>(b)) * float(iq4xs_scale(b, sub) - 32);
         const uint32_t q = ld_u32_2a(b + 8 + 16 * sub + 4 * k);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
