@@ -346,7 +346,7 @@ TEST_P(LowBitPerplexity, StaysCloseToTheSource) {
     auto q = llm8::Model::load({path, 0});
     std::remove(path.c_str());
     const auto tokens = base->tokenize(llm8_test::read_file(text).substr(0, 200000), true);
-    const int chunks = 6;
+    const int chunks = 4;
     const double p0 = llm8::perplexity(base, tokens, 512, chunks, 512, 0).ppl;
     const double p1 = llm8::perplexity(q, tokens, 512, chunks, 512, 0).ppl;
     std::printf("tiny-llama-hd64 %s%s: PPL %.3f, q8_0 source %.3f, ratio %.4f\n", c.outtype,
@@ -356,7 +356,7 @@ TEST_P(LowBitPerplexity, StaysCloseToTheSource) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shared, LowBitPerplexity,
-    ::testing::Values(PplCase{"Q5_K_M", false, 1.02}, PplCase{"Q4_K_M", false, 1.03},
+    ::testing::Values(PplCase{"Q5_K_M", false, 1.03}, PplCase{"Q4_K_M", false, 1.04},
                       PplCase{"iq4_xs", false, 1.06}, PplCase{"iq4_nl", false, 1.06},
                       PplCase{"Q3_K_M", false, 1.10}, PplCase{"q3_K", false, 1.2},
                       PplCase{"Q2_K", false, 1.35}, PplCase{"q2_K", true, 1.7}),
