@@ -67,6 +67,18 @@ std::vector<Case> cases() {
     s.arch = "qwen2";
     s.biases = true;
     c.push_back({"qwen2_q5_K", s});
+    s.wtype = GgmlType::IQ4_XS;
+    c.push_back({"qwen2_iq4_xs", s});
+    s = TinySpec();
+    s.n_embd = 256;
+    s.n_ff = 256;
+    s.wtype = GgmlType::Q2_K;
+    c.push_back({"llama_gqa2_q2_K", s});
+    s.wtype = GgmlType::Q3_K;
+    c.push_back({"llama_gqa2_q3_K", s});
+    s.wtype = GgmlType::IQ4_NL;
+    s.tied = true;
+    c.push_back({"llama_tied_iq4_nl", s});
     return c;
 }
 
@@ -264,7 +276,7 @@ TEST(ModelErrors, CheckTensorsNamesTheCorruptTensor) {
 }
 
 TEST(ModelErrors, UnsupportedTensorType) {
-    // A well-formed q2_K matrix: known to ggml, not (yet) to llm8.
+    // A well-formed iq2_xxs matrix (ggml type 16, 66 bytes per 256): known to ggml, not to llm8.
     TinySpec s;
     s.n_embd = 256;
     s.n_ff = 256;
@@ -276,15 +288,15 @@ TEST(ModelErrors, UnsupportedTensorType) {
     for (const auto& kv : f->metadata()) w.set(kv.first, kv.second);
     for (const auto& t : f->tensors()) {
         if (t.name == "blk.0.ffn_up.weight") {
-            std::vector<uint8_t> q2(size_t(t.ne[1]) * 84, 0);
-            w.add_tensor(t.name, GgmlType::Q2_K, t.ne, q2.data(), q2.size());
+            std::vector<uint8_t> q2(size_t(t.ne[1]) * 66, 0);
+            w.add_tensor(t.name, static_cast<GgmlType>(16), t.ne, q2.data(), q2.size());
         } else {
             w.add_tensor(t.name, t.type, t.ne, t.data, t.nbytes);
         }
     }
     std::remove(path.c_str());
     const std::string msg = load_error(w, "q2k");
-    EXPECT_NE(msg.find("type q2_K"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("tensor 'blk.0.ffn_up.weight' has type iq2_xxs"), std::string::npos) << msg;
 }
 
 TEST(ModelErrors, SessionRejectsBadTokensAndOverflow) {

@@ -31,7 +31,11 @@ TEST(CudaModel, LogitsMatchCpuForEveryArchAndType) {
                        {"llama", GgmlType::Q4_0, false, false, false, 0},
                        {"mistral", GgmlType::Q5_1, false, false, false, 0},
                        {"llama", GgmlType::Q4_K, false, false, false, 0},
-                       {"qwen2", GgmlType::Q6_K, true, false, false, 0}};
+                       {"qwen2", GgmlType::Q6_K, true, false, false, 0},
+                       {"llama", GgmlType::Q2_K, false, false, false, 0},
+                       {"mistral", GgmlType::Q3_K, false, false, false, 0},
+                       {"llama", GgmlType::IQ4_NL, false, false, true, 0},
+                       {"qwen2", GgmlType::IQ4_XS, true, false, false, 0}};
     for (const C& c : cases) {
         llm8_test::TinySpec s;
         s.arch = c.arch;

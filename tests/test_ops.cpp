@@ -20,9 +20,11 @@ TEST(CpuOps, MatmulEveryTypeAndShape) {
     std::mt19937 rng(std::random_device{}());
     const GgmlType types[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
                               GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
-                              GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+                              GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q2_K,
+                              GgmlType::Q3_K, GgmlType::IQ4_NL, GgmlType::IQ4_XS};
     for (GgmlType t : types) {
-        const int64_t K = llm8::type_traits(t)->block_size == 256 ? 512 : 96;
+        // three blocks of 256 (K-quants, iq4_xs) or 32
+        const int64_t K = llm8::type_traits(t)->block_size == 256 ? 768 : 96;
         for (int64_t M : {1, 17, 133}) {
             const auto wf = randn(size_t(K * M), rng);
             llm8::WeightView w;

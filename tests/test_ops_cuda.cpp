@@ -25,7 +25,8 @@ namespace {
 
 const GgmlType kTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
                            GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
-                           GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+                           GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q2_K,
+                           GgmlType::Q3_K, GgmlType::IQ4_NL, GgmlType::IQ4_XS};
 
 // Per-output bound relative to sum_i |w_i x_i| (the scale of the rounding of a dot product,
 // which a normalized MSE over few outputs does not capture when the sum cancels): float
@@ -759,7 +760,7 @@ TEST(CudaOps, StoreKvConvertsToHalfAtTheSlotsAndBlocksCopy) {
 
 TEST(CudaOps, UnsupportedTypeIsAnError) {
     LLM8_REQUIRE_GPU();
-    llm8::cuda::DeviceMatrix dm{GgmlType::Q2_K, 256, 1, 84, nullptr};
+    llm8::cuda::DeviceMatrix dm{static_cast<GgmlType>(16), 256, 1, 66, nullptr};  // iq2_xxs
     EXPECT_THROW(llm8::cuda::gemv(dm, nullptr, 1, nullptr, nullptr), llm8::Error);
     llm8::cuda::DeviceMatrix odd{GgmlType::Q8_0, 20, 1, 34, nullptr};  // not a whole block
     EXPECT_THROW(llm8::cuda::gemv(odd, nullptr, 1, nullptr, nullptr), llm8::Error);

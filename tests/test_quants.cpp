@@ -30,10 +30,11 @@ void PrintTo(const TypeCase& c, std::ostream* os) {
 }
 
 const TypeCase kTypes[] = {
-    {GgmlType::F32, "f32"},   {GgmlType::F16, "f16"},   {GgmlType::BF16, "bf16"},
-    {GgmlType::Q4_0, "q4_0"}, {GgmlType::Q4_1, "q4_1"}, {GgmlType::Q5_0, "q5_0"},
-    {GgmlType::Q5_1, "q5_1"}, {GgmlType::Q8_0, "q8_0"}, {GgmlType::Q4_K, "q4_K"},
-    {GgmlType::Q5_K, "q5_K"}, {GgmlType::Q6_K, "q6_K"},
+    {GgmlType::F32, "f32"},   {GgmlType::F16, "f16"},       {GgmlType::BF16, "bf16"},
+    {GgmlType::Q4_0, "q4_0"}, {GgmlType::Q4_1, "q4_1"},     {GgmlType::Q5_0, "q5_0"},
+    {GgmlType::Q5_1, "q5_1"}, {GgmlType::Q8_0, "q8_0"},     {GgmlType::Q4_K, "q4_K"},
+    {GgmlType::Q5_K, "q5_K"}, {GgmlType::Q6_K, "q6_K"},     {GgmlType::Q2_K, "q2_K"},
+    {GgmlType::Q3_K, "q3_K"}, {GgmlType::IQ4_NL, "iq4_nl"}, {GgmlType::IQ4_XS, "iq4_xs"},
 };
 
 std::string fixture(const std::string& name) {
@@ -150,6 +151,13 @@ std::vector<uint8_t> random_row(GgmlType t, int64_t n, std::mt19937& rng) {
                 break;
             case GgmlType::Q6_K:
                 set_half(off + 208, u(rng));
+                break;
+            case GgmlType::Q2_K:
+                set_half(off + 80, u(rng));
+                set_half(off + 82, u(rng));
+                break;
+            case GgmlType::Q3_K:
+                set_half(off + 108, u(rng));
                 break;
             default:
                 set_half(off, u(rng));
@@ -314,7 +322,9 @@ TEST_P(RoundTrip, ErrorWithinBound) {
 // the scale search or a bit-packing slip shows. Measured, relative RMSE gaussian / uniform:
 // f16 2.1e-4 / 1.9e-4, bf16 1.7e-3 / 1.5e-3, q8_0 .0055 / .0038, q4_0 .087 / .065,
 // q4_1 .079 / .061, q5_0 .043 / .031, q5_1 .038 / .030, q4_K .074 / .057, q5_K .038 / .029,
-// q6_K .0185 / .0142.
+// q6_K .0185 / .0142, q2_K .266 / .220, q3_K .142 / .118, iq4_nl .073 / .062,
+// iq4_xs .074 / .062. (The four low-bit types search their scales, quant_search.cpp: ggml's
+// max/qmax choice alone gives q2_K ~.45.)
 INSTANTIATE_TEST_SUITE_P(AllTypes, RoundTrip,
                          ::testing::Values(RoundTripCase{GgmlType::F32, "f32", 1e-30, 1e-30},
                                            RoundTripCase{GgmlType::F16, "f16", 2.8e-4, 2.5e-4},
@@ -326,7 +336,11 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, RoundTrip,
                                            RoundTripCase{GgmlType::Q5_1, "q5_1", 0.050, 0.039},
                                            RoundTripCase{GgmlType::Q4_K, "q4_K", 0.097, 0.075},
                                            RoundTripCase{GgmlType::Q5_K, "q5_K", 0.049, 0.038},
-                                           RoundTripCase{GgmlType::Q6_K, "q6_K", 0.024, 0.019}),
+                                           RoundTripCase{GgmlType::Q6_K, "q6_K", 0.024, 0.019},
+                                           RoundTripCase{GgmlType::Q2_K, "q2_K", 0.35, 0.29},
+                                           RoundTripCase{GgmlType::Q3_K, "q3_K", 0.19, 0.155},
+                                           RoundTripCase{GgmlType::IQ4_NL, "iq4_nl", 0.095, 0.081},
+                                           RoundTripCase{GgmlType::IQ4_XS, "iq4_xs", 0.096, 0.081}),
                          [](const ::testing::TestParamInfo<RoundTripCase>& info) {
                              return std::string(info.param.name);
                          });
@@ -336,7 +350,9 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, RoundTrip,
 TEST(Quants, UnsupportedTypesThrow) {
     std::vector<uint8_t> buf(4096);
     std::vector<float> f(256);
-    for (uint32_t id : {9u, 10u, 11u, 15u, 4u, 16u, 29u, 1000u}) {
+    // q8_1, q8_K, iq2_xxs, iq3_s, iq1_m, tq2_0: ggml types llm8 does not compute with; 4 and
+    // 1000: no type at all.
+    for (uint32_t id : {9u, 15u, 16u, 21u, 29u, 35u, 4u, 1000u}) {
         const GgmlType t = static_cast<GgmlType>(id);
         try {
             llm8::dequantize_row(t, buf.data(), f.data(), 256);

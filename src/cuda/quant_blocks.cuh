@@ -38,6 +38,25 @@ __device__ __forceinline__ void k4_sub_scale(float d, float dmin, const uint8_t*
     *m1 = dmin * float(m);
 }
 
+// The 16 levels of IQ4_NL / IQ4_XS (ggml's kvalues_iq4nl: -127 -104 -83 -65 -49 -35 -22 -10
+// 1 13 25 38 53 69 89 113), eight bytes to a word: a lookup without a memory table.
+__device__ __forceinline__ float iq4_level(uint32_t i) {
+    const unsigned long long w = i < 8 ? 0xF6EADDCFBFAD9881ull : 0x7159453526190D01ull;
+    return float(int(int8_t((w >> (8 * (i & 7))) & 0xFF)));
+}
+
+// The 6-bit scale (0..63, offset 32) of sub-block j (0..15) of a Q3_K block.
+__device__ __forceinline__ int q3k_scale(const uint8_t* sc, int j) {
+    const int lo = j < 8 ? (sc[j] & 0xF) : (sc[j - 8] >> 4);
+    return lo | (((sc[8 + (j & 3)] >> (2 * (j >> 2))) & 3) << 4);
+}
+
+// The 6-bit scale (0..63, offset 32) of block j (0..7) of an IQ4_XS super-block.
+__device__ __forceinline__ int iq4xs_scale(const uint8_t* b, int j) {
+    const uint32_t sh = uint32_t(b[2]) | uint32_t(b[3]) << 8;
+    return ((b[4 + j / 2] >> (4 * (j & 1))) & 0xF) | int(((sh >> (2 * j)) & 3) << 4);
+}
+
 template <GgmlType T>
 struct Unit;  // bytes per block and units per block, and dequant of one unit
 
@@ -227,6 +246,74 @@ struct Unit<GgmlType::Q6_K> {
     }
 };
 
+// Q2_K / Q3_K: unit sub (32 elements) is two 16-element sub-blocks 2 * sub, 2 * sub + 1 (their
+// own scales); its bytes are qs[32 * (sub / 4) + l] at bit 2 * (sub % 4), and (Q3_K) its high
+// bits are bit sub of hmask[l].
+template <>
+struct Unit<GgmlType::Q2_K> {
+    static constexpr int kBlockBytes = 84, kUnits = 8;
+    __device__ static void dq(const uint8_t* b, int sub, float* v) {
+        const float d = ld_half(b + 80), dmin = ld_half(b + 82);
+        const uint8_t* q = b + 16 + 32 * (sub / 4);
+        const int shift = 2 * (sub % 4);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const uint8_t sc = b[2 * sub + h];
+            const float dl = d * float(sc & 0xF), ml = dmin * float(sc >> 4);
+#pragma unroll
+            for (int l = 0; l < 16; ++l)
+                v[16 * h + l] = dl * float((q[16 * h + l] >> shift) & 3) - ml;
+        }
+    }
+};
+
+template <>
+struct Unit<GgmlType::Q3_K> {
+    static constexpr int kBlockBytes = 110, kUnits = 8;
+    __device__ static void dq(const uint8_t* b, int sub, float* v) {
+        const float d = ld_half(b + 108);
+        const uint8_t* q = b + 32 + 32 * (sub / 4);
+        const int shift = 2 * (sub % 4);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const float dl = d * float(q3k_scale(b + 96, 2 * sub + h) - 32);
+#pragma unroll
+            for (int l = 0; l < 16; ++l) {
+                const int i = 16 * h + l;
+                const int x = int((q[i] >> shift) & 3) - (((b[i] >> sub) & 1) ? 0 : 4);
+                v[i] = dl * float(x);
+            }
+        }
+    }
+};
+
+template <>
+struct Unit<GgmlType::IQ4_NL> {
+    static constexpr int kBlockBytes = 18, kUnits = 1;
+    __device__ static void dq(const uint8_t* b, int, float* v) {
+        const float d = ld_half(b);
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+            v[j] = d * iq4_level(b[2 + j] & 0xF);
+            v[j + 16] = d * iq4_level(b[2 + j] >> 4);
+        }
+    }
+};
+
+template <>
+struct Unit<GgmlType::IQ4_XS> {
+    static constexpr int kBlockBytes = 136, kUnits = 8;
+    __device__ static void dq(const uint8_t* b, int sub, float* v) {
+        const float dl = ld_half(b) * float(iq4xs_scale(b, sub) - 32);
+        const uint8_t* qs = b + 8 + 16 * sub;
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+            v[j] = dl * iq4_level(qs[j] & 0xF);
+            v[j + 16] = dl * iq4_level(qs[j] >> 4);
+        }
+    }
+};
+
 // Unit u of a row: block u / kUnits, sub-unit u % kUnits.
 template <GgmlType T>
 __device__ __forceinline__ void dequant_unit(const uint8_t* row, int64_t u, float* v) {
@@ -269,6 +356,18 @@ __device__ __forceinline__ void dequant_unit(const uint8_t* row, int64_t u, floa
             break;                                                                          \
         case GgmlType::Q6_K:                                                                \
             F(GgmlType::Q6_K);                                                              \
+            break;                                                                          \
+        case GgmlType::Q2_K:                                                                \
+            F(GgmlType::Q2_K);                                                              \
+            break;                                                                          \
+        case GgmlType::Q3_K:                                                                \
+            F(GgmlType::Q3_K);                                                              \
+            break;                                                                          \
+        case GgmlType::IQ4_NL:                                                              \
+            F(GgmlType::IQ4_NL);                                                            \
+            break;                                                                          \
+        case GgmlType::IQ4_XS:                                                              \
+            F(GgmlType::IQ4_XS);                                                            \
             break;                                                                          \
         default:                                                                            \
             ::llm8::fail(::llm8::ErrorKind::unsupported,                                    \

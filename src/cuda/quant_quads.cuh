@@ -232,6 +232,86 @@ struct Quad<GgmlType::Q6_K> {
     }
 };
 
+// Q2_K / Q3_K: lane part k reads bytes 8k..8k+7 of the unit's 32 (sub-block 2 * sub + k / 2).
+template <>
+struct Quad<GgmlType::Q2_K> {
+    static constexpr bool kSplit = false;
+    __device__ static void dq(const uint8_t* row, int64_t u, int k, float* v) {
+        const uint8_t* b = row + (u >> 3) * 84;
+        const int sub = int(u & 7);
+        const float d = __half2float(*reinterpret_cast<const __half*>(b + 80));
+        const float dmin = __half2float(*reinterpret_cast<const __half*>(b + 82));
+        const uint8_t sc = b[2 * sub + (k >> 1)];
+        const float dl = d * float(sc & 0xF), ml = dmin * float(sc >> 4);
+        const uint8_t* q = b + 16 + 32 * (sub >> 2) + 8 * k;
+        const uint32_t q0 = ld_u32_2a(q), q1 = ld_u32_2a(q + 4);
+        const int shift = 2 * (sub & 3);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            v[i] = dl * u2f_minus((q0 >> (8 * i + shift)) & 3, 0.0f) - ml;
+            v[4 + i] = dl * u2f_minus((q1 >> (8 * i + shift)) & 3, 0.0f) - ml;
+        }
+    }
+};
+
+template <>
+struct Quad<GgmlType::Q3_K> {
+    static constexpr bool kSplit = false;
+    __device__ static void dq(const uint8_t* row, int64_t u, int k, float* v) {
+        const uint8_t* b = row + (u >> 3) * 110;
+        const int sub = int(u & 7);
+        const float d = __half2float(*reinterpret_cast<const __half*>(b + 108));
+        const float dl = d * float(q3k_scale(b + 96, 2 * sub + (k >> 1)) - 32);
+        const uint8_t* q = b + 32 + 32 * (sub >> 2) + 8 * k;
+        const uint32_t q0 = ld_u32_2a(q), q1 = ld_u32_2a(q + 4);
+        const uint32_t h0 = ld_u32_2a(b + 8 * k), h1 = ld_u32_2a(b + 8 * k + 4);
+        const int shift = 2 * (sub & 3);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            // low 2 bits | high bit << 2, minus 4: q in -4..3
+            const uint32_t a0 = ((q0 >> (8 * i + shift)) & 3) | (((h0 >> (8 * i + sub)) & 1) << 2);
+            const uint32_t a1 = ((q1 >> (8 * i + shift)) & 3) | (((h1 >> (8 * i + sub)) & 1) << 2);
+            v[i] = dl * u2f_minus(a0, 4.0f);
+            v[4 + i] = dl * u2f_minus(a1, 4.0f);
+        }
+    }
+};
+
+// IQ4_NL / IQ4_XS: nibbles pair element j with j + 16, as Q4_0.
+template <>
+struct Quad<GgmlType::IQ4_NL> {
+    static constexpr bool kSplit = true;
+    __device__ static void dq(const uint8_t* row, int64_t u, int k, float* v) {
+        const uint8_t* b = row + u * 18;
+        const float d = __half2float(*reinterpret_cast<const __half*>(b));
+        const uint32_t q = ld_u32_2a(b + 2 + 4 * k);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const uint32_t byte = (q >> (8 * i)) & 0xFF;
+            v[i] = d * iq4_level(byte & 0xF);
+            v[4 + i] = d * iq4_level(byte >> 4);
+        }
+    }
+};
+
+template <>
+struct Quad<GgmlType::IQ4_XS> {
+    static constexpr bool kSplit = true;
+    __device__ static void dq(const uint8_t* row, int64_t u, int k, float* v) {
+        const uint8_t* b = row + (u >> 3) * 136;
+        const int sub = int(u & 7);
+        const float dl =
+            __half2float(*reinterpret_cast<const __half*>(b)) * float(iq4xs_scale(b, sub) - 32);
+        const uint32_t q = ld_u32_2a(b + 8 + 16 * sub + 4 * k);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const uint32_t byte = (q >> (8 * i)) & 0xFF;
+            v[i] = dl * iq4_level(byte & 0xF);
+            v[4 + i] = dl * iq4_level(byte >> 4);
+        }
+    }
+};
+
 // The activations a lane part pairs with: kSplit types give elements {4k..4k+3, 16+4k..16+4k+3}
 // of the unit, the others 8k..8k+7; returned as the offsets of two float4s.
 template <bool kSplit>

@@ -31,6 +31,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "gguf/quant_search.h"
 #include "gguf/quants.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -268,6 +269,76 @@ void dequant_q6_k(const uint8_t* b, float* y) {
                 const f32x16 v = (d * float(s[g + 2 * k])) * (to_f32(q[k]) - 32.0f);
                 std::memcpy(out + 32 * k + 16 * g, &v, sizeof(v));
             }
+        }
+    }
+}
+
+// Q2_K / Q3_K: sub-block j (16 elements) reads qs bytes 32 * (j / 8) + 16 * (j % 2) + l at
+// bit 2 * ((j % 8) / 2); Q3_K's high bit of element l is bit j / 2 of hmask[16 * (j % 2) + l].
+inline const uint8_t* q23_bytes(const uint8_t* qs, int j) {
+    return qs + 32 * (j / 8) + 16 * (j % 2);
+}
+inline int q23_shift(int j) {
+    return 2 * ((j % 8) / 2);
+}
+
+// The 6-bit scale (0..63, offset 32) of sub-block j of a Q3_K block (scales[12]).
+inline int q3_scale(const uint8_t* sc, int j) {
+    const int lo = j < 8 ? (sc[j] & 0x0f) : (sc[j - 8] >> 4);
+    return lo | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4);
+}
+
+// The 6-bit scale (0..63, offset 32) of block j of an IQ4_XS super-block.
+inline int iq4xs_scale(const uint8_t* b, int j) {
+    return ((b[4 + j / 2] >> (4 * (j % 2))) & 0x0f) | (((load_u16(b + 2) >> (2 * j)) & 3) << 4);
+}
+
+// Q2_K: scales[16], qs[64], d, dmin: x = (d * sc) * q - dmin * m.
+void dequant_q2_k(const uint8_t* b, float* y) {
+    const float d = half_to_float(load_u16(b + 80));
+    const float dmin = half_to_float(load_u16(b + 82));
+    for (int j = 0; j < 16; ++j) {
+        const float dl = d * float(b[j] & 0x0f), ml = dmin * float(b[j] >> 4);
+        const uint8_t* q = q23_bytes(b + 16, j);
+        const int shift = q23_shift(j);
+        for (int l = 0; l < 16; ++l) y[16 * j + l] = dl * float((q[l] >> shift) & 3) - ml;
+    }
+}
+
+// Q3_K: hmask[32], qs[64], scales[12], d: x = (d * (sc - 32)) * q, q = low 2 bits - 4 unless
+// the high bit is set.
+void dequant_q3_k(const uint8_t* b, float* y) {
+    const float d = half_to_float(load_u16(b + 108));
+    for (int j = 0; j < 16; ++j) {
+        const float dl = d * float(q3_scale(b + 96, j) - 32);
+        const uint8_t* q = q23_bytes(b + 32, j);
+        const uint8_t* h = b + 16 * (j % 2);
+        const int shift = q23_shift(j), bit = j / 2;
+        for (int l = 0; l < 16; ++l)
+            y[16 * j + l] = dl * float(int((q[l] >> shift) & 3) - (((h[l] >> bit) & 1) ? 0 : 4));
+    }
+}
+
+// IQ4_NL: d, qs[16]: x = d * level[nibble].
+void dequant_iq4_nl(const uint8_t* b, float* y) {
+    const float d = half_to_float(load_u16(b));
+    const int8_t* kv = quant_search::kIq4Levels;
+    for (int j = 0; j < 16; ++j) {
+        y[j] = d * float(kv[b[2 + j] & 0x0f]);
+        y[j + 16] = d * float(kv[b[2 + j] >> 4]);
+    }
+}
+
+// IQ4_XS: d, scales_h, scales_l[4], qs[128]: x = (d * (ls - 32)) * level[nibble].
+void dequant_iq4_xs(const uint8_t* b, float* y) {
+    const float d = half_to_float(load_u16(b));
+    const int8_t* kv = quant_search::kIq4Levels;
+    for (int ib = 0; ib < 8; ++ib) {
+        const float dl = d * float(iq4xs_scale(b, ib) - 32);
+        const uint8_t* qs = b + 8 + 16 * ib;
+        for (int j = 0; j < 16; ++j) {
+            y[32 * ib + j] = dl * float(kv[qs[j] & 0x0f]);
+            y[32 * ib + j + 16] = dl * float(kv[qs[j] >> 4]);
         }
     }
 }
@@ -744,6 +815,72 @@ float dot_q6_k(const uint8_t* w, const float* x, int64_t nb) {
     return hsum(acc);
 }
 
+// Q2_K: per 16-element sub-block, lanes collect sc * q * x and m * x; the block adds
+// d * (the first) - dmin * (the second).
+float dot_q2_k(const uint8_t* w, const float* x, int64_t nb) {
+    f32x16 acc = {};
+    for (int64_t b = 0; b < nb; ++b, w += 84, x += kQKK) {
+        const float d = half_to_float(load_u16(w + 80));
+        const float dmin = half_to_float(load_u16(w + 82));
+        f32x16 s = {}, m = {};
+        for (int j = 0; j < 16; ++j) {
+            const u8x16 q = (load<u8x16>(q23_bytes(w + 16, j)) >> q23_shift(j)) & 3;
+            const f32x16 xv = load<f32x16>(x + 16 * j);
+            s += float(w[j] & 0x0f) * (to_f32(q) * xv);
+            m += float(w[j] >> 4) * xv;
+        }
+        acc += d * s - dmin * m;
+    }
+    return hsum(acc);
+}
+
+float dot_q3_k(const uint8_t* w, const float* x, int64_t nb) {
+    f32x16 acc = {};
+    for (int64_t b = 0; b < nb; ++b, w += 110, x += kQKK) {
+        const float d = half_to_float(load_u16(w + 108));
+        f32x16 s = {};
+        for (int j = 0; j < 16; ++j) {
+            const u8x16 lo = (load<u8x16>(q23_bytes(w + 32, j)) >> q23_shift(j)) & 3;
+            const u8x16 hi = (load<u8x16>(w + 16 * (j % 2)) >> (j / 2)) & 1;
+            const f32x16 q = to_f32(lo | (hi << 2)) - 4.0f;
+            s += float(q3_scale(w + 96, j) - 32) * (q * load<f32x16>(x + 16 * j));
+        }
+        acc += d * s;
+    }
+    return hsum(acc);
+}
+
+// IQ4_NL / IQ4_XS: the 32 levels of a block are looked up into a float buffer (generic vectors
+// have no portable variable shuffle), then dotted 16 lanes at a time.
+inline f32x16 iq4_block_dot(const uint8_t* qs, const float* x) {
+    static const float kLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                      1,    13,   25,  38,  53,  69,  89,  113};
+    float v[32];
+    for (int j = 0; j < 16; ++j) {
+        v[j] = kLevels[qs[j] & 0x0f];
+        v[j + 16] = kLevels[qs[j] >> 4];
+    }
+    return load<f32x16>(v) * load<f32x16>(x) + load<f32x16>(v + 16) * load<f32x16>(x + 16);
+}
+
+float dot_iq4_nl(const uint8_t* w, const float* x, int64_t nb) {
+    f32x16 acc = {};
+    for (int64_t b = 0; b < nb; ++b, w += 18, x += kQK)
+        acc += half_to_float(load_u16(w)) * iq4_block_dot(w + 2, x);
+    return hsum(acc);
+}
+
+float dot_iq4_xs(const uint8_t* w, const float* x, int64_t nb) {
+    f32x16 acc = {};
+    for (int64_t b = 0; b < nb; ++b, w += 136, x += kQKK) {
+        f32x16 s = {};
+        for (int ib = 0; ib < 8; ++ib)
+            s += float(iq4xs_scale(w, ib) - 32) * iq4_block_dot(w + 8 + 16 * ib, x + 32 * ib);
+        acc += half_to_float(load_u16(w)) * s;
+    }
+    return hsum(acc);
+}
+
 // ---- dispatch ---------------------------------------------------------------------------------
 
 // Elements per block of the types handled here; 0 for the others.
@@ -758,10 +895,14 @@ int64_t block_elems(GgmlType t) {
         case GgmlType::Q5_0:
         case GgmlType::Q5_1:
         case GgmlType::Q8_0:
+        case GgmlType::IQ4_NL:
             return kQK;
+        case GgmlType::Q2_K:
+        case GgmlType::Q3_K:
         case GgmlType::Q4_K:
         case GgmlType::Q5_K:
         case GgmlType::Q6_K:
+        case GgmlType::IQ4_XS:
             return kQKK;
         default:
             return 0;
@@ -832,6 +973,14 @@ void dequantize_row(GgmlType t, const void* src, float* dst, int64_t n) {
             return dequant_blocks<dequant_q5_k, kQKK, 176>(src, dst, nb);
         case GgmlType::Q6_K:
             return dequant_blocks<dequant_q6_k, kQKK, 210>(src, dst, nb);
+        case GgmlType::Q2_K:
+            return dequant_blocks<dequant_q2_k, kQKK, 84>(src, dst, nb);
+        case GgmlType::Q3_K:
+            return dequant_blocks<dequant_q3_k, kQKK, 110>(src, dst, nb);
+        case GgmlType::IQ4_NL:
+            return dequant_blocks<dequant_iq4_nl, kQK, 18>(src, dst, nb);
+        case GgmlType::IQ4_XS:
+            return dequant_blocks<dequant_iq4_xs, kQKK, 136>(src, dst, nb);
         default:
             break;
     }
@@ -866,6 +1015,14 @@ void quantize_row(GgmlType t, const float* src, void* dst, int64_t n) {
             return quant_blocks<quant_q5_k, kQKK, 176>(src, dst, nb);
         case GgmlType::Q6_K:
             return quant_blocks<quant_q6_k, kQKK, 210>(src, dst, nb);
+        case GgmlType::Q2_K:
+            return quant_blocks<quant_search::quantize_q2_k, kQKK, 84>(src, dst, nb);
+        case GgmlType::Q3_K:
+            return quant_blocks<quant_search::quantize_q3_k, kQKK, 110>(src, dst, nb);
+        case GgmlType::IQ4_NL:
+            return quant_blocks<quant_search::quantize_iq4_nl, kQK, 18>(src, dst, nb);
+        case GgmlType::IQ4_XS:
+            return quant_blocks<quant_search::quantize_iq4_xs, kQKK, 136>(src, dst, nb);
         default:
             break;
     }
@@ -897,6 +1054,14 @@ float vec_dot_row(GgmlType t, const void* w, const float* x, int64_t n) {
             return dot_q45_k<true>(p, x, nb);
         case GgmlType::Q6_K:
             return dot_q6_k(p, x, nb);
+        case GgmlType::Q2_K:
+            return dot_q2_k(p, x, nb);
+        case GgmlType::Q3_K:
+            return dot_q3_k(p, x, nb);
+        case GgmlType::IQ4_NL:
+            return dot_iq4_nl(p, x, nb);
+        case GgmlType::IQ4_XS:
+            return dot_iq4_xs(p, x, nb);
         default:
             return 0.0f;
     }

@@ -11,8 +11,17 @@
 //   Q4_K 256 elems, 144 B: d, dmin, scales[12] (8 x 6-bit scale + 6-bit min), qs[128]
 //   Q5_K 256 elems, 176 B: d, dmin, scales[12], qh[32], qs[128]
 //   Q6_K 256 elems, 210 B: ql[128], qh[64], scales[16] int8, d
+//   Q2_K 256 elems, 84 B: scales[16] (low nibble scale, high nibble min), qs[64], d, dmin;
+//        16 sub-blocks of 16: x = (d * sc) * q - dmin * m, q in 0..3
+//   Q3_K 256 elems, 110 B: hmask[32], qs[64], scales[12] (16 x 6-bit, offset 32), d;
+//        16 sub-blocks of 16: x = (d * (sc - 32)) * q, q in -4..3 (2 low bits + high bit)
+//   IQ4_NL 32 elems, 18 B: d, qs[16]             x = d * kvalues_iq4nl[nibble]
+//   IQ4_XS 256 elems, 136 B: d, scales_h (u16), scales_l[4], qs[128]; 8 blocks of 32 with a
+//        6-bit scale (offset 32) each: x = (d * (ls - 32)) * kvalues_iq4nl[nibble]
 // In every block the low nibbles of qs hold the first half of a 32-element group and the
-// high nibbles the second half (ggml's order), not interleaved pairs.
+// high nibbles the second half (ggml's order), not interleaved pairs. In Q2_K / Q3_K, element
+// e of a 128-element half h sits in byte 32 * h + e % 32 of qs at bit 2 * ((e % 128) / 32),
+// its sub-block (scale) is e / 16, and (Q3_K) its high bit is bit e / 32 of hmask[e % 32].
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -34,6 +43,8 @@ enum class GgmlType : uint32_t {
     Q5_K = 13,
     Q6_K = 14,
     Q8_K = 15,
+    IQ4_NL = 20,
+    IQ4_XS = 23,
     BF16 = 30,
 };
 

@@ -18,36 +18,6 @@ std::vector<uint8_t> read_all(const std::string& path) {
     return b;
 }
 
-// llama.cpp's file_type numbering for general.file_type (LLAMA_FTYPE_*).
-uint32_t ftype_of(GgmlType t) {
-    switch (t) {
-        case GgmlType::F32:
-            return 0;
-        case GgmlType::F16:
-            return 1;
-        case GgmlType::Q4_0:
-            return 2;
-        case GgmlType::Q4_1:
-            return 3;
-        case GgmlType::Q8_0:
-            return 7;
-        case GgmlType::Q5_0:
-            return 8;
-        case GgmlType::Q5_1:
-            return 9;
-        case GgmlType::Q4_K:
-            return 15;  // Q4_K_M is the usual name; plain Q4_K here
-        case GgmlType::Q5_K:
-            return 17;
-        case GgmlType::Q6_K:
-            return 18;
-        case GgmlType::BF16:
-            return 32;
-        default:
-            return 0;
-    }
-}
-
 }  // namespace
 
 GgufWriter convert_llama2c(const std::string& checkpoint_path, const std::string& tokenizer_path,
@@ -189,63 +159,107 @@ bool is_quantized(GgmlType t) {
     return t != GgmlType::F32 && t != GgmlType::F16 && t != GgmlType::BF16;
 }
 
-// Whether convert_gguf changes tensor t's type: matrices whose rows fill whole blocks.
-bool converts(const GgufTensorInfo& t, GgmlType out_type) {
-    const TypeTraits* target = type_traits(out_type);
-    const bool matrix = t.ne.size() == 2 && t.ne[1] > 1;
-    return matrix && out_type != t.type && target && t.ne[0] % target->block_size == 0;
+// An integer metadata value of the model's architecture, or dflt (absent, or an array such as
+// per-layer head counts).
+int arch_int(const GgufFile& in, const std::string& key, int dflt) {
+    const std::string arch = in.get_str("general.architecture", "");
+    const GgufValue* v = in.find(arch + "." + key);
+    if (!v || v->is_array()) return dflt;
+    try {
+        return int(in.get_int(arch + "." + key));
+    } catch (const Error&) {
+        return dflt;
+    }
 }
 
 }  // namespace
 
-std::vector<std::string> requantized_tensors(const GgufFile& in, GgmlType out_type) {
+std::vector<TensorPlan> plan_conversion(const GgufFile& in, const QuantTarget& target) {
+    MixModelInfo info;
+    info.n_layer = arch_int(in, "block_count", 0);
+    const int heads = arch_int(in, "attention.head_count", 1);
+    const int heads_kv = arch_int(in, "attention.head_count_kv", heads);
+    info.n_gqa = heads_kv > 0 ? heads / heads_kv : 1;
+    info.tied = in.find_tensor("output.weight") == nullptr;
+    std::vector<TensorPlan> plan;
+    for (const auto& t : in.tensors()) {
+        TensorPlan p;
+        p.name = t.name;
+        p.from = p.to = p.wanted = t.type;
+        const bool matrix = t.ne.size() == 2 && t.ne[1] > 1;
+        if (matrix) {
+            p.wanted = mix_tensor_type(target, info, t.name, t.ne[0]);
+            p.to = fallback_type(p.wanted, t.ne[0], t.type, &p.fell_back);
+        }
+        plan.push_back(p);
+    }
+    return plan;
+}
+
+std::vector<std::string> requantized_tensors(const GgufFile& in, const QuantTarget& target) {
     std::vector<std::string> names;
-    for (const auto& t : in.tensors())
-        if (converts(t, out_type) && is_quantized(t.type)) names.push_back(t.name);
+    for (const TensorPlan& p : plan_conversion(in, target))
+        if (p.to != p.from && is_quantized(p.from)) names.push_back(p.name);
     return names;
 }
 
+std::vector<std::string> requantized_tensors(const GgufFile& in, GgmlType out_type) {
+    return requantized_tensors(in, QuantTarget{out_type, QuantMix::none});
+}
+
 GgufWriter convert_gguf(const GgufFile& in, const GgmlType* out_type, const ConvertOptions& opt) {
+    if (!out_type) return convert_gguf(in, static_cast<const QuantTarget*>(nullptr), opt);
+    const QuantTarget t{*out_type, QuantMix::none};
+    return convert_gguf(in, &t, opt);
+}
+
+GgufWriter convert_gguf(const GgufFile& in, const QuantTarget* target, const ConvertOptions& opt) {
     GgufWriter w;
     for (const auto& kv : in.metadata()) w.set(kv.first, kv.second);
     if (in.alignment() != 32) w.set_alignment(in.alignment());
-    if (out_type) {
-        const TypeTraits* tt = type_traits(*out_type);
+    std::vector<TensorPlan> plan;
+    if (target) {
+        const TypeTraits* tt = type_traits(target->type);
         if (!tt || !tt->supported)
             fail(ErrorKind::unsupported,
-                 std::string("cannot convert to type ") + type_name(*out_type));
-        w.set("general.file_type", GgufValue::make_u32(ftype_of(*out_type)));
-        const std::vector<std::string> requant = requantized_tensors(in, *out_type);
+                 std::string("cannot convert to type ") + type_name(target->type));
+        w.set("general.file_type", GgufValue::make_u32(quant_target_ftype(*target)));
+        const std::vector<std::string> requant = requantized_tensors(in, *target);
         if (!requant.empty() && !opt.allow_requantize) {
             const GgufTensorInfo* t = in.find_tensor(requant.front());
+            const std::string to = target->mix != QuantMix::none ? quant_mix_name(target->mix)
+                                                                 : type_name(target->type);
             fail(ErrorKind::invalid_arg,
                  in.path() + " is already quantized (" + std::to_string(requant.size()) +
                      " tensors, e.g. '" + t->name + "' is " + type_name(t->type) +
-                     "): converting it to " + type_name(*out_type) +
+                     "): converting it to " + to +
                      " rounds the weights a second time and loses accuracy; convert from the "
                      "f32/f16/bf16 original, or pass --allow-requantize to do it anyway");
         }
+        plan = plan_conversion(in, *target);
     }
     std::vector<float> row;
     std::vector<uint8_t> out;
     const size_t n_tensors = in.tensors().size();
-    size_t done = 0;
-    for (const auto& t : in.tensors()) {
-        if (opt.progress && done) opt.progress(done, n_tensors);
-        ++done;
-        if (!out_type || !converts(t, *out_type)) {
+    for (size_t i = 0; i < n_tensors; ++i) {
+        const GgufTensorInfo& t = in.tensors()[i];
+        if (opt.progress && i) opt.progress(i, n_tensors);
+        if (plan.empty() || plan[i].to == t.type) {
             w.add_tensor(t.name, t.type, t.ne, t.data, t.nbytes);
             continue;
         }
+        const GgmlType to = plan[i].to;
         const int64_t ne0 = t.ne[0], rows = t.nrows();
-        const size_t in_rb = row_size(t.type, ne0), out_rb = row_size(*out_type, ne0);
-        row.resize(size_t(ne0));
+        const size_t in_rb = row_size(t.type, ne0), out_rb = row_size(to, ne0);
         out.resize(out_rb * size_t(rows));
+        // Rows are independent: the low-bit quantizers search scales and are worth the threads.
+#pragma omp parallel for schedule(dynamic, 16) private(row) if (rows * ne0 >= (1 << 16))
         for (int64_t r = 0; r < rows; ++r) {
+            row.resize(size_t(ne0));
             dequantize_row(t.type, t.data + size_t(r) * in_rb, row.data(), ne0);
-            quantize_row(*out_type, row.data(), out.data() + size_t(r) * out_rb, ne0);
+            quantize_row(to, row.data(), out.data() + size_t(r) * out_rb, ne0);
         }
-        w.add_tensor(t.name, *out_type, t.ne, out.data(), out.size());
+        w.add_tensor(t.name, to, t.ne, out.data(), out.size());
     }
     if (opt.progress) opt.progress(n_tensors, n_tensors);
     return w;

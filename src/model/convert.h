@@ -1,10 +1,12 @@
 // Conversions behind llm8-convert, in the library so that tests exercise them directly.
 #pragma once
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "gguf/gguf.h"
+#include "model/quant_mix.h"
 
 namespace llm8 {
 
@@ -24,14 +26,34 @@ struct ConvertOptions {
     std::function<void(size_t done, size_t total)> progress = nullptr;
 };
 
-// Any GGUF (v1, v2, v3) -> a v3 writer holding the same metadata and tensors. When out_type is
-// given, 2-D weight matrices (not norms, not biases) are converted to it; the embedding and
-// output follow too. general.file_type is updated.
+// The type each tensor of `in` gets when converted to `target` (a plain type or a mix,
+// model/quant_mix.h): 2-D weight matrices (not norms, not biases; the embedding and output
+// too) whose rows fill the chosen type's blocks, after llama.cpp's fallback for rows that do
+// not. Tensors that keep their type are listed too (to == from).
+struct TensorPlan {
+    std::string name;
+    GgmlType from = GgmlType::F32;
+    GgmlType to = GgmlType::F32;
+    GgmlType wanted = GgmlType::F32;  // what the mix asked for, before the fallback
+    bool fell_back = false;           // rows of ne0 elements do not fill `wanted`'s blocks
+};
+std::vector<TensorPlan> plan_conversion(const GgufFile& in, const QuantTarget& target);
+
+// Any GGUF (v1, v2, v3) -> a v3 writer holding the same metadata and tensors, the tensors
+// converted as plan_conversion says when a target is given. general.file_type is updated.
+GgufWriter convert_gguf(const GgufFile& in, const QuantTarget* target,
+                        const ConvertOptions& opt = {});
+// Every matrix to one type (a plain target).
 GgufWriter convert_gguf(const GgufFile& in, const GgmlType* out_type,
                         const ConvertOptions& opt = {});
+// No conversion: the same tensors in a v3 file.
+inline GgufWriter convert_gguf(const GgufFile& in, std::nullptr_t, const ConvertOptions& opt = {}) {
+    return convert_gguf(in, static_cast<const QuantTarget*>(nullptr), opt);
+}
 
-// The tensors convert_gguf would convert to out_type although they are already quantized
-// (empty when none would be requantized).
+// The tensors convert_gguf would convert although they are already quantized (empty when
+// none would be requantized).
+std::vector<std::string> requantized_tensors(const GgufFile& in, const QuantTarget& target);
 std::vector<std::string> requantized_tensors(const GgufFile& in, GgmlType out_type);
 
 }  // namespace llm8

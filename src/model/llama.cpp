@@ -62,7 +62,8 @@ void check_type(const GgufFile& f, const GgufTensorInfo& t) {
         fail(ErrorKind::unsupported, f.path() + ": tensor '" + t.name + "' has type " +
                                          (tt ? tt->name : "unknown") +
                                          ", which llm8 does not support yet (supported: f32, f16, "
-                                         "bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K)");
+                                         "bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, "
+                                         "q5_K, q6_K, iq4_nl, iq4_xs)");
 }
 
 WeightView matrix(const GgufFile& f, const std::string& name, int64_t ne0, int64_t ne1) {

@@ -193,6 +193,16 @@ llm8_cli_test(convert_refuses_overwriting_input EXPECT error REGEX "overwrite"
 llm8_cli_test(convert_bad_outtype EXPECT error REGEX "unknown --outtype"
     CMD $<TARGET_FILE:llm8-convert> gguf ${PROJECT_SOURCE_DIR}/models/stories260K.gguf
         -o ${CMAKE_BINARY_DIR}/x.gguf --outtype q9_9)
+# llama-quantize's mixes; rows that do not fill a block fall back, each named (stories260K:
+# rows of 64 and 172).
+llm8_cli_test(convert_mix_fallback EXPECT ok
+    REGEX "warning: tensor 'blk.0.ffn_down.weight': rows of 172 elements do not fill q4_K blocks: f16 instead"
+    CMD $<TARGET_FILE:llm8-convert> gguf ${PROJECT_SOURCE_DIR}/models/stories260K.gguf
+        -o ${CMAKE_BINARY_DIR}/stories260K-q4km.gguf --outtype Q4_K_M)
+llm8_cli_test(mkmodel_mix EXPECT ok REQUIRE ${DATA}/vocab/ggml-vocab-llama-spm.gguf
+    REGEX "writing .*tiny, 1 layers, vocab 32000, Q2_K"
+    CMD $<TARGET_FILE:llm8-mkmodel> --preset tiny --layers 1 --type Q2_K
+        --vocab ${DATA}/vocab/ggml-vocab-llama-spm.gguf -o ${CMAKE_BINARY_DIR}/tiny-q2k.gguf)
 llm8_cli_test(convert_llama2c EXPECT ok REQUIRE ${DATA}/models/stories260K.bin
     CMD $<TARGET_FILE:llm8-convert> llama2c ${DATA}/models/stories260K.bin ${DATA}/models/tok512.bin
         -o ${CMAKE_BINARY_DIR}/stories260K-test.gguf --name stories260K)

@@ -1,6 +1,8 @@
 // llm8-mkmodel: random-weight GGUF models of real shapes with a real vocabulary, for speed work
 // only (their text is noise; never draw accuracy conclusions from them).
 //   llm8-mkmodel --preset llama3-8b --type q8_0 --vocab llama3-vocab.gguf -o llama3-8b-q8_0.gguf
+// --type takes a ggml type or a llama-quantize mix (Q4_K_M, ...: each matrix gets the type
+// llama-quantize would give it, model/quant_mix.h); --pure as in llama-quantize.
 // Presets: llama2-7b (MHA, vocab 32000), llama3-8b (GQA 32/8, ffn 14336, vocab 128256),
 // qwen2.5-7b (GQA 28/4, QKV bias, vocab 151936 padded from the Qwen3 vocab). Weights are
 // N(0, 1/fan_in) so activations stay in a realistic range; norms are 1.
@@ -14,6 +16,7 @@
 #include "common/error.h"
 #include "gguf/gguf.h"
 #include "gguf/quants.h"
+#include "model/quant_mix.h"
 
 namespace {
 
@@ -70,9 +73,10 @@ int main(int argc, char** argv) {
     std::string preset = "llama3-8b", type = "q8_0", vocab, out;
     uint64_t seed = 1;
     int layers = 0;
+    bool pure = false;
     app.add_option("--preset", preset, "llama2-7b, llama3-8b, qwen2.5-7b, tiny");
-    app.add_option("--type", type,
-                   "weight type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K");
+    app.add_option("--type", type, std::string("weight type: ") + llm8::quant_target_names());
+    app.add_flag("--pure", pure, "no mix: every matrix gets the --type's base type");
     app.add_option(
            "--vocab", vocab,
            "GGUF whose tokenizer.* metadata to use (e.g. ../shared/data/vocab/llama3-vocab.gguf)")
@@ -86,10 +90,10 @@ int main(int argc, char** argv) {
         for (const Preset& q : kPresets)
             if (preset == q.name) p = &q;
         if (!p) llm8::fail(llm8::ErrorKind::invalid_arg, "unknown --preset '" + preset + "'");
-        llm8::GgmlType wt;
-        if (!llm8::type_from_name(type.c_str(), &wt) || !llm8::type_traits(wt)->supported)
-            llm8::fail(llm8::ErrorKind::invalid_arg,
-                       "unknown or unsupported --type '" + type + "'");
+        llm8::QuantTarget qt;
+        if (!llm8::parse_quant_target(type, pure, &qt))
+            llm8::fail(llm8::ErrorKind::invalid_arg, "unknown or unsupported --type '" + type +
+                                                         "' (" + llm8::quant_target_names() + ")");
         auto vf = llm8::GgufFile::open(vocab);
         llm8::GgufWriter w;
         const std::string a = p->arch;
@@ -125,9 +129,21 @@ int main(int argc, char** argv) {
         w.set(a + ".attention.head_count_kv", GgufValue::make_u32(uint32_t(p->n_head_kv)));
         w.set(a + ".rope.freq_base", GgufValue::make_f32(p->rope_base));
         w.set(a + ".attention.layer_norm_rms_epsilon", GgufValue::make_f32(1e-5f));
+        w.set("general.file_type", GgufValue::make_u32(llm8::quant_target_ftype(qt)));
+        llm8::MixModelInfo info;
+        info.n_layer = L;
+        info.n_gqa = p->n_head / p->n_head_kv;
+        // Each matrix's type: the mix's choice, then llama.cpp's fallback for rows that do not
+        // fill its blocks (tiny: 256 and 512 fill every block).
+        auto type_of = [&](const std::string& name, int64_t ne0) {
+            bool fell_back;
+            return llm8::fallback_type(llm8::mix_tensor_type(qt, info, name, ne0), ne0,
+                                       llm8::GgmlType::F32, &fell_back);
+        };
 
         uint64_t tensor_seed = seed * 1000003;
-        auto matrix = [&](const std::string& name, int64_t ne0, int64_t ne1, llm8::GgmlType t) {
+        auto matrix = [&](const std::string& name, int64_t ne0, int64_t ne1) {
+            const llm8::GgmlType t = type_of(name, ne0);
             const uint64_t ts = ++tensor_seed;
             const float scale = 1.0f / std::sqrt(float(ne0));
             w.add_tensor_lazy(name, t, {ne0, ne1}, [=](uint8_t* dst) {
@@ -160,28 +176,28 @@ int main(int argc, char** argv) {
         };
         const int64_t E = p->n_embd, hd = p->n_embd / p->n_head, Q = int64_t(p->n_head) * hd,
                       KV = int64_t(p->n_head_kv) * hd, F = p->n_ff;
-        // As llama.cpp's quantizer does, the embedding uses the weight type too; the output
-        // matrix as well (Q4_K_M files would use Q6_K there: pass --type per run to compare).
-        matrix("token_embd.weight", E, n_vocab, wt);
+        // As llama.cpp's quantizer does, the embedding uses the base type; the output matrix
+        // too for a plain type, q6_K in a mix.
+        matrix("token_embd.weight", E, n_vocab);
         for (int l = 0; l < L; ++l) {
             const std::string b = "blk." + std::to_string(l) + ".";
             ones(b + "attn_norm.weight", E);
-            matrix(b + "attn_q.weight", E, Q, wt);
-            matrix(b + "attn_k.weight", E, KV, wt);
-            matrix(b + "attn_v.weight", E, KV, wt);
+            matrix(b + "attn_q.weight", E, Q);
+            matrix(b + "attn_k.weight", E, KV);
+            matrix(b + "attn_v.weight", E, KV);
             if (p->qkv_bias) {
                 small(b + "attn_q.bias", Q);
                 small(b + "attn_k.bias", KV);
                 small(b + "attn_v.bias", KV);
             }
-            matrix(b + "attn_output.weight", Q, E, wt);
+            matrix(b + "attn_output.weight", Q, E);
             ones(b + "ffn_norm.weight", E);
-            matrix(b + "ffn_gate.weight", E, F, wt);
-            matrix(b + "ffn_up.weight", E, F, wt);
-            matrix(b + "ffn_down.weight", F, E, wt);
+            matrix(b + "ffn_gate.weight", E, F);
+            matrix(b + "ffn_up.weight", E, F);
+            matrix(b + "ffn_down.weight", F, E);
         }
         ones("output_norm.weight", E);
-        matrix("output.weight", E, n_vocab, wt);
+        matrix("output.weight", E, n_vocab);
         std::fprintf(stderr, "llm8-mkmodel: writing %s (%s, %d layers, vocab %d, %s)\n",
                      out.c_str(), p->name, L, n_vocab, type.c_str());
         w.write(out);

@@ -37,6 +37,11 @@ TYPES = {
     "q4_K": (T.Q4_K, 256, 144, 6),
     "q5_K": (T.Q5_K, 256, 176, 6),
     "q6_K": (T.Q6_K, 256, 210, 6),
+    # appended last so that the types above keep their bytes
+    "q2_K": (T.Q2_K, 256, 84, 6),
+    "q3_K": (T.Q3_K, 256, 110, 6),
+    "iq4_nl": (T.IQ4_NL, 32, 18, 8),
+    "iq4_xs": (T.IQ4_XS, 256, 136, 6),
 }
 
 
@@ -78,6 +83,15 @@ def make_blocks(name):
         set_half(blocks, 2, halves(nb, 1e-4, 0.05))  # dmin
     elif name == "q6_K":
         set_half(blocks, 208, halves(nb, 1e-4, 0.05))
+    elif name == "q2_K":
+        set_half(blocks, 80, halves(nb, 1e-4, 0.05))  # d
+        set_half(blocks, 82, halves(nb, 1e-4, 0.05))  # dmin
+    elif name == "q3_K":
+        set_half(blocks, 108, halves(nb, 1e-4, 0.05))
+    elif name == "iq4_nl":
+        set_half(blocks, 0, halves(nb, 1e-4, 0.05))
+    elif name == "iq4_xs":
+        set_half(blocks, 0, halves(nb, 1e-4, 0.05))
     return blocks
 
 
