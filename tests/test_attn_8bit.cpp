@@ -230,14 +230,15 @@ TEST(Attn8bit, BatchAndPagingChangeNothing) {
 }
 
 TEST(Attn8bit, TrainedModelsKeepTheirPerplexity) {
-    // PPL over 4 chunks of 512 of WikiText-2 in each mode on both trained models (CPU).
+    // PPL over 4 chunks of 512 of WikiText-2 in each mode (and the guard's choice) on both
+    // trained models (CPU).
     const std::string text_path = llm8_test::shared_data() + "/text/wiki.test.raw";
     LLM8_REQUIRE_FILE(text_path);
     for (const char* name : {"tiny-llama-hd64", "tiny-llama-hd128"}) {
         const std::string path = llm8_test::shared_data() + "/models/" + name + "-q8_0.gguf";
         LLM8_REQUIRE_FILE(path);
         double ppl16 = 0;
-        for (const char* mode : {"f16", "sage", "int8"}) {
+        for (const char* mode : {"f16", "sage", "int8", "auto"}) {
             llm8::ModelParams mp;
             mp.path = path;
             mp.n_gpu_layers = 0;

@@ -136,6 +136,21 @@ TEST(CudaModel, KlDivergenceOfGpuAgainstACpuBase) {
     std::remove(base.c_str());
 }
 
+TEST(CudaModel, EightBitAttentionIsCpuOnlyForNow) {
+    // No 8-bit attention kernels on the GPU yet: sage/int8 are refused at load, auto keeps
+    // every layer f16 and says why.
+    LLM8_REQUIRE_GPU();
+    llm8::ModelParams mp;
+    mp.n_gpu_layers = 99;
+    mp.attn = "sage";
+    EXPECT_THROW(llm8::Model::load(mp), llm8::Error);
+    mp.attn = "auto";
+    auto m = llm8::Model::load(mp);
+    for (const auto& mode : m->layer_attn()) EXPECT_EQ(mode, "f16");
+    ASSERT_EQ(m->attn_calibration().size(), size_t(m->n_layer()));
+    EXPECT_NE(m->attn_calibration()[0].note.find("GPU"), std::string::npos);
+}
+
 TEST(CudaModel, DecodeKernelsKeepTheNllOfATrainedModel) {
     // Teacher-forced decode, one token per step (the GPU decode kernels: int8 activations for
     // these Q8_0 weights), against the CPU's float decode on the same 256 tokens of

@@ -22,6 +22,7 @@
 namespace llm8 {
 
 struct LlamaModel;
+struct AttnParams;
 class Vocab;
 class Sampler;
 namespace cuda {
@@ -39,12 +40,35 @@ struct ModelParams {
     bool check_tensors = false;
     // Attention of every layer (--attn): "f16"; "sage" (SageAttention: K smoothed by its mean,
     // INT8 Q.K^T with one scale per 64 rows, FP16 P.V); "int8" (INT-FlashAttention: INT8 Q, K
-    // per token, V per channel, P with the fixed scale 1/127, both products INT8). The CPU runs
-    // every mode; on the GPU only f16 exists yet (another mode there is an error at load).
+    // per token, V per channel, P with the fixed scale 1/127, both products INT8); "auto" (the
+    // accuracy guard: at load a calibration prompt runs through every layer in FP16 and each
+    // 8-bit mode, and each layer takes the first of int8, sage that passes the thresholds
+    // below, else f16). The CPU runs every mode; on the GPU only f16 exists yet (sage / int8
+    // there are an error at load, auto makes every layer f16 and says why in the report).
     std::string attn = "f16";
+    // The guard's thresholds for an 8-bit layer against FP16 on the same inputs (calibration
+    // and the runtime monitor): cosine similarity >= attn_cos_min and relative L1 error
+    // (sum |a - b| / sum |b|) <= attn_l1_max.
+    float attn_cos_min = 0.999f;
+    float attn_l1_max = 0.03f;
+    std::string attn_calib_text;  // --attn-calib: the calibration text (empty: a built-in one)
+    // The runtime monitor of sessions of this model (their default): every Nth attention call
+    // of an 8-bit layer also runs FP16 on the same inputs and compares; a layer that fails the
+    // thresholds switches to FP16 for the rest of the session (and says so once on stderr).
+    // 0 turns the monitor off.
+    int attn_monitor = 64;
     // Called during the load with the tensor bytes processed so far and the total (tensor
     // checks, upload to the GPU); the caller decides whether and how to show it.
     std::function<void(uint64_t done, uint64_t total)> progress = nullptr;
+};
+
+// --attn auto: one layer's calibration at load (the error of each 8-bit mode against FP16 on
+// the calibration prompt; cosine similarity and relative L1 over the layer's whole output).
+struct AttnCalibration {
+    std::string mode;  // chosen: "int8", "sage" or "f16"
+    double int8_cos = 1, int8_l1 = 0;
+    double sage_cos = 1, sage_l1 = 0;
+    std::string note;  // why, when no 8-bit mode was tried (e.g. the backend has none)
 };
 
 class Model {
@@ -74,21 +98,30 @@ public:
     // "CPU" or "CUDA (device name)": where sessions of this model run.
     std::string backend() const;
     bool on_gpu() const { return device_ != nullptr; }
-    // The attention mode chosen at load (ModelParams::attn): "f16", "sage" or "int8".
+    // The attention mode asked for at load (ModelParams::attn): "f16", "sage", "int8", "auto".
     std::string attn() const;
+    // Each layer's attention mode as chosen at load ("f16", "sage", "int8").
+    std::vector<std::string> layer_attn() const;
+    // --attn auto: what the calibration measured per layer (empty otherwise).
+    const std::vector<AttnCalibration>& attn_calibration() const { return calib_; }
+    const ModelParams& params() const { return params_; }
 
     const LlamaModel& impl() const { return *impl_; }
     const Vocab& vocab() const;
     const std::shared_ptr<cuda::DeviceModel>& device_model() const { return device_; }
 
     Model(std::shared_ptr<LlamaModel> impl, std::shared_ptr<cuda::DeviceModel> device,
-          int attn_mode = 0);
-    int attn_mode() const { return attn_mode_; }  // an llm8::AttnMode (common/attn_params.h)
+          const ModelParams& params, std::vector<int> layer_modes = {},
+          std::vector<AttnCalibration> calib = {});
+    // Layer il's mode as an llm8::AttnMode (common/attn_params.h).
+    int layer_attn_mode(int il) const { return layer_modes_[size_t(il)]; }
 
 private:
     std::shared_ptr<LlamaModel> impl_;
     std::shared_ptr<cuda::DeviceModel> device_;
-    int attn_mode_ = 0;
+    ModelParams params_;
+    std::vector<int> layer_modes_;  // [n_layer] AttnMode
+    std::vector<AttnCalibration> calib_;
 };
 
 // ---- Batches of sequences ---------------------------------------------------------------------
@@ -148,6 +181,15 @@ struct LayerPlan {
     std::string matmul_batch;    // matrix path for several tokens
 };
 
+struct AttnLayerStats {
+    std::string mode;            // the mode the layer runs now (f16 after a fallback)
+    int64_t calls = 0;           // attention calls of this layer in an 8-bit mode
+    int64_t checks = 0;          // of which compared with FP16
+    double mean_l1 = 0, max_l1 = 0;  // relative L1 error of the checks
+    double min_cos = 1;              // lowest cosine similarity of the checks
+    bool fell_back = false;          // switched to FP16 by the monitor
+};
+
 struct ContextParams {
     int n_ctx = 0;      // KV cache tokens shared by all sequences; 0: the model's training context
     int n_seq_max = 1;  // sequence ids 0 .. n_seq_max-1
@@ -178,16 +220,31 @@ public:
     const std::vector<LayerPlan>& plan() const;
     std::string plan_report() const;  // the plan as a table, for --verbose
 
+    // The accuracy guard's runtime monitor (ModelParams::attn_monitor): per layer, the mode
+    // it runs now, the attention calls, the checks against FP16 and their errors, fallbacks.
+    std::vector<AttnLayerStats> attn_stats() const;
+    // The monitor's thresholds for this context (default: the model's) and its period
+    // (every Nth call of a layer; 0 off).
+    void set_attn_guard(float cos_min, float l1_max, int monitor_every);
+    // The calibration (--attn auto) and the monitor's statistics as a table, for --attn-report.
+    std::string attn_report() const;
+
     int n_ctx() const;
     int n_seq_max() const;
     const Model& model() const { return *model_; }
 
 private:
+    friend struct ContextHooks;
     struct State;
     void run(const Batch& batch, bool host_logits);
+    void after_attention(int layer, const AttnParams& p);
     std::shared_ptr<const Model> model_;
     std::unique_ptr<State> st_;
 };
+
+// The accuracy guard's report: each layer's mode, the calibration of --attn auto (when there was
+// one) and the given monitor statistics (Context::attn_stats()), as a table.
+std::string attn_guard_report(const Model& model, const std::vector<AttnLayerStats>& stats);
 
 // ---- One sequence -----------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@
 namespace llm8 {
 
 void llama_forward_cpu(const LlamaModel& m, const KvStorage& kv, const ForwardBatch& b,
-                       const std::vector<AttnMode>& attn, float* logits, ForwardScratch& s) {
+                       const std::vector<AttnMode>& attn, float* logits, ForwardScratch& s,
+                       const std::function<void(int, const AttnParams&)>& after_attention) {
     const HParams& hp = m.hp;
     const int64_t n = b.n_tokens();
     const int32_t* tokens = b.tokens.data();
@@ -86,6 +87,7 @@ void llama_forward_cpu(const LlamaModel& m, const KvStorage& kv, const ForwardBa
                         sizeof(float) * size_t(KV));
         }
         cpu::attention(ap);
+        if (after_attention) after_attention(il, ap);
         matmul(L.wo, s.att.data(), n, s.o.data());
         for (int64_t i = 0; i < n * E; ++i) s.x[size_t(i)] += s.o[size_t(i)];
 

@@ -4,6 +4,7 @@
 // per-sequence query and key counts) and runs it on the model's backend.
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 
 #include "common/error.h"
 #include "cpu/ops.h"
@@ -12,6 +13,7 @@
 #include "llm8/sampling.h"
 #include "model/llama.h"
 #include "model/llama_forward.h"
+#include "runtime/attn_guard.h"
 #include "runtime/kv_cache.h"
 
 namespace llm8 {
@@ -27,6 +29,13 @@ struct Context::State {
     std::unique_ptr<cuda::DeviceContext, void (*)(cuda::DeviceContext*)> gpu{nullptr, nullptr};
     std::vector<LayerPlan> cpu_plan;
     std::vector<AttnMode> cpu_attn;  // each layer's attention mode (the plan's, as the forward reads it)
+    // The accuracy guard's monitor (CPU): per-layer statistics, thresholds, period, and the
+    // FP16 output of a checked call.
+    std::vector<AttnLayerStats> attn_stats;
+    float cos_min = 0.999f, l1_max = 0.03f;
+    int monitor_every = 0;
+    std::vector<float> check_out;
+    std::function<void(int, const AttnParams&)> hook;  // calibration (ContextHooks)
     size_t bytes_per_block = 0;
 
     std::vector<float> logits;    // [rows with logits, n_vocab]
@@ -36,7 +45,7 @@ struct Context::State {
 namespace {
 
 // The plan of the CPU backend: one path for every layer (the choices are the GPU's).
-std::vector<LayerPlan> cpu_plan(const HParams& hp, AttnMode mode) {
+LayerPlan cpu_layer_plan(AttnMode mode) {
     LayerPlan p;
     p.attn = attn_mode_name(mode);
     p.attn_prefill = mode == AttnMode::f16
@@ -47,7 +56,7 @@ std::vector<LayerPlan> cpu_plan(const HParams& hp, AttnMode mode) {
     p.attn_decode = p.attn_prefill;
     p.matmul_decode = "vec_dot_row (fused dequantize-dot)";
     p.matmul_batch = "dequantized tiles + OpenBLAS sgemm";
-    return std::vector<LayerPlan>(size_t(hp.n_layer), p);
+    return p;
 }
 
 }  // namespace
@@ -97,12 +106,23 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
         st.storage.kv_dim = hp.kv_dim();
         st.storage.block_size = bs;
         st.storage.block_shift = st.kv.block_shift();
-        const AttnMode mode = AttnMode(model_->attn_mode());
-        st.cpu_plan = cpu_plan(hp, mode);
-        st.cpu_attn.assign(size_t(hp.n_layer), mode);
+        for (int il = 0; il < hp.n_layer; ++il) {
+            const AttnMode mode = AttnMode(model_->layer_attn_mode(il));
+            st.cpu_plan.push_back(cpu_layer_plan(mode));
+            st.cpu_attn.push_back(mode);
+        }
         st.bytes_per_block = size_t(2) * hp.n_layer * bs * size_t(hp.kv_dim()) * sizeof(float);
     }
     if (params.n_threads > 0) cpu::set_threads(params.n_threads);
+    const ModelParams& mp = model_->params();
+    st.cos_min = mp.attn_cos_min;
+    st.l1_max = mp.attn_l1_max;
+    st.monitor_every = mp.attn_monitor;
+    for (const std::string& mode : model_->layer_attn()) {
+        AttnLayerStats s;
+        s.mode = mode;
+        st.attn_stats.push_back(s);
+    }
 }
 
 Context::~Context() = default;
@@ -267,10 +287,67 @@ void Context::run(const Batch& b, bool host_logits) {
         if (st.gpu) {
             cuda::forward(*st.gpu, fb, out);
         } else {
-            llama_forward_cpu(m, st.storage, fb, st.cpu_attn, out, st.scratch);
+            llama_forward_cpu(m, st.storage, fb, st.cpu_attn, out, st.scratch,
+                              [this](int il, const AttnParams& ap) { after_attention(il, ap); });
         }
         for (const Run& r : step) st.kv.commit(r.seq, r.end - r.begin);
     }
+}
+
+// After every CPU attention call: the calibration hook, then the monitor. Every Nth call of
+// an 8-bit layer runs FP16 on the same inputs; a failed check replaces this call's output with
+// the FP16 one and switches the layer to FP16 for the rest of the context's life.
+void Context::after_attention(int il, const AttnParams& ap) {
+    State& st = *st_;
+    if (st.hook) st.hook(il, ap);
+    if (ap.mode == AttnMode::f16) return;
+    AttnLayerStats& ls = st.attn_stats[size_t(il)];
+    ++ls.calls;
+    if (st.monitor_every <= 0 || (ls.calls - 1) % st.monitor_every != 0) return;
+    const size_t n = size_t(ap.n_tokens) * size_t(ap.n_head) * size_t(ap.head_dim);
+    st.check_out.resize(n);
+    AttnParams f = ap;
+    f.mode = AttnMode::f16;
+    f.out = st.check_out.data();
+    cpu::attention(f);
+    AttnErrorAcc e;
+    e.add(ap.out, f.out, n);
+    ++ls.checks;
+    ls.mean_l1 += (e.rel_l1() - ls.mean_l1) / double(ls.checks);
+    ls.max_l1 = std::max(ls.max_l1, e.rel_l1());
+    ls.min_cos = std::min(ls.min_cos, e.cos());
+    if (e.ok(st.cos_min, st.l1_max)) return;
+    std::copy_n(f.out, n, ap.out);
+    std::fprintf(stderr,
+                 "llm8: attention guard: layer %d in %s: cosine %.6f, relative L1 %.5f against "
+                 "FP16 (thresholds %.8g, %.8g); the layer runs FP16 from now on\n",
+                 il, ls.mode.c_str(), e.cos(), e.rel_l1(), double(st.cos_min),
+                 double(st.l1_max));
+    ls.fell_back = true;
+    ls.mode = "f16";
+    st.cpu_attn[size_t(il)] = AttnMode::f16;
+    st.cpu_plan[size_t(il)] = cpu_layer_plan(AttnMode::f16);
+    st.cpu_plan[size_t(il)].attn = "f16 (guard fallback)";
+}
+
+std::vector<AttnLayerStats> Context::attn_stats() const {
+    return st_->attn_stats;
+}
+
+void Context::set_attn_guard(float cos_min, float l1_max, int monitor_every) {
+    if (!(cos_min > 0.0f && cos_min <= 1.0f) || !(l1_max >= 0.0f) || monitor_every < 0)
+        fail(ErrorKind::invalid_arg, "attention guard: cosine in (0, 1], L1 >= 0, period >= 0");
+    st_->cos_min = cos_min;
+    st_->l1_max = l1_max;
+    st_->monitor_every = monitor_every;
+}
+
+std::string Context::attn_report() const {
+    return attn_guard_report(*model_, st_->attn_stats);
+}
+
+void ContextHooks::set_attn_hook(Context& c, std::function<void(int, const AttnParams&)> hook) {
+    c.st_->hook = std::move(hook);
 }
 
 const float* Context::logits(int i) const {

@@ -1,6 +1,7 @@
 // Model and Session: the public face of the engine (include/llm8/engine.h) over the model
 // description (model/llama.h), the CPU forward (model/llama_forward.h) and the KV cache.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "common/error.h"
@@ -10,6 +11,7 @@
 #include "llm8/sampling.h"
 #include "model/check_tensors.h"
 #include "model/llama.h"
+#include "runtime/attn_guard.h"
 #include "runtime/embedded_model.h"
 #include "tokenizer/vocab.h"
 
@@ -18,11 +20,31 @@ namespace llm8 {
 // ---- Model ------------------------------------------------------------------------------------
 
 Model::Model(std::shared_ptr<LlamaModel> impl, std::shared_ptr<cuda::DeviceModel> device,
-             int attn_mode)
-    : impl_(std::move(impl)), device_(std::move(device)), attn_mode_(attn_mode) {}
+             const ModelParams& params, std::vector<int> layer_modes,
+             std::vector<AttnCalibration> calib)
+    : impl_(std::move(impl)),
+      device_(std::move(device)),
+      params_(params),
+      layer_modes_(std::move(layer_modes)),
+      calib_(std::move(calib)) {
+    params_.progress = nullptr;  // the load's progress display is not the model's to keep
+    if (layer_modes_.empty()) {
+        AttnMode m = AttnMode::f16;
+        parse_attn_mode(params_.attn.c_str(), &m);
+        layer_modes_.assign(size_t(impl_->hp.n_layer), int(m));
+    }
+    if (layer_modes_.size() != size_t(impl_->hp.n_layer))
+        fail(ErrorKind::invalid_arg, "Model: one attention mode per layer expected");
+}
 
 std::string Model::attn() const {
-    return attn_mode_name(AttnMode(attn_mode_));
+    return params_.attn;
+}
+
+std::vector<std::string> Model::layer_attn() const {
+    std::vector<std::string> r;
+    for (int m : layer_modes_) r.push_back(attn_mode_name(AttnMode(m)));
+    return r;
 }
 
 std::string Model::backend() const {
@@ -30,10 +52,18 @@ std::string Model::backend() const {
 }
 
 std::shared_ptr<const Model> Model::load(const ModelParams& params) {
+    const bool attn_auto = params.attn == "auto";
     AttnMode attn = AttnMode::f16;
-    if (!parse_attn_mode(params.attn.c_str(), &attn))
+    if (!attn_auto && !parse_attn_mode(params.attn.c_str(), &attn))
         fail(ErrorKind::invalid_arg,
-             "unknown attention mode '" + params.attn + "' (--attn f16, sage or int8)");
+             "unknown attention mode '" + params.attn + "' (--attn f16, sage, int8 or auto)");
+    if (!(params.attn_cos_min > 0.0f && params.attn_cos_min <= 1.0f))
+        fail(ErrorKind::invalid_arg, "--attn-cos-min must be in (0, 1], not " +
+                                         std::to_string(params.attn_cos_min));
+    if (!(params.attn_l1_max >= 0.0f) || !std::isfinite(params.attn_l1_max))
+        fail(ErrorKind::invalid_arg, "--attn-l1-max must be a finite number >= 0");
+    if (params.attn_monitor < 0)
+        fail(ErrorKind::invalid_arg, "--attn-monitor must be >= 0 (0: off)");
     std::shared_ptr<const GgufFile> file;
     if (params.path.empty()) {
         if (embedded_model_size() == 0)
@@ -64,7 +94,30 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
         device = cuda::upload_model(*impl, 0);
         if (params.progress) params.progress(impl->weight_bytes(), impl->weight_bytes());
     }
-    return std::make_shared<const Model>(impl, device, int(attn));
+    std::vector<int> modes(size_t(impl->hp.n_layer), int(attn));
+    std::vector<AttnCalibration> calib;
+    if (attn_auto && device) {
+        // No 8-bit kernels on the GPU yet: every layer f16, and the report says why.
+        calib.assign(modes.size(), AttnCalibration{});
+        for (AttnCalibration& c : calib) {
+            c.mode = "f16";
+            c.note = "not calibrated: the GPU has no 8-bit attention kernels yet";
+        }
+    } else if (attn_auto) {
+        ModelParams f16 = params;
+        f16.attn = "f16";
+        auto base = std::make_shared<const Model>(impl, device, f16);
+        calib = calibrate_attention(base,
+                                    params.attn_calib_text.empty() ? builtin_attn_calibration_text()
+                                                                   : params.attn_calib_text,
+                                    params.attn_cos_min, params.attn_l1_max);
+        for (size_t il = 0; il < modes.size(); ++il) {
+            AttnMode m = AttnMode::f16;
+            parse_attn_mode(calib[il].mode.c_str(), &m);
+            modes[il] = int(m);
+        }
+    }
+    return std::make_shared<const Model>(impl, device, params, modes, calib);
 }
 
 int Model::n_vocab() const {

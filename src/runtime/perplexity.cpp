@@ -24,9 +24,10 @@ namespace {
 // first token replaced by BOS when the vocabulary adds one), scored from position n_ctx / 2
 // to n_ctx - 2. score(c, j, logits, chunk) for every scored position; after_chunk(c).
 template <class Score, class After>
-void run_chunks(const std::shared_ptr<const Model>& model, const int32_t* tokens, int n_ctx,
-                int chunks, int n_batch, int n_threads, bool set_bos, Score&& score,
-                After&& after_chunk) {
+std::vector<AttnLayerStats> run_chunks(const std::shared_ptr<const Model>& model,
+                                       const int32_t* tokens, int n_ctx, int chunks, int n_batch,
+                                       int n_threads, bool set_bos, Score&& score,
+                                       After&& after_chunk) {
     Session session(model, {n_ctx, n_batch, n_threads});
     const int32_t bos = model->bos();
     const bool add_bos = set_bos && bos >= 0 && model->vocab_adds_bos();
@@ -40,6 +41,7 @@ void run_chunks(const std::shared_ptr<const Model>& model, const int32_t* tokens
         for (int j = n_ctx / 2; j < n_ctx - 1; ++j) score(c, j, session.logits(j), chunk);
         after_chunk(c);
     }
+    return session.context().attn_stats();
 }
 
 int count_chunks(size_t n_tokens, int n_ctx, int n_chunks) {
@@ -156,7 +158,7 @@ PerplexityResult perplexity(const std::shared_ptr<const Model>& model,
     const int V = model->n_vocab();
     PerplexityResult r;
     double sum = 0, sum2 = 0;
-    run_chunks(
+    r.attn_stats = run_chunks(
         model, tokens.data(), n_ctx, chunks, n_batch, n_threads, true,
         [&](int, int j, const float* logits, const std::vector<int32_t>& chunk) {
             const double nll = -token_logprob(logits, V, chunk[size_t(j) + 1]);
@@ -205,7 +207,7 @@ PerplexityResult save_kl_base(const std::shared_ptr<const Model>& model,
         std::vector<double> lp;
         std::vector<unsigned char> rec(kl_record_bytes(V));
         double sum = 0, sum2 = 0;
-        run_chunks(
+        r.attn_stats = run_chunks(
             model, tokens.data(), n_ctx, chunks, n_batch, n_threads, true,
             [&](int, int j, const float* logits, const std::vector<int32_t>& chunk) {
                 log_softmax(logits, V, lp);
@@ -286,7 +288,7 @@ KlStats kl_divergence(const std::shared_ptr<const Model>& model, const std::stri
     std::vector<unsigned char> rec(kl_record_bytes(V));
     int same = 0;
     double kld_sum = 0, ppl_sum = 0, ppl_sum2 = 0;
-    run_chunks(
+    st.ppl.attn_stats = run_chunks(
         model, tokens.data(), n_ctx, chunks, n_batch, n_threads, false,
         [&](int, int j, const float* logits, const std::vector<int32_t>& chunk) {
             if (std::fread(rec.data(), 1, rec.size(), b.f.get()) != rec.size())

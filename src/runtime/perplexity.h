@@ -19,6 +19,7 @@ struct PerplexityResult {
     double ppl = 0;                 // exp(nll)
     double ppl_err = 0;             // llama.cpp's estimate: ppl * sqrt(var(nll_i) / (n - 1))
     std::vector<double> chunk_ppl;  // running PPL after each chunk
+    std::vector<AttnLayerStats> attn_stats;  // the accuracy guard's monitor over the whole run
 };
 
 // n_chunks <= 0: as many as the tokens allow. on_chunk(i, running_ppl) after each chunk.

@@ -263,3 +263,13 @@ llm8_cli_test(perplexity_kl_not_a_base EXPECT error EXIT 1 REGEX "not an llm8 KL
     CMD $<TARGET_FILE:llm8-perplexity> --kl-divergence-base ${PROJECT_SOURCE_DIR}/README.md --kl-divergence)
 llm8_cli_test(perplexity_needs_text EXPECT error EXIT 1 REGEX "-f FILE is required"
     CMD $<TARGET_FILE:llm8-perplexity> -c 64)
+
+# The accuracy guard: --attn auto calibrates at load, --attn-report prints the table at exit.
+llm8_cli_test(cli_attn_auto_report EXPECT ok
+    REGEX "attention guard: --attn auto.*layer +mode.*int8"
+    CMD $<TARGET_FILE:llm8-cli> -p "Once upon a time" -n 4 --temp 0 -ngl 0 --attn auto --attn-report
+        --attn-monitor 2)
+llm8_cli_test(cli_attn_bad_mode EXPECT error EXIT 2 REGEX "--attn"
+    CMD $<TARGET_FILE:llm8-cli> -p "Once" -n 1 --attn fp8)
+llm8_cli_test(cli_attn_bad_threshold EXPECT error EXIT 2 REGEX "--attn-cos-min"
+    CMD $<TARGET_FILE:llm8-cli> -p "Once" -n 1 --attn auto --attn-cos-min 2)

@@ -328,6 +328,7 @@ int main(int argc, char** argv) {
                 stderr, "llm8: generation   = %10.2f ms / %5d tokens (%10.2f tokens per second)\n",
                 tm.gen_ms, tm.gen_tokens, tm.gen_tokens * 1000.0 / std::max(tm.gen_ms, 1e-3));
         }
+        if (args.common.attn_report) std::fputs(session.context().attn_report().c_str(), stderr);
         return 0;
     } catch (const std::exception& e) {
         return args.report(e);

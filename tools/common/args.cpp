@@ -250,10 +250,23 @@ void Args::add_model_flags() {
     app_.add_option("--cache-type-k", common.cache_type_k, "-ctk: K cache type (f16 only)");
     app_.add_option("--cache-type-v", common.cache_type_v, "-ctv: V cache type (f16 only)");
     app_.add_option("--attn", common.attn,
-                    "attention: f16, sage (SageAttention: smoothed K, INT8 Q.K^T, FP16 P.V) or "
-                    "int8 (INT-FlashAttention: both products INT8); the 8-bit modes run on the "
-                    "CPU only for now (-ngl 0)")
-        ->check(CLI::IsMember({"f16", "sage", "int8"}));
+                    "attention: f16, sage (SageAttention: smoothed K, INT8 Q.K^T, FP16 P.V), "
+                    "int8 (INT-FlashAttention: both products INT8) or auto (per layer, the "
+                    "fastest 8-bit mode that passes the guard's calibration, else f16); the "
+                    "8-bit modes run on the CPU only for now (-ngl 0)")
+        ->check(CLI::IsMember({"f16", "sage", "int8", "auto"}));
+    app_.add_option("--attn-calib", common.attn_calib,
+                    "--attn auto: calibration text file (default: a built-in paragraph)");
+    add_float("--attn-cos-min", common.attn_cos_min, 1e-6, 1.0,
+              "guard threshold: cosine similarity against FP16 at least this (default 0.999)");
+    add_float("--attn-l1-max", common.attn_l1_max, 0.0, 1e6,
+              "guard threshold: relative L1 error against FP16 at most this (default 0.03)");
+    add_int("--attn-monitor", common.attn_monitor, 0, 1 << 30,
+            "check every Nth 8-bit attention call of a layer against FP16; a failure switches "
+            "the layer to FP16 (0: off; default 64)");
+    app_.add_flag("--attn-report", common.attn_report,
+                  "print each layer's attention mode, the calibration errors and the monitor's "
+                  "statistics at exit");
     app_.add_flag("--mlock", common.mlock, "keep the model in RAM (mlockall)");
     app_.add_flag("--check-tensors", common.check_tensors,
                   "check every weight for NaN/inf at load (one pass over the file)");
@@ -265,6 +278,11 @@ llm8::ModelParams Args::model_params(const std::string& path, int n_gpu_layers) 
     mp.n_gpu_layers = n_gpu_layers;
     mp.check_tensors = common.check_tensors;
     mp.attn = common.attn;
+    mp.attn_cos_min = common.attn_cos_min;
+    mp.attn_l1_max = common.attn_l1_max;
+    mp.attn_monitor = common.attn_monitor;
+    if (!common.attn_calib.empty())
+        mp.attn_calib_text = read_text_file("--attn-calib", common.attn_calib, "calibration text");
     auto bar = std::make_shared<Progress>(progress_enabled(), tool_ + ": loading model");
     mp.progress = [bar](uint64_t done, uint64_t total) {
         bar->update(double(done), double(total), "B");

@@ -66,6 +66,8 @@ int kl_report(const std::shared_ptr<const llm8::Model>& model, const std::string
     std::printf("Minimum Δp: %6.3f%%\n", 100.0 * d.front());
     std::printf("RMS Δp    : %6.3f ± %5.3f %%\n", 100.0 * st.dp_rms, 100.0 * st.dp_rms_err);
     std::printf("Same top p: %6.3f ± %5.3f %%\n", 100.0 * st.same_top, 100.0 * st.same_top_err);
+    if (args.common.attn_report)
+        std::fputs(llm8::attn_guard_report(*model, st.ppl.attn_stats).c_str(), stderr);
     return 0;
 }
 
@@ -165,6 +167,8 @@ int main(int argc, char** argv) {
                                                 n_threads, kl_base, on_chunk);
         bar.finish();
         std::printf("\nFinal estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_err);
+        if (args.common.attn_report)
+            std::fputs(llm8::attn_guard_report(*model, r.attn_stats).c_str(), stderr);
         if (!kl_base.empty())
             args.info("saved the reference log-probabilities of " + std::to_string(r.n_chunks) +
                       " chunks (" + std::to_string(r.n_scored) + " positions) to " + kl_base);
