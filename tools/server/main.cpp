@@ -3,6 +3,7 @@
 // request.* parses and validates bodies, scheduler.* batches the requests over one Context,
 // response.* writes the answers.
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 
 #include <chrono>
@@ -237,6 +238,17 @@ void routes(httplib::Server& http, Server& sv) {
     });
 }
 
+// cpp-httplib listens with a backlog of 5 (compiled into Debian's library): a burst of
+// connections overflows it and the kernel drops their SYNs (clients retry after a second, then
+// three...). Listening again on the bound socket raises the backlog.
+class HttpServer : public httplib::Server {
+public:
+    void raise_backlog() {
+        const socket_t fd = svr_sock_;
+        if (fd != INVALID_SOCKET) ::listen(fd, SOMAXCONN);
+    }
+};
+
 // Blocks SIGINT/SIGTERM in every thread; one thread waits for them and stops the server.
 void stop_on_signals(httplib::Server& http) {
     sigset_t set;
@@ -352,7 +364,7 @@ int main(int argc, char** argv) {
         if (seed >= 0) sv.def.sampling.seed = uint64_t(seed);
         sv.def.max_tokens = n_predict;
 
-        httplib::Server http;
+        HttpServer http;
         const size_t max_conn = threads_http > 0 ? size_t(threads_http) : 1024;
         http.new_task_queue = [max_conn] {
             return new ElasticPool(std::min<size_t>(8, max_conn), max_conn);
@@ -360,6 +372,7 @@ int main(int argc, char** argv) {
         http.set_read_timeout(timeout, 0);
         http.set_write_timeout(timeout, 0);
         http.set_keep_alive_max_count(100);
+        http.set_tcp_nodelay(true);  // headers and body (and each SSE event) go out at once
         http.set_payload_max_length(size_t(max_body));
         http.set_pre_routing_handler([&sv](const httplib::Request& req, httplib::Response& res) {
             if (sv.api_key.empty() || req.path == "/health")
@@ -406,6 +419,7 @@ int main(int argc, char** argv) {
             llm8::fail(llm8::ErrorKind::io, "cannot listen on " + host + ":" +
                                                 std::to_string(port) +
                                                 " (in use, or not an address of this machine)");
+        http.raise_backlog();
         char line[512];
         std::snprintf(line, sizeof line,
                       "model %s (%s), backend %s, %d sequences of %d tokens, listening on "

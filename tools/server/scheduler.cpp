@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <queue>
 
 #include "llm8/sampling.h"
 #include "server/stop_strings.h"
@@ -126,30 +125,15 @@ TokenLogprob logprobs_of(const llm8::Model& model, const float* logits, int32_t 
     out.token = model.token_to_piece(tok);
     out.logprob = lp(tok);
     if (k > 0) {
-        // A min-heap of the k best (logit, -id) pairs.
-        using Item = std::pair<float, int32_t>;
-        auto worse = [](const Item& a, const Item& b) {
-            return a.first > b.first || (a.first == b.first && a.second < b.second);
-        };
-        std::priority_queue<Item, std::vector<Item>, decltype(worse)> heap(worse);
-        for (int32_t i = 0; i < V; ++i) {
-            const float x = std::isnan(logits[i]) ? -INFINITY : logits[i];
-            if (int(heap.size()) < k) {
-                heap.push({x, i});
-            } else if (worse({x, i}, heap.top()) == false &&
-                       !(x == heap.top().first && i > heap.top().second)) {
-                heap.pop();
-                heap.push({x, i});
-            }
-        }
-        std::vector<Item> best;
-        while (!heap.empty()) {
-            best.push_back(heap.top());
-            heap.pop();
-        }
-        std::reverse(best.begin(), best.end());
-        for (const Item& it : best)
-            out.top.push_back({model.token_to_piece(it.second), lp(it.second)});
+        auto val = [logits](int32_t i) { return std::isnan(logits[i]) ? -INFINITY : logits[i]; };
+        std::vector<int32_t> ids(static_cast<size_t>(V));
+        for (int32_t i = 0; i < V; ++i) ids[size_t(i)] = i;
+        k = std::min(k, V);
+        std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+            return val(a) > val(b) || (val(a) == val(b) && a < b);
+        });
+        for (int i = 0; i < k; ++i)
+            out.top.push_back({model.token_to_piece(ids[size_t(i)]), lp(ids[size_t(i)])});
     }
     return out;
 }
