@@ -311,7 +311,7 @@ int main(int argc, char** argv) {
     args.add_int("--timeout", timeout, 1, 86400, "seconds to wait for a client's bytes [60]");
     args.add_int("--threads-http", threads_http, -1, 65536,
                  "most connections served at once (-1: 1024)");
-    args.add_int("--max-queue", queue_max, 0, 1 << 20,
+    args.add_int("--max-queue", queue_max, 1, 1 << 20,
                  "requests waiting for a sequence beyond which new ones get 503");
     args.add_int64("--max-body", max_body, 1024, int64_t(1) << 32,
                    "largest request body in bytes (413 beyond)");
