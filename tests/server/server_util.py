@@ -60,14 +60,16 @@ class Server:
         return self.proc.poll() is None
 
     def stop(self):
+        """SIGTERM; returns the exit status (0: a clean shutdown, no sanitizer report)."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(10)
+                self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        return self.proc.returncode
 
     def get(self, path, headers=None):
         req = urllib.request.Request(self.base + path, headers=headers or {})

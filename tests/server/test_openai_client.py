@@ -43,7 +43,8 @@ class OpenAIClient(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.srv.stop()
+        rc = cls.srv.stop()
+        assert rc == 0, "llm8-server exited with %d:\n%s" % (rc, cls.srv.log_text()[-4000:])
 
     def tearDown(self):
         self.assertTrue(self.srv.alive(), self.srv.log_text()[-4000:])

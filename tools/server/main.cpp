@@ -4,8 +4,10 @@
 // response.* writes the answers.
 #include <signal.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <sys/resource.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <httplib.h>
@@ -249,18 +251,36 @@ public:
     }
 };
 
-// Blocks SIGINT/SIGTERM in every thread; one thread waits for them and stops the server.
-void stop_on_signals(httplib::Server& http) {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    std::thread([set, &http] {
-        int sig = 0;
-        sigwait(&set, &sig);
-        http.stop();
+// SIGINT/SIGTERM: the handler (which may run on any thread: OpenBLAS starts its threads
+// before main) only writes the signal to a pipe; a waiter thread reads it and stops the HTTP
+// server once one listens (main then returns and every destructor runs), or exits at once
+// before that (a model still loading).
+std::atomic<httplib::Server*> g_http{nullptr};
+int g_signal_pipe[2] = {-1, -1};
+
+void on_signal(int sig) {
+    const unsigned char b = static_cast<unsigned char>(sig);
+    const ssize_t r = write(g_signal_pipe[1], &b, 1);
+    (void)r;
+}
+
+void handle_signals() {
+    if (pipe(g_signal_pipe) != 0) return;
+    std::thread([] {
+        unsigned char sig = 0;
+        while (read(g_signal_pipe[0], &sig, 1) != 1) {
+        }
+        if (httplib::Server* http = g_http.load()) {
+            http->stop();
+        } else {
+            std::_Exit(128 + sig);
+        }
     }).detach();
+    struct sigaction sa = {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
 }
 
 }  // namespace
@@ -322,6 +342,7 @@ int main(int argc, char** argv) {
     args.add_model_flags();
     if (const int rc = args.parse(argc, argv); rc >= 0) return rc;
 
+    handle_signals();
     try {
         signal(SIGPIPE, SIG_IGN);  // a client that went away is a failed write, not a signal
         // Every connection is a socket: use the hard limit on open files, not the soft one.
@@ -409,7 +430,6 @@ int main(int argc, char** argv) {
                           std::to_string(res.status));
             });
         routes(http, sv);
-        stop_on_signals(http);
         int bound = port;
         if (port == 0)
             bound = http.bind_to_any_port(host);
@@ -429,7 +449,9 @@ int main(int argc, char** argv) {
         // Always printed (tests and scripts read the port from it), even with --log-disable.
         std::fprintf(stderr, "llm8-server: %s\n", line);
         std::fflush(stderr);
+        g_http = &http;
         http.listen_after_bind();
+        g_http = nullptr;
         args.info("stopped");
         return 0;
     } catch (const std::exception& e) {
