@@ -20,6 +20,9 @@
 #include "llm8/sampling.h"
 #include "model/llama.h"
 #include "runtime/embedded_model.h"
+#include "server/request.h"
+#include "server/response.h"
+#include "server/stop_strings.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/token_streamer.h"
 #include "tokenizer/utf8.h"
@@ -321,6 +324,64 @@ inline void fuzz_sampler(const uint8_t* data, size_t size) {
         } catch (const llm8::Error& e) {
             LLM8_FUZZ_CHECK(e.kind() == llm8::ErrorKind::runtime);  // no finite logit
         }
+    }
+}
+
+// ---- llm8-server's request parser
+// ----------------------------------------------------------------
+
+// Layout: a selector byte (chat, completion, tokenize, detokenize), then the request body. A
+// body is either accepted, with every value inside the limits, or refused with an ApiError
+// carrying a 4xx status and a message; the error body is JSON. The stop strings of an accepted
+// request are run over the body's bytes as if they were generated text.
+inline void fuzz_server_request(const uint8_t* data, size_t size) {
+    Bytes in(data, size);
+    const uint8_t which = in.take<uint8_t>();
+    const std::string body = in.rest();
+    llm8_server::Limits lim;
+    lim.n_vocab = 512;
+    lim.max_tokens = 512;
+    lim.max_n = 4;
+    const llm8_server::Defaults def;
+    try {
+        switch (which % 4) {
+            case 0:
+            case 1: {
+                const llm8_server::GenRequest r =
+                    which % 4 == 0 ? llm8_server::parse_chat_request(body, lim, def)
+                                   : llm8_server::parse_completion_request(body, lim, def);
+                LLM8_FUZZ_CHECK(r.max_tokens == -1 || (r.max_tokens >= 1 && r.max_tokens <= 512));
+                LLM8_FUZZ_CHECK(r.n >= 1 && r.n <= 4);
+                LLM8_FUZZ_CHECK(r.top_logprobs >= 0 && r.top_logprobs <= 20);
+                LLM8_FUZZ_CHECK(int(r.stop.size()) <= lim.max_stop);
+                LLM8_FUZZ_CHECK(!r.include_usage || r.stream);
+                LLM8_FUZZ_CHECK(r.endpoint == llm8_server::Endpoint::chat ? !r.messages.empty()
+                                                                          : true);
+                for (const auto& kv : r.sampling.logit_bias)
+                    LLM8_FUZZ_CHECK(kv.first >= 0 && kv.first < 512 && kv.second >= -100 &&
+                                    kv.second <= 100);
+                for (int32_t id : r.prompt_tokens) LLM8_FUZZ_CHECK(id >= 0 && id < 512);
+                llm8::Sampler check(r.sampling, lim.n_vocab);  // every accepted set is valid
+                llm8_server::StopMatcher stop(r.stop);
+                std::string out;
+                for (size_t i = 0; i < body.size(); i += 3) out += stop.push(body.substr(i, 3));
+                out += stop.flush();
+                LLM8_FUZZ_CHECK(out.size() <= body.size());
+                if (!stop.stopped()) LLM8_FUZZ_CHECK(out == body);
+                break;
+            }
+            case 2:
+                llm8_server::parse_tokenize_request(body, lim);
+                break;
+            default:
+                for (int32_t id : llm8_server::parse_detokenize_request(body, lim))
+                    LLM8_FUZZ_CHECK(id >= 0 && id < 512);
+        }
+    } catch (const llm8_server::ApiError& e) {
+        LLM8_FUZZ_CHECK(e.status >= 400 && e.status < 500);
+        LLM8_FUZZ_CHECK(!e.message.empty());
+        const nlohmann::json j = nlohmann::json::parse(llm8_server::error_json(e));
+        LLM8_FUZZ_CHECK(j["error"]["message"].is_string());
     }
 }
 

@@ -19,10 +19,11 @@ JOBS=${JOBS:-$(nproc)}
 WORK=${WORK:-$BUILD_DIR/long}
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-    targets=(gguf tokenizer_spm tokenizer_bpe utf8 chat_template sampler)
+    targets=(gguf tokenizer_spm tokenizer_bpe utf8 chat_template sampler server_request)
 fi
 declare -A dict=([gguf]=gguf [tokenizer_spm]=tokenizer [tokenizer_bpe]=tokenizer
-                 [utf8]=tokenizer [chat_template]=chat_template [sampler]="")
+                 [utf8]=tokenizer [chat_template]=chat_template [sampler]=""
+                 [server_request]=server_request)
 leaks=1
 if [[ "${LLM8_NO_LEAK_CHECK:-0}" == 1 ]]; then leaks=0; fi  # as in fuzz-smoke.sh
 export ASAN_OPTIONS="detect_leaks=$leaks:abort_on_error=1"

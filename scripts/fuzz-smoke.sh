@@ -5,7 +5,7 @@
 # timeout (-timeout s per input) or an out-of-memory input fails the script; the input that
 # did it is left in ${BUILD_DIR}/artifacts/<target>/.
 #   FUZZ_RUNS=N   executions per target (default 50000; the reader gets 4x)
-#   FUZZ_TARGETS="gguf sampler"   a subset of the targets (default: all six)
+#   FUZZ_TARGETS="gguf sampler"   a subset of the targets (default: all seven)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -35,9 +35,10 @@ if [[ "${LLM8_NO_LEAK_CHECK:-0}" == 1 ]]; then leaks=0; fi
 export ASAN_OPTIONS="detect_leaks=$leaks:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1"
 declare -A dict=([gguf]=gguf [tokenizer_spm]=tokenizer [tokenizer_bpe]=tokenizer
-                 [utf8]=tokenizer [chat_template]=chat_template [sampler]="")
+                 [utf8]=tokenizer [chat_template]=chat_template [sampler]=""
+                 [server_request]=server_request)
 status=0
-for t in ${FUZZ_TARGETS:-gguf tokenizer_spm tokenizer_bpe utf8 chat_template sampler}; do
+for t in ${FUZZ_TARGETS:-gguf tokenizer_spm tokenizer_bpe utf8 chat_template sampler server_request}; do
     runs=$RUNS
     if [[ $t == gguf ]]; then runs=$((RUNS * 4)); fi
     work="$BUILD_DIR/fuzz-smoke/$t"  # new inputs go here, never into the committed corpus

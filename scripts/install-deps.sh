@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages llm8 builds with, only those missing. Safe to re-run.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libopenblas-dev libpcre2-dev
-      nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev)
+      nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+      python3-venv)
 if [[ "${LLM8_COVERAGE:-0}" == 1 ]]; then pkgs+=(gcovr); fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -41,6 +41,32 @@ TEST(KvBlocks, ReserveCommitAndSlots) {
     EXPECT_EQ(kv.length(3), 0);
 }
 
+TEST(KvBlocks, TruncateKeepsAPrefixAndFreesTheRest) {
+    llm8::KvBlockManager kv;
+    kv.init(16, 4);
+    std::vector<std::pair<int32_t, int32_t>> copies;
+    kv.reserve(0, 10, &copies);  // blocks a b c
+    kv.commit(0, 10);
+    kv.fork(0, 1);
+    kv.truncate(1, 6);  // keeps a b (b shared, half filled); drops its hold on c
+    EXPECT_EQ(kv.length(1), 6);
+    EXPECT_EQ(kv.blocks(1).size(), 2u);
+    EXPECT_EQ(kv.memory(1).blocks_shared, 2);
+    // The next append to 1 copies the shared, partly filled block b; 0 keeps its own.
+    kv.reserve(1, 1, &copies);
+    kv.commit(1, 1);
+    ASSERT_EQ(copies.size(), 1u);
+    EXPECT_EQ(copies[0].first, kv.blocks(0)[1]);
+    EXPECT_NE(kv.blocks(1)[1], kv.blocks(0)[1]);
+    EXPECT_EQ(kv.blocks(1)[0], kv.blocks(0)[0]);
+    kv.truncate(0, 0);
+    EXPECT_EQ(kv.length(0), 0);
+    EXPECT_THROW(kv.truncate(1, 8), llm8::Error);  // longer than it is
+    kv.remove(0);
+    kv.remove(1);
+    EXPECT_EQ(kv.n_free(), 16);
+}
+
 TEST(KvBlocks, ForkSharesBlocksAndCopiesAPartlyFilledOneOnWrite) {
     llm8::KvBlockManager kv;
     kv.init(16, 4);
@@ -210,6 +236,20 @@ void fork_shares_prefix(const std::shared_ptr<const llm8::Model>& m, double tol)
     for (int s = 1; s < 4; ++s) ctx.seq_remove(s);
     EXPECT_EQ(ctx.kv_memory().blocks_used, before.blocks_used);
     EXPECT_EQ(ctx.seq_len(0), 75);
+    // A fork cut back to part of the prefix continues as a solo run of that part would.
+    ctx.seq_fork(0, 1);
+    ctx.seq_truncate(1, 40);
+    EXPECT_EQ(ctx.seq_len(1), 40);
+    b.clear();
+    b.add(7, 40, 1, true);
+    ctx.decode(b);
+    std::vector<int32_t> part(prefix.begin(), prefix.begin() + 40);
+    part.push_back(7);
+    llm8::Session solo(m, {512, 512, 0});
+    solo.decode(part);
+    EXPECT_LT(rel_err(ctx.logits(0), solo.logits(), V), tol);
+    EXPECT_EQ(ctx.seq_len(0), 75);
+    EXPECT_THROW(ctx.seq_truncate(1, 42), llm8::Error);
 }
 
 void bad_batches(const std::shared_ptr<const llm8::Model>& m) {

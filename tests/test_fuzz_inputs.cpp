@@ -22,6 +22,7 @@ const Target k_targets[] = {
     {"utf8", llm8_fuzz::fuzz_utf8},
     {"chat_template", llm8_fuzz::fuzz_chat_template},
     {"sampler", llm8_fuzz::fuzz_sampler},
+    {"server_request", llm8_fuzz::fuzz_server_request},
 };
 
 // Runs every file under dir; returns how many.

@@ -215,6 +215,9 @@ public:
     int seq_len(int seq) const;        // tokens cached for seq (0 when unknown)
     void seq_fork(int src, int dst);   // dst starts as a copy of src, sharing its blocks
     void seq_remove(int seq);          // frees seq's blocks (shared ones stay with the others)
+    // Keeps the first n tokens of seq (n <= seq_len(seq)) and frees the blocks past them, so
+    // that a fork can share just a prefix: seq_fork(a, b); seq_truncate(b, n).
+    void seq_truncate(int seq, int n);
     void clear();                      // every sequence
     KvMemory kv_memory() const;
     const std::vector<LayerPlan>& plan() const;

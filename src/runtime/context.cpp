@@ -369,6 +369,11 @@ void Context::seq_fork(int src, int dst) {
 void Context::seq_remove(int seq) {
     st_->kv.remove(seq);
 }
+void Context::seq_truncate(int seq, int n) {
+    if (seq < 0 || seq >= st_->params.n_seq_max)
+        fail(ErrorKind::invalid_arg, "seq_truncate: sequence id out of range");
+    st_->kv.truncate(seq, n);
+}
 void Context::clear() {
     st_->kv.clear();
     st_->row_of.clear();

@@ -106,6 +106,23 @@ void KvBlockManager::remove(int seq) {
     seqs_.erase(it);
 }
 
+void KvBlockManager::truncate(int seq, int n) {
+    auto it = seqs_.find(seq);
+    const int len = it == seqs_.end() ? 0 : it->second.len;
+    if (n < 0 || n > len)
+        fail(ErrorKind::invalid_arg, "KV cache: cannot keep " + std::to_string(n) +
+                                         " tokens of sequence " + std::to_string(seq) +
+                                         ", which holds " + std::to_string(len));
+    if (it == seqs_.end()) return;
+    Seq& s = it->second;
+    const size_t keep = size_t((n + bs_ - 1) >> shift_);
+    while (s.blocks.size() > keep) {
+        drop(s.blocks.back());
+        s.blocks.pop_back();
+    }
+    s.len = n;
+}
+
 void KvBlockManager::clear() {
     init(n_blocks(), bs_);
 }

@@ -47,6 +47,9 @@ public:
     // partly filled shared block.
     void fork(int src, int dst);
     void remove(int seq);  // frees the blocks no other sequence holds
+    // Keeps the first n tokens of seq (n <= length) and drops the blocks past them; a kept,
+    // partly filled block that is shared is copied on the next append, as after fork.
+    void truncate(int seq, int n);
     void clear();
 
     KvMemory memory(size_t bytes_per_block) const;

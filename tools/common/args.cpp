@@ -28,7 +28,8 @@ const char* const kAliases[][2] = {
     {"-ngl", "--n-gpu-layers"},  {"-fa", "--flash-attn"},  {"-ctk", "--cache-type-k"},
     {"-ctv", "--cache-type-v"},  {"-ub", "--ubatch-size"}, {"-cnv", "--conversation"},
     {"-sys", "--system-prompt"}, {"-npp", "--npp"},          {"-ntg", "--ntg"},
-    {"-npl", "--npl"},           {"-pps", "--pps"},
+    {"-npl", "--npl"},           {"-pps", "--pps"},         {"-np", "--parallel"},
+    {"-cb", "--cont-batching"},
 };
 
 // llama.cpp flags that change nothing llm8 does: accepted with a note. `values` is how many
@@ -58,8 +59,7 @@ const Ignored kIgnored[] = {
     {"-dev", 1, "llm8 uses the first GPU"},
     {"--device", 1, "llm8 uses the first GPU"},
     {"--simple-io", 0, "llm8's input is always plain"},
-    {"-cb", 0, "llm8 runs one sequence"},
-    {"--cont-batching", 0, "llm8 runs one sequence"},
+    {"--cont-batching", 0, "only llm8-server batches sequences"},
     {"--no-display-prompt", 0, "not implemented; the prompt is printed"},
 };
 
