@@ -262,6 +262,6 @@ TEST(Attn8bit, BadModeIsAClearError) {
         llm8::Model::load(mp);
         ADD_FAILURE() << "no error";
     } catch (const llm8::Error& e) {
-        EXPECT_NE(std::string(e.what()).find("--attn f16, sage or int8"), std::string::npos);
+        EXPECT_NE(std::string(e.what()).find("--attn f16, sage, int8 or auto"), std::string::npos);
     }
 }
