@@ -141,7 +141,8 @@ TEST(AttnGuard, MonitorCountsChecksAndKeepsPassingLayers) {
     }
     const std::string rep = llm8::attn_guard_report(*off, s2.context().attn_stats());
     EXPECT_NE(rep.find("--attn sage"), std::string::npos);
-    EXPECT_EQ(std::count(rep.begin(), rep.end(), '\n'), 2 + off->n_layer());  // header, columns, layers
+    EXPECT_EQ(std::count(rep.begin(), rep.end(), '\n'),
+              2 + off->n_layer());  // header, columns, layers
 }
 
 TEST(AttnGuard, BadGuardSettingsAreClearErrors) {

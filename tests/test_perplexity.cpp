@@ -215,8 +215,8 @@ std::vector<unsigned char> tiny_base(uint32_t vocab, int32_t token, float lo) {
 TEST(KlDivergence, MatchesADirectComputationAcrossModels) {
     auto base = stories();
     // The model under test: the same weights quantized to Q4_0.
-    auto src = llm8::GgufFile::from_memory(llm8::embedded_model_data(),
-                                           llm8::embedded_model_size(), "emb");
+    auto src = llm8::GgufFile::from_memory(llm8::embedded_model_data(), llm8::embedded_model_size(),
+                                           "emb");
     const llm8::GgmlType q4 = llm8::GgmlType::Q4_0;
     const std::string q_path = temp_file("q4.gguf"), kl_path = temp_file("base.kld");
     llm8::convert_gguf(*src, &q4).write(q_path);

@@ -51,12 +51,17 @@ struct ModelParams {
     // (sum |a - b| / sum |b|) <= attn_l1_max.
     float attn_cos_min = 0.999f;
     float attn_l1_max = 0.03f;
-    std::string attn_calib_text;  // --attn-calib: the calibration text (empty: a built-in one)
+    std::string attn_calib_text = "";  // --attn-calib: calibration text (empty: built in)
     // The runtime monitor of sessions of this model (their default): every Nth attention call
     // of an 8-bit layer also runs FP16 on the same inputs and compares; a layer that fails the
     // thresholds switches to FP16 for the rest of the session (and says so once on stderr).
     // 0 turns the monitor off.
     int attn_monitor = 64;
+    // KV cache element type (-ctk / -ctv; the two must agree): "f16" (the default: F16 on the
+    // GPU, F32 on the CPU) or "int8" (also spelled "q8_0", as llama.cpp users type it): one
+    // scale per token and KV head, K smoothed first by a per-layer mean measured at load on the
+    // calibration text (attn_calib_text). CPU only for now.
+    std::string cache_type_k = "f16", cache_type_v = "f16";
     // Called during the load with the tensor bytes processed so far and the total (tensor
     // checks, upload to the GPU); the caller decides whether and how to show it.
     std::function<void(uint64_t done, uint64_t total)> progress = nullptr;
@@ -105,6 +110,7 @@ public:
     // --attn auto: what the calibration measured per layer (empty otherwise).
     const std::vector<AttnCalibration>& attn_calibration() const { return calib_; }
     const ModelParams& params() const { return params_; }
+    bool kv_int8() const;  // the KV cache of this model's contexts is INT8
 
     const LlamaModel& impl() const { return *impl_; }
     const Vocab& vocab() const;
@@ -112,7 +118,9 @@ public:
 
     Model(std::shared_ptr<LlamaModel> impl, std::shared_ptr<cuda::DeviceModel> device,
           const ModelParams& params, std::vector<int> layer_modes = {},
-          std::vector<AttnCalibration> calib = {});
+          std::vector<AttnCalibration> calib = {}, std::vector<float> k_mean = {});
+    // The INT8 cache's K smoothing mean, [n_layer][kv_dim] (empty without an INT8 cache).
+    const std::vector<float>& kv_k_mean() const { return k_mean_; }
     // Layer il's mode as an llm8::AttnMode (common/attn_params.h).
     int layer_attn_mode(int il) const { return layer_modes_[size_t(il)]; }
 
@@ -122,6 +130,7 @@ private:
     ModelParams params_;
     std::vector<int> layer_modes_;  // [n_layer] AttnMode
     std::vector<AttnCalibration> calib_;
+    std::vector<float> k_mean_;
 };
 
 // ---- Batches of sequences ---------------------------------------------------------------------
@@ -160,7 +169,7 @@ struct Batch {
 
 // What the KV cache holds (Context::kv_memory).
 struct KvMemory {
-    std::string type;  // element type: "f16" (GPU), "f32" (CPU)
+    std::string type;    // element type: "f16" (GPU), "f32" (CPU)
     int block_size = 0;  // tokens per block
     int n_blocks = 0;
     int blocks_used = 0;
@@ -174,17 +183,17 @@ struct KvMemory {
 // One layer's entry of the per-layer plan, chosen once when the context is created (weight
 // types, shapes, head dim, backend) and read by the forward pass.
 struct LayerPlan {
-    std::string attn;            // attention mode: "f16" (8-bit modes to come)
-    std::string attn_prefill;    // kernel for steps with many queries per sequence
-    std::string attn_decode;     // kernel for one or a few queries per sequence
-    std::string matmul_decode;   // matrix path for one token
-    std::string matmul_batch;    // matrix path for several tokens
+    std::string attn;           // attention mode: "f16" (8-bit modes to come)
+    std::string attn_prefill;   // kernel for steps with many queries per sequence
+    std::string attn_decode;    // kernel for one or a few queries per sequence
+    std::string matmul_decode;  // matrix path for one token
+    std::string matmul_batch;   // matrix path for several tokens
 };
 
 struct AttnLayerStats {
-    std::string mode;            // the mode the layer runs now (f16 after a fallback)
-    int64_t calls = 0;           // attention calls of this layer in an 8-bit mode
-    int64_t checks = 0;          // of which compared with FP16
+    std::string mode;                // the mode the layer runs now (f16 after a fallback)
+    int64_t calls = 0;               // attention calls of this layer in an 8-bit mode
+    int64_t checks = 0;              // of which compared with FP16
     double mean_l1 = 0, max_l1 = 0;  // relative L1 error of the checks
     double min_cos = 1;              // lowest cosine similarity of the checks
     bool fell_back = false;          // switched to FP16 by the monitor
@@ -212,13 +221,13 @@ public:
     // have logits set.
     int32_t decode_sample(const Batch& batch, Sampler& sampler);
 
-    int seq_len(int seq) const;        // tokens cached for seq (0 when unknown)
-    void seq_fork(int src, int dst);   // dst starts as a copy of src, sharing its blocks
-    void seq_remove(int seq);          // frees seq's blocks (shared ones stay with the others)
+    int seq_len(int seq) const;       // tokens cached for seq (0 when unknown)
+    void seq_fork(int src, int dst);  // dst starts as a copy of src, sharing its blocks
+    void seq_remove(int seq);         // frees seq's blocks (shared ones stay with the others)
     // Keeps the first n tokens of seq (n <= seq_len(seq)) and frees the blocks past them, so
     // that a fork can share just a prefix: seq_fork(a, b); seq_truncate(b, n).
     void seq_truncate(int seq, int n);
-    void clear();                      // every sequence
+    void clear();  // every sequence
     KvMemory kv_memory() const;
     const std::vector<LayerPlan>& plan() const;
     std::string plan_report() const;  // the plan as a table, for --verbose

@@ -19,14 +19,15 @@
 
 namespace llm8 {
 
-// Element type of the KV cache. F16 on the GPU and F32 on the CPU today; INT8 (with per-token
-// scales) is the next one, and every reader and writer switches on this field.
-enum class KvType : int { f32 = 0, f16 = 1 };
+// Element type of the KV cache: F16 on the GPU and F32 on the CPU by default; INT8 (-ctk int8
+// -ctv int8) with one scale per token and KV head, K smoothed by its sequence's mean before it
+// is quantized (src/common/attn_recipe.h). Every reader and writer switches on this field.
+enum class KvType : int { f32 = 0, f16 = 1, i8 = 2 };
 inline const char* kv_type_name(KvType t) {
-    return t == KvType::f16 ? "f16" : "f32";
+    return t == KvType::f16 ? "f16" : t == KvType::i8 ? "int8" : "f32";
 }
 inline int kv_type_bytes(KvType t) {
-    return t == KvType::f16 ? 2 : 4;
+    return t == KvType::f16 ? 2 : t == KvType::i8 ? 1 : 4;
 }
 
 // Attention modes of the per-layer plan (src/common/attn_recipe.h has the recipes):
@@ -61,8 +62,11 @@ struct KvCacheView {
     void* k = nullptr;  // [n_blocks * block_size, kv_dim] elements of `type`
     void* v = nullptr;  // same
     int kv_dim = 0;     // n_head_kv * head_dim
-    int block_size = 0;  // tokens per block, a power of two
-    int block_shift = 0;  // log2(block_size)
+    // i8: one scale per pool row and KV head, [n_blocks * block_size, kv_dim / head_dim].
+    const float* k_scale = nullptr;
+    const float* v_scale = nullptr;
+    int block_size = 0;                     // tokens per block, a power of two
+    int block_shift = 0;                    // log2(block_size)
     const int32_t* block_tables = nullptr;  // [n_seqs, max_blocks] block ids
     int max_blocks = 0;                     // row stride of block_tables
 
@@ -72,8 +76,7 @@ struct KvCacheView {
 #endif
         int64_t
         row(int s, int j) const {
-        return int64_t(block_tables[int64_t(s) * max_blocks + (j >> block_shift)])
-                   << block_shift |
+        return int64_t(block_tables[int64_t(s) * max_blocks + (j >> block_shift)]) << block_shift |
                int64_t(j & (block_size - 1));
     }
 };
@@ -83,11 +86,11 @@ struct AttnParams {
     float* out = nullptr;      // [n_tokens, n_head * head_dim]
     KvCacheView kv;
     int n_seqs = 0;
-    int n_tokens = 0;                // q_start[n_seqs]
+    int n_tokens = 0;                  // q_start[n_seqs]
     const int32_t* q_start = nullptr;  // [n_seqs + 1] first query row of each sequence
     const int32_t* kv_len = nullptr;   // [n_seqs] keys each sequence sees (cached + new)
-    int max_q = 0;                   // bound on q_start[s+1] - q_start[s] (sizes the grid)
-    int max_kv = 0;                  // bound on kv_len[s] (sizes the key splits)
+    int max_q = 0;                     // bound on q_start[s+1] - q_start[s] (sizes the grid)
+    int max_kv = 0;                    // bound on kv_len[s] (sizes the key splits)
     int n_head = 0, n_head_kv = 0, head_dim = 0;
     bool causal = true;
     float softmax_scale = 0.f;  // 0: 1/sqrt(head_dim)

@@ -32,8 +32,8 @@
 
 namespace llm8 {
 
-constexpr int kSageQRows = 64;   // query rows per Q scale (one warpgroup's rows on Hopper)
-constexpr int kSageKRows = 64;   // keys per K scale (= the KV cache block)
+constexpr int kSageQRows = 64;     // query rows per Q scale (one warpgroup's rows on Hopper)
+constexpr int kSageKRows = 64;     // keys per K scale (= the KV cache block)
 constexpr int kAttnKeyBlock = 64;  // keys per online-softmax step (both 8-bit modes)
 constexpr float kLog2e = 1.4426950408889634f;
 

@@ -11,11 +11,11 @@
 namespace llm8 {
 
 struct ForwardBatch {
-    std::vector<int32_t> tokens;  // [n_tokens], grouped by sequence, positions ascending
-    std::vector<int32_t> pos;     // [n_tokens] position of each token in its sequence
-    std::vector<int32_t> slots;   // [n_tokens] pool row its K/V are written to
-    std::vector<int32_t> q_start;  // [n_seqs + 1]
-    std::vector<int32_t> kv_len;   // [n_seqs] keys after this step
+    std::vector<int32_t> tokens;        // [n_tokens], grouped by sequence, positions ascending
+    std::vector<int32_t> pos;           // [n_tokens] position of each token in its sequence
+    std::vector<int32_t> slots;         // [n_tokens] pool row its K/V are written to
+    std::vector<int32_t> q_start;       // [n_seqs + 1]
+    std::vector<int32_t> kv_len;        // [n_seqs] keys after this step
     std::vector<int32_t> block_tables;  // [n_seqs, max_blocks]
     int max_blocks = 0;
     int max_q = 0, max_kv = 0;
@@ -36,6 +36,14 @@ struct KvStorage {
     void* v = nullptr;
     int64_t layer_stride = 0;  // elements between layers
     int kv_dim = 0;
+    // i8: the per-(row, KV head) scales of every layer ([n_layer][rows][n_head_kv], layer il at
+    // il * scale_stride), and the model's K smoothing mean per layer ([n_layer][kv_dim],
+    // measured at load: Model::kv_k_mean).
+    float* k_scale = nullptr;
+    float* v_scale = nullptr;
+    int64_t scale_stride = 0;
+    const float* k_mean = nullptr;
+    int n_head_kv = 0;
     int block_size = 0;
     int block_shift = 0;
 
@@ -47,6 +55,10 @@ struct KvStorage {
         v_.k = static_cast<char*>(k) + off;
         v_.v = static_cast<char*>(v) + off;
         v_.kv_dim = kv_dim;
+        if (type == KvType::i8) {
+            v_.k_scale = k_scale + int64_t(il) * scale_stride;
+            v_.v_scale = v_scale + int64_t(il) * scale_stride;
+        }
         v_.block_size = block_size;
         v_.block_shift = block_shift;
         v_.block_tables = tables;

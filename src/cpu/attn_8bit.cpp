@@ -27,17 +27,80 @@ const float* key_row(const AttnParams& p, const float* pool, int s, int j, int h
 }
 
 void check(const AttnParams& p) {
-    if (p.kv.type != KvType::f32)
-        fail(ErrorKind::invalid_arg, "CPU attention: the cache must be f32");
+    if (p.kv.type != KvType::f32 && p.kv.type != KvType::i8)
+        fail(ErrorKind::invalid_arg, "CPU attention: the cache must be f32 or int8");
     if (p.mode != AttnMode::sage && p.mode != AttnMode::int8)
         fail(ErrorKind::invalid_arg, "CPU 8-bit attention: mode must be sage or int8");
 }
 
+// The INT8 cache: K already smoothed and quantized per key; V per key, to FP16 (sage) or kept
+// INT8 with its per-key scales (int8).
+void prepare_from_i8_cache(const AttnParams& p, int s, int hk, Kv8& out) {
+    const int hd = p.head_dim, n = p.kv_len[s], n_kv = p.n_head_kv;
+    const int8_t* kpool = static_cast<const int8_t*>(p.kv.k);
+    const int8_t* vpool = static_cast<const int8_t*>(p.kv.v);
+    out.mean.assign(size_t(hd), 0.0f);
+    out.k_group = 1;
+    out.k.resize(size_t(n) * size_t(hd));
+    out.k_scale.resize(size_t(n));
+    const bool sage = p.mode == AttnMode::sage;
+    out.v16.clear();
+    out.v8.clear();
+    out.v_scale.clear();
+    out.v_token_scale.clear();
+    if (sage)
+        out.v16.resize(size_t(n) * size_t(hd));
+    else {
+        out.v8.resize(size_t(n) * size_t(hd));
+        out.v_token_scale.resize(size_t(n));
+    }
+    for (int j = 0; j < n; ++j) {
+        const int64_t row = p.kv.row(s, j);
+        const int8_t* kj = kpool + row * p.kv.kv_dim + int64_t(hk) * hd;
+        const int8_t* vj = vpool + row * p.kv.kv_dim + int64_t(hk) * hd;
+        std::copy_n(kj, hd, out.k.begin() + int64_t(j) * hd);
+        out.k_scale[size_t(j)] = p.kv.k_scale[row * n_kv + hk];
+        const float vs = p.kv.v_scale[row * n_kv + hk];
+        if (sage) {
+            for (int c = 0; c < hd; ++c)
+                out.v16[size_t(j) * size_t(hd) + size_t(c)] = round_f16(float(vj[c]) * vs);
+        } else {
+            std::copy_n(vj, hd, out.v8.begin() + int64_t(j) * hd);
+            out.v_token_scale[size_t(j)] = vs;
+        }
+    }
+}
+
 }  // namespace
+
+void quantize_kv_row_i8(const float* k, const float* v, const float* k_mean, int kv_dim,
+                        int head_dim, int8_t* k8, float* ks, int8_t* v8, float* vs) {
+    for (int h = 0; h * head_dim < kv_dim; ++h) {
+        const int o = h * head_dim;
+        float ka = 0.0f, va = 0.0f;
+        for (int c = 0; c < head_dim; ++c) {
+            ka = std::max(ka, std::fabs(k[o + c] - k_mean[o + c]));
+            va = std::max(va, std::fabs(v[o + c]));
+        }
+        const float ki = i8_inv_scale(ka), vi = i8_inv_scale(va);
+        ks[h] = i8_scale(ka);
+        vs[h] = i8_scale(va);
+        for (int c = 0; c < head_dim; ++c) {
+            k8[o + c] = quantize_i8(k[o + c] - k_mean[o + c], ki);
+            v8[o + c] = quantize_i8(v[o + c], vi);
+        }
+    }
+}
 
 void prepare_kv_8bit(const AttnParams& p, int s, int hk, Kv8& out) {
     check(p);
     const int hd = p.head_dim, n = p.kv_len[s];
+    out.n_keys = n;
+    out.head_dim = hd;
+    if (p.kv.type == KvType::i8) {
+        prepare_from_i8_cache(p, s, hk, out);
+        return;
+    }
     const float* kpool = static_cast<const float*>(p.kv.k);
     const float* vpool = static_cast<const float*>(p.kv.v);
     out.n_keys = n;
@@ -52,6 +115,7 @@ void prepare_kv_8bit(const AttnParams& p, int s, int hk, Kv8& out) {
     out.k.resize(size_t(n) * size_t(hd));
     const bool sage = p.mode == AttnMode::sage;
     const int group = sage ? kSageKRows : 1;
+    out.k_group = group;
     out.k_scale.assign(size_t((n + group - 1) / group), 0.0f);
     std::vector<float> sm(static_cast<size_t>(group) * size_t(hd));
     for (int j0 = 0; j0 < n; j0 += group) {
@@ -76,12 +140,15 @@ void prepare_kv_8bit(const AttnParams& p, int s, int hk, Kv8& out) {
         out.v16.resize(size_t(n) * size_t(hd));
         for (int j = 0; j < n; ++j) {
             const float* vj = key_row(p, vpool, s, j, hk);
-            for (int c = 0; c < hd; ++c) out.v16[size_t(j) * size_t(hd) + size_t(c)] = round_f16(vj[c]);
+            for (int c = 0; c < hd; ++c)
+                out.v16[size_t(j) * size_t(hd) + size_t(c)] = round_f16(vj[c]);
         }
         out.v8.clear();
         out.v_scale.clear();
+        out.v_token_scale.clear();
         return;
     }
+    out.v_token_scale.clear();
     // int8: V one scale per channel over the sequence's keys.
     out.v_scale.assign(size_t(hd), 0.0f);
     std::vector<float> amax(size_t(hd), 0.0f);
@@ -159,8 +226,8 @@ void attention_8bit(const AttnParams& p) {
         for (int64_t wi = 0; wi < n_work; ++wi) {
             const int row = int(wi / p.n_head);
             const int h = int(wi % p.n_head), hk = h / gqa;
-            const int s = int(std::upper_bound(p.q_start, p.q_start + p.n_seqs + 1, row) -
-                              p.q_start) - 1;
+            const int s =
+                int(std::upper_bound(p.q_start, p.q_start + p.n_seqs + 1, row) - p.q_start) - 1;
             const int q_len = p.q_start[s + 1] - p.q_start[s];
             const int i = row - p.q_start[s];
             const int n_keys = p.causal ? p.kv_len[s] - q_len + i + 1 : p.kv_len[s];
@@ -178,7 +245,7 @@ void attention_8bit(const AttnParams& p) {
                     const int8_t* kj = K.k.data() + size_t(j) * size_t(hd);
                     int32_t dot = 0;
                     for (int c = 0; c < hd; ++c) dot += int32_t(qv[c]) * int32_t(kj[c]);
-                    const float sk = K.k_scale[size_t(sage ? j / kSageKRows : j)];
+                    const float sk = K.k_scale[size_t(j / K.k_group)];
                     sc[size_t(r)] = float(dot) * (sq * sk) * scale_log2;
                     mb = std::max(mb, sc[size_t(r)]);
                 }
@@ -197,7 +264,7 @@ void attention_8bit(const AttnParams& p) {
                         const float* vj = K.v16.data() + size_t(j0 + r) * size_t(hd);
                         for (int c = 0; c < hd; ++c) acc[size_t(c)] += pj * vj[c];
                     }
-                } else {
+                } else if (K.v_token_scale.empty()) {
                     std::fill(acc_i.begin(), acc_i.end(), 0);
                     for (int r = 0; r < nb; ++r) {
                         const int32_t pj = quantize_p_i8(sc[size_t(r)]);
@@ -207,6 +274,23 @@ void attention_8bit(const AttnParams& p) {
                     for (int c = 0; c < hd; ++c)
                         acc[size_t(c)] = acc[size_t(c)] * corr +
                                          float(acc_i[size_t(c)]) * (K.v_scale[size_t(c)] / 127.0f);
+                } else {
+                    // V with one scale per key (the INT8 cache): each p is weighted by its key's
+                    // scale over the block's largest, p' = p * vs_j / vs_max in [0, 1], then
+                    // quantized at 1/127; the block's sum is dequantized by vs_max / 127.
+                    float vmax = 0.0f;
+                    for (int r = 0; r < nb; ++r)
+                        vmax = std::max(vmax, K.v_token_scale[size_t(j0 + r)]);
+                    std::fill(acc_i.begin(), acc_i.end(), 0);
+                    for (int r = 0; r < nb; ++r) {
+                        const float w = vmax > 0.0f ? K.v_token_scale[size_t(j0 + r)] / vmax : 0.0f;
+                        const int32_t pj = quantize_p_i8(sc[size_t(r)] * w);
+                        const int8_t* vj = K.v8.data() + size_t(j0 + r) * size_t(hd);
+                        for (int c = 0; c < hd; ++c) acc_i[size_t(c)] += pj * int32_t(vj[c]);
+                    }
+                    for (int c = 0; c < hd; ++c)
+                        acc[size_t(c)] =
+                            acc[size_t(c)] * corr + float(acc_i[size_t(c)]) * (vmax / 127.0f);
                 }
                 m = m_new;
             }

@@ -153,11 +153,13 @@ void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int n_rot, cons
 }
 
 void attention(const AttnParams& p) {
-    if (p.kv.type != KvType::f32) fail(ErrorKind::invalid_arg, "CPU attention: the cache must be f32");
+    if (p.kv.type != KvType::f32 && p.kv.type != KvType::i8)
+        fail(ErrorKind::invalid_arg, "CPU attention: the cache must be f32 or int8");
     if (p.mode != AttnMode::f16) {
         attention_8bit(p);
         return;
     }
+    const bool i8 = p.kv.type == KvType::i8;
     const int hd = p.head_dim, gqa = p.n_head / p.n_head_kv;
     const int64_t q_stride = int64_t(p.n_head) * hd;
     const float scale = p.scale();
@@ -176,17 +178,25 @@ void attention(const AttnParams& p) {
         for (int64_t wi = 0; wi < n_work; ++wi) {
             const int row = int(wi / p.n_head);
             const int h = int(wi % p.n_head), hk = h / gqa;
-            const int s = int(std::upper_bound(p.q_start, p.q_start + p.n_seqs + 1, row) -
-                              p.q_start) - 1;
+            const int s =
+                int(std::upper_bound(p.q_start, p.q_start + p.n_seqs + 1, row) - p.q_start) - 1;
             const int q_len = p.q_start[s + 1] - p.q_start[s];
             const int i = row - p.q_start[s];
             const int n_keys = p.causal ? p.kv_len[s] - q_len + i + 1 : p.kv_len[s];
             const float* qh = p.q + int64_t(row) * q_stride + int64_t(h) * hd;
             float mx = -INFINITY;
             for (int j = 0; j < n_keys; ++j) {
-                const float* kj = kpool + p.kv.row(s, j) * p.kv.kv_dim + int64_t(hk) * hd;
+                const int64_t row = p.kv.row(s, j);
                 float d = 0;
-                for (int c = 0; c < hd; ++c) d += qh[c] * kj[c];
+                if (i8) {  // the INT8 cache: smoothed K, one scale per (row, head)
+                    const int8_t* kj =
+                        static_cast<const int8_t*>(p.kv.k) + row * p.kv.kv_dim + int64_t(hk) * hd;
+                    for (int c = 0; c < hd; ++c) d += qh[c] * float(kj[c]);
+                    d *= p.kv.k_scale[row * p.n_head_kv + hk];
+                } else {
+                    const float* kj = kpool + row * p.kv.kv_dim + int64_t(hk) * hd;
+                    for (int c = 0; c < hd; ++c) d += qh[c] * kj[c];
+                }
                 sc[size_t(j)] = d * scale;
                 mx = std::max(mx, sc[size_t(j)]);
             }
@@ -197,9 +207,17 @@ void attention(const AttnParams& p) {
             }
             std::fill(acc.begin(), acc.end(), 0.0f);
             for (int j = 0; j < n_keys; ++j) {
-                const float* vj = vpool + p.kv.row(s, j) * p.kv.kv_dim + int64_t(hk) * hd;
-                const float pj = sc[size_t(j)];
-                for (int c = 0; c < hd; ++c) acc[size_t(c)] += pj * vj[c];
+                const int64_t row = p.kv.row(s, j);
+                if (i8) {
+                    const int8_t* vj =
+                        static_cast<const int8_t*>(p.kv.v) + row * p.kv.kv_dim + int64_t(hk) * hd;
+                    const float pj = sc[size_t(j)] * p.kv.v_scale[row * p.n_head_kv + hk];
+                    for (int c = 0; c < hd; ++c) acc[size_t(c)] += pj * float(vj[c]);
+                } else {
+                    const float* vj = vpool + row * p.kv.kv_dim + int64_t(hk) * hd;
+                    const float pj = sc[size_t(j)];
+                    for (int c = 0; c < hd; ++c) acc[size_t(c)] += pj * vj[c];
+                }
             }
             float* o = p.out + int64_t(row) * q_stride + int64_t(h) * hd;
             const float inv = 1.0f / sum;

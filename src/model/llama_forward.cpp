@@ -3,9 +3,32 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cpu/attn_8bit.h"
 #include "cpu/ops.h"
 
 namespace llm8 {
+
+namespace {
+
+// The INT8 cache's write: every token's K minus the layer's mean (measured at load, the same for
+// every sequence, so that neither chunking nor forks change what is stored) and its V, with one
+// scale per head.
+void store_kv_i8(const KvStorage& kv, const ForwardBatch& b, int il, const HParams& hp,
+                 const float* k, const float* v) {
+    const int KV = kv.kv_dim, hd = hp.head_dim, n_kv = kv.n_head_kv;
+    int8_t* k8 = static_cast<int8_t*>(kv.k) + int64_t(il) * kv.layer_stride;
+    int8_t* v8 = static_cast<int8_t*>(kv.v) + int64_t(il) * kv.layer_stride;
+    float* ks = kv.k_scale + int64_t(il) * kv.scale_stride;
+    float* vs = kv.v_scale + int64_t(il) * kv.scale_stride;
+    const float* mean = kv.k_mean + int64_t(il) * KV;
+    for (int t = 0; t < b.n_tokens(); ++t) {
+        const int64_t row = b.slots[size_t(t)];
+        cpu::quantize_kv_row_i8(k + int64_t(t) * KV, v + int64_t(t) * KV, mean, KV, hd,
+                                k8 + row * KV, ks + row * n_kv, v8 + row * KV, vs + row * n_kv);
+    }
+}
+
+}  // namespace
 
 void llama_forward_cpu(const LlamaModel& m, const KvStorage& kv, const ForwardBatch& b,
                        const std::vector<AttnMode>& attn, float* logits, ForwardScratch& s,
@@ -78,13 +101,17 @@ void llama_forward_cpu(const LlamaModel& m, const KvStorage& kv, const ForwardBa
         // K/V to their pool rows, then attention of every sequence over its blocks.
         ap.kv = kv.view(il, b.block_tables.data(), b.max_blocks);
         ap.mode = attn[size_t(il)];
-        float* kc = static_cast<float*>(ap.kv.k);
-        float* vc = static_cast<float*>(ap.kv.v);
-        for (int64_t t = 0; t < n; ++t) {
-            std::memcpy(kc + int64_t(b.slots[size_t(t)]) * KV, s.k.data() + t * KV,
-                        sizeof(float) * size_t(KV));
-            std::memcpy(vc + int64_t(b.slots[size_t(t)]) * KV, s.v.data() + t * KV,
-                        sizeof(float) * size_t(KV));
+        if (kv.type == KvType::i8) {
+            store_kv_i8(kv, b, il, hp, s.k.data(), s.v.data());
+        } else {
+            float* kc = static_cast<float*>(ap.kv.k);
+            float* vc = static_cast<float*>(ap.kv.v);
+            for (int64_t t = 0; t < n; ++t) {
+                std::memcpy(kc + int64_t(b.slots[size_t(t)]) * KV, s.k.data() + t * KV,
+                            sizeof(float) * size_t(KV));
+                std::memcpy(vc + int64_t(b.slots[size_t(t)]) * KV, s.v.data() + t * KV,
+                            sizeof(float) * size_t(KV));
+            }
         }
         cpu::attention(ap);
         if (after_attention) after_attention(il, ap);

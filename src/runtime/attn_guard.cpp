@@ -57,21 +57,56 @@ const char* builtin_attn_calibration_text() {
            "passing ships, is kept in the town museum next to the original brass lens.";
 }
 
+namespace {
+
+// The calibration text (at most 512 tokens) through `model` in one step, `hook` after every
+// layer's attention.
+void run_calibration(const std::shared_ptr<const Model>& model, const std::string& text,
+                     std::function<void(int, const AttnParams&)> hook) {
+    std::vector<int32_t> tokens = model->tokenize(text, true);
+    const int cap = std::min(512, model->n_ctx_train());
+    if (tokens.size() > size_t(cap)) tokens.resize(size_t(cap));
+    if (tokens.size() < 8)
+        fail(ErrorKind::invalid_arg, "the calibration text is too short (" +
+                                         std::to_string(tokens.size()) +
+                                         " tokens, at least 8; --attn-calib)");
+    Context ctx(model, {int(tokens.size()), 1, int(tokens.size()), 0});
+    ContextHooks::set_attn_hook(ctx, std::move(hook));
+    Batch b;
+    for (size_t i = 0; i < tokens.size(); ++i)
+        b.add(tokens[i], int32_t(i), 0, i + 1 == tokens.size());
+    ctx.decode(b);
+}
+
+}  // namespace
+
+std::vector<float> calibrate_k_mean(const std::shared_ptr<const Model>& f16_model,
+                                    const std::string& text) {
+    const int n_layer = f16_model->n_layer();
+    std::vector<float> mean;
+    run_calibration(f16_model, text, [&](int il, const AttnParams& ap) {
+        if (ap.kv.type != KvType::f32)
+            fail(ErrorKind::invalid_arg, "K mean calibration: needs the f32 cache");
+        const int kv_dim = ap.kv.kv_dim, n = ap.kv_len[0];
+        if (mean.empty()) mean.assign(size_t(n_layer) * size_t(kv_dim), 0.0f);
+        std::vector<double> acc(size_t(kv_dim), 0.0);
+        for (int j = 0; j < n; ++j) {
+            const float* k = static_cast<const float*>(ap.kv.k) + ap.kv.row(0, j) * kv_dim;
+            for (int c = 0; c < kv_dim; ++c) acc[size_t(c)] += k[c];
+        }
+        for (int c = 0; c < kv_dim; ++c)
+            mean[size_t(il) * size_t(kv_dim) + size_t(c)] = float(acc[size_t(c)] / n);
+    });
+    return mean;
+}
+
 std::vector<AttnCalibration> calibrate_attention(const std::shared_ptr<const Model>& f16_model,
                                                  const std::string& text, float cos_min,
                                                  float l1_max) {
-    std::vector<int32_t> tokens = f16_model->tokenize(text, true);
-    const int cap = std::min(512, f16_model->n_ctx_train());
-    if (tokens.size() > size_t(cap)) tokens.resize(size_t(cap));
-    if (tokens.size() < 8)
-        fail(ErrorKind::invalid_arg, "--attn auto: the calibration text is too short (" +
-                                         std::to_string(tokens.size()) +
-                                         " tokens, at least 8)");
     const int n_layer = f16_model->n_layer();
     std::vector<AttnErrorAcc> e8(static_cast<size_t>(n_layer)), es(static_cast<size_t>(n_layer));
     std::vector<float> out;
-    Context ctx(f16_model, {int(tokens.size()), 1, int(tokens.size()), 0});
-    ContextHooks::set_attn_hook(ctx, [&](int il, const AttnParams& ap) {
+    run_calibration(f16_model, text, [&](int il, const AttnParams& ap) {
         const size_t n = size_t(ap.n_tokens) * size_t(ap.n_head) * size_t(ap.head_dim);
         out.resize(n);
         AttnParams p = ap;
@@ -83,10 +118,6 @@ std::vector<AttnCalibration> calibrate_attention(const std::shared_ptr<const Mod
         cpu::attention(p);
         es[size_t(il)].add(out.data(), ap.out, n);
     });
-    Batch b;
-    for (size_t i = 0; i < tokens.size(); ++i)
-        b.add(tokens[i], int32_t(i), 0, i + 1 == tokens.size());
-    ctx.decode(b);
     std::vector<AttnCalibration> r(static_cast<size_t>(n_layer));
     for (int il = 0; il < n_layer; ++il) {
         AttnCalibration& c = r[size_t(il)];
@@ -113,8 +144,9 @@ std::string attn_guard_report(const Model& model, const std::vector<AttnLayerSta
                   mp.attn_monitor);
     out += line;
     const std::vector<std::string> modes = model.layer_attn();
-    out += "  layer  mode   calibration: int8 cos / L1       sage cos / L1      "
-           "monitor: calls checks  mean L1   max L1   min cos  fallback\n";
+    out +=
+        "  layer  mode   calibration: int8 cos / L1       sage cos / L1      "
+        "monitor: calls checks  mean L1   max L1   min cos  fallback\n";
     for (size_t il = 0; il < modes.size(); ++il) {
         std::string cal_s = "           -                        -        ";
         if (il < cal.size()) {

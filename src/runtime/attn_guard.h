@@ -33,6 +33,11 @@ std::vector<AttnCalibration> calibrate_attention(const std::shared_ptr<const Mod
                                                  const std::string& text, float cos_min,
                                                  float l1_max);
 
+// The INT8 cache's K smoothing mean per layer ([n_layer][kv_dim]): the mean of the keys of the
+// calibration text through `f16_model` (whose cache must be the plain one).
+std::vector<float> calibrate_k_mean(const std::shared_ptr<const Model>& f16_model,
+                                    const std::string& text);
+
 // Internal access to a Context for the calibration: a hook called after every layer's
 // attention with its parameters (output included).
 struct ContextHooks {

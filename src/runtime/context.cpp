@@ -28,7 +28,8 @@ struct Context::State {
     // CUDA backend
     std::unique_ptr<cuda::DeviceContext, void (*)(cuda::DeviceContext*)> gpu{nullptr, nullptr};
     std::vector<LayerPlan> cpu_plan;
-    std::vector<AttnMode> cpu_attn;  // each layer's attention mode (the plan's, as the forward reads it)
+    std::vector<AttnMode>
+        cpu_attn;  // each layer's attention mode (the plan's, as the forward reads it)
     // The accuracy guard's monitor (CPU): per-layer statistics, thresholds, period, and the
     // FP16 output of a checked call.
     std::vector<AttnLayerStats> attn_stats;
@@ -45,14 +46,13 @@ struct Context::State {
 namespace {
 
 // The plan of the CPU backend: one path for every layer (the choices are the GPU's).
-LayerPlan cpu_layer_plan(AttnMode mode) {
+LayerPlan cpu_layer_plan(AttnMode mode, KvType cache) {
     LayerPlan p;
     p.attn = attn_mode_name(mode);
-    p.attn_prefill = mode == AttnMode::f16
-                         ? "cpu exact softmax (f32 cache)"
-                         : mode == AttnMode::sage
-                               ? "cpu sage: smoothed K, int8 QK (64-row scales), fp16 PV"
-                               : "cpu int-flash: int8 QK (per token), int8 PV (P at 1/127)";
+    p.attn_prefill =
+        mode == AttnMode::f16 ? std::string("cpu exact softmax (") + kv_type_name(cache) + " cache)"
+        : mode == AttnMode::sage ? "cpu sage: smoothed K, int8 QK (64-row scales), fp16 PV"
+                                 : "cpu int-flash: int8 QK (per token), int8 PV (P at 1/127)";
     p.attn_decode = p.attn_prefill;
     p.matmul_decode = "vec_dot_row (fused dequantize-dot)";
     p.matmul_batch = "dequantized tiles + OpenBLAS sgemm";
@@ -78,8 +78,11 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
     // Enough blocks for n_ctx tokens, plus one per sequence for the partly filled last blocks.
     const int64_t n_blocks =
         (int64_t(n_ctx) + bs - 1) / bs + (params.n_seq_max > 1 ? params.n_seq_max : 0);
-    const double kv_bytes =
-        2.0 * hp.n_layer * double(n_blocks) * bs * hp.kv_dim() * (model_->on_gpu() ? 2 : 4);
+    const bool i8 = model_->kv_int8();
+    // Bytes per cached element: F16 on the GPU, F32 on the CPU, or INT8 plus a 4-byte scale per
+    // head_dim elements.
+    const double elem = i8 ? 1.0 + 4.0 / hp.head_dim : (model_->on_gpu() ? 2.0 : 4.0);
+    const double kv_bytes = 2.0 * hp.n_layer * double(n_blocks) * bs * hp.kv_dim() * elem;
     if (kv_bytes > 64.0 * (1ull << 30))
         fail(ErrorKind::invalid_arg, "context of " + std::to_string(n_ctx) + " tokens needs a " +
                                          std::to_string(kv_bytes / (1 << 30)) +
@@ -91,27 +94,44 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
         st.bytes_per_block = cuda::kv_bytes_per_block(*model_->device_model(), bs);
     } else {
         const size_t elems = size_t(hp.n_layer) * size_t(n_blocks) * bs * size_t(hp.kv_dim());
+        const size_t scales = size_t(hp.n_layer) * size_t(n_blocks) * bs * size_t(hp.n_head_kv);
         try {
-            st.pools.k.assign(elems, 0.0f);
-            st.pools.v.assign(elems, 0.0f);
+            if (i8) {
+                st.pools.k8.assign(elems, 0);
+                st.pools.v8.assign(elems, 0);
+                st.pools.k_scale.assign(scales, 0.0f);
+                st.pools.v_scale.assign(scales, 0.0f);
+            } else {
+                st.pools.k.assign(elems, 0.0f);
+                st.pools.v.assign(elems, 0.0f);
+            }
         } catch (const std::bad_alloc&) {
             fail(ErrorKind::runtime, "cannot allocate the " + std::to_string(kv_bytes / (1 << 30)) +
                                          " GiB KV cache for a context of " + std::to_string(n_ctx) +
                                          " tokens: choose a smaller -c");
         }
-        st.storage.type = KvType::f32;
-        st.storage.k = st.pools.k.data();
-        st.storage.v = st.pools.v.data();
+        st.storage.type = i8 ? KvType::i8 : KvType::f32;
+        st.storage.k = i8 ? static_cast<void*>(st.pools.k8.data()) : st.pools.k.data();
+        st.storage.v = i8 ? static_cast<void*>(st.pools.v8.data()) : st.pools.v.data();
         st.storage.layer_stride = int64_t(n_blocks) * bs * hp.kv_dim();
         st.storage.kv_dim = hp.kv_dim();
+        st.storage.n_head_kv = hp.n_head_kv;
+        if (i8) {
+            st.storage.k_scale = st.pools.k_scale.data();
+            st.storage.v_scale = st.pools.v_scale.data();
+            st.storage.scale_stride = int64_t(n_blocks) * bs * hp.n_head_kv;
+            st.storage.k_mean = model_->kv_k_mean().data();
+        }
         st.storage.block_size = bs;
         st.storage.block_shift = st.kv.block_shift();
         for (int il = 0; il < hp.n_layer; ++il) {
             const AttnMode mode = AttnMode(model_->layer_attn_mode(il));
-            st.cpu_plan.push_back(cpu_layer_plan(mode));
+            st.cpu_plan.push_back(cpu_layer_plan(mode, st.storage.type));
             st.cpu_attn.push_back(mode);
         }
-        st.bytes_per_block = size_t(2) * hp.n_layer * bs * size_t(hp.kv_dim()) * sizeof(float);
+        st.bytes_per_block =
+            i8 ? size_t(2) * hp.n_layer * bs * (size_t(hp.kv_dim()) + size_t(hp.n_head_kv) * 4)
+               : size_t(2) * hp.n_layer * bs * size_t(hp.kv_dim()) * sizeof(float);
     }
     if (params.n_threads > 0) cpu::set_threads(params.n_threads);
     const ModelParams& mp = model_->params();
@@ -180,8 +200,9 @@ void Context::run(const Batch& b, bool host_logits) {
     if (n == 0) fail(ErrorKind::invalid_arg, "decode: no tokens");
     if (b.pos.size() != b.token.size() || b.seq_id.size() != b.token.size() ||
         b.logits.size() != b.token.size())
-        fail(ErrorKind::invalid_arg, "decode: the batch's token, pos, seq_id and logits arrays "
-                                     "differ in length");
+        fail(ErrorKind::invalid_arg,
+             "decode: the batch's token, pos, seq_id and logits arrays "
+             "differ in length");
     // Validate everything before anything changes: ids, sequences, positions, room.
     std::vector<Run> runs;
     for (int i = 0; i < n; ++i) {
@@ -210,18 +231,17 @@ void Context::run(const Batch& b, bool host_logits) {
         for (int i = r.begin; i < r.end; ++i)
             if (b.pos[size_t(i)] != len + (i - r.begin))
                 fail(ErrorKind::invalid_arg,
-                     "decode: sequence " + std::to_string(r.seq) + " holds " +
-                         std::to_string(len) + " tokens, so its next position is " +
-                         std::to_string(len + (i - r.begin)) + ", not " +
-                         std::to_string(b.pos[size_t(i)]));
+                     "decode: sequence " + std::to_string(r.seq) + " holds " + std::to_string(len) +
+                         " tokens, so its next position is " + std::to_string(len + (i - r.begin)) +
+                         ", not " + std::to_string(b.pos[size_t(i)]));
         blocks += st.kv.blocks_needed(r.seq, r.end - r.begin);
     }
     if (blocks > st.kv.n_free())
-        fail(ErrorKind::invalid_arg,
-             "KV cache full: the batch needs " + std::to_string(blocks) + " blocks of " +
-                 std::to_string(st.kv.block_size()) + " tokens, " +
-                 std::to_string(st.kv.n_free()) + " are free (context " +
-                 std::to_string(st.params.n_ctx) + " tokens; raise -c or free sequences)");
+        fail(ErrorKind::invalid_arg, "KV cache full: the batch needs " + std::to_string(blocks) +
+                                         " blocks of " + std::to_string(st.kv.block_size()) +
+                                         " tokens, " + std::to_string(st.kv.n_free()) +
+                                         " are free (context " + std::to_string(st.params.n_ctx) +
+                                         " tokens; raise -c or free sequences)");
 
     std::vector<std::pair<int32_t, int32_t>> copies;
     for (const Run& r : runs) st.kv.reserve(r.seq, r.end - r.begin, &copies);
@@ -229,14 +249,28 @@ void Context::run(const Batch& b, bool host_logits) {
         if (st.gpu) {
             cuda::copy_blocks(*st.gpu, copies);
         } else {
-            const size_t rows = size_t(st.kv.block_size()) * size_t(st.storage.kv_dim);
-            for (int il = 0; il < m.hp.n_layer; ++il)
-                for (auto& c : copies)
-                    for (std::vector<float>* pool : {&st.pools.k, &st.pools.v}) {
-                        float* base = pool->data() + size_t(il) * size_t(st.storage.layer_stride);
-                        std::copy_n(base + size_t(c.first) * rows, rows,
-                                    base + size_t(c.second) * rows);
-                    }
+            // A block of every layer's K and V (and, INT8, their scales).
+            const size_t bsz = size_t(st.kv.block_size());
+            const size_t rows = bsz * size_t(st.storage.kv_dim);
+            const size_t srows = bsz * size_t(st.storage.n_head_kv);
+            auto copy = [&](auto* base, size_t stride, size_t per,
+                            const std::pair<int32_t, int32_t>& c) {
+                for (int il = 0; il < m.hp.n_layer; ++il) {
+                    auto* b = base + size_t(il) * stride;
+                    std::copy_n(b + size_t(c.first) * per, per, b + size_t(c.second) * per);
+                }
+            };
+            for (auto& c : copies) {
+                if (st.storage.type == KvType::i8) {
+                    copy(st.pools.k8.data(), size_t(st.storage.layer_stride), rows, c);
+                    copy(st.pools.v8.data(), size_t(st.storage.layer_stride), rows, c);
+                    copy(st.pools.k_scale.data(), size_t(st.storage.scale_stride), srows, c);
+                    copy(st.pools.v_scale.data(), size_t(st.storage.scale_stride), srows, c);
+                } else {
+                    copy(st.pools.k.data(), size_t(st.storage.layer_stride), rows, c);
+                    copy(st.pools.v.data(), size_t(st.storage.layer_stride), rows, c);
+                }
+            }
         }
     }
 
@@ -282,8 +316,8 @@ void Context::run(const Batch& b, bool host_logits) {
                 if (first_row < 0) first_row = st.row_of[size_t(i)];
                 fb.out_rows.push_back(i - a);
             }
-        float* out = host_logits && first_row >= 0 ? st.logits.data() + size_t(first_row) * V
-                                                   : nullptr;
+        float* out =
+            host_logits && first_row >= 0 ? st.logits.data() + size_t(first_row) * V : nullptr;
         if (st.gpu) {
             cuda::forward(*st.gpu, fb, out);
         } else {
@@ -321,12 +355,11 @@ void Context::after_attention(int il, const AttnParams& ap) {
     std::fprintf(stderr,
                  "llm8: attention guard: layer %d in %s: cosine %.6f, relative L1 %.5f against "
                  "FP16 (thresholds %.8g, %.8g); the layer runs FP16 from now on\n",
-                 il, ls.mode.c_str(), e.cos(), e.rel_l1(), double(st.cos_min),
-                 double(st.l1_max));
+                 il, ls.mode.c_str(), e.cos(), e.rel_l1(), double(st.cos_min), double(st.l1_max));
     ls.fell_back = true;
     ls.mode = "f16";
     st.cpu_attn[size_t(il)] = AttnMode::f16;
-    st.cpu_plan[size_t(il)] = cpu_layer_plan(AttnMode::f16);
+    st.cpu_plan[size_t(il)] = cpu_layer_plan(AttnMode::f16, st.storage.type);
     st.cpu_plan[size_t(il)].attn = "f16 (guard fallback)";
 }
 
@@ -353,8 +386,8 @@ void ContextHooks::set_attn_hook(Context& c, std::function<void(int, const AttnP
 const float* Context::logits(int i) const {
     const State& st = *st_;
     if (i < 0 || size_t(i) >= st.row_of.size() || st.row_of[size_t(i)] < 0 || st.logits.empty())
-        fail(ErrorKind::invalid_arg, "logits: batch row " + std::to_string(i) +
-                                         " of the last decode has no logits");
+        fail(ErrorKind::invalid_arg,
+             "logits: batch row " + std::to_string(i) + " of the last decode has no logits");
     return st.logits.data() + size_t(st.row_of[size_t(i)]) * size_t(model_->n_vocab());
 }
 

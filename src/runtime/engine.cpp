@@ -21,12 +21,13 @@ namespace llm8 {
 
 Model::Model(std::shared_ptr<LlamaModel> impl, std::shared_ptr<cuda::DeviceModel> device,
              const ModelParams& params, std::vector<int> layer_modes,
-             std::vector<AttnCalibration> calib)
+             std::vector<AttnCalibration> calib, std::vector<float> k_mean)
     : impl_(std::move(impl)),
       device_(std::move(device)),
       params_(params),
       layer_modes_(std::move(layer_modes)),
-      calib_(std::move(calib)) {
+      calib_(std::move(calib)),
+      k_mean_(std::move(k_mean)) {
     params_.progress = nullptr;  // the load's progress display is not the model's to keep
     if (layer_modes_.empty()) {
         AttnMode m = AttnMode::f16;
@@ -35,10 +36,16 @@ Model::Model(std::shared_ptr<LlamaModel> impl, std::shared_ptr<cuda::DeviceModel
     }
     if (layer_modes_.size() != size_t(impl_->hp.n_layer))
         fail(ErrorKind::invalid_arg, "Model: one attention mode per layer expected");
+    if (kv_int8() && k_mean_.size() != size_t(impl_->hp.n_layer) * size_t(impl_->hp.kv_dim()))
+        k_mean_.assign(size_t(impl_->hp.n_layer) * size_t(impl_->hp.kv_dim()), 0.0f);
 }
 
 std::string Model::attn() const {
     return params_.attn;
+}
+
+bool Model::kv_int8() const {
+    return params_.cache_type_k == "int8" || params_.cache_type_k == "q8_0";
 }
 
 std::vector<std::string> Model::layer_attn() const {
@@ -58,12 +65,24 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
         fail(ErrorKind::invalid_arg,
              "unknown attention mode '" + params.attn + "' (--attn f16, sage, int8 or auto)");
     if (!(params.attn_cos_min > 0.0f && params.attn_cos_min <= 1.0f))
-        fail(ErrorKind::invalid_arg, "--attn-cos-min must be in (0, 1], not " +
-                                         std::to_string(params.attn_cos_min));
+        fail(ErrorKind::invalid_arg,
+             "--attn-cos-min must be in (0, 1], not " + std::to_string(params.attn_cos_min));
     if (!(params.attn_l1_max >= 0.0f) || !std::isfinite(params.attn_l1_max))
         fail(ErrorKind::invalid_arg, "--attn-l1-max must be a finite number >= 0");
     if (params.attn_monitor < 0)
         fail(ErrorKind::invalid_arg, "--attn-monitor must be >= 0 (0: off)");
+    auto cache_kind = [](const std::string& t) {
+        return t == "f16" ? 0 : (t == "int8" || t == "q8_0") ? 1 : -1;
+    };
+    const int ck = cache_kind(params.cache_type_k), cv = cache_kind(params.cache_type_v);
+    if (ck < 0 || cv < 0)
+        fail(ErrorKind::invalid_arg, "KV cache type '" +
+                                         (ck < 0 ? params.cache_type_k : params.cache_type_v) +
+                                         "' is not supported: -ctk/-ctv f16 or int8 (q8_0)");
+    if (ck != cv)
+        fail(ErrorKind::invalid_arg,
+             "-ctk " + params.cache_type_k + " -ctv " + params.cache_type_v +
+                 ": K and V caches of different types are not supported (use -ctk int8 -ctv int8)");
     std::shared_ptr<const GgufFile> file;
     if (params.path.empty()) {
         if (embedded_model_size() == 0)
@@ -84,6 +103,11 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
         fail(ErrorKind::unsupported, "GPU requested (-ngl " + std::to_string(params.n_gpu_layers) +
                                          ") but none is usable: " + why +
                                          "; use -ngl 0 for the CPU");
+    if (have_gpu && ck == 1)
+        fail(ErrorKind::unsupported,
+             "-ctk/-ctv " + params.cache_type_k +
+                 ": the INT8 KV cache runs on the CPU only for now (its GPU kernels are not built "
+                 "yet): add -ngl 0, or use the f16 cache on the GPU");
     if (have_gpu && attn != AttnMode::f16)
         fail(ErrorKind::unsupported,
              "--attn " + params.attn +
@@ -103,21 +127,31 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
             c.mode = "f16";
             c.note = "not calibrated: the GPU has no 8-bit attention kernels yet";
         }
-    } else if (attn_auto) {
+    }
+    const std::string calib_text =
+        params.attn_calib_text.empty() ? builtin_attn_calibration_text() : params.attn_calib_text;
+    // The INT8 cache's K means: the calibration text through the model with the plain cache.
+    std::vector<float> k_mean;
+    if (ck == 1) {
+        ModelParams plain = params;
+        plain.attn = "f16";
+        plain.cache_type_k = plain.cache_type_v = "f16";
+        k_mean = calibrate_k_mean(std::make_shared<const Model>(impl, device, plain), calib_text);
+    }
+    if (attn_auto && !device) {
+        // Each mode against f16 on the cache the contexts will use.
         ModelParams f16 = params;
         f16.attn = "f16";
-        auto base = std::make_shared<const Model>(impl, device, f16);
-        calib = calibrate_attention(base,
-                                    params.attn_calib_text.empty() ? builtin_attn_calibration_text()
-                                                                   : params.attn_calib_text,
-                                    params.attn_cos_min, params.attn_l1_max);
+        auto base = std::make_shared<const Model>(impl, device, f16, std::vector<int>{},
+                                                  std::vector<AttnCalibration>{}, k_mean);
+        calib = calibrate_attention(base, calib_text, params.attn_cos_min, params.attn_l1_max);
         for (size_t il = 0; il < modes.size(); ++il) {
             AttnMode m = AttnMode::f16;
             parse_attn_mode(calib[il].mode.c_str(), &m);
             modes[il] = int(m);
         }
     }
-    return std::make_shared<const Model>(impl, device, params, modes, calib);
+    return std::make_shared<const Model>(impl, device, params, modes, calib, k_mean);
 }
 
 int Model::n_vocab() const {
@@ -234,7 +268,8 @@ void Session::decode(const int32_t* tokens, size_t n, bool all_logits) {
 int32_t Session::decode_sample(const int32_t* tokens, size_t n, Sampler& sampler) {
     check_tokens(*ctx_, tokens, n);
     last_rows_.clear();
-    const int32_t tok = ctx_->decode_sample(one_sequence(tokens, n, ctx_->seq_len(0), false), sampler);
+    const int32_t tok =
+        ctx_->decode_sample(one_sequence(tokens, n, ctx_->seq_len(0), false), sampler);
     if (!model_->on_gpu()) last_rows_.push_back(int32_t(n - 1));
     return tok;
 }

@@ -40,7 +40,7 @@ public:
     // fresh copy first: (src, dst) goes to *copies for the backend to copy (all layers, K and V).
     // Throws llm8::Error when the pool is out of blocks (nothing changed then).
     void reserve(int seq, int n, std::vector<std::pair<int32_t, int32_t>>* copies);
-    void commit(int seq, int n);  // the n reserved tokens were written
+    void commit(int seq, int n);         // the n reserved tokens were written
     int64_t slot(int seq, int p) const;  // pool row of token p of seq
 
     // dst shares every block of src (dst must not exist); the next append to either copies a
@@ -70,7 +70,9 @@ private:
 
 // The CPU's K/V storage: float pools [n_layer][n_blocks * block_size][kv_dim].
 struct CpuKvPools {
-    std::vector<float> k, v;
+    std::vector<float> k, v;              // f32 cache
+    std::vector<int8_t> k8, v8;           // int8 cache
+    std::vector<float> k_scale, v_scale;  // its scales, [n_layer][rows][n_head_kv]
 };
 
 }  // namespace llm8

@@ -269,10 +269,10 @@ KlStats kl_divergence(const std::shared_ptr<const Model>& model, const std::stri
     KlBase b = open_kl_base(path);
     const int V = model->n_vocab();
     if (b.info.n_vocab != V)
-        fail(ErrorKind::invalid_arg,
-             "KL divergence base " + path + " has a vocabulary of " +
-                 std::to_string(b.info.n_vocab) + " tokens, the model " + std::to_string(V) +
-                 ": it was made with another model family");
+        fail(ErrorKind::invalid_arg, "KL divergence base " + path + " has a vocabulary of " +
+                                         std::to_string(b.info.n_vocab) + " tokens, the model " +
+                                         std::to_string(V) +
+                                         ": it was made with another model family");
     const int n_ctx = b.info.n_ctx;
     const int chunks = n_chunks > 0 ? std::min(n_chunks, b.info.n_chunks) : b.info.n_chunks;
     std::vector<int32_t> tokens(size_t(b.info.n_chunks) * size_t(n_ctx));
@@ -281,7 +281,7 @@ KlStats kl_divergence(const std::shared_ptr<const Model>& model, const std::stri
     for (int32_t t : tokens)
         if (t < 0 || t >= V)
             fail(ErrorKind::format, "KL divergence base " + path + ": token id " +
-                                             std::to_string(t) + " out of range");
+                                        std::to_string(t) + " out of range");
     KlStats st;
     std::vector<double> nll_q, nll_b;
     std::vector<double> lq, lb(static_cast<size_t>(V));
@@ -301,9 +301,9 @@ KlStats kl_divergence(const std::shared_ptr<const Model>& model, const std::stri
             std::memcpy(&lt, rec.data() + 12, 4);
             if (!std::isfinite(lo) || !std::isfinite(step) || step < 0 || top < 0 || top >= V ||
                 !(lt <= 0.0f))
-                fail(ErrorKind::format,
-                     "KL divergence base " + path + ": corrupt record (chunk position " +
-                         std::to_string(j) + ")");
+                fail(ErrorKind::format, "KL divergence base " + path +
+                                            ": corrupt record (chunk position " +
+                                            std::to_string(j) + ")");
             const uint16_t* q = reinterpret_cast<const uint16_t*>(rec.data() + 16);
             double mx = -INFINITY;
             for (int i = 0; i < V; ++i) {

@@ -43,15 +43,15 @@ PerplexityResult save_kl_base(const std::shared_ptr<const Model>& model,
                               const std::function<void(int, double)>& on_chunk = nullptr);
 
 struct KlStats {
-    int64_t n = 0;                // scored positions
-    PerplexityResult ppl;         // of the model under test
+    int64_t n = 0;         // scored positions
+    PerplexityResult ppl;  // of the model under test
     double ppl_base = 0, ppl_base_err = 0;
     double ln_ratio = 0, ln_ratio_err = 0;  // mean ln(PPL(Q)/PPL(base)) over positions
-    double cor = 0;               // correlation of the per-position NLLs (Q vs base)
-    double kld = 0, kld_err = 0;  // mean KL(base || Q) in nats and its standard error
-    double dp = 0, dp_err = 0;    // p_Q(target) - p_base(target), mean and standard error
+    double cor = 0;                         // correlation of the per-position NLLs (Q vs base)
+    double kld = 0, kld_err = 0;            // mean KL(base || Q) in nats and its standard error
+    double dp = 0, dp_err = 0;              // p_Q(target) - p_base(target), mean and standard error
     double dp_rms = 0, dp_rms_err = 0;
-    double same_top = 0, same_top_err = 0;  // share of positions with the same top token
+    double same_top = 0, same_top_err = 0;      // share of positions with the same top token
     std::vector<double> kld_sorted, dp_sorted;  // every position's value, ascending
     // The value at fraction q (0..1) of a sorted list (nearest rank).
     static double quantile(const std::vector<double>& sorted, double q);

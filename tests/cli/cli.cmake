@@ -84,10 +84,16 @@ llm8_cli_test(perplexity_llama_batch_flags EXPECT ok REQUIRE ${DATA}/text/tinysh
         -b 128 -ub 64 -fa off -ngl 0 -t 1)
 llm8_cli_test(cli_flash_attn_bad EXPECT error EXIT 2 REGEX "-fa maybe: must be on, off or auto"
     CMD $<TARGET_FILE:llm8-cli> -fa maybe)
-llm8_cli_test(cli_cache_type_q8 EXPECT error EXIT 2 REGEX "not supported by llm8 yet: -ctk q8_0 \\(only f16\\)"
-    CMD $<TARGET_FILE:llm8-cli> -ctk q8_0)
-llm8_cli_test(perplexity_cache_type_v EXPECT error EXIT 2 REGEX "not supported by llm8 yet: -ctv q4_0 \\(only f16\\)"
+llm8_cli_test(cli_cache_type_q4 EXPECT error EXIT 2 REGEX "not supported by llm8 yet: -ctk q4_0 \\(f16, or int8 / q8_0\\)"
+    CMD $<TARGET_FILE:llm8-cli> -ctk q4_0)
+llm8_cli_test(perplexity_cache_type_v EXPECT error EXIT 2 REGEX "not supported by llm8 yet: -ctv q4_0 \\(f16, or int8 / q8_0\\)"
     CMD $<TARGET_FILE:llm8-perplexity> -f ${PROJECT_SOURCE_DIR}/README.md -ctv q4_0)
+llm8_cli_test(cli_cache_type_mixed EXPECT error EXIT 2 REGEX "K and V caches of different types"
+    CMD $<TARGET_FILE:llm8-cli> -ctk int8 -ctv f16)
+# The INT8 cache as llama.cpp users spell it, with the int8 attention over it.
+llm8_cli_test(cli_cache_type_q8 EXPECT ok REGEX "generation"
+    CMD $<TARGET_FILE:llm8-cli> -p "Once upon a time" -n 8 --temp 0 -ngl 0 -ctk q8_0 -ctv q8_0
+        --attn int8)
 # Flags llm8 lacks: refused by name, or ignored with a note.
 llm8_cli_test(cli_unsupported_flag EXPECT error EXIT 2 REGEX "not supported by llm8: --lora"
     CMD $<TARGET_FILE:llm8-cli> --lora adapter.gguf -p hi)

@@ -27,8 +27,8 @@ namespace {
 const char* const kAliases[][2] = {
     {"-ngl", "--n-gpu-layers"},  {"-fa", "--flash-attn"},  {"-ctk", "--cache-type-k"},
     {"-ctv", "--cache-type-v"},  {"-ub", "--ubatch-size"}, {"-cnv", "--conversation"},
-    {"-sys", "--system-prompt"}, {"-npp", "--npp"},          {"-ntg", "--ntg"},
-    {"-npl", "--npl"},           {"-pps", "--pps"},         {"-np", "--parallel"},
+    {"-sys", "--system-prompt"}, {"-npp", "--npp"},        {"-ntg", "--ntg"},
+    {"-npl", "--npl"},           {"-pps", "--pps"},        {"-np", "--parallel"},
     {"-cb", "--cont-batching"},
 };
 
@@ -247,8 +247,10 @@ void Args::add_model_flags() {
     app_.add_option("--flash-attn", common.flash_attn,
                     "-fa on|off|auto: accepted; llm8's attention is always the fused kernel")
         ->expected(0, 1);
-    app_.add_option("--cache-type-k", common.cache_type_k, "-ctk: K cache type (f16 only)");
-    app_.add_option("--cache-type-v", common.cache_type_v, "-ctv: V cache type (f16 only)");
+    app_.add_option("--cache-type-k", common.cache_type_k,
+                    "-ctk: K cache type: f16 (default) or int8 (q8_0: the same; CPU only for now)");
+    app_.add_option("--cache-type-v", common.cache_type_v,
+                    "-ctv: V cache type: f16 (default) or int8 (q8_0), as -ctk");
     app_.add_option("--attn", common.attn,
                     "attention: f16, sage (SageAttention: smoothed K, INT8 Q.K^T, FP16 P.V), "
                     "int8 (INT-FlashAttention: both products INT8) or auto (per layer, the "
@@ -278,6 +280,8 @@ llm8::ModelParams Args::model_params(const std::string& path, int n_gpu_layers) 
     mp.n_gpu_layers = n_gpu_layers;
     mp.check_tensors = common.check_tensors;
     mp.attn = common.attn;
+    mp.cache_type_k = common.cache_type_k;
+    mp.cache_type_v = common.cache_type_v;
     mp.attn_cos_min = common.attn_cos_min;
     mp.attn_l1_max = common.attn_l1_max;
     mp.attn_monitor = common.attn_monitor;
@@ -371,10 +375,16 @@ int Args::parse(int argc, char** argv) {
             throw BadValue{"-fa,--flash-attn", common.flash_attn, "must be on, off or auto"};
         for (const auto& kv : {std::make_pair("-ctk,--cache-type-k", &common.cache_type_k),
                                std::make_pair("-ctv,--cache-type-v", &common.cache_type_v)})
-            if (*kv.second != "f16")
+            if (*kv.second != "f16" && *kv.second != "int8" && *kv.second != "q8_0")
                 throw BadValue{"", "",
                                "not supported by llm8 yet: " + typed_flag(kv.first) + " " +
-                                   *kv.second + " (only f16)"};
+                                   *kv.second + " (f16, or int8 / q8_0)"};
+        auto kind = [](const std::string& t) { return t == "f16" ? 0 : 1; };
+        if (kind(common.cache_type_k) != kind(common.cache_type_v))
+            throw BadValue{"", "",
+                           "-ctk " + common.cache_type_k + " -ctv " + common.cache_type_v +
+                               ": K and V caches of different types are not supported (use -ctk "
+                               "int8 -ctv int8)"};
         return -1;
     } catch (const BadValue& b) {
         std::string msg = b.expected;

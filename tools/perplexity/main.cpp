@@ -24,35 +24,32 @@ int kl_report(const std::shared_ptr<const llm8::Model>& model, const std::string
               const llm8_tools::Args& args) {
     const int chunks = n_chunks > 0 ? std::min(n_chunks, info.n_chunks) : info.n_chunks;
     if (!args.common.log_disable)
-        std::fprintf(stderr, "kl-divergence: %d chunks of %d tokens from %s\n", chunks,
-                     info.n_ctx, base.c_str());
+        std::fprintf(stderr, "kl-divergence: %d chunks of %d tokens from %s\n", chunks, info.n_ctx,
+                     base.c_str());
     std::printf("chunk    mean KLD\n");
-    const auto st = llm8::kl_divergence(model, base, n_chunks, n_batch, n_threads,
-                                        [&](int i, double kld) {
-                                            std::printf("%5d %11.6f\n", i + 1, kld);
-                                            std::fflush(stdout);
-                                        });
+    const auto st =
+        llm8::kl_divergence(model, base, n_chunks, n_batch, n_threads, [&](int i, double kld) {
+            std::printf("%5d %11.6f\n", i + 1, kld);
+            std::fflush(stdout);
+        });
     using S = llm8::KlStats;
     const auto& k = st.kld_sorted;
     const auto& d = st.dp_sorted;
     const double ratio = std::exp(st.ln_ratio);
     std::printf("\n====== Perplexity statistics ======\n");
     std::printf("Mean PPL(Q)                   : %10.6f ± %10.6f\n", st.ppl.ppl, st.ppl.ppl_err);
-    std::printf("Mean PPL(base)                : %10.6f ± %10.6f\n", st.ppl_base,
-                st.ppl_base_err);
+    std::printf("Mean PPL(base)                : %10.6f ± %10.6f\n", st.ppl_base, st.ppl_base_err);
     std::printf("Cor(ln(PPL(Q)), ln(PPL(base))): %6.2f%%\n", 100.0 * st.cor);
-    std::printf("Mean ln(PPL(Q)/PPL(base))     : %10.6f ± %10.6f\n", st.ln_ratio,
-                st.ln_ratio_err);
+    std::printf("Mean ln(PPL(Q)/PPL(base))     : %10.6f ± %10.6f\n", st.ln_ratio, st.ln_ratio_err);
     std::printf("Mean PPL(Q)/PPL(base)         : %10.6f ± %10.6f\n", ratio,
                 ratio * st.ln_ratio_err);
     std::printf("Mean PPL(Q)-PPL(base)         : %10.6f\n", st.ppl.ppl - st.ppl_base);
     std::printf("\n====== KL divergence statistics ======\n");
     std::printf("Mean    KLD: %10.6f ± %10.6f\n", st.kld, st.kld_err);
     std::printf("Maximum KLD: %10.6f\n", k.back());
-    const std::pair<const char*, double> kq[] = {{"99.9%   KLD", 0.999}, {"99.0%   KLD", 0.99},
-                                                 {"Median  KLD", 0.5},   {"10.0%   KLD", 0.1},
-                                                 {" 5.0%   KLD", 0.05},  {" 1.0%   KLD", 0.01},
-                                                 {" 0.1%   KLD", 0.001}};
+    const std::pair<const char*, double> kq[] = {
+        {"99.9%   KLD", 0.999}, {"99.0%   KLD", 0.99}, {"Median  KLD", 0.5},  {"10.0%   KLD", 0.1},
+        {" 5.0%   KLD", 0.05},  {" 1.0%   KLD", 0.01}, {" 0.1%   KLD", 0.001}};
     for (const auto& q : kq) std::printf("%s: %10.6f\n", q.first, S::quantile(k, q.second));
     std::printf("Minimum KLD: %10.6f\n", k.front());
     std::printf("\n====== Token probability statistics ======\n");
@@ -62,7 +59,8 @@ int kl_report(const std::shared_ptr<const llm8::Model>& model, const std::string
         {"99.9%   Δp", 0.999}, {"99.0%   Δp", 0.99}, {"95.0%   Δp", 0.95}, {"90.0%   Δp", 0.90},
         {"75.0%   Δp", 0.75},  {"Median  Δp", 0.5},  {"25.0%   Δp", 0.25}, {"10.0%   Δp", 0.10},
         {" 5.0%   Δp", 0.05},  {" 1.0%   Δp", 0.01}, {" 0.1%   Δp", 0.001}};
-    for (const auto& q : dq) std::printf("%s: %6.3f%%\n", q.first, 100.0 * S::quantile(d, q.second));
+    for (const auto& q : dq)
+        std::printf("%s: %6.3f%%\n", q.first, 100.0 * S::quantile(d, q.second));
     std::printf("Minimum Δp: %6.3f%%\n", 100.0 * d.front());
     std::printf("RMS Δp    : %6.3f ± %5.3f %%\n", 100.0 * st.dp_rms, 100.0 * st.dp_rms_err);
     std::printf("Same top p: %6.3f ± %5.3f %%\n", 100.0 * st.same_top, 100.0 * st.same_top_err);
@@ -111,13 +109,15 @@ int main(int argc, char** argv) {
         n_batch = std::min(n_batch, n_ubatch);
         llm8::KlBaseInfo base_info;
         if (kl) {
-            base_info = llm8::read_kl_base_info(kl_base);  // before the model: a bad file fails fast
+            base_info =
+                llm8::read_kl_base_info(kl_base);  // before the model: a bad file fails fast
             if (ctx_opt->count() > 0 && n_ctx != base_info.n_ctx)
                 throw llm8::Error(llm8::ErrorKind::invalid_arg,
                                   "-c " + std::to_string(n_ctx) + ": the base " + kl_base +
                                       " was made with -c " + std::to_string(base_info.n_ctx));
             n_ctx = base_info.n_ctx;
-            if (!file.empty()) args.warn("-f is ignored with --kl-divergence (the base holds the tokens)");
+            if (!file.empty())
+                args.warn("-f is ignored with --kl-divergence (the base holds the tokens)");
         }
         const std::string text = kl ? "" : llm8_tools::read_text_file("-f", file, "text file");
         auto model = llm8::Model::load(args.model_params(model_path, n_gpu_layers));
@@ -160,11 +160,10 @@ int main(int argc, char** argv) {
             std::printf("[%d]%.4f,", i + 1, ppl);
             std::fflush(stdout);
         };
-        const auto r = kl_base.empty()
-                           ? llm8::perplexity(model, tokens, n_ctx, n_chunks, n_batch, n_threads,
-                                              on_chunk)
-                           : llm8::save_kl_base(model, tokens, n_ctx, n_chunks, n_batch,
-                                                n_threads, kl_base, on_chunk);
+        const auto r = kl_base.empty() ? llm8::perplexity(model, tokens, n_ctx, n_chunks, n_batch,
+                                                          n_threads, on_chunk)
+                                       : llm8::save_kl_base(model, tokens, n_ctx, n_chunks, n_batch,
+                                                            n_threads, kl_base, on_chunk);
         bar.finish();
         std::printf("\nFinal estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_err);
         if (args.common.attn_report)
