@@ -233,32 +233,6 @@ TEST(Attn8bit, BatchAndPagingChangeNothing) {
     }
 }
 
-TEST(Attn8bit, TrainedModelsKeepTheirPerplexity) {
-    // PPL over 4 chunks of 512 of WikiText-2 in each mode (and the guard's choice) on both
-    // trained models (CPU).
-    const std::string text_path = llm8_test::shared_data() + "/text/wiki.test.raw";
-    LLM8_REQUIRE_FILE(text_path);
-    for (const char* name : {"tiny-llama-hd64", "tiny-llama-hd128"}) {
-        const std::string path = llm8_test::shared_data() + "/models/" + name + "-q8_0.gguf";
-        LLM8_REQUIRE_FILE(path);
-        double ppl16 = 0;
-        for (const char* mode : {"f16", "sage", "int8", "auto"}) {
-            llm8::ModelParams mp;
-            mp.path = path;
-            mp.n_gpu_layers = 0;
-            mp.attn = mode;
-            auto m = llm8::Model::load(mp);
-            EXPECT_EQ(m->attn(), mode);
-            const auto tokens = m->tokenize(llm8_test::read_file(text_path).substr(0, 40000), true);
-            const double ppl = llm8::perplexity(m, tokens, 512, 4, 512, 0).ppl;
-            if (std::string(mode) == "f16") ppl16 = ppl;
-            std::printf("%s --attn %s: PPL %.4f (%+.3f%% against f16)\n", name, mode, ppl,
-                        100.0 * (ppl / ppl16 - 1.0));
-            EXPECT_NEAR(ppl, ppl16, 0.005 * ppl16);
-        }
-    }
-}
-
 TEST(Attn8bit, BadModeIsAClearError) {
     llm8::ModelParams mp;
     mp.attn = "fp8";
@@ -357,30 +331,36 @@ TEST_P(Attn8bitShapes, OverTheInt8CacheCloseToFloat64) {
 }
 
 TEST(Int8Cache, TrainedModelsKeepTheirPerplexity) {
-    // The bounds: the cache alone (f16 attention math) within 0.2% of the f16 cache,
-    // and with 8-bit attention within 0.5%; 4 chunks of 512 of WikiText-2 (CPU).
+    // Every attention mode (and the guard's choice) with the plain and the INT8 cache, against
+    // f16 attention with the plain cache: 8-bit attention within 0.5% (the issues' bounds: 0.3%
+    // for auto, 0.5% for int8 with the INT8 cache), the INT8 cache alone within 0.2%. Two chunks
+    // of 512 of WikiText-2 (CPU; the sanitizer suite runs this too).
     const std::string text_path = llm8_test::shared_data() + "/text/wiki.test.raw";
     LLM8_REQUIRE_FILE(text_path);
     for (const char* name : {"tiny-llama-hd64", "tiny-llama-hd128"}) {
         const std::string path = llm8_test::shared_data() + "/models/" + name + "-q8_0.gguf";
         LLM8_REQUIRE_FILE(path);
         double ppl16 = 0;
-        for (const char* mode : {"f16", "f16+int8", "sage+int8", "int8+int8"}) {
+        for (const char* mode : {"f16", "sage", "int8", "auto", "f16+int8", "sage+int8",
+                                 "int8+int8"}) {
             llm8::ModelParams mp;
             mp.path = path;
             mp.n_gpu_layers = 0;
             const std::string m(mode);
+            const bool i8 = m.find('+') != std::string::npos;
             mp.attn = m.substr(0, m.find('+'));
-            if (m.find('+') != std::string::npos) mp.cache_type_k = mp.cache_type_v = "int8";
+            if (i8) mp.cache_type_k = mp.cache_type_v = "int8";
             auto model = llm8::Model::load(mp);
-            EXPECT_EQ(model->kv_int8(), m.find('+') != std::string::npos);
+            EXPECT_EQ(model->kv_int8(), i8);
+            EXPECT_EQ(model->attn(), mp.attn);
             const auto tokens =
-                model->tokenize(llm8_test::read_file(text_path).substr(0, 40000), true);
-            const double ppl = llm8::perplexity(model, tokens, 512, 4, 512, 0).ppl;
+                model->tokenize(llm8_test::read_file(text_path).substr(0, 20000), true);
+            const double ppl = llm8::perplexity(model, tokens, 512, 2, 512, 0).ppl;
             if (m == "f16") ppl16 = ppl;
-            std::printf("%s attention+cache %s: PPL %.4f (%+.3f%% against f16/f16)\n", name, mode,
+            std::printf("%s attention[+cache] %s: PPL %.4f (%+.3f%% against f16)\n", name, mode,
                         ppl, 100.0 * (ppl / ppl16 - 1.0));
-            EXPECT_NEAR(ppl, ppl16, (m == "f16+int8" ? 0.002 : 0.005) * ppl16);
+            const double bound = m == "f16+int8" ? 0.002 : m == "auto" ? 0.003 : 0.005;
+            EXPECT_NEAR(ppl, ppl16, bound * ppl16) << mode;
         }
     }
 }
