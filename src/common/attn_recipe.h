@@ -20,6 +20,10 @@
 //   - P = exp2(S - running max) in [0, 1] quantized with the fixed scale 1/127 (p8 = rint(127 p)),
 //     P.V as an INT32 sum of p8 * v8, dequantized by v_scale[channel] / 127; the row sum l uses
 //     the unquantized P.
+// The INT8 KV cache (-ctk int8): every token's K minus a per-layer mean measured at load, and its
+// V, with one scale per (token, KV head). Both modes read its K as stored (per-key scales);
+// int8 mode weights P by V's per-key scale over the 64-key block's largest before the 1/127 step
+// (p' = p * vs_j / vs_max), and dequantizes the block's INT32 sum by vs_max / 127.
 #pragma once
 #include <cmath>
 #include <cstdint>

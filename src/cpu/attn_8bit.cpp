@@ -2,7 +2,9 @@
 // Work is split as in cpu::attention: first every (sequence, KV head)'s keys and values and
 // every (sequence, head)'s queries are quantized, then each (query row, head) runs the online
 // softmax over 64-key blocks, the structure of the GPU kernels, so that the FP16 / INT8 rounding
-// of P happens against the same running maximum.
+// of P happens against the same running maximum. Over the INT8 cache (-ctk int8) the keys are
+// taken as stored (smoothed at write time, one scale per key) and V keeps its per-key scales;
+// int8 mode then folds them into P before P's 1/127 step (see attention_8bit).
 #include "cpu/attn_8bit.h"
 
 #include <algorithm>
