@@ -198,7 +198,7 @@ void quantize_q_8bit(const AttnParams& p, int s, int h, std::vector<int8_t>& q8,
 
 void attention_8bit(const AttnParams& p) {
     check(p);
-    const int hd = p.head_dim, gqa = p.n_head / p.n_head_kv;
+    const int hd = p.head_dim;
     const int64_t q_stride = int64_t(p.n_head) * hd;
     const float scale_log2 = p.scale() * kLog2e;
     const bool sage = p.mode == AttnMode::sage;
@@ -226,13 +226,8 @@ void attention_8bit(const AttnParams& p) {
         std::vector<int32_t> acc_i(static_cast<size_t>(hd));
 #pragma omp for schedule(dynamic, 4)
         for (int64_t wi = 0; wi < n_work; ++wi) {
-            const int row = int(wi / p.n_head);
-            const int h = int(wi % p.n_head), hk = h / gqa;
-            const int s =
-                int(std::upper_bound(p.q_start, p.q_start + p.n_seqs + 1, row) - p.q_start) - 1;
-            const int q_len = p.q_start[s + 1] - p.q_start[s];
-            const int i = row - p.q_start[s];
-            const int n_keys = p.causal ? p.kv_len[s] - q_len + i + 1 : p.kv_len[s];
+            const AttnItem it = attn_item(p, wi);
+            const int row = it.row, h = it.h, hk = it.hk, s = it.s, i = it.i, n_keys = it.n_keys;
             const Kv8& K = kv[size_t(s) * size_t(p.n_head_kv) + size_t(hk)];
             const size_t qi = size_t(s) * size_t(p.n_head) + size_t(h);
             const int8_t* qv = q8[qi].data() + size_t(i) * size_t(hd);

@@ -152,6 +152,18 @@ void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int n_rot, cons
     }
 }
 
+AttnItem attn_item(const AttnParams& p, int64_t wi) {
+    AttnItem it;
+    it.row = int(wi / p.n_head);
+    it.h = int(wi % p.n_head);
+    it.hk = it.h / (p.n_head / p.n_head_kv);
+    it.s = int(std::upper_bound(p.q_start, p.q_start + p.n_seqs + 1, it.row) - p.q_start) - 1;
+    const int q_len = p.q_start[it.s + 1] - p.q_start[it.s];
+    it.i = it.row - p.q_start[it.s];
+    it.n_keys = p.causal ? p.kv_len[it.s] - q_len + it.i + 1 : p.kv_len[it.s];
+    return it;
+}
+
 void attention(const AttnParams& p) {
     if (p.kv.type != KvType::f32 && p.kv.type != KvType::i8)
         fail(ErrorKind::invalid_arg, "CPU attention: the cache must be f32 or int8");
@@ -160,7 +172,7 @@ void attention(const AttnParams& p) {
         return;
     }
     const bool i8 = p.kv.type == KvType::i8;
-    const int hd = p.head_dim, gqa = p.n_head / p.n_head_kv;
+    const int hd = p.head_dim;
     const int64_t q_stride = int64_t(p.n_head) * hd;
     const float scale = p.scale();
     const float* kpool = static_cast<const float*>(p.kv.k);
@@ -176,14 +188,9 @@ void attention(const AttnParams& p) {
         std::vector<float> acc(static_cast<size_t>(hd));
 #pragma omp for schedule(dynamic, 4)
         for (int64_t wi = 0; wi < n_work; ++wi) {
-            const int row = int(wi / p.n_head);
-            const int h = int(wi % p.n_head), hk = h / gqa;
-            const int s =
-                int(std::upper_bound(p.q_start, p.q_start + p.n_seqs + 1, row) - p.q_start) - 1;
-            const int q_len = p.q_start[s + 1] - p.q_start[s];
-            const int i = row - p.q_start[s];
-            const int n_keys = p.causal ? p.kv_len[s] - q_len + i + 1 : p.kv_len[s];
-            const float* qh = p.q + int64_t(row) * q_stride + int64_t(h) * hd;
+            const AttnItem it = attn_item(p, wi);
+            const int h = it.h, hk = it.hk, s = it.s, n_keys = it.n_keys;
+            const float* qh = p.q + int64_t(it.row) * q_stride + int64_t(h) * hd;
             float mx = -INFINITY;
             for (int j = 0; j < n_keys; ++j) {
                 const int64_t row = p.kv.row(s, j);
@@ -219,7 +226,7 @@ void attention(const AttnParams& p) {
                     for (int c = 0; c < hd; ++c) acc[size_t(c)] += pj * vj[c];
                 }
             }
-            float* o = p.out + int64_t(row) * q_stride + int64_t(h) * hd;
+            float* o = p.out + int64_t(it.row) * q_stride + int64_t(h) * hd;
             const float inv = 1.0f / sum;
             for (int c = 0; c < hd; ++c) o[c] = acc[size_t(c)] * inv;
         }

@@ -41,6 +41,13 @@ void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int n_rot, cons
 // query rows and key counts, causal masks aligned to the end, block tables). Host pointers; the
 // cache type must be f32. GQA: query head h reads kv head h / (n_head / n_head_kv).
 void attention(const AttnParams& p);
+// Work item wi (of n_tokens * n_head) of the CPU attention kernels: batch query row `row`, head
+// h reading KV head hk; the row is query i of sequence s and sees its first n_keys keys
+// (causal masks aligned to the end).
+struct AttnItem {
+    int row, h, hk, s, i, n_keys;
+};
+AttnItem attn_item(const AttnParams& p, int64_t wi);
 // The reference: one sequence, n_tokens queries at positions pos0.. over contiguous cache rows
 // [0, pos0+t] (k, v: [n_keys, n_head_kv*hd]), double accumulation, scale 1/sqrt(hd).
 void attention_ref(const float* q, const float* k, const float* v, int64_t n_tokens, int64_t pos0,
