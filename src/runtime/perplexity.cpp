@@ -20,30 +20,6 @@ double token_logprob(const float* logits, int n_vocab, int32_t target) {
 
 namespace {
 
-// The chunks of llama-perplexity's protocol: chunk c is tokens [c n_ctx, (c + 1) n_ctx) (its
-// first token replaced by BOS when the vocabulary adds one), scored from position n_ctx / 2
-// to n_ctx - 2. score(c, j, logits, chunk) for every scored position; after_chunk(c).
-template <class Score, class After>
-std::vector<AttnLayerStats> run_chunks(const std::shared_ptr<const Model>& model,
-                                       const int32_t* tokens, int n_ctx, int chunks, int n_batch,
-                                       int n_threads, bool set_bos, Score&& score,
-                                       After&& after_chunk) {
-    Session session(model, {n_ctx, n_batch, n_threads});
-    const int32_t bos = model->bos();
-    const bool add_bos = set_bos && bos >= 0 && model->vocab_adds_bos();
-    std::vector<int32_t> chunk(static_cast<size_t>(n_ctx));
-    for (int c = 0; c < chunks; ++c) {
-        const int32_t* begin = tokens + size_t(c) * size_t(n_ctx);
-        chunk.assign(begin, begin + n_ctx);
-        if (add_bos) chunk[0] = bos;
-        session.clear();
-        session.decode(chunk, true);
-        for (int j = n_ctx / 2; j < n_ctx - 1; ++j) score(c, j, session.logits(j), chunk);
-        after_chunk(c);
-    }
-    return session.context().attn_stats();
-}
-
 int count_chunks(size_t n_tokens, int n_ctx, int n_chunks) {
     if (n_ctx < 4) fail(ErrorKind::invalid_arg, "perplexity: context must be at least 4 tokens");
     const int max_chunks = int(std::min<size_t>(n_tokens / size_t(n_ctx), 1u << 30));
@@ -54,12 +30,48 @@ int count_chunks(size_t n_tokens, int n_ctx, int n_chunks) {
     return n_chunks > 0 ? std::min(n_chunks, max_chunks) : max_chunks;
 }
 
-// Mean NLL, PPL and llama.cpp's error estimate from the running sums.
-void finish_ppl(PerplexityResult& r, double sum, double sum2) {
+// The chunks of llama-perplexity's protocol: chunk c is tokens [c n_ctx, (c + 1) n_ctx) (its
+// first token replaced by BOS when set_bos and the vocabulary adds one), scored from position
+// n_ctx / 2 to n_ctx - 2. Returns the NLL statistics and the attention guard's; calls
+// extra(j, logits, chunk) at every scored position (the KL base and comparison) and
+// on_chunk(c, running PPL) after each chunk.
+using PositionHook = std::function<void(int, const float*, const std::vector<int32_t>&)>;
+PerplexityResult score_chunks(const std::shared_ptr<const Model>& model, const int32_t* tokens,
+                              int n_ctx, int chunks, int n_batch, int n_threads, bool set_bos,
+                              const PositionHook& extra,
+                              const std::function<void(int, double)>& on_chunk) {
+    Session session(model, {n_ctx, n_batch, n_threads});
+    const int V = model->n_vocab();
+    const int32_t bos = model->bos();
+    const bool add_bos = set_bos && bos >= 0 && model->vocab_adds_bos();
+    std::vector<int32_t> chunk(static_cast<size_t>(n_ctx));
+    PerplexityResult r;
+    double sum = 0, sum2 = 0;
+    for (int c = 0; c < chunks; ++c) {
+        const int32_t* begin = tokens + size_t(c) * size_t(n_ctx);
+        chunk.assign(begin, begin + n_ctx);
+        if (add_bos) chunk[0] = bos;
+        session.clear();
+        session.decode(chunk, true);
+        for (int j = n_ctx / 2; j < n_ctx - 1; ++j) {
+            const float* logits = session.logits(j);
+            const double nll = -token_logprob(logits, V, chunk[size_t(j) + 1]);
+            sum += nll;
+            sum2 += nll * nll;
+            ++r.n_scored;
+            if (extra) extra(j, logits, chunk);
+        }
+        r.n_chunks = c + 1;
+        const double running = std::exp(sum / double(r.n_scored));
+        r.chunk_ppl.push_back(running);
+        if (on_chunk) on_chunk(c, running);
+    }
     r.nll = sum / double(r.n_scored);
     r.ppl = std::exp(r.nll);
     const double var = sum2 / double(r.n_scored) - r.nll * r.nll;
     r.ppl_err = var > 0 && r.n_scored > 1 ? r.ppl * std::sqrt(var / double(r.n_scored - 1)) : 0.0;
+    r.attn_stats = session.context().attn_stats();
+    return r;
 }
 
 // ---- the KL base file ------------------------------------------------------------------
@@ -155,25 +167,8 @@ PerplexityResult perplexity(const std::shared_ptr<const Model>& model,
                             int n_batch, int n_threads,
                             const std::function<void(int, double)>& on_chunk) {
     const int chunks = count_chunks(tokens.size(), n_ctx, n_chunks);
-    const int V = model->n_vocab();
-    PerplexityResult r;
-    double sum = 0, sum2 = 0;
-    r.attn_stats = run_chunks(
-        model, tokens.data(), n_ctx, chunks, n_batch, n_threads, true,
-        [&](int, int j, const float* logits, const std::vector<int32_t>& chunk) {
-            const double nll = -token_logprob(logits, V, chunk[size_t(j) + 1]);
-            sum += nll;
-            sum2 += nll * nll;
-            ++r.n_scored;
-        },
-        [&](int c) {
-            r.n_chunks = c + 1;
-            const double running = std::exp(sum / double(r.n_scored));
-            r.chunk_ppl.push_back(running);
-            if (on_chunk) on_chunk(c, running);
-        });
-    finish_ppl(r, sum, sum2);
-    return r;
+    return score_chunks(model, tokens.data(), n_ctx, chunks, n_batch, n_threads, true, nullptr,
+                        on_chunk);
 }
 
 PerplexityResult save_kl_base(const std::shared_ptr<const Model>& model,
@@ -206,10 +201,9 @@ PerplexityResult save_kl_base(const std::shared_ptr<const Model>& model,
         }
         std::vector<double> lp;
         std::vector<unsigned char> rec(kl_record_bytes(V));
-        double sum = 0, sum2 = 0;
-        r.attn_stats = run_chunks(
+        r = score_chunks(
             model, tokens.data(), n_ctx, chunks, n_batch, n_threads, true,
-            [&](int, int j, const float* logits, const std::vector<int32_t>& chunk) {
+            [&](int j, const float* logits, const std::vector<int32_t>& chunk) {
                 log_softmax(logits, V, lp);
                 const int32_t target = chunk[size_t(j) + 1];
                 const double hi = *std::max_element(lp.begin(), lp.end());
@@ -228,18 +222,8 @@ PerplexityResult save_kl_base(const std::shared_ptr<const Model>& model,
                     q[i] = uint16_t(std::lround(std::min(65535.0, std::max(0.0, v))));
                 }
                 put(rec.data(), rec.size());
-                const double nll = -lp[size_t(target)];
-                sum += nll;
-                sum2 += nll * nll;
-                ++r.n_scored;
             },
-            [&](int c) {
-                r.n_chunks = c + 1;
-                const double running = std::exp(sum / double(r.n_scored));
-                r.chunk_ppl.push_back(running);
-                if (on_chunk) on_chunk(c, running);
-            });
-        finish_ppl(r, sum, sum2);
+            on_chunk);
         ok = ok && std::fflush(f.get()) == 0;
         f.reset();
         if (!ok) fail(ErrorKind::io, "KL divergence base " + path + ": writing " + tmp + " failed");
@@ -287,10 +271,10 @@ KlStats kl_divergence(const std::shared_ptr<const Model>& model, const std::stri
     std::vector<double> lq, lb(static_cast<size_t>(V));
     std::vector<unsigned char> rec(kl_record_bytes(V));
     int same = 0;
-    double kld_sum = 0, ppl_sum = 0, ppl_sum2 = 0;
-    st.ppl.attn_stats = run_chunks(
+    double kld_sum = 0;
+    st.ppl = score_chunks(
         model, tokens.data(), n_ctx, chunks, n_batch, n_threads, false,
-        [&](int, int j, const float* logits, const std::vector<int32_t>& chunk) {
+        [&](int j, const float* logits, const std::vector<int32_t>& chunk) {
             if (std::fread(rec.data(), 1, rec.size(), b.f.get()) != rec.size())
                 fail(ErrorKind::format, "KL divergence base " + path + ": truncated");
             float lo, step, lt;
@@ -327,16 +311,10 @@ KlStats kl_divergence(const std::shared_ptr<const Model>& model, const std::stri
             st.dp_sorted.push_back(std::exp(-nq) - std::exp(-nb));
             same += argmax_row(logits, V) == top;
             kld_sum += kl;
-            ppl_sum += nq;
-            ppl_sum2 += nq * nq;
-            ++st.ppl.n_scored;
         },
-        [&](int c) {
-            st.ppl.n_chunks = c + 1;
-            st.ppl.chunk_ppl.push_back(std::exp(ppl_sum / double(st.ppl.n_scored)));
-            if (on_chunk) on_chunk(c, kld_sum / double(st.ppl.n_scored));
+        [&](int c, double) {
+            if (on_chunk) on_chunk(c, kld_sum / double(st.kld_sorted.size()));
         });
-    finish_ppl(st.ppl, ppl_sum, ppl_sum2);
     const int64_t n = st.ppl.n_scored;
     st.n = n;
     // Mean and standard error of a list.
