@@ -165,9 +165,8 @@ struct Shape {
 
 class Attn8bitShapes : public ::testing::TestWithParam<Shape> {};
 
-TEST_P(Attn8bitShapes, CloseToFloat64OnAwkwardShapes) {
-    const Shape& sh = GetParam();
-    std::mt19937 rng(1234);
+llm8_test::PagedCase make_case(const Shape& sh, unsigned seed) {
+    std::mt19937 rng(seed);
     llm8_test::PagedCase c;
     c.n_head = sh.n_head;
     c.n_kv = sh.n_kv;
@@ -176,6 +175,12 @@ TEST_P(Attn8bitShapes, CloseToFloat64OnAwkwardShapes) {
     c.kv_len = sh.kv_len;
     c.k_bias = sh.k_bias;
     c.build(rng, false);
+    return c;
+}
+
+TEST_P(Attn8bitShapes, CloseToFloat64OnAwkwardShapes) {
+    const Shape& sh = GetParam();
+    const llm8_test::PagedCase c = make_case(sh, 1234);
     const Err e16 = compare(run(c, AttnMode::f16), c.want);
     for (AttnMode mode : {AttnMode::sage, AttnMode::int8}) {
         const Err e = compare(run(c, mode), c.want);
@@ -310,15 +315,7 @@ TEST(Int8Cache, WriteStepOnSmallIntegers) {
 
 TEST_P(Attn8bitShapes, OverTheInt8CacheCloseToFloat64) {
     const Shape& sh = GetParam();
-    std::mt19937 rng(4321);
-    llm8_test::PagedCase c;
-    c.n_head = sh.n_head;
-    c.n_kv = sh.n_kv;
-    c.hd = sh.hd;
-    c.q_len = sh.q_len;
-    c.kv_len = sh.kv_len;
-    c.k_bias = sh.k_bias;
-    c.build(rng, false);
+    const llm8_test::PagedCase c = make_case(sh, 4321);
     I8Pools pools = to_i8(c);
     for (AttnMode mode : {AttnMode::f16, AttnMode::sage, AttnMode::int8}) {
         const Err e = compare(run_i8(c, pools, mode), c.want);
