@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# On the GPU machine: unpack the carried Debian dev packages (the image has none and no
-# registry), then configure and build with CUDA into build-gpu. Source it: it exports paths.
+# On the GPU machine: unpack the carried Debian dev packages (.dev/debs/*.deb or
+# .dev/deps.tar.xz; the image has none and no registry), then configure and build with CUDA
+# into build-gpu. Source it: it exports paths.
 # GPU_TARGETS: the ninja targets (default all); GPU_CMAKE_ARGS: extra configure arguments, e.g.
 # -DCMAKE_CUDA_FLAGS=-lineinfo for sanitizer reports with source lines.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 export LLM8_SHARED_DATA=$PWD/.dev/data
-if [[ -d .dev/debs ]]; then
+if [[ -d .dev/debs || -f .dev/deps.tar.xz ]]; then
     mkdir -p /tmp/deps
-    for f in .dev/debs/*.deb; do dpkg -x "$f" /tmp/deps; done
+    # .dev/deps.tar.xz: the same packages unpacked, static libraries and docs dropped (smaller
+    # under the carry limit).
+    [[ -f .dev/deps.tar.xz ]] && tar xJf .dev/deps.tar.xz -C /tmp/deps
+    for f in .dev/debs/*.deb; do [[ -e $f ]] && dpkg -x "$f" /tmp/deps; done
     # dpkg -x runs no alternatives: point libopenblas.so at the pthread build by hand.
     ob=/tmp/deps/usr/lib/x86_64-linux-gnu/openblas-pthread
     [[ -e $ob/libopenblas.so.0 && ! -e /tmp/deps/usr/lib/x86_64-linux-gnu/libopenblas.so ]] &&

@@ -136,6 +136,48 @@ TEST(CudaModel, KlDivergenceOfGpuAgainstACpuBase) {
     std::remove(base.c_str());
 }
 
+TEST(CudaModel, Int8CacheOnTheGpuMatchesTheCpuInt8Cache) {
+    // -ctk int8 -ctv int8 on the GPU (store_kv_i8, the tile kernel for prefill chunks, the
+    // decode kernel for single tokens) against the same cache on the CPU, and against the GPU's
+    // F16 cache: perplexity over 4 chunks (prefill) and the NLL of 128 teacher-forced decode
+    // steps. Each model measures its own K means at load (the GPU's through its F16 cache).
+    LLM8_REQUIRE_GPU();
+    const std::string model = llm8_test::shared_data() + "/models/tiny-llama-hd128-q8_0.gguf";
+    const std::string text = llm8_test::shared_data() + "/text/wiki.test.raw";
+    LLM8_REQUIRE_FILE(model);
+    LLM8_REQUIRE_FILE(text);
+    auto params = [&](int ngl, const char* cache) {
+        llm8::ModelParams mp;
+        mp.path = model;
+        mp.n_gpu_layers = ngl;
+        mp.cache_type_k = mp.cache_type_v = cache;
+        return mp;
+    };
+    auto cpu8 = llm8::Model::load(params(0, "int8"));
+    auto gpu8 = llm8::Model::load(params(99, "q8_0"));
+    auto gpu16 = llm8::Model::load(params(99, "f16"));
+    ASSERT_TRUE(gpu8->on_gpu());
+    ASSERT_TRUE(gpu8->kv_int8());
+    const auto tokens = cpu8->tokenize(llm8_test::read_file(text).substr(0, 100000), true);
+    const auto rc = llm8::perplexity(cpu8, tokens, 512, 4, 512, 0);
+    const auto rg = llm8::perplexity(gpu8, tokens, 512, 4, 512, 0);
+    const auto rf = llm8::perplexity(gpu16, tokens, 512, 4, 512, 0);
+    std::printf("PPL int8 cache: cpu %.5f gpu %.5f; gpu f16 cache %.5f\n", rc.ppl, rg.ppl, rf.ppl);
+    EXPECT_NEAR(rg.ppl, rc.ppl, 2e-3 * rc.ppl);
+    EXPECT_NEAR(rg.ppl, rf.ppl, 2e-3 * rf.ppl);  // the bound for the cache alone
+    const int V = cpu8->n_vocab(), steps = 128;
+    llm8::Session sc(cpu8, {512, 512, 0}), sg(gpu8, {512, 512, 0});
+    double nc = 0, ng = 0;
+    for (int i = 0; i < steps; ++i) {
+        sc.decode(&tokens[size_t(i)], 1);
+        sg.decode(&tokens[size_t(i)], 1);
+        nc -= llm8::token_logprob(sc.logits(), V, tokens[size_t(i) + 1]);
+        ng -= llm8::token_logprob(sg.logits(), V, tokens[size_t(i) + 1]);
+    }
+    std::printf("decode NLL, int8 cache: cpu %.5f gpu %.5f\n", nc / steps, ng / steps);
+    EXPECT_NEAR(ng / steps, nc / steps, 0.01);
+}
+
 TEST(CudaModel, EightBitAttentionIsCpuOnlyForNow) {
     // No 8-bit attention kernels on the GPU yet: sage/int8 are refused at load, auto keeps
     // every layer f16 and says why.

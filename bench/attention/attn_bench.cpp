@@ -23,6 +23,8 @@ int main() {
         {"prefill hd64 causal 4096 x B4 (32/32)", 32, 32, 64, 4096, 4096, 4},
         {"decode GQA 32q/8kv hd128 L32768 x B16", 32, 8, 128, 1, 32768, 16},
         {"decode GQA 32q/8kv hd128 L4096 x B16", 32, 8, 128, 1, 4096, 16},
+        {"decode GQA 32q/8kv hd128 L32768 x B1", 32, 8, 128, 1, 32768, 1},
+        {"decode GQA 32q/8kv hd128 L16384 x B1", 32, 8, 128, 1, 16384, 1},
     };
     const int block = 64;  // the engine's KV block size (runtime/kv_cache.h)
     std::mt19937 rng(1);
@@ -119,6 +121,49 @@ int main() {
             return llm8_bench::median(times);
         };
         const double ms_b = time(true), ms_s = time(false);
+        // Decode: the CUDA-core kernel (float Q and P) and the INT8 cache (same values, bytes
+        // with one scale per token and head) in the same run.
+        auto time_fn = [&](auto fn) {
+            std::vector<float> times;
+            for (int it = 0; it < 23; ++it) {
+                cudaEventRecord(a);
+                fn();
+                cudaEventRecord(b);
+                cudaEventSynchronize(b);
+                float ms;
+                cudaEventElapsedTime(&ms, a, b);
+                if (it >= 3) times.push_back(ms);
+            }
+            return llm8_bench::median(times);
+        };
+        double ms_old = 0, ms_i8 = 0;
+        if (s.n_tok == 1) {
+            ms_old = time_fn([&] { llm8::cuda::attention_f16_decode(p, nullptr); });
+            int8_t *k8, *v8;
+            float *ks, *vs;
+            const size_t rows = size_t(n_blocks) * block * size_t(s.n_kv);
+            cudaMalloc(reinterpret_cast<void**>(&k8), kvn);
+            cudaMalloc(reinterpret_cast<void**>(&v8), kvn);
+            cudaMalloc(reinterpret_cast<void**>(&ks), rows * 4);
+            cudaMalloc(reinterpret_cast<void**>(&vs), rows * 4);
+            std::vector<int8_t> h8(kvn);
+            for (auto& x : h8) x = int8_t(int(rng() % 255) - 127);
+            cudaMemcpy(k8, h8.data(), kvn, cudaMemcpyHostToDevice);
+            cudaMemcpy(v8, h8.data(), kvn, cudaMemcpyHostToDevice);
+            std::vector<float> hs(rows, 0.01f);
+            cudaMemcpy(ks, hs.data(), rows * 4, cudaMemcpyHostToDevice);
+            cudaMemcpy(vs, hs.data(), rows * 4, cudaMemcpyHostToDevice);
+            llm8::AttnParams p8 = p;
+            p8.kv.type = llm8::KvType::i8;
+            p8.kv.k = k8;
+            p8.kv.v = v8;
+            p8.kv.k_scale = ks;
+            p8.kv.v_scale = vs;
+            ms_i8 = time_fn([&] { llm8::cuda::attention_f16(p8, nullptr); });
+            for (void* ptr : {static_cast<void*>(k8), static_cast<void*>(v8),
+                              static_cast<void*>(ks), static_cast<void*>(vs)})
+                cudaFree(ptr);
+        }
         if (s.n_tok > 1) {
             // Causal: half of the QK^T and PV products.
             const double flops =
@@ -127,8 +172,13 @@ int main() {
                         flops / ms_b / 1e9, ms_s, flops / ms_s / 1e9);
         } else {
             const double bytes = double(s.batch) * 2.0 * double(s.n_keys) * kv_dim * 2;
+            const double bytes8 = double(s.batch) * 2.0 * double(s.n_keys) * (kv_dim + s.n_kv * 4);
             std::printf("| %s | %.3f | %.0f GB/s | %.3f | %.0f GB/s |\n", s.name, ms_b,
                         bytes / ms_b / 1e6, ms_s, bytes / ms_s / 1e6);
+            std::printf("| %s, CUDA-core kernel | %.3f | %.0f GB/s | | |\n", s.name, ms_old,
+                        bytes / ms_old / 1e6);
+            std::printf("| %s, INT8 cache | %.3f | %.0f GB/s (%.0f GB/s F16-equivalent) | | |\n",
+                        s.name, ms_i8, bytes8 / ms_i8 / 1e6, bytes / ms_i8 / 1e6);
         }
         for (void* ptr : {static_cast<void*>(dq), static_cast<void*>(dout), static_cast<void*>(ws),
                           static_cast<void*>(dk), static_cast<void*>(dv), static_cast<void*>(dqs),

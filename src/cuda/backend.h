@@ -31,9 +31,12 @@ size_t device_model_bytes(const DeviceModel& dm);
 // layer), scratch for n_batch tokens, the per-layer plan, a cuBLAS handle, a stream and the
 // decode graphs (one per batch size of all-decode steps).
 class DeviceContext;
+// k_mean: the INT8 cache's K smoothing means ([n_layer][kv_dim], Model::kv_k_mean), or null for
+// the F16 cache.
 std::unique_ptr<DeviceContext, void (*)(DeviceContext*)> create_context(
-    std::shared_ptr<DeviceModel> dm, int n_blocks, int block_size, int n_batch, int n_seq_max);
-size_t kv_bytes_per_block(const DeviceModel& dm, int block_size);
+    std::shared_ptr<DeviceModel> dm, int n_blocks, int block_size, int n_batch, int n_seq_max,
+    const float* k_mean = nullptr);
+size_t kv_bytes_per_block(const DeviceModel& dm, int block_size, bool int8 = false);
 const std::vector<LayerPlan>& plan(const DeviceContext& c);
 
 // Copies whole blocks (every layer, K and V): the copy on write of shared blocks.

@@ -63,7 +63,8 @@ void build_plan(DeviceContext& c) {
         P.wo = group_kind(&L.wo, 1);
         P.gate_up = group_kind(gu, 2);
         P.down = group_kind(&L.w_down, 1);
-        P.fuse_rope = tu.fuse_rope && P.qkv != ActKind::none && hp.rope == RopeLayout::norm &&
+        // The INT8 cache's write needs the whole head (its scale): a launch of its own.
+        P.fuse_rope = tu.fuse_rope && c.kv_type == KvType::f16 && P.qkv != ActKind::none && hp.rope == RopeLayout::norm &&
                       !L.q_norm && hp.head_dim % 2 == 0 && hp.n_rot % 2 == 0 &&
                       hp.n_rot <= hp.head_dim && L.wk.ne1 == L.wv.ne1 &&
                       L.wq.ne1 % hp.head_dim == 0 && L.wk.ne1 % hp.head_dim == 0;
@@ -72,8 +73,9 @@ void build_plan(DeviceContext& c) {
         LayerPlan lp;
         lp.attn = attn_mode_name(AttnMode::f16);
         const int G = hp.n_head / hp.n_head_kv;
-        lp.attn_prefill = attention_kernel_name(hp.head_dim, G, 16);
-        lp.attn_decode = attention_kernel_name(hp.head_dim, G, 1);
+        const std::string cache = std::string(" (") + kv_type_name(c.kv_type) + " cache)";
+        lp.attn_prefill = attention_kernel_name(hp.head_dim, G, 16) + cache;
+        lp.attn_decode = attention_kernel_name(hp.head_dim, G, 1) + cache;
         lp.matmul_decode = describe(P.qkv, L.wq);
         if (P.fuse_rope) lp.matmul_decode += " +RoPE/KV";
         lp.matmul_batch = P.qkv != ActKind::none
@@ -127,8 +129,10 @@ size_t pack_step(DeviceContext& c, const ForwardBatch& b, bool graph, Step* st) 
 
 }  // namespace
 
-size_t kv_bytes_per_block(const DeviceModel& dm, int block_size) {
-    return size_t(2) * dm.hp.n_layer * size_t(block_size) * size_t(dm.hp.kv_dim()) * 2;
+size_t kv_bytes_per_block(const DeviceModel& dm, int block_size, bool int8) {
+    const size_t rows = size_t(2) * dm.hp.n_layer * size_t(block_size);
+    return int8 ? rows * (size_t(dm.hp.kv_dim()) + size_t(dm.hp.n_head_kv) * 4)
+                : rows * size_t(dm.hp.kv_dim()) * 2;
 }
 
 const std::vector<LayerPlan>& plan(const DeviceContext& c) {
@@ -136,7 +140,8 @@ const std::vector<LayerPlan>& plan(const DeviceContext& c) {
 }
 
 std::unique_ptr<DeviceContext, void (*)(DeviceContext*)> create_context(
-    std::shared_ptr<DeviceModel> dm, int n_blocks, int block_size, int n_batch, int n_seq_max) {
+    std::shared_ptr<DeviceModel> dm, int n_blocks, int block_size, int n_batch, int n_seq_max,
+    const float* k_mean) {
     std::unique_ptr<DeviceContext, void (*)(DeviceContext*)> c(new DeviceContext(),
                                                                destroy_context);
     LLM8_CUDA_CHECK(cudaSetDevice(dm->device));
@@ -154,13 +159,30 @@ std::unique_ptr<DeviceContext, void (*)(DeviceContext*)> create_context(
     c->prof.set_stream(c->stream);
     const size_t B = size_t(n_batch), E = size_t(hp.n_embd), Q = size_t(hp.q_dim()),
                  KV = size_t(hp.kv_dim()), F = size_t(hp.n_ff);
-    c->kc.resize(size_t(hp.n_layer) * size_t(c->pool_rows) * KV);
-    c->vc.resize(c->kc.size());
     // Copy on write copies whole blocks, rows past the sequence's end included (never read as
     // keys): zeroed, those rows are defined, as in the CPU backend's pools (initcheck flagged the
     // copy of a fresh pool's rows).
-    LLM8_CUDA_CHECK(cudaMemset(c->kc.get(), 0, c->kc.size() * sizeof(uint16_t)));
-    LLM8_CUDA_CHECK(cudaMemset(c->vc.get(), 0, c->vc.size() * sizeof(uint16_t)));
+    const size_t pool = size_t(hp.n_layer) * size_t(c->pool_rows) * KV;
+    if (k_mean) {
+        c->kv_type = KvType::i8;
+        const size_t scales = size_t(hp.n_layer) * size_t(c->pool_rows) * size_t(hp.n_head_kv);
+        c->k8.resize(pool);
+        c->v8.resize(pool);
+        c->ks.resize(scales);
+        c->vs.resize(scales);
+        c->k_mean.resize(size_t(hp.n_layer) * KV);
+        LLM8_CUDA_CHECK(cudaMemcpy(c->k_mean.get(), k_mean, c->k_mean.size() * sizeof(float),
+                                   cudaMemcpyHostToDevice));
+        LLM8_CUDA_CHECK(cudaMemset(c->k8.get(), 0, pool));
+        LLM8_CUDA_CHECK(cudaMemset(c->v8.get(), 0, pool));
+        LLM8_CUDA_CHECK(cudaMemset(c->ks.get(), 0, scales * sizeof(float)));
+        LLM8_CUDA_CHECK(cudaMemset(c->vs.get(), 0, scales * sizeof(float)));
+    } else {
+        c->kc.resize(pool);
+        c->vc.resize(pool);
+        LLM8_CUDA_CHECK(cudaMemset(c->kc.get(), 0, c->kc.size() * sizeof(uint16_t)));
+        LLM8_CUDA_CHECK(cudaMemset(c->vc.get(), 0, c->vc.size() * sizeof(uint16_t)));
+    }
     c->x.resize(B * E);
     c->xn.resize(B * E);
     c->xg.resize(B * E);
@@ -224,11 +246,24 @@ void copy_blocks(DeviceContext& c, const std::vector<std::pair<int32_t, int32_t>
     LLM8_CUDA_CHECK(cudaMemcpyAsync(c.pairs.get(), flat.data(), flat.size() * sizeof(int32_t),
                                     cudaMemcpyHostToDevice, c.stream));
     const HParams& hp = c.dm->hp;
-    const size_t layer = size_t(c.pool_rows) * size_t(hp.kv_dim());
-    for (int il = 0; il < hp.n_layer; ++il)
-        for (uint16_t* pool : {c.kc.get(), c.vc.get()})
-            copy_kv_blocks(pool + size_t(il) * layer, c.pairs.get(), int(copies.size()),
-                           c.block_size, hp.kv_dim(), c.stream);
+    // Every layer's pools are one array: block b of layer il is block il * n_blocks + b, so one
+    // launch per pool with the pairs offset per layer would do; the layers stay separate calls.
+    const size_t rows = size_t(c.pool_rows), kv = size_t(hp.kv_dim()), nk = size_t(hp.n_head_kv);
+    for (int il = 0; il < hp.n_layer; ++il) {
+        const size_t l = size_t(il);
+        if (c.kv_type == KvType::i8) {
+            for (int8_t* p : {c.k8.get(), c.v8.get()})
+                copy_kv_blocks(p + l * rows * kv, c.pairs.get(), int(copies.size()),
+                               int64_t(c.block_size) * int64_t(kv), c.stream);
+            for (float* p : {c.ks.get(), c.vs.get()})
+                copy_kv_blocks(p + l * rows * nk, c.pairs.get(), int(copies.size()),
+                               int64_t(c.block_size) * int64_t(nk) * 4, c.stream);
+        } else {
+            for (uint16_t* p : {c.kc.get(), c.vc.get()})
+                copy_kv_blocks(p + l * rows * kv, c.pairs.get(), int(copies.size()),
+                               int64_t(c.block_size) * int64_t(kv) * 2, c.stream);
+        }
+    }
     LLM8_CUDA_CHECK(cudaStreamSynchronize(c.stream));  // `flat` goes out of scope
 }
 

@@ -1,4 +1,4 @@
-// A context on the device (cuda/context.cu): the paged F16 KV cache, activations for n_batch
+// A context on the device (cuda/context.cu): the paged KV cache (F16 or INT8), activations for n_batch
 // tokens, the per-layer plan, the step's metadata on the device, the decode graphs and the
 // GPU sampler's staging. The forward pass (cuda/forward.cu) runs one Step over it.
 #pragma once
@@ -44,7 +44,12 @@ public:
     int64_t pool_rows = 0;  // n_blocks * block_size
     cudaStream_t stream = nullptr;
     cublasHandle_t cublas = nullptr;
-    DeviceArray<uint16_t> kc, vc;  // [n_layer][pool_rows][kv_dim] halves
+    KvType kv_type = KvType::f16;
+    DeviceArray<uint16_t> kc, vc;  // F16 cache: [n_layer][pool_rows][kv_dim] halves
+    // INT8 cache (-ctk int8): [n_layer][pool_rows][kv_dim] bytes, the scales
+    // [n_layer][pool_rows][n_head_kv], and K's smoothing mean [n_layer][kv_dim].
+    DeviceArray<int8_t> k8, v8;
+    DeviceArray<float> ks, vs, k_mean;
     DeviceArray<uint16_t> mm_ws;
     DeviceArray<float> x, xn, q, k, v, att, o, gate, up, xg, logits, attn_ws;
     DeviceArray<int8_t> act_q;  // int8 activations of up to kDecodeTokens tokens

@@ -2,6 +2,7 @@
 // accumulation), RoPE in both pair layouts with optional frequency factors, SwiGLU, residual
 // and bias adds, and the append of K/V rows to the half-precision cache. All memory-bound and
 // tiny next to the matrix work; written for clarity.
+#include "common/attn_recipe.h"
 #include "cuda/cuda_common.cuh"
 #include "cuda/ops.h"
 #include "cuda/rope.cuh"
@@ -80,8 +81,47 @@ __global__ void store_kv_kernel(const float* __restrict__ k, const float* __rest
     vc[dst] = __float2half_rn(v[i]);
 }
 
-// blockIdx.y: one (src, dst) pair of block ids; per: halves per block.
-__global__ void copy_blocks_kernel(uint16_t* __restrict__ pool, const int32_t* __restrict__ pairs,
+// The INT8 cache's write: one warp per (token, KV head), as cpu::quantize_kv_row_i8 (bit for
+// bit: the same float subtraction, the maximum, one IEEE division 127 / amax and one
+// round-to-nearest-even per element). k is already rotated; V gets its bias here.
+__global__ void store_kv_i8_kernel(const float* __restrict__ k, const float* __restrict__ v,
+                                   const float* __restrict__ bv, const float* __restrict__ k_mean,
+                                   int8_t* __restrict__ k8, int8_t* __restrict__ v8,
+                                   float* __restrict__ ks, float* __restrict__ vs, int64_t n,
+                                   const int32_t* __restrict__ slots, int n_kv, int hd) {
+    pdl_trigger();
+    pdl_wait();  // k and v come from the kernels before
+    const int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31;
+    if (w >= n * n_kv) return;
+    const int64_t t = w / n_kv;
+    const int h = int(w % n_kv);
+    const int64_t kv_dim = int64_t(n_kv) * hd, src = t * kv_dim + int64_t(h) * hd;
+    float ka = 0.f, va = 0.f;
+    for (int c = lane; c < hd; c += 32) {
+        const float vv = bv ? v[src + c] + bv[h * hd + c] : v[src + c];
+        ka = fmaxf(ka, fabsf(k[src + c] - k_mean[h * hd + c]));
+        va = fmaxf(va, fabsf(vv));
+    }
+    for (int off = 16; off > 0; off >>= 1) {
+        ka = fmaxf(ka, __shfl_xor_sync(0xffffffffu, ka, off));
+        va = fmaxf(va, __shfl_xor_sync(0xffffffffu, va, off));
+    }
+    const float ki = i8_inv_scale(ka), vi = i8_inv_scale(va);
+    const int64_t row = slots[t], dst = row * kv_dim + int64_t(h) * hd;
+    for (int c = lane; c < hd; c += 32) {
+        const float vv = bv ? v[src + c] + bv[h * hd + c] : v[src + c];
+        k8[dst + c] = quantize_i8(k[src + c] - k_mean[h * hd + c], ki);
+        v8[dst + c] = quantize_i8(vv, vi);
+    }
+    if (lane == 0) {
+        ks[row * n_kv + h] = i8_scale(ka);
+        vs[row * n_kv + h] = i8_scale(va);
+    }
+}
+
+// blockIdx.y: one (src, dst) pair of block ids; per: 4-byte words per block.
+__global__ void copy_blocks_kernel(uint32_t* __restrict__ pool, const int32_t* __restrict__ pairs,
                                    int64_t per) {
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= per) return;
@@ -126,6 +166,11 @@ __global__ void rope_store_kernel(float* __restrict__ q, float* __restrict__ k,
     }
     if (p < half_rot) rope_rotate(x0, x1, pos[t], p, n_rot, base, freq_scale, factors);
     if (is_q) {
+        vec[a] = x0;
+        vec[b] = x1;
+        return;
+    }
+    if (!kc) {  // the INT8 cache: store_kv_i8 quantizes the rotated K (and biases V)
         vec[a] = x0;
         vec[b] = x1;
         return;
@@ -202,13 +247,24 @@ void store_kv(const float* k, const float* v, uint16_t* kc, uint16_t* vc, int64_
     LLM8_CUDA_CHECK_LAUNCH();
 }
 
-void copy_kv_blocks(uint16_t* pool, const int32_t* pairs, int n_pairs, int block_rows, int kv_dim,
+void copy_kv_blocks(void* pool, const int32_t* pairs, int n_pairs, int64_t block_bytes,
                     cudaStream_t s) {
     if (n_pairs == 0) return;
-    const int64_t per = int64_t(block_rows) * kv_dim;  // halves per block
+    if (block_bytes % 4 != 0)
+        fail(ErrorKind::invalid_arg, "copy_kv_blocks: blocks must be whole 4-byte words");
+    const int64_t per = block_bytes / 4;
     copy_blocks_kernel<<<dim3(unsigned(ceil_div(per, 256)), unsigned(n_pairs)), 256, 0, s>>>(
-        pool, pairs, per);
+        static_cast<uint32_t*>(pool), pairs, per);
     LLM8_CUDA_CHECK_LAUNCH();
+}
+
+void store_kv_i8(const float* k, const float* v, const float* bv, const float* k_mean, int8_t* k8,
+                 int8_t* v8, float* ks, float* vs, int64_t n, const int32_t* slots, int n_kv,
+                 int head_dim, cudaStream_t s) {
+    if (n == 0) return;
+    const int64_t threads = n * n_kv * 32;
+    launch_pdl(store_kv_i8_kernel, ceil_div(threads, 128), 128, 0, s, k, v, bv, k_mean, k8, v8,
+               ks, vs, n, slots, n_kv, head_dim);
 }
 
 }  // namespace cuda

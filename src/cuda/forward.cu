@@ -99,7 +99,9 @@ void forward_step(DeviceContext& c, const Step& st) {
     ap.head_dim = hp.head_dim;
     ap.ws = c.attn_ws.get();
     ap.ws_floats = c.attn_ws.size();
-    ap.kv.type = KvType::f16;
+    const bool i8 = c.kv_type == KvType::i8;
+    const int64_t layer_scales = c.pool_rows * int64_t(hp.n_head_kv);
+    ap.kv.type = c.kv_type;
     ap.kv.kv_dim = hp.kv_dim();
     ap.kv.block_size = c.block_size;
     ap.kv.block_shift = c.block_shift;
@@ -114,8 +116,13 @@ void forward_step(DeviceContext& c, const Step& st) {
         const LayerPath& P = c.paths[size_t(il)];
         const DeviceMatrix qkv[3] = {L.wq, L.wk, L.wv};
         float* const qkv_out[3] = {c.q.get(), c.k.get(), c.v.get()};
-        uint16_t* kc = c.kc.get() + size_t(il) * size_t(layer_kv);
-        uint16_t* vc = c.vc.get() + size_t(il) * size_t(layer_kv);
+        // This layer's pools: halves, or bytes with their scales (c.kc/vc are empty then).
+        uint16_t* kc = i8 ? nullptr : c.kc.get() + size_t(il) * size_t(layer_kv);
+        uint16_t* vc = i8 ? nullptr : c.vc.get() + size_t(il) * size_t(layer_kv);
+        int8_t* k8 = i8 ? c.k8.get() + size_t(il) * size_t(layer_kv) : nullptr;
+        int8_t* v8 = i8 ? c.v8.get() + size_t(il) * size_t(layer_kv) : nullptr;
+        float* ks = i8 ? c.ks.get() + size_t(il) * size_t(layer_scales) : nullptr;
+        float* vs = i8 ? c.vs.get() + size_t(il) * size_t(layer_scales) : nullptr;
         bool fused_rope = false;
         if (n == 1 && P.fuse_rope) {
             RopeFuse rf;
@@ -148,12 +155,17 @@ void forward_step(DeviceContext& c, const Step& st) {
             rope_store(c.q.get(), c.k.get(), c.v.get(), L.bq, L.bk, L.bv, kc, vc, n, st.pos,
                        st.slots, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_rot, hp.rope,
                        hp.rope_freq_base, hp.rope_freq_scale, m.rope_factors, s);
+            if (i8)
+                store_kv_i8(c.k.get(), c.v.get(), L.bv, c.k_mean.get() + int64_t(il) * hp.kv_dim(),
+                            k8, v8, ks, vs, n, st.slots, hp.n_head_kv, hp.head_dim, s);
         }
         prof.mark("rope+kv");
         // Decode steps whose Wo reads int8: the attention writes its output quantized too.
         const bool want_q8 = (n == 1 || decode_step) && P.wo == ActKind::q8;
-        ap.kv.k = kc;
-        ap.kv.v = vc;
+        ap.kv.k = i8 ? static_cast<void*>(k8) : kc;
+        ap.kv.v = i8 ? static_cast<void*>(v8) : vc;
+        ap.kv.k_scale = ks;
+        ap.kv.v_scale = vs;
         ap.q8 = want_q8 ? c.act_q.get() : nullptr;
         ap.q8_ds = want_q8 ? c.act_ds.get() : nullptr;
         const bool att_q8 = attention_f16(ap, s);

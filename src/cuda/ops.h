@@ -81,7 +81,8 @@ bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const De
                  GemvMode mode, cudaStream_t s, const RopeFuse* rope = nullptr,
                  int n_tokens = 1);
 // Bias, RoPE of Q and K, and the store of K/V to the half cache pool (token t to row
-// slots[t]), for n tokens, in one launch.
+// slots[t]), for n tokens, in one launch. kc == nullptr (the INT8 cache): K rotated in place,
+// nothing stored (store_kv_i8 follows).
 void rope_store(float* q, float* k, const float* v, const float* bq, const float* bk,
                 const float* bv, uint16_t* kc, uint16_t* vc, int64_t n, const int32_t* pos,
                 const int32_t* slots, int n_head, int n_head_kv, int head_dim, int n_rot,
@@ -114,9 +115,17 @@ void add_bias(float* y, const float* b, int64_t n, int64_t m, cudaStream_t s);
 // memory, so a captured graph replays with new slots).
 void store_kv(const float* k, const float* v, uint16_t* kc, uint16_t* vc, int64_t n,
               const int32_t* slots, int kv_dim, cudaStream_t s);
-// Copies whole blocks of a pool of [n_blocks * block_size, kv_dim] halves (copy on write).
-void copy_kv_blocks(uint16_t* pool, const int32_t* pairs, int n_pairs, int block_rows, int kv_dim,
+// Copies whole blocks (block_bytes each, a multiple of 4) of a pool: the copy on write of the
+// K/V pools and the INT8 cache's scale pools.
+void copy_kv_blocks(void* pool, const int32_t* pairs, int n_pairs, int64_t block_bytes,
                     cudaStream_t s);
+// The INT8 cache's write (src/common/attn_recipe.h): token t's rotated K minus the layer's mean
+// k_mean [kv_dim] and its V (+ bv when non-null), each KV head's head_dim values to int8 with
+// one scale, at pool row slots[t] of k8/v8 [rows, kv_dim] and ks/vs [rows, n_kv]. Bit for bit
+// cpu::quantize_kv_row_i8.
+void store_kv_i8(const float* k, const float* v, const float* bv, const float* k_mean, int8_t* k8,
+                 int8_t* v8, float* ks, float* vs, int64_t n, const int32_t* slots, int n_kv,
+                 int head_dim, cudaStream_t s);
 
 // Attention of a batch of sequences over the paged half cache (common/attn_params.h).
 // p.ws: float scratch of p.ws_floats elements; the kernels take as many key splits as fit.
@@ -130,11 +139,14 @@ bool attention_f16(const AttnParams& p, cudaStream_t s);
 // (nothing launched) for shapes they have no instance for.
 void attention_f16_splitkv(const AttnParams& p, cudaStream_t s);
 bool attention_f16_decode(const AttnParams& p, cudaStream_t s);
+// Decode on tensor cores over the F16 or the INT8 cache (attention/attn_decode_mma.cu).
+bool attention_decode_mma(const AttnParams& p, cudaStream_t s);
 bool attention_f16_mma(const AttnParams& p, cudaStream_t s);
 void attention_combine(const float* ws, int64_t n_tokens, int n_head, int head_dim, int splits,
                        float* out, cudaStream_t s, int8_t* q8 = nullptr, float* q8_ds = nullptr);
 // Which kernel attention_f16 takes for head dim hd with G query heads per kv head and at most
-// max_q queries per sequence: "mma_sm80", "gqa_decode" or "splitkv".
+// max_q queries per sequence: "mma_sm80", "decode_mma" or "splitkv" (the INT8 cache takes
+// "mma_sm80" where the F16 cache would take "splitkv").
 const char* attention_kernel_name(int head_dim, int gqa, int max_q);
 int attention_decode_max_rows();  // G * q_len bound of the GQA decode kernel
 

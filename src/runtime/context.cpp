@@ -90,8 +90,8 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
     st.kv.init(int(n_blocks), bs);
     if (model_->on_gpu()) {
         st.gpu = cuda::create_context(model_->device_model(), int(n_blocks), bs, params.n_batch,
-                                      params.n_seq_max);
-        st.bytes_per_block = cuda::kv_bytes_per_block(*model_->device_model(), bs);
+                                      params.n_seq_max, i8 ? model_->kv_k_mean().data() : nullptr);
+        st.bytes_per_block = cuda::kv_bytes_per_block(*model_->device_model(), bs, i8);
     } else {
         const size_t elems = size_t(hp.n_layer) * size_t(n_blocks) * bs * size_t(hp.kv_dim());
         const size_t scales = size_t(hp.n_layer) * size_t(n_blocks) * bs * size_t(hp.n_head_kv);

@@ -103,11 +103,11 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
         fail(ErrorKind::unsupported, "GPU requested (-ngl " + std::to_string(params.n_gpu_layers) +
                                          ") but none is usable: " + why +
                                          "; use -ngl 0 for the CPU");
-    if (have_gpu && ck == 1)
+    if (have_gpu && ck == 1 && impl->hp.head_dim != 64 && impl->hp.head_dim != 128)
         fail(ErrorKind::unsupported,
-             "-ctk/-ctv " + params.cache_type_k +
-                 ": the INT8 KV cache runs on the CPU only for now (its GPU kernels are not built "
-                 "yet): add -ngl 0, or use the f16 cache on the GPU");
+             "-ctk/-ctv " + params.cache_type_k + ": the GPU's INT8 KV cache kernels take head dim "
+                 "64 or 128, this model has " + std::to_string(impl->hp.head_dim) +
+                 ": add -ngl 0, or use the f16 cache on the GPU");
     if (have_gpu && attn != AttnMode::f16)
         fail(ErrorKind::unsupported,
              "--attn " + params.attn +

@@ -115,7 +115,8 @@ int main(int argc, char** argv) {
                                             double(hp.q_dim()) * hp.n_embd +
                                             3.0 * hp.n_embd * double(hp.n_ff);
                 const double out_flops = 2.0 * hp.n_embd * double(hp.n_vocab);
-                const double kv_elem = model->on_gpu() ? 2.0 : 4.0;
+                const double kv_elem = model->kv_int8() ? 1.0 + 4.0 / hp.head_dim
+                                       : model->on_gpu() ? 2.0 : 4.0;
                 std::mt19937 rng(42);
                 std::uniform_int_distribution<int32_t> tok(0, model->n_vocab() - 1);
                 struct Test {

@@ -248,7 +248,7 @@ void Args::add_model_flags() {
                     "-fa on|off|auto: accepted; llm8's attention is always the fused kernel")
         ->expected(0, 1);
     app_.add_option("--cache-type-k", common.cache_type_k,
-                    "-ctk: K cache type: f16 (default) or int8 (q8_0: the same; CPU only for now)");
+                    "-ctk: K cache type: f16 (default) or int8 (q8_0: the same)");
     app_.add_option("--cache-type-v", common.cache_type_v,
                     "-ctv: V cache type: f16 (default) or int8 (q8_0), as -ctk");
     app_.add_option("--attn", common.attn,

@@ -177,7 +177,7 @@ void attention_combine(const float* ws, int64_t n_tokens, int n_head, int head_d
 const char* attention_kernel_name(int head_dim, int gqa, int max_q) {
     if (max_q >= 16 && (head_dim == 64 || head_dim == 128)) return "mma_sm80";
     if (gqa * max_q <= attention_decode_max_rows() && (head_dim == 64 || head_dim == 128))
-        return "gqa_decode";
+        return "decode_mma";
     return "splitkv";
 }
 
@@ -185,11 +185,13 @@ bool attention_f16(const AttnParams& p, cudaStream_t s) {
     if (p.n_tokens == 0) return false;
     const char* k = attention_kernel_name(p.head_dim, p.n_head / p.n_head_kv, p.max_q);
     if (k[0] == 'm' && attention_f16_mma(p, s)) return false;
-    if (k[0] == 'g') {
+    if (k[0] == 'd') {
         AttnParams d = p;
         if (p.head_dim % 32 != 0) d.q8 = nullptr, d.q8_ds = nullptr;
-        if (attention_f16_decode(d, s)) return d.q8 != nullptr;
+        if (attention_decode_mma(d, s)) return d.q8 != nullptr;
     }
+    // The INT8 cache has no split-KV kernel: a few queries of many heads take the tile kernel.
+    if (p.kv.type == KvType::i8 && attention_f16_mma(p, s)) return false;
     attention_f16_splitkv(p, s);
     return false;
 }

@@ -1,6 +1,7 @@
 // attn_f16_mma_sm80: causal prefill attention on tensor cores (FlashAttention-2 structure),
 // half inputs (the float queries are rounded to half in shared memory; K/V come from the
-// half cache), float accumulation and online softmax (exp2 with log2(e)/sqrt(hd) folded in).
+// half cache, or from the INT8 cache times each row's scale, rounded to half as the tile is
+// loaded), float accumulation and online softmax (exp2 with log2(e)/sqrt(hd) folded in).
 //
 // Tiles: 64 queries x 64 keys per step, 4 warps of 16 query rows each. S = Q K^T and O += P V
 // with mma.sync.m16n8k16 (row.col, f16 x f16 -> f32); Q and K fragments via ldmatrix, V via
@@ -60,7 +61,26 @@ __device__ __forceinline__ uint32_t pack_half2(float a, float b) {
 // The occupancy of the single-sequence kernel kept (3 blocks per SM at hd128, 4 at hd64): the
 // batch and block-table bookkeeping took the hd128 instance from 168 to 185 registers and 2
 // blocks per SM, and prefill at 16K of context ran 6% slower (H200, llama-3-8B shape).
-template <int HD>
+// Eight cached elements of row `row` (element offset) as halves: F16 as stored; INT8 times the
+// row's scale (the INT8 cache's K is smoothed: its mean drops out of softmax).
+template <bool I8>
+__device__ __forceinline__ uint4 load8(const void* pool, const float* scales, int64_t row,
+                                       int64_t scale_idx) {
+    if (!I8) return __ldg(reinterpret_cast<const uint4*>(static_cast<const __half*>(pool) + row));
+    const uint2 raw = __ldg(reinterpret_cast<const uint2*>(static_cast<const int8_t*>(pool) + row));
+    const float sc = __ldg(scales + scale_idx);
+    const int8_t* b = reinterpret_cast<const int8_t*>(&raw);
+    uint4 r;
+    uint32_t* w = reinterpret_cast<uint32_t*>(&r);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        __half2 h = __floats2half2_rn(float(b[2 * e]) * sc, float(b[2 * e + 1]) * sc);
+        w[e] = *reinterpret_cast<uint32_t*>(&h);
+    }
+    return r;
+}
+
+template <int HD, bool I8>
 __global__ void __launch_bounds__(kThreads, HD == 128 ? 3 : 4)
     attn_f16_mma_kernel(const AttnParams p, float scale_log2) {
     constexpr int kStride = HD + 8;  // halves per shared row
@@ -82,8 +102,6 @@ __global__ void __launch_bounds__(kThreads, HD == 128 ? 3 : 4)
     const bool causal = p.causal;
     const float* q = p.q + int64_t(p.q_start[seq]) * n_head * HD;
     float* out = p.out + int64_t(p.q_start[seq]) * n_head * HD;
-    const __half* kc = static_cast<const __half*>(p.kv.k);
-    const __half* vc = static_cast<const __half*>(p.kv.v);
     const int64_t q_stride = int64_t(n_head) * HD, kv_dim = p.kv.kv_dim;
     const bool tile_in_block = p.kv.block_size >= kBc;  // tiles start at multiples of kBc
 
@@ -127,8 +145,9 @@ __global__ void __launch_bounds__(kThreads, HD == 128 ? 3 : 4)
                 const int64_t pool_row =
                     tile_in_block ? tile_row0 + r : p.kv.row(seq, int(k0 + r));
                 const int64_t row = pool_row * kv_dim + int64_t(hk) * HD + c;
-                kv = __ldg(reinterpret_cast<const uint4*>(kc + row));
-                vv = __ldg(reinterpret_cast<const uint4*>(vc + row));
+                const int64_t si = pool_row * p.n_head_kv + hk;
+                kv = load8<I8>(p.kv.k, p.kv.k_scale, row, si);
+                vv = load8<I8>(p.kv.v, p.kv.v_scale, row, si);
             }
             *reinterpret_cast<uint4*>(sK + r * kStride + c) = kv;
             *reinterpret_cast<uint4*>(sV + r * kStride + c) = vv;
@@ -240,33 +259,34 @@ __global__ void __launch_bounds__(kThreads, HD == 128 ? 3 : 4)
     }
 }
 
-template <int HD>
+template <int HD, bool I8>
 void launch(const AttnParams& p, cudaStream_t s) {
     const size_t smem = size_t(3) * kBr * (HD + 8) * sizeof(__half);
     static bool configured = false;  // one attribute call per instance
     if (!configured) {
         LLM8_CUDA_CHECK(cudaFuncSetAttribute(
-            attn_f16_mma_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+            attn_f16_mma_kernel<HD, I8>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
         configured = true;
     }
     const float scale_log2 = p.softmax_scale > 0.f ? 1.4426950408889634f * p.softmax_scale
                                                    : 1.4426950408889634f / sqrtf(float(HD));
     const dim3 grid(unsigned((p.max_q + kBr - 1) / kBr), unsigned(p.n_head), unsigned(p.n_seqs));
-    attn_f16_mma_kernel<HD><<<grid, kThreads, smem, s>>>(p, scale_log2);
+    attn_f16_mma_kernel<HD, I8><<<grid, kThreads, smem, s>>>(p, scale_log2);
     LLM8_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
 bool attention_f16_mma(const AttnParams& p, cudaStream_t s) {
-    if (p.kv.type != KvType::f16) return false;
+    if (p.kv.type != KvType::f16 && p.kv.type != KvType::i8) return false;
     if (p.n_tokens == 0) return true;
+    const bool i8 = p.kv.type == KvType::i8;
     switch (p.head_dim) {
         case 64:
-            launch<64>(p, s);
+            i8 ? launch<64, true>(p, s) : launch<64, false>(p, s);
             return true;
         case 128:
-            launch<128>(p, s);
+            i8 ? launch<128, true>(p, s) : launch<128, false>(p, s);
             return true;
         default:
             return false;
