@@ -70,9 +70,8 @@ HostMatrix make_matrix(GgmlType t, int64_t K, int64_t M, std::mt19937& rng) {
     return h;
 }
 
-const GgmlType kKSplitTypes[] = {GgmlType::Q4_K, GgmlType::Q5_K,   GgmlType::Q6_K,
-                                 GgmlType::Q2_K, GgmlType::Q3_K,   GgmlType::IQ4_NL,
-                                 GgmlType::IQ4_XS};
+const GgmlType kKSplitTypes[] = {GgmlType::Q4_K, GgmlType::Q5_K,   GgmlType::Q6_K,  GgmlType::Q2_K,
+                                 GgmlType::Q3_K, GgmlType::IQ4_NL, GgmlType::IQ4_XS};
 
 // A host matrix repacked on the host into the K split layout, as the upload does it.
 std::vector<uint8_t> ksplit_bytes(const HostMatrix& h) {
@@ -181,9 +180,9 @@ TEST(CudaOps, SplitLayoutGemvAndDequantize) {
     std::mt19937 rng(std::random_device{}());
     cublasHandle_t handle;
     ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);
-    for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K,
-                       GgmlType::Q6_K, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ4_NL,
-                       GgmlType::IQ4_XS}) {
+    for (GgmlType t :
+         {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+          GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ4_NL, GgmlType::IQ4_XS}) {
         for (int64_t M : {1, 37, 130}) {
             const int64_t K = 768;
             auto h = make_matrix(t, K, M, rng);
@@ -370,8 +369,7 @@ TEST(CudaOps, DecodeGemvMatchesTheQ8RecipeAndTheCpu) {
 // The K split recipe's value of row r against int8 activations (q, d per unit), in double:
 // sum_u d_x (d I - dmin J) with the CPU's integers; mass: the same sum of absolute values.
 double ksplit_recipe_row(GgmlType t, const std::vector<uint8_t>& packed, int64_t K, int64_t r,
-                         const std::vector<int8_t>& q, const std::vector<float>& d,
-                         double* mass) {
+                         const std::vector<int8_t>& q, const std::vector<float>& d, double* mass) {
     const size_t pitch = llm8::cuda::ksplit_row(t, K).pitch;
     const uint8_t* row = packed.data() + size_t(r) * pitch;
     double sum = 0;
@@ -383,8 +381,8 @@ double ksplit_recipe_row(GgmlType t, const std::vector<uint8_t>& packed, int64_t
         float ds, dm;
         llm8::cuda::ksplit_unit_scales(t, row, K, u, &ds, &dm);
         sum += double(d[size_t(u)]) * (double(ds) * I - double(dm) * J);
-        *mass += std::fabs(double(d[size_t(u)])) * (std::fabs(double(ds) * I) +
-                                                    std::fabs(double(dm) * J));
+        *mass += std::fabs(double(d[size_t(u)])) *
+                 (std::fabs(double(ds) * I) + std::fabs(double(dm) * J));
     }
     return sum;
 }
@@ -460,8 +458,10 @@ TEST(CudaOps, KSplitUnitIntegersEqualTheCpuBitForBit) {
                 const llm8::cuda::KUnit w =
                     llm8::cuda::ksplit_unit(t, packed.data() + size_t(r) * up.dm.row_bytes, K, u);
                 llm8::cuda::ksplit_unit_ints(t, w, q.data() + u * 32, &I, &J);
-                ASSERT_EQ(gI[size_t(r * nb + u)], I) << llm8::type_name(t) << " r " << r << " u " << u;
-                ASSERT_EQ(gJ[size_t(r * nb + u)], J) << llm8::type_name(t) << " r " << r << " u " << u;
+                ASSERT_EQ(gI[size_t(r * nb + u)], I)
+                    << llm8::type_name(t) << " r " << r << " u " << u;
+                ASSERT_EQ(gJ[size_t(r * nb + u)], J)
+                    << llm8::type_name(t) << " r " << r << " u " << u;
             }
     }
 }
@@ -563,11 +563,12 @@ TEST(CudaOps, KSplitDecodeGemvMatchesTheRecipeAndTheCpu) {
             Dev<float> z[3] = {Dev<float>(size_t(n * 96)), Dev<float>(size_t(n * 32)),
                                Dev<float>(size_t(n * 32))};
             float* const ys[3] = {y[0].get(), y[1].get(), y[2].get()};
-            ASSERT_TRUE(llm8::cuda::gemv_decode(dm, ys, 3, a, GemvMode::store, nullptr, nullptr, n));
+            ASSERT_TRUE(
+                llm8::cuda::gemv_decode(dm, ys, 3, a, GemvMode::store, nullptr, nullptr, n));
             for (int i = 0; i < 3; ++i) {
                 float* zp = z[i].get();
-                ASSERT_TRUE(
-                    llm8::cuda::gemv_decode(&dm[i], &zp, 1, a, GemvMode::store, nullptr, nullptr, n));
+                ASSERT_TRUE(llm8::cuda::gemv_decode(&dm[i], &zp, 1, a, GemvMode::store, nullptr,
+                                                    nullptr, n));
                 const auto gy = y[i].download(), gz = z[i].download();
                 for (size_t k = 0; k < gy.size(); ++k)
                     ASSERT_EQ(gy[k], gz[k]) << "mixed K " << K << " n " << n << " mat " << i;
@@ -575,8 +576,8 @@ TEST(CudaOps, KSplitDecodeGemvMatchesTheRecipeAndTheCpu) {
             // Modes that pair rows of different matrices refuse mixed types.
             float* const gys[2] = {y[0].get(), nullptr};
             const llm8::cuda::DeviceMatrix gu[2] = {dm[1], dm[2]};
-            EXPECT_FALSE(llm8::cuda::gemv_decode(gu, gys, 2, a, GemvMode::swiglu, nullptr,
-                                                 nullptr, n));
+            EXPECT_FALSE(
+                llm8::cuda::gemv_decode(gu, gys, 2, a, GemvMode::swiglu, nullptr, nullptr, n));
         }
     }
 }
@@ -590,9 +591,9 @@ TEST(CudaOps, DecodeGemvOfSeveralTokensEqualsOneTokenAtATime) {
     using llm8::cuda::ActKind;
     using llm8::cuda::GemvMode;
     std::mt19937 rng(std::random_device{}());
-    for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16, GgmlType::Q4_K,
-                       GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q2_K, GgmlType::Q3_K,
-                       GgmlType::IQ4_NL, GgmlType::IQ4_XS}) {
+    for (GgmlType t :
+         {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16, GgmlType::Q4_K, GgmlType::Q5_K,
+          GgmlType::Q6_K, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ4_NL, GgmlType::IQ4_XS}) {
         for (int64_t K : {256, 4096}) {
             for (int64_t M1 : {48, 17}) {  // 17: not whole tiles (no tensor cores)
                 HostMatrix h[3] = {make_matrix(t, K, 64, rng), make_matrix(t, K, M1, rng),

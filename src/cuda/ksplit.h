@@ -48,6 +48,11 @@
 #else
 #define LLM8_HD inline
 #endif
+#ifdef __CUDA_ARCH__  // the device pass (the host compiler does not know the pragma)
+#define LLM8_UNROLL _Pragma("unroll")
+#else
+#define LLM8_UNROLL
+#endif
 
 namespace llm8 {
 namespace cuda {
@@ -166,6 +171,7 @@ LLM8_HD uint32_t iq4_lookup(uint32_t g) {
 template <GgmlType T>
 LLM8_HD void ksplit_words(const KUnit& u, uint32_t (&q)[8]) {
     if (T == GgmlType::IQ4_NL || T == GgmlType::IQ4_XS) {
+        LLM8_UNROLL
         for (int i = 0; i < 4; ++i) {
             q[2 * i] = iq4_lookup(u.a[i] & 0xFFFFu);
             q[2 * i + 1] = iq4_lookup(u.a[i] >> 16);
@@ -173,9 +179,13 @@ LLM8_HD void ksplit_words(const KUnit& u, uint32_t (&q)[8]) {
         return;
     }
     if (T == GgmlType::Q2_K || T == GgmlType::Q3_K) {
-        for (int s = 0; s < 4; ++s)
+        LLM8_UNROLL
+        for (int s = 0; s < 4; ++s) {
+            LLM8_UNROLL
             for (int i = 0; i < 2; ++i) q[i + 2 * s] = (u.a[i] >> (2 * s)) & 0x03030303u;
+        }
     } else {
+        LLM8_UNROLL
         for (int i = 0; i < 4; ++i) {
             q[i] = u.a[i] & 0x0F0F0F0Fu;
             q[4 + i] = (u.a[i] >> 4) & 0x0F0F0F0Fu;
@@ -183,17 +193,21 @@ LLM8_HD void ksplit_words(const KUnit& u, uint32_t (&q)[8]) {
     }
     if (T == GgmlType::Q5_K || T == GgmlType::Q3_K) {
         constexpr int sh = T == GgmlType::Q5_K ? 4 : 2;  // where the high bit goes
+        LLM8_UNROLL
         for (int w = 0; w < 8; ++w) {
             // bit w of each byte of b[0] to bit sh
             const uint32_t hb = sh >= w ? (u.b[0] << (sh - w)) : (u.b[0] >> (w - sh));
             q[w] |= hb & (0x01010101u << sh);
         }
     } else if (T == GgmlType::Q6_K) {
-        for (int s = 0; s < 4; ++s)
+        LLM8_UNROLL
+        for (int s = 0; s < 4; ++s) {
+            LLM8_UNROLL
             for (int i = 0; i < 2; ++i) {
                 const uint32_t hb = 2 * s <= 4 ? (u.b[i] << (4 - 2 * s)) : (u.b[i] >> (2 * s - 4));
                 q[i + 2 * s] |= hb & 0x30303030u;
             }
+        }
     }
 }
 
@@ -204,7 +218,9 @@ LLM8_HD void ksplit_ints(const KUnit& u, const uint32_t (&x)[8], int xsum, int* 
     uint32_t q[8];
     ksplit_words<T>(u, q);
     int s0 = 0, s1 = 0;
+    LLM8_UNROLL
     for (int w = 0; w < 4; ++w) s0 = dp4a_ss(q[w], x[w], s0);
+    LLM8_UNROLL
     for (int w = 4; w < 8; ++w) s1 = dp4a_ss(q[w], x[w], s1);
     const int b0 = int(u.s & 0xFF), b1 = int((u.s >> 8) & 0xFF);
     if (T == GgmlType::Q4_K || T == GgmlType::Q5_K) {
@@ -223,6 +239,7 @@ LLM8_HD void ksplit_ints(const KUnit& u, const uint32_t (&x)[8], int xsum, int* 
         return;
     }
     int x0 = 0;
+    LLM8_UNROLL
     for (int w = 0; w < 4; ++w) x0 = dp4a_ss(0x01010101u, x[w], x0);
     const int x1 = xsum - x0;
     if (T == GgmlType::Q2_K) {
