@@ -191,13 +191,13 @@ TEST(CudaModel, DecodeKernelsKeepTheNllOfATrainedModel) {
 }
 
 TEST(CudaModel, KQuantDecodeKeepsTheNllOfATrainedModel) {
-    // The trained tiny-llama-hd64 (its file is q8_0) requantized to Q4_K_M (q4_K with q6_K for
-    // some V / down / output, ffn_down's 1408-wide rows falling back to q5_0), q6_K, Q3_K_M and
-    // iq4_xs: teacher-forced decode on the GPU (the K split dp4a GEMV, mixed-type Q/K/V groups)
+    // The trained tiny-llama-hd128 (its file is q8_0; the one the GPU machine carries)
+    // requantized to Q4_K_M (q4_K with q6_K for some V / down / output; rows that do not fill
+    // 256-element blocks fall back to 32-element types), q6_K, Q3_K_M and iq4_xs: teacher-forced decode on the GPU (the K split dp4a GEMV, mixed-type Q/K/V groups)
     // against the CPU's float decode of the same file, 128 tokens of WikiText-2: mean NLL within
     // 0.01 nats, argmax equal at >= 95% of the steps.
     LLM8_REQUIRE_GPU();
-    const std::string model = llm8_test::shared_data() + "/models/tiny-llama-hd64-q8_0.gguf";
+    const std::string model = llm8_test::shared_data() + "/models/tiny-llama-hd128-q8_0.gguf";
     const std::string text = llm8_test::shared_data() + "/text/wiki.test.raw";
     LLM8_REQUIRE_FILE(model);
     LLM8_REQUIRE_FILE(text);
