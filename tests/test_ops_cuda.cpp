@@ -14,6 +14,7 @@
 #include "llm8/error.h"
 
 #ifdef LLM8_HAVE_CUDA
+#include "cuda/ksplit.h"
 #include "cuda/ops.h"
 
 using llm8::GgmlType;
@@ -70,15 +71,33 @@ HostMatrix make_matrix(GgmlType t, int64_t K, int64_t M, std::mt19937& rng) {
     return h;
 }
 
+const GgmlType kKSplitTypes[] = {GgmlType::Q4_K, GgmlType::Q5_K,   GgmlType::Q6_K,  GgmlType::Q2_K,
+                                 GgmlType::Q3_K, GgmlType::IQ4_NL, GgmlType::IQ4_XS};
+
+// A host matrix repacked on the host into the K split layout, as the upload does it.
+std::vector<uint8_t> ksplit_bytes(const HostMatrix& h) {
+    const size_t pitch = llm8::cuda::ksplit_row(h.view.type, h.view.ne0).pitch;
+    std::vector<uint8_t> out(pitch * size_t(h.view.ne1));
+    llm8::cuda::repack_ksplit_rows(h.view.type, h.view.ne0, h.bytes.data(), h.view.row_bytes,
+                                   out.data(), 0, h.view.ne1);
+    return out;
+}
+
 // A host matrix on the device as the model holds it: Q4_0/Q8_0 rows that allow it repacked
-// into the split layout (what their decode kernels read), other types in their file blocks.
+// into the split layout (what their decode kernels read), K-quants and i-quants into the K
+// split layout, other types in their file blocks.
 struct DeviceUpload {
     Dev<uint8_t> raw, packed;
     llm8::cuda::DeviceMatrix dm;
     explicit DeviceUpload(const HostMatrix& h)
-        : raw(h.bytes),
+        : raw(llm8::cuda::can_ksplit(h.view.type, h.view.ne0) ? ksplit_bytes(h) : h.bytes),
           packed(h.bytes.size()),
           dm{h.view.type, h.view.ne0, h.view.ne1, h.view.row_bytes, raw.get()} {
+        if (llm8::cuda::can_ksplit(h.view.type, h.view.ne0)) {
+            dm.row_bytes = llm8::cuda::ksplit_row(h.view.type, h.view.ne0).pitch;
+            dm.split = true;
+            return;
+        }
         if (!llm8::cuda::can_split(dm)) return;
         llm8::cuda::repack_split(dm, raw.get(), packed.get(), nullptr);
         dm.data = packed.get();
@@ -156,13 +175,15 @@ TEST(CudaOps, MatmulEveryTypeAndTokenCount) {
 }
 
 TEST(CudaOps, SplitLayoutGemvAndDequantize) {
-    // Q4_0/Q8_0 rows repacked at upload: GEMV (1..8 tokens) and cuBLAS (> 8) against the CPU,
-    // and the half dequantization bit for bit.
+    // Q4_0/Q8_0 rows repacked at upload, and the K split types: GEMV (1..8 tokens) and cuBLAS
+    // (> 8) against the CPU, and the half dequantization bit for bit.
     LLM8_REQUIRE_GPU();
     std::mt19937 rng(std::random_device{}());
     cublasHandle_t handle;
     ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);
-    for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0}) {
+    for (GgmlType t :
+         {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+          GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ4_NL, GgmlType::IQ4_XS}) {
         for (int64_t M : {1, 37, 130}) {
             const int64_t K = 768;
             auto h = make_matrix(t, K, M, rng);
@@ -339,9 +360,227 @@ TEST(CudaOps, DecodeGemvMatchesTheQ8RecipeAndTheCpu) {
             EXPECT_FALSE(llm8::cuda::gemv_decode(dm, ys, 1, wrong, GemvMode::store, nullptr));
         }
     }
-    // Types without a decode kernel.
+    // Types without a decode kernel: file blocks that were not repacked.
     llm8::cuda::DeviceMatrix q4k{GgmlType::Q4_K, 256, 1, 144, nullptr};
     EXPECT_EQ(llm8::cuda::decode_act_kind(q4k), ActKind::none);
+    llm8::cuda::DeviceMatrix q41{GgmlType::Q4_1, 256, 1, 160, nullptr};
+    EXPECT_EQ(llm8::cuda::decode_act_kind(q41), ActKind::none);
+}
+
+// The K split recipe's value of row r against int8 activations (q, d per unit), in double:
+// sum_u d_x (d I - dmin J) with the CPU's integers; mass: the same sum of absolute values.
+double ksplit_recipe_row(GgmlType t, const std::vector<uint8_t>& packed, int64_t K, int64_t r,
+                         const std::vector<int8_t>& q, const std::vector<float>& d, double* mass) {
+    const size_t pitch = llm8::cuda::ksplit_row(t, K).pitch;
+    const uint8_t* row = packed.data() + size_t(r) * pitch;
+    double sum = 0;
+    *mass = 0;
+    for (int64_t u = 0; u < K / 32; ++u) {
+        int I, J;
+        const llm8::cuda::KUnit w = llm8::cuda::ksplit_unit(t, row, K, u);
+        llm8::cuda::ksplit_unit_ints(t, w, q.data() + u * 32, &I, &J);
+        float ds, dm;
+        llm8::cuda::ksplit_unit_scales(t, row, K, u, &ds, &dm);
+        sum += double(d[size_t(u)]) * (double(ds) * I - double(dm) * J);
+        *mass += std::fabs(double(d[size_t(u)])) *
+                 (std::fabs(double(ds) * I) + std::fabs(double(dm) * J));
+    }
+    return sum;
+}
+
+TEST(CudaOps, KSplitRecipeEqualsTheFileBlocks) {
+    // CPU only: the repack and the recipe's integers against the file's blocks. For each row,
+    // sum_u d_x (d I - dmin J) must equal sum_e dequant(w)_e * q_e d_x(e) (the CPU dequantizer,
+    // double sums) up to the float rounding of the dequantized weights: one quant or one
+    // integer off in a unit moves the sum by ~1/K of its mass, far above the bound.
+    std::mt19937 rng(std::random_device{}());
+    for (GgmlType t : kKSplitTypes) {
+        for (int64_t K : {256, 768, 2816}) {
+            const int64_t M = 5;
+            const HostMatrix h = make_matrix(t, K, M, rng);
+            const std::vector<uint8_t> packed = ksplit_bytes(h);
+            const auto x = randn(size_t(K), rng);
+            std::vector<int8_t> q(static_cast<size_t>(K));
+            std::vector<float> d(size_t(K / 32));
+            std::vector<int32_t> sums(size_t(K / 32));
+            llm8::cpu::quantize_act_q8(x.data(), K, q.data(), d.data(), sums.data());
+            std::vector<float> row(static_cast<size_t>(K));
+            for (int64_t r = 0; r < M; ++r) {
+                llm8::dequantize_row(t, h.view.row(r), row.data(), K);
+                double want = 0, wmass = 0;
+                for (int64_t e = 0; e < K; ++e) {
+                    const double v = double(row[size_t(e)]) * q[size_t(e)] * d[size_t(e / 32)];
+                    want += v;
+                    wmass += std::fabs(v);
+                }
+                double mass = 0;
+                const double got = ksplit_recipe_row(t, packed, K, r, q, d, &mass);
+                EXPECT_LE(std::fabs(got - want), 1e-6 * (mass + wmass))
+                    << llm8::type_name(t) << " K " << K << " row " << r;
+            }
+        }
+    }
+    // The i-quants' 16-entry lookup by two byte permutes, entry by entry.
+    const int kv[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    for (uint32_t i = 0; i < 16; ++i) {
+        const uint32_t g = llm8::cuda::iq4_index_swap(i) * 0x1111u;
+        EXPECT_EQ(llm8::cuda::iq4_lookup(g), uint32_t(uint8_t(int8_t(kv[i]))) * 0x01010101u)
+            << "index " << i;
+    }
+    EXPECT_FALSE(llm8::cuda::can_ksplit(GgmlType::Q4_K, 96));
+    EXPECT_TRUE(llm8::cuda::can_ksplit(GgmlType::IQ4_NL, 96));
+    EXPECT_FALSE(llm8::cuda::can_ksplit(GgmlType::Q4_0, 256));
+}
+
+TEST(CudaOps, KSplitUnitIntegersEqualTheCpuBitForBit) {
+    // The decode kernel's unpacking on the GPU (ksplit_unit_ints_gpu) against the CPU's
+    // ksplit_ints on the same int8 activations: every unit's (I, J) equal.
+    LLM8_REQUIRE_GPU();
+    std::mt19937 rng(std::random_device{}());
+    for (GgmlType t : kKSplitTypes) {
+        const int64_t K = t == GgmlType::IQ4_NL ? 800 : 2816, M = 7;
+        const HostMatrix h = make_matrix(t, K, M, rng);
+        const DeviceUpload up(h);
+        ASSERT_TRUE(up.dm.split);
+        const std::vector<uint8_t> packed = ksplit_bytes(h);
+        const auto x = randn(size_t(K), rng);
+        Dev<float> dx(x), ds(size_t(K / 16));
+        Dev<int8_t> dq(static_cast<size_t>(K));
+        llm8::cuda::decode_act(dx.get(), K, nullptr, 1e-5f, llm8::cuda::ActKind::q8, nullptr,
+                               dq.get(), ds.get(), nullptr);
+        const int64_t nb = K / 32;
+        Dev<int> dI(size_t(M * nb)), dJ(size_t(M * nb));
+        llm8::cuda::ksplit_unit_ints_gpu(up.dm, dq.get(), ds.get(), dI.get(), dJ.get(), nullptr);
+        const auto gI = dI.download(), gJ = dJ.download();
+        const auto q = dq.download();
+        for (int64_t r = 0; r < M; ++r)
+            for (int64_t u = 0; u < nb; ++u) {
+                int I, J;
+                const llm8::cuda::KUnit w =
+                    llm8::cuda::ksplit_unit(t, packed.data() + size_t(r) * up.dm.row_bytes, K, u);
+                llm8::cuda::ksplit_unit_ints(t, w, q.data() + u * 32, &I, &J);
+                ASSERT_EQ(gI[size_t(r * nb + u)], I)
+                    << llm8::type_name(t) << " r " << r << " u " << u;
+                ASSERT_EQ(gJ[size_t(r * nb + u)], J)
+                    << llm8::type_name(t) << " r " << r << " u " << u;
+            }
+    }
+}
+
+TEST(CudaOps, KSplitDecodeGemvMatchesTheRecipeAndTheCpu) {
+    // gemv_decode over the K split layout: three matrices in one launch (rows 64, 17, 64), the
+    // residual add and SwiGLU, against the recipe's value in double within float rounding, and
+    // against the float CPU matmul within the int8 activations' error. K up to 4352 (136 units:
+    // two unrolled rounds); iq4_nl also 800 (25 units, a partial round). Then a group of mixed
+    // types (q4_K, q4_K, q6_K as Q4_K_M's Q, K, V) equals the three matrices one at a time.
+    LLM8_REQUIRE_GPU();
+    using llm8::cuda::ActKind;
+    using llm8::cuda::GemvMode;
+    std::mt19937 rng(std::random_device{}());
+    for (GgmlType t : kKSplitTypes) {
+        std::vector<int64_t> Ks = {256, 768, 4352};
+        if (t == GgmlType::IQ4_NL) Ks.push_back(800);
+        for (int64_t K : Ks) {
+            const int64_t Ms[3] = {64, 17, 64};
+            HostMatrix h[3] = {make_matrix(t, K, Ms[0], rng), make_matrix(t, K, Ms[1], rng),
+                               make_matrix(t, K, Ms[2], rng)};
+            const DeviceUpload u0(h[0]), u1(h[1]), u2(h[2]);
+            const llm8::cuda::DeviceMatrix dm[3] = {u0.dm, u1.dm, u2.dm};
+            ASSERT_EQ(llm8::cuda::decode_act_kind(dm[0]), ActKind::q8);
+            const auto x = randn(static_cast<size_t>(K), rng), nw = randn(size_t(K), rng);
+            std::vector<float> xn(static_cast<size_t>(K));
+            llm8::cpu::rms_norm(x.data(), nw.data(), xn.data(), K, 1e-5f);
+            Dev<float> dx(x), dnw(nw), ds(size_t(K / 16));
+            Dev<int8_t> dq(static_cast<size_t>(K));
+            llm8::cuda::DecodeAct a;
+            a.kind = ActKind::q8;
+            a.q = dq.get();
+            a.ds = ds.get();
+            llm8::cuda::decode_act(dx.get(), K, dnw.get(), 1e-5f, ActKind::q8, nullptr, dq.get(),
+                                   ds.get(), nullptr);
+            const std::vector<int8_t> q = dq.download();
+            std::vector<float> d(size_t(K / 32));
+            const auto pairs = ds.download();
+            for (int64_t u = 0; u < K / 32; ++u) d[size_t(u)] = pairs[size_t(2 * u)];
+            const std::string what =
+                std::string(llm8::type_name(t)) + " K " + std::to_string(K) + " ";
+            auto check = [&](const HostMatrix& hm, const std::vector<float>& got,
+                             const std::vector<float>& base, const std::string& w) {
+                const std::vector<uint8_t> packed = ksplit_bytes(hm);
+                std::vector<float> want(size_t(hm.view.ne1));
+                llm8::cpu::matmul_ref(hm.view, xn.data(), 1, want.data());
+                for (int64_t r = 0; r < hm.view.ne1; ++r) {
+                    double mass = 0;
+                    const double ref = ksplit_recipe_row(t, packed, K, r, q, d, &mass);
+                    const double g = got[size_t(r)] - (base.empty() ? 0.0 : base[size_t(r)]);
+                    ASSERT_LE(std::fabs(g - ref), (K <= 768 ? 2e-6 : 1e-5) * mass + 1e-30)
+                        << what << w << " row " << r;
+                }
+                std::vector<float> g2 = got;
+                for (size_t i = 0; i < g2.size() && !base.empty(); ++i) g2[i] -= base[i];
+                EXPECT_LT(max_dot_err(hm.view, xn, 1, g2, want), 2e-2) << what << w;
+            };
+            Dev<float> y0(static_cast<size_t>(Ms[0])), y1(static_cast<size_t>(Ms[1])),
+                y2(static_cast<size_t>(Ms[2]));
+            float* const ys[3] = {y0.get(), y1.get(), y2.get()};
+            ASSERT_TRUE(llm8::cuda::gemv_decode(dm, ys, 3, a, GemvMode::store, nullptr));
+            check(h[0], y0.download(), {}, "store 0");
+            check(h[1], y1.download(), {}, "store 1");
+            check(h[2], y2.download(), {}, "store 2");
+            const auto base = randn(size_t(Ms[1]), rng);
+            Dev<float> acc(base);
+            float* accp = acc.get();
+            ASSERT_TRUE(
+                llm8::cuda::gemv_decode(&dm[1], &accp, 1, a, GemvMode::accumulate, nullptr));
+            check(h[1], acc.download(), base, "accumulate");
+            Dev<float> g(size_t(64));
+            const llm8::cuda::DeviceMatrix gu[2] = {dm[0], dm[2]};
+            float* const gys[2] = {g.get(), nullptr};
+            ASSERT_TRUE(llm8::cuda::gemv_decode(gu, gys, 2, a, GemvMode::swiglu, nullptr));
+            std::vector<float> gw = y0.download(), uw = y2.download();
+            llm8::cpu::swiglu(gw.data(), uw.data(), 64);
+            EXPECT_LT(nmse(g.download(), gw), 1e-10) << what << "swiglu";
+        }
+    }
+    // Mixed types in one store group: one launch per matrix, the same bits as alone.
+    for (int64_t K : {256, 4096}) {
+        const HostMatrix h[3] = {make_matrix(GgmlType::Q4_K, K, 96, rng),
+                                 make_matrix(GgmlType::Q4_K, K, 32, rng),
+                                 make_matrix(GgmlType::Q6_K, K, 32, rng)};
+        const DeviceUpload u0(h[0]), u1(h[1]), u2(h[2]);
+        const llm8::cuda::DeviceMatrix dm[3] = {u0.dm, u1.dm, u2.dm};
+        for (int n : {1, 3}) {
+            const auto x = randn(size_t(n * K), rng);
+            Dev<float> dx(x), ds(size_t(n * K / 16));
+            Dev<int8_t> dq(size_t(n * K));
+            llm8::cuda::decode_act(dx.get(), K, nullptr, 1e-5f, ActKind::q8, nullptr, dq.get(),
+                                   ds.get(), nullptr, n);
+            llm8::cuda::DecodeAct a;
+            a.kind = ActKind::q8;
+            a.q = dq.get();
+            a.ds = ds.get();
+            Dev<float> y[3] = {Dev<float>(size_t(n * 96)), Dev<float>(size_t(n * 32)),
+                               Dev<float>(size_t(n * 32))};
+            Dev<float> z[3] = {Dev<float>(size_t(n * 96)), Dev<float>(size_t(n * 32)),
+                               Dev<float>(size_t(n * 32))};
+            float* const ys[3] = {y[0].get(), y[1].get(), y[2].get()};
+            ASSERT_TRUE(
+                llm8::cuda::gemv_decode(dm, ys, 3, a, GemvMode::store, nullptr, nullptr, n));
+            for (int i = 0; i < 3; ++i) {
+                float* zp = z[i].get();
+                ASSERT_TRUE(llm8::cuda::gemv_decode(&dm[i], &zp, 1, a, GemvMode::store, nullptr,
+                                                    nullptr, n));
+                const auto gy = y[i].download(), gz = z[i].download();
+                for (size_t k = 0; k < gy.size(); ++k)
+                    ASSERT_EQ(gy[k], gz[k]) << "mixed K " << K << " n " << n << " mat " << i;
+            }
+            // Modes that pair rows of different matrices refuse mixed types.
+            float* const gys[2] = {y[0].get(), nullptr};
+            const llm8::cuda::DeviceMatrix gu[2] = {dm[1], dm[2]};
+            EXPECT_FALSE(
+                llm8::cuda::gemv_decode(gu, gys, 2, a, GemvMode::swiglu, nullptr, nullptr, n));
+        }
+    }
 }
 
 TEST(CudaOps, DecodeGemvOfSeveralTokensEqualsOneTokenAtATime) {
@@ -353,7 +592,9 @@ TEST(CudaOps, DecodeGemvOfSeveralTokensEqualsOneTokenAtATime) {
     using llm8::cuda::ActKind;
     using llm8::cuda::GemvMode;
     std::mt19937 rng(std::random_device{}());
-    for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16}) {
+    for (GgmlType t :
+         {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16, GgmlType::Q4_K, GgmlType::Q5_K,
+          GgmlType::Q6_K, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ4_NL, GgmlType::IQ4_XS}) {
         for (int64_t K : {256, 4096}) {
             for (int64_t M1 : {48, 17}) {  // 17: not whole tiles (no tensor cores)
                 HostMatrix h[3] = {make_matrix(t, K, 64, rng), make_matrix(t, K, M1, rng),
@@ -432,7 +673,7 @@ TEST(CudaOps, DecodeGemvRopeEpilogueEqualsRopeStore) {
     std::mt19937 rng(7);
     const int hd = 64, n_rot = 48, n_head = 3, n_kv = 1;
     const int64_t K = 256, ctx = 9, kv = int64_t(n_kv) * hd;
-    for (GgmlType t : {GgmlType::Q4_0, GgmlType::F16}) {
+    for (GgmlType t : {GgmlType::Q4_0, GgmlType::F16, GgmlType::Q4_K, GgmlType::Q6_K}) {
         const int64_t rows[3] = {int64_t(n_head) * hd, kv, kv};
         const DeviceUpload u0(make_matrix(t, K, rows[0], rng)), u1(make_matrix(t, K, rows[1], rng)),
             u2(make_matrix(t, K, rows[2], rng));

@@ -2,7 +2,10 @@
 // against the device-to-device copy rate measured in the same run (issue 4: the big matrices'
 // GEMV should reach 85% of it). Weights are random bytes (timing does not depend on values),
 // in enough copies to exceed the L2 cache; each figure is the median over 30 batches of 20
-// back-to-back calls, rotating the copies. Rates count the weight bytes read once per call.
+// back-to-back calls, rotating the copies. Rates count the weight bytes read once per call; the
+// last column counts the file's bytes instead (the K split layout of the K-quants and i-quants
+// reads up to 1.09x them). Arguments: the types to time (default q4_0 q8_0 f16), e.g.
+// `llm8-bench-gemv q4_K q6_K iq4_xs`.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -11,6 +14,7 @@
 #include <vector>
 
 #include "../bench_util.h"
+#include "cuda/ksplit.h"
 #include "cuda/ops.h"
 #include "gguf/quants.h"
 
@@ -25,8 +29,18 @@ void check(cudaError_t e, const char* what) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
     using llm8::GgmlType;
+    std::vector<GgmlType> types;
+    for (int i = 1; i < argc; ++i) {
+        GgmlType t;
+        if (!llm8::type_from_name(argv[i], &t)) {
+            std::fprintf(stderr, "llm8-bench-gemv: unknown type '%s'\n", argv[i]);
+            return 1;
+        }
+        types.push_back(t);
+    }
+    if (types.empty()) types = {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16};
     cudaEvent_t a, b;
     check(cudaEventCreate(&a), "event");
     check(cudaEventCreate(&b), "event");
@@ -52,7 +66,8 @@ int main() {
     cudaGetDeviceProperties(&prop, 0);
     std::printf("device %s; copy rate (read + write) %.0f GB/s\n\n", prop.name, copy_gbs);
     std::printf(
-        "| type | matrix (rows x K) | us | GB/s | of copy rate |\n|---|---|---:|---:|---:|\n");
+        "| type | matrix (rows x K) | us | GB/s | of copy rate | file bytes: of copy rate "
+        "|\n|---|---|---:|---:|---:|---:|\n");
 
     struct Shape {
         const char* name;
@@ -69,9 +84,11 @@ int main() {
         {"output 128256 x 4096 (llama-3)", 128256, 4096, false},
     };
     std::mt19937 rng(1);
-    for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16}) {
+    for (GgmlType t : types) {
+        const bool ks = llm8::cuda::can_ksplit(t, 256);
         for (const Shape& s : shapes) {
-            const size_t row_bytes = llm8::row_size(t, s.K);
+            const size_t file_row_bytes = llm8::row_size(t, s.K);
+            const size_t row_bytes = ks ? llm8::cuda::ksplit_row(t, s.K).pitch : file_row_bytes;
             const size_t mat_bytes = row_bytes * size_t(s.rows);
             const int n_mats = s.swiglu ? 2 : 1;
             const size_t call_bytes = mat_bytes * size_t(n_mats);
@@ -129,8 +146,10 @@ int main() {
             }
             const double us = llm8_bench::median(times) * 1e3;
             const double gbs = double(call_bytes) / (us * 1e-6) / 1e9;
-            std::printf("| %s | %s | %.2f | %.0f | %.0f%% |\n", llm8::type_name(t), s.name, us, gbs,
-                        100.0 * gbs / copy_gbs);
+            const double file_gbs =
+                double(file_row_bytes * size_t(s.rows) * size_t(n_mats)) / (us * 1e-6) / 1e9;
+            std::printf("| %s | %s | %.2f | %.0f | %.0f%% | %.0f%% |\n", llm8::type_name(t), s.name,
+                        us, gbs, 100.0 * gbs / copy_gbs, 100.0 * file_gbs / copy_gbs);
             for (auto p : w) cudaFree(p);
             for (void* p : {static_cast<void*>(x), static_cast<void*>(xf), static_cast<void*>(ds),
                             static_cast<void*>(xq), static_cast<void*>(y0), static_cast<void*>(y1)})

@@ -5,6 +5,7 @@
 
 #include "cuda/backend.h"
 #include "cuda/context.h"
+#include "cuda/ksplit.h"
 #include "gguf/quants.h"
 #include "llm8/sampling_cuda.h"
 
@@ -28,12 +29,15 @@ void destroy_context(DeviceContext* c) {
 
 // ---- the per-layer plan -------------------------------------------------------------------
 
-// The one-token GEMV a group of matrices can share: one kind for all (same type and row length).
-ActKind group_kind(const DeviceMatrix* w, int count) {
+// The one-token GEMV a group of matrices can share: one kind for all (same row length, and
+// the same type unless mixed_ok: int8 activations quantized once serve matrices of several
+// types in store mode, one launch per matrix, as Q4_K_M's q6_K V next to q4_K Q and K).
+ActKind group_kind(const DeviceMatrix* w, int count, bool mixed_ok = false) {
     const ActKind k = decode_act_kind(w[0]);
-    for (int i = 1; i < count; ++i)
-        if (decode_act_kind(w[i]) != k || w[i].type != w[0].type || w[i].ne0 != w[0].ne0)
-            return ActKind::none;
+    for (int i = 1; i < count; ++i) {
+        const bool type_ok = w[i].type == w[0].type || (mixed_ok && k == ActKind::q8);
+        if (decode_act_kind(w[i]) != k || !type_ok || w[i].ne0 != w[0].ne0) return ActKind::none;
+    }
     return k;
 }
 
@@ -41,7 +45,7 @@ std::string describe(ActKind k, const DeviceMatrix& w) {
     const std::string t = type_name(w.type);
     switch (k) {
         case ActKind::q8:
-            return "int8 dp4a GEMV (" + t + " split)";
+            return "int8 dp4a GEMV (" + t + (ksplit_type(w.type) ? " K split)" : " split)");
         case ActKind::f32:
             return "GEMV, float act (" + t + ")";
         default:
@@ -59,12 +63,14 @@ void build_plan(DeviceContext& c) {
         LayerPath P;
         const DeviceMatrix qkv[3] = {L.wq, L.wk, L.wv};
         const DeviceMatrix gu[2] = {L.w_gate, L.w_up};
-        P.qkv = group_kind(qkv, 3);
+        P.qkv = group_kind(qkv, 3, true);
+        const bool qkv_one_type = L.wq.type == L.wk.type && L.wq.type == L.wv.type;
         P.wo = group_kind(&L.wo, 1);
         P.gate_up = group_kind(gu, 2);
         P.down = group_kind(&L.w_down, 1);
         // The INT8 cache's write needs the whole head (its scale): a launch of its own.
-        P.fuse_rope = tu.fuse_rope && c.kv_type == KvType::f16 && P.qkv != ActKind::none && hp.rope == RopeLayout::norm &&
+        P.fuse_rope = tu.fuse_rope && c.kv_type == KvType::f16 && P.qkv != ActKind::none &&
+                      qkv_one_type && hp.rope == RopeLayout::norm &&
                       !L.q_norm && hp.head_dim % 2 == 0 && hp.n_rot % 2 == 0 &&
                       hp.n_rot <= hp.head_dim && L.wk.ne1 == L.wv.ne1 &&
                       L.wq.ne1 % hp.head_dim == 0 && L.wk.ne1 % hp.head_dim == 0;

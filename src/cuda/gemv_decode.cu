@@ -35,6 +35,7 @@
 
 #include "cuda/cuda_common.cuh"
 #include "cuda/gemv_common.cuh"
+#include "cuda/ksplit.h"
 #include "cuda/ops.h"
 #include "cuda/rope.cuh"
 
@@ -97,6 +98,8 @@ struct WQ4 {
 struct FmtQ4_0 {  // split layout: [16-byte quants of every unit | half scales]
     // One-shot kernel: measured faster for Q4_0 (H200, tg128 7B: 557 t/s against 503).
     static constexpr bool kPersistent = false;
+    static constexpr bool kAllKernels = true;  // persistent, 4-token and tensor-core instances too
+    static constexpr bool kMmaQ4 = true;
     static constexpr int kPieceElems = 32, kUnroll = 4, kUnrollPersist = 4;
     using W = WQ4;
     using X = XQ4;
@@ -130,6 +133,8 @@ struct XQ8 {
 
 struct FmtQ8_0 {  // split layout: [32-byte quants of every unit | half scales]
     static constexpr bool kPersistent = true;  // 345 t/s against 333 one-shot
+    static constexpr bool kAllKernels = true;
+    static constexpr bool kMmaQ4 = false;
     static constexpr int kPieceElems = 16, kUnroll = 8, kUnrollPersist = 4;
     using W = WQ4;
     using X = XQ8;
@@ -156,6 +161,8 @@ struct XF32 {
 
 struct FmtF16 {                                // ggml layout
     static constexpr bool kPersistent = true;  // 221.6 t/s against 219.9 one-shot
+    static constexpr bool kAllKernels = true;
+    static constexpr bool kMmaQ4 = false;
     static constexpr int kPieceElems = 8, kUnroll = 8, kUnrollPersist = 4;
     using W = uint4;
     using X = XF32;
@@ -174,6 +181,130 @@ struct FmtF16 {                                // ggml layout
                d.x * x.b.z + d.y * x.b.w;
     }
 };
+
+__device__ __forceinline__ uint32_t ld_stream_u32(const uint8_t* p) {
+    uint32_t v;
+    asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(v) : "l"(p));
+    return v;
+}
+
+__device__ __forceinline__ uint2 ld_stream_u64(const uint8_t* p) {
+    uint2 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];"
+                 : "=r"(v.x), "=r"(v.y)
+                 : "l"(p));
+    return v;
+}
+
+// K-quants and i-quants in the K split layout (ksplit.h): a piece is one unit, loaded as its A
+// bytes (one 16- or 8-byte load), its B bytes (4 or 8), its two sub-scale bytes and its
+// super-block's (d, dmin) (one 4-byte word per 8 lanes); the unit's integers come from
+// ksplit_ints, the type's unpacking being the only difference between the types. One-shot
+// kernel only, and one instance for several tokens (16): few instances for the CI's compiler.
+template <GgmlType T>
+struct FmtK {
+    static constexpr GgmlType kType = T;
+    static constexpr bool kPersistent = false;
+    static constexpr bool kAllKernels = false;
+    static constexpr int kPieceElems = 32, kUnroll = 4;
+    static constexpr KSplitFmt kF = ksplit_fmt(T);
+    static constexpr bool kMin = T == GgmlType::Q4_K || T == GgmlType::Q5_K || T == GgmlType::Q2_K;
+    using W = KUnit;
+    using X = XQ4;
+    __device__ static W load(const uint8_t* row, int64_t nb, int64_t p) {
+        W w;
+        if (kF.a == 16) {
+            const uint4 a = ld_stream(row + p * 16);
+            w.a[0] = a.x;
+            w.a[1] = a.y;
+            w.a[2] = a.z;
+            w.a[3] = a.w;
+        } else {
+            const uint2 a = ld_stream_u64(row + p * 8);
+            w.a[0] = a.x;
+            w.a[1] = a.y;
+            w.a[2] = w.a[3] = 0;
+        }
+        const uint8_t* b = row + nb * kF.a;
+        if (kF.b == 4) {
+            w.b[0] = ld_stream_u32(b + p * 4);
+            w.b[1] = 0;
+        } else if (kF.b == 8) {
+            const uint2 v = ld_stream_u64(b + p * 8);
+            w.b[0] = v.x;
+            w.b[1] = v.y;
+        } else {
+            w.b[0] = w.b[1] = 0;
+        }
+        const uint8_t* sc = b + nb * kF.b;
+        w.s = __ldg(reinterpret_cast<const unsigned short*>(sc) + p);
+        w.dd = kF.super ? __ldg(reinterpret_cast<const uint32_t*>(sc + nb * 2) + p / 8) : 0u;
+        return w;
+    }
+    __device__ static X load_x(const Act& x, int64_t p) {
+        return FmtQ4_0::load_x(x, p);
+    }
+    __device__ static float dot(const W& w, const X& x) {
+        const uint32_t xa[8] = {uint32_t(x.a.x), uint32_t(x.a.y), uint32_t(x.a.z),
+                                uint32_t(x.a.w), uint32_t(x.b.x), uint32_t(x.b.y),
+                                uint32_t(x.b.z), uint32_t(x.b.w)};
+        int I, J;
+        ksplit_ints<T>(w, xa, int(x.ds.y), &I, &J);
+        if (T == GgmlType::IQ4_NL)
+            return __half2float(__ushort_as_half((unsigned short)(w.s))) * x.ds.x * float(I);
+        const float d = __half2float(__ushort_as_half((unsigned short)(w.dd & 0xFFFFu)));
+        if (!kMin) return d * x.ds.x * float(I);
+        const float dm = __half2float(__ushort_as_half((unsigned short)(w.dd >> 16)));
+        return x.ds.x * (d * float(I) - dm * float(J));
+    }
+};
+
+// Unit integers for the tests (ksplit_unit_ints_gpu): one thread per (row, unit).
+template <GgmlType T>
+__global__ void ksplit_ints_kernel(const uint8_t* __restrict__ w, size_t pitch, int64_t K,
+                                   int64_t M, Act x, int* __restrict__ I, int* __restrict__ J) {
+    const int64_t nb = K / 32;
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= M * nb) return;
+    const int64_t r = i / nb, u = i % nb;
+    using F = FmtK<T>;
+    const KUnit wu = F::load(w + r * pitch, nb, u);
+    const XQ4 xv = F::load_x(x, u);
+    const uint32_t xa[8] = {uint32_t(xv.a.x), uint32_t(xv.a.y), uint32_t(xv.a.z),
+                            uint32_t(xv.a.w), uint32_t(xv.b.x), uint32_t(xv.b.y),
+                            uint32_t(xv.b.z), uint32_t(xv.b.w)};
+    ksplit_ints<T>(wu, xa, int(xv.ds.y), I + i, J + i);
+}
+
+// Calls g(FmtK<T>{}) for a K split type t; false for any other type.
+template <class G>
+bool ksplit_dispatch(GgmlType t, G&& g) {
+    switch (t) {
+        case GgmlType::Q2_K:
+            g(FmtK<GgmlType::Q2_K>{});
+            return true;
+        case GgmlType::Q3_K:
+            g(FmtK<GgmlType::Q3_K>{});
+            return true;
+        case GgmlType::Q4_K:
+            g(FmtK<GgmlType::Q4_K>{});
+            return true;
+        case GgmlType::Q5_K:
+            g(FmtK<GgmlType::Q5_K>{});
+            return true;
+        case GgmlType::Q6_K:
+            g(FmtK<GgmlType::Q6_K>{});
+            return true;
+        case GgmlType::IQ4_NL:
+            g(FmtK<GgmlType::IQ4_NL>{});
+            return true;
+        case GgmlType::IQ4_XS:
+            g(FmtK<GgmlType::IQ4_XS>{});
+            return true;
+        default:
+            return false;
+    }
+}
 
 // a[i] for i < 3 by selects (an index into a kernel parameter would copy it to local memory).
 template <typename T>
@@ -640,7 +771,8 @@ bool decode_disabled() {
 
 ActKind decode_act_kind(const DeviceMatrix& w) {
     if (decode_disabled() || w.ne0 % 32 != 0 || w.ne0 == 0) return ActKind::none;
-    if (w.split && (w.type == GgmlType::Q4_0 || w.type == GgmlType::Q8_0)) return ActKind::q8;
+    if (w.split && (w.type == GgmlType::Q4_0 || w.type == GgmlType::Q8_0 || ksplit_type(w.type)))
+        return ActKind::q8;
     if (w.type == GgmlType::F16 && w.row_bytes % 16 == 0 &&
         reinterpret_cast<uintptr_t>(w.data) % 16 == 0)
         return ActKind::f32;
@@ -699,6 +831,19 @@ bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const De
     }
     const ActKind kind = decode_act_kind(mats[0]);
     if (kind == ActKind::none || kind != a.kind) return false;
+    bool mixed = false;
+    for (int i = 1; i < count; ++i) mixed = mixed || mats[i].type != mats[0].type;
+    if (mixed) {
+        // Store / accumulate over int8 activations: one launch per matrix (Q4_K_M's V or
+        // down may be q6_K next to q4_K), the activations quantized once.
+        if (kind != ActKind::q8 || (mode != GemvMode::store && mode != GemvMode::accumulate))
+            return false;
+        for (int i = 0; i < count; ++i)
+            if (decode_act_kind(mats[i]) != kind || mats[i].ne0 != mats[0].ne0) return false;
+        for (int i = 0; i < count; ++i)
+            if (!gemv_decode(&mats[i], &ys[i], 1, a, mode, s, nullptr, n_tokens)) return false;
+        return true;
+    }
     Mats m = {};
     m.count = count;
     m.K = mats[0].ne0;
@@ -718,24 +863,27 @@ bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const De
     const Act act = {a.f, a.q, reinterpret_cast<const float2*>(a.ds)};
     // Several tokens of int8 activations: the tensor-core kernel, when every matrix's rows come
     // in whole 16-row tiles (at most 64 tokens).
-    bool mma_ok = kind == ActKind::q8 && n_tokens <= 64;
+    bool mma_ok = kind == ActKind::q8 && n_tokens <= 64 && !ksplit_type(mats[0].type);
     for (int i = 0; i < count; ++i) mma_ok = mma_ok && mats[i].ne1 % 16 == 0;
     // LLM8_GEMV_PERSIST=0 / 1 forces the one-shot / persistent kernel for every type.
     const int force = tuning().gemv_persist;
     auto go = [&](auto fmt) {
         using F = decltype(fmt);
-        if (n_tokens > 4 && mma_ok) {
-            // Tensor cores: every 16-row tile of the group pairs with the next (SwiGLU: gate
-            // with up), all tokens (<= 64) in one pass over the weights.
-            const int64_t tiles = mode == GemvMode::swiglu ? mats[0].ne1 / 16 : (total / 16 + 1) / 2;
-            constexpr bool q4 = std::is_same<F, FmtQ4_0>::value;
-            if (n_tokens <= 16)
-                launch_pdl(gemm_q8act_mma_kernel<q4, 2>, unsigned(tiles), kMmaWarps * 32, 0, s, m,
-                           act, int(mode), n_tokens);
-            else
-                launch_pdl(gemm_q8act_mma_kernel<q4, 8>, unsigned(tiles), kMmaWarps * 32, 0, s, m,
-                           act, int(mode), n_tokens);
-            return;
+        if constexpr (F::kAllKernels) {
+            if (n_tokens > 4 && mma_ok) {
+                // Tensor cores: every 16-row tile of the group pairs with the next (SwiGLU:
+                // gate with up), all tokens (<= 64) in one pass over the weights.
+                const int64_t tiles =
+                    mode == GemvMode::swiglu ? mats[0].ne1 / 16 : (total / 16 + 1) / 2;
+                constexpr bool q4 = F::kMmaQ4;
+                if (n_tokens <= 16)
+                    launch_pdl(gemm_q8act_mma_kernel<q4, 2>, unsigned(tiles), kMmaWarps * 32, 0,
+                               s, m, act, int(mode), n_tokens);
+                else
+                    launch_pdl(gemm_q8act_mma_kernel<q4, 8>, unsigned(tiles), kMmaWarps * 32, 0,
+                               s, m, act, int(mode), n_tokens);
+                return;
+            }
         }
         if (n_tokens > 1) {
             // Chunks of up to 16 tokens, each reading the weights once (at most 4 tokens of
@@ -747,35 +895,42 @@ bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const De
                 const Act at = {act.f ? act.f + t0 * m.K : nullptr,
                                 act.q ? act.q + t0 * m.K : nullptr,
                                 act.ds ? act.ds + t0 * (m.K / 32) : nullptr};
-                if (nt <= 4)
-                    launch_pdl(gemv_decode_tokens_kernel<F, 4>, unsigned(blocks), kThreads, 0, s,
-                               mt, at, int(mode), nt);
-                else
+                bool done = false;
+                if constexpr (F::kAllKernels) {
+                    if (nt <= 4) {
+                        launch_pdl(gemv_decode_tokens_kernel<F, 4>, unsigned(blocks), kThreads, 0,
+                                   s, mt, at, int(mode), nt);
+                        done = true;
+                    }
+                }
+                if (!done)
                     launch_pdl(gemv_decode_tokens_kernel<F, 16>, unsigned(blocks), kThreads, 0,
                                s, mt, at, int(mode), nt);
             }
             return;
         }
-        const bool persist = force < 0 ? F::kPersistent : force == 1;
+        const bool persist = F::kAllKernels && (force < 0 ? F::kPersistent : force == 1);
         if (!persist) {
             launch_pdl(gemv_decode_kernel<F>, unsigned(blocks), kThreads, 0, s, m, act, r,
                        int(mode));
             return;
         }
-        // As many blocks as are resident at once (queried once per format), at most one pair
-        // per warp.
-        static int per_sm = 0, sms = 0;
-        if (per_sm == 0) {
-            int dev = 0;
-            LLM8_CUDA_CHECK(cudaGetDevice(&dev));
-            LLM8_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-            LLM8_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                &per_sm, gemv_decode_persist_kernel<F>, kThreads, 0));
-            per_sm = std::max(per_sm, 1);
+        if constexpr (F::kAllKernels) {
+            // As many blocks as are resident at once (queried once per format), at most one pair
+            // per warp.
+            static int per_sm = 0, sms = 0;
+            if (per_sm == 0) {
+                int dev = 0;
+                LLM8_CUDA_CHECK(cudaGetDevice(&dev));
+                LLM8_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+                LLM8_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                    &per_sm, gemv_decode_persist_kernel<F>, kThreads, 0));
+                per_sm = std::max(per_sm, 1);
+            }
+            const int64_t grid = std::min<int64_t>(blocks, int64_t(per_sm) * sms);
+            launch_pdl(gemv_decode_persist_kernel<F>, unsigned(grid), kThreads, 0, s, m, act, r,
+                       int(mode), pairs);
         }
-        const int64_t grid = std::min<int64_t>(blocks, int64_t(per_sm) * sms);
-        launch_pdl(gemv_decode_persist_kernel<F>, unsigned(grid), kThreads, 0, s, m, act, r,
-                   int(mode), pairs);
     };
     switch (mats[0].type) {
         case GgmlType::Q4_0:
@@ -788,9 +943,25 @@ bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const De
             go(FmtF16{});
             break;
         default:
-            return false;
+            return ksplit_dispatch(mats[0].type, go);
     }
     return true;
+}
+
+void ksplit_unit_ints_gpu(const DeviceMatrix& w, const int8_t* xq, const float* xds, int* I,
+                          int* J, cudaStream_t s) {
+    if (!w.split || !ksplit_type(w.type))
+        fail(ErrorKind::invalid_arg, "ksplit_unit_ints_gpu: not a K split matrix");
+    const int64_t total = w.ne1 * (w.ne0 / 32);
+    if (total == 0) return;
+    const Act x = {nullptr, xq, reinterpret_cast<const float2*>(xds)};
+    ksplit_dispatch(w.type, [&](auto fmt) {
+        (void)fmt;
+        constexpr GgmlType T = decltype(fmt)::kType;
+        ksplit_ints_kernel<T><<<unsigned(ceil_div(total, 256)), 256, 0, s>>>(
+            w.data, w.row_bytes, w.ne0, w.ne1, x, I, J);
+    });
+    LLM8_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace cuda

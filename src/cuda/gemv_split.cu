@@ -1,5 +1,7 @@
 // Q4_0 / Q8_0 weights in the split layout (ops.h): repacking at upload, the decode GEMV over it,
-// and its dequantization to half for the cuBLAS path.
+// and its dequantization to half for the cuBLAS path. K-quants and i-quants in the K split
+// layout (ksplit.h, repacked on the host): their float GEMV for 2..8 tokens (prefill chunks that
+// small; one token and decode steps take gemv_decode.cu) and their dequantization to half.
 //
 // GEMV (gemv_split): one lane per 32-element block, whose quants are one (Q4_0) or two (Q8_0)
 // aligned 16-byte loads and whose scale is a 2-byte load from the scales region; a warp reads
@@ -17,6 +19,7 @@
 #include "cuda/cuda_common.cuh"
 #include "cuda/ops.h"
 #include "cuda/gemv_common.cuh"
+#include "cuda/ksplit.h"
 #include "cuda/quant_quads.cuh"
 
 namespace llm8 {
@@ -155,6 +158,134 @@ __global__ void dequant_split_f16_kernel(const uint8_t* __restrict__ w, size_t r
     }
 }
 
+// ---- K split layout ------------------------------------------------------------------------
+
+// The 32 values of unit u of a K split row, with the CPU dequantizer's formulas and operation
+// order (src/gguf/quants.cpp), so that the cuBLAS path's half tiles equal the unsplit ones.
+template <GgmlType T>
+__device__ __forceinline__ void ksplit_dequant(const uint8_t* row, int64_t nb, int64_t u,
+                                               float* v) {
+    constexpr KSplitFmt f = ksplit_fmt(T);
+    KUnit w = {};
+#pragma unroll
+    for (int i = 0; i < f.a / 4; ++i) w.a[i] = __ldg(reinterpret_cast<const uint32_t*>(row + u * f.a) + i);
+    const uint8_t* b = row + nb * f.a;
+#pragma unroll
+    for (int i = 0; i < f.b / 4; ++i) w.b[i] = __ldg(reinterpret_cast<const uint32_t*>(b + u * f.b) + i);
+    const uint8_t* sc = b + nb * f.b;
+    w.s = __ldg(reinterpret_cast<const unsigned short*>(sc) + u);
+    if (f.super) w.dd = __ldg(reinterpret_cast<const uint32_t*>(sc + nb * 2) + u / 8);
+    uint32_t q[8];
+    ksplit_words<T>(w, q);
+    const int b0 = int(w.s & 0xFF), b1 = int((w.s >> 8) & 0xFF);
+    const float d = __half2float(__ushort_as_half((unsigned short)(w.dd & 0xFFFFu)));
+    const float dmin = __half2float(__ushort_as_half((unsigned short)(w.dd >> 16)));
+#pragma unroll
+    for (int e = 0; e < 32; ++e) {
+        const uint32_t qb = (q[e / 4] >> (8 * (e % 4))) & 0xFF;
+        const int bh = e < 16 ? b0 : b1;  // the sub-scale byte of e's 16-element half
+        if (T == GgmlType::Q4_K || T == GgmlType::Q5_K) {
+            const float d1 = d * float(b0), m1 = dmin * float(b1);
+            v[e] = d1 * float(qb) - m1;
+        } else if (T == GgmlType::Q2_K) {
+            const float dl = d * float(bh & 0xF), ml = dmin * float(bh >> 4);
+            v[e] = dl * float(qb) - ml;
+        } else if (T == GgmlType::Q3_K) {
+            const float dl = d * float(int(int8_t(bh)));
+            v[e] = dl * float(int(qb) - 4);
+        } else if (T == GgmlType::Q6_K) {
+            v[e] = d * float(int(int8_t(bh))) * float(int(qb) - 32);
+        } else if (T == GgmlType::IQ4_XS) {
+            const float dl = d * float(int(int8_t(b0)));
+            v[e] = dl * float(int(int8_t(qb)));
+        } else {  // IQ4_NL
+            v[e] = __half2float(__ushort_as_half((unsigned short)(w.s))) * float(int(int8_t(qb)));
+        }
+    }
+}
+
+template <GgmlType T>
+__global__ void dequant_ksplit_f16_kernel(const uint8_t* __restrict__ w, size_t pitch, int64_t K,
+                                          int64_t rows, __half* __restrict__ out) {
+    const int64_t nb = K / 32;
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= rows * nb) return;
+    const int64_t r = i / nb, u = i % nb;
+    float v[32];
+    ksplit_dequant<T>(w + r * pitch, nb, u, v);
+    uint4* o = reinterpret_cast<uint4*>(out + r * K + u * 32);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        __half2 h[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) h[j] = __floats2half2_rn(v[8 * k + 2 * j], v[8 * k + 2 * j + 1]);
+        o[k] = *reinterpret_cast<uint4*>(h);
+    }
+}
+
+// 1..8 tokens in float: one warp per row, a lane per unit.
+constexpr int kKWarps = 8, kKTokens = 8;
+
+template <GgmlType T>
+__global__ void __launch_bounds__(kKWarps * 32)
+    gemv_ksplit_kernel(const uint8_t* __restrict__ w, size_t pitch, int64_t K, int64_t M,
+                       const float* __restrict__ x, int n, float* __restrict__ y) {
+    const int lane = threadIdx.x & 31;
+    const int64_t row = int64_t(blockIdx.x) * kKWarps + (threadIdx.x >> 5);
+    if (row >= M) return;
+    const int64_t nb = K / 32;
+    float acc[kKTokens] = {};
+    for (int64_t u = lane; u < nb; u += 32) {
+        float v[32];
+        ksplit_dequant<T>(w + row * pitch, nb, u, v);
+#pragma unroll
+        for (int t = 0; t < kKTokens; ++t) {
+            if (t >= n) break;
+            const float4* xp = reinterpret_cast<const float4*>(x + t * K + u * 32);
+            float s = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                const float4 a = __ldg(xp + i);
+                s += v[4 * i] * a.x + v[4 * i + 1] * a.y + v[4 * i + 2] * a.z + v[4 * i + 3] * a.w;
+            }
+            acc[t] += s;
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < kKTokens; ++t) {
+        if (t >= n) break;
+        const float s = warp_sum(acc[t]);
+        if (lane == 0) y[t * M + row] = s;
+    }
+}
+
+#define LLM8_DISPATCH_KSPLIT(t, F)                                                          \
+    switch (t) {                                                                           \
+        case GgmlType::Q2_K:                                                               \
+            F(GgmlType::Q2_K);                                                             \
+            break;                                                                         \
+        case GgmlType::Q3_K:                                                               \
+            F(GgmlType::Q3_K);                                                             \
+            break;                                                                         \
+        case GgmlType::Q4_K:                                                               \
+            F(GgmlType::Q4_K);                                                             \
+            break;                                                                         \
+        case GgmlType::Q5_K:                                                               \
+            F(GgmlType::Q5_K);                                                             \
+            break;                                                                         \
+        case GgmlType::Q6_K:                                                               \
+            F(GgmlType::Q6_K);                                                             \
+            break;                                                                         \
+        case GgmlType::IQ4_NL:                                                             \
+            F(GgmlType::IQ4_NL);                                                           \
+            break;                                                                         \
+        case GgmlType::IQ4_XS:                                                             \
+            F(GgmlType::IQ4_XS);                                                           \
+            break;                                                                         \
+        default:                                                                           \
+            ::llm8::fail(::llm8::ErrorKind::invalid_arg, "not a K split matrix");          \
+    }
+
 }  // namespace
 
 bool can_split(const DeviceMatrix& w) {
@@ -177,6 +308,17 @@ void repack_split(const DeviceMatrix& w, const uint8_t* src, uint8_t* dst, cudaS
 
 // Called by gemv() and dequantize_f16() for split matrices.
 void gemv_split(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s) {
+    if (ksplit_type(w.type)) {
+        if (n < 1 || n > kKTokens) fail(ErrorKind::invalid_arg, "gemv_split: 1..8 tokens");
+        const int kb = ceil_div(w.ne1, kKWarps);
+#define LLM8_GEMV_K(T)        \
+    gemv_ksplit_kernel<T>     \
+        <<<kb, kKWarps * 32, 0, s>>>(w.data, w.row_bytes, w.ne0, w.ne1, x, n, y)
+        LLM8_DISPATCH_KSPLIT(w.type, LLM8_GEMV_K)
+#undef LLM8_GEMV_K
+        LLM8_CUDA_CHECK_LAUNCH();
+        return;
+    }
     const int blocks = ceil_div(w.ne1, (kWarps / kS) * kR);
     const bool q4 = w.type == GgmlType::Q4_0;
     if (n == 1) {
@@ -206,6 +348,15 @@ void dequantize_split_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint1
     if (total == 0) return;
     const uint8_t* base = w.data + size_t(r0) * w.row_bytes;
     __half* o = reinterpret_cast<__half*>(out);
+    if (ksplit_type(w.type)) {
+#define LLM8_DQ_K(T)                \
+    dequant_ksplit_f16_kernel<T>    \
+        <<<ceil_div(total, 256), 256, 0, s>>>(base, w.row_bytes, w.ne0, rows, o)
+        LLM8_DISPATCH_KSPLIT(w.type, LLM8_DQ_K)
+#undef LLM8_DQ_K
+        LLM8_CUDA_CHECK_LAUNCH();
+        return;
+    }
     if (w.type == GgmlType::Q4_0)
         dequant_split_f16_kernel<GgmlType::Q4_0>
             <<<ceil_div(total, 256), 256, 0, s>>>(base, w.row_bytes, w.ne0, rows, o);

@@ -16,7 +16,9 @@ namespace cuda {
 
 // A weight matrix in device memory, in its file type: ne1 rows of ne0 elements. split: Q4_0 and
 // Q8_0 rows repacked at upload as [all quants (16 or 32 bytes per block) | all half scales],
-// the same bytes per row as ggml's interleaved blocks, with 16-byte aligned quants for the GEMV.
+// the same bytes per row as ggml's interleaved blocks, with 16-byte aligned quants for the GEMV;
+// K-quants and i-quants repacked on the host into the K split layout of cuda/ksplit.h, whose row
+// pitch (row_bytes) is up to 1.09x the file's.
 struct DeviceMatrix {
     GgmlType type = GgmlType::F32;
     int64_t ne0 = 0, ne1 = 0;
@@ -33,6 +35,11 @@ void repack_split(const DeviceMatrix& w, const uint8_t* src, uint8_t* dst, cudaS
 void gemv_split(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s);
 void dequantize_split_f16(const DeviceMatrix& w, int64_t r0, int64_t rows, uint16_t* out,
                           cudaStream_t s);
+// The K split recipe's integers (I, J) of every unit of every row of a split K-quant / i-quant
+// matrix against one token's int8 activations (xq [K], xds [K / 32] pairs as decode_act writes
+// them), computed by the decode kernel's own unpacking: I, J [ne1][K / 32]. For tests.
+void ksplit_unit_ints_gpu(const DeviceMatrix& w, const int8_t* xq, const float* xds, int* I,
+                          int* J, cudaStream_t s);
 
 // Y[n, ne1] = X[n, ne0] * W^T, n <= 8: streams each weight row once for all n tokens.
 void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s);
@@ -43,7 +50,8 @@ void gemv(const DeviceMatrix& w, const float* x, int n, float* y, cudaStream_t s
 enum class GemvMode { store = 0, accumulate = 1, swiglu = 2, qkv_rope = 3 };
 // The decode path (one token, gemv_decode.cu). Activations take the form the weights' GEMV
 // reads: int8 per 32-element unit with a float scale and the unit's integer sum (q8; Q4_0 and
-// Q8_0 in the split layout), or float (f32; F16 weights). Other types have no decode kernel
+// Q8_0 in the split layout, K-quants and i-quants in the K split layout), or float (f32; F16
+// weights). Other types have no decode kernel
 // (none) and take gemv(). LLM8_DECODE_GEMV=0 makes every kind none (A/B switch).
 enum class ActKind { none = 0, f32 = 1, q8 = 2 };
 ActKind decode_act_kind(const DeviceMatrix& w);
@@ -59,7 +67,8 @@ struct DecodeAct {
 void decode_act(const float* x, int64_t K, const float* norm_w, float eps, ActKind kind, float* xf,
                 int8_t* xq, float* xds, cudaStream_t s, int rows = 1);
 // y_i = W_i a for up to 3 matrices of one type and row length, one launch, in the given
-// GemvMode. Returns
+// GemvMode (store / accumulate with int8 activations also take matrices of different types: one
+// launch per type). Returns
 // false (nothing launched) when a matrix has no decode kernel or does not match a.kind.
 // For GemvMode::qkv_rope: mats are Q, K, V; ys[0] receives Q after bias and RoPE, K and V go
 // to the cache pool at row *slot (pos[0] is the token's position), nothing to ys[1], ys[2].
