@@ -648,3 +648,27 @@ TEST(MoeModelErrors, LatentAttentionRefusesTheInt8CacheAnd8BitModes) {
     mp.cache_type_k = mp.cache_type_v = "int8";
     EXPECT_EQ(moe_load_error(qwen3moe_spec(), "q3-int8", nullptr, mp), "(loaded)");
 }
+
+TEST(MoeModel, MultiTokenPredictionBlocksAreSkipped) {
+    // DeepSeek-V3 files count their MTP block in block_count and say nextn_predict_layers; the
+    // model proper is the blocks before it, so the logits equal those of the file without it.
+    using llm8::GgufValue;
+    const TinySpec s = deepseek2_lite_spec();
+    auto w = llm8_test::build_tiny_model(s);
+    const std::string plain = llm8_test::temp_path("ds-plain.gguf");
+    w.write(plain);
+    w.set("deepseek2.block_count", GgufValue::make_u32(uint32_t(s.n_layer + 1)));
+    w.set("deepseek2.nextn_predict_layers", GgufValue::make_u32(1));
+    const std::string mtp = llm8_test::temp_path("ds-mtp.gguf");
+    w.write(mtp);
+    auto a = llm8::Model::load({plain, 0});
+    auto b = llm8::Model::load({mtp, 0});
+    std::remove(plain.c_str());
+    std::remove(mtp.c_str());
+    EXPECT_EQ(b->n_layer(), s.n_layer);
+    const std::vector<int32_t> toks = {1, 270, 5, 300};
+    llm8::Session sa(a, {64, 64, 1}), sb(b, {64, 64, 1});
+    sa.decode(toks);
+    sb.decode(toks);
+    for (int i = 0; i < a->n_vocab(); ++i) ASSERT_EQ(sa.logits()[i], sb.logits()[i]);
+}

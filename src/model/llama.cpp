@@ -293,6 +293,12 @@ HParams read_hparams(const GgufFile& f) {
     const int64_t kMax = int64_t(1) << 24;
     hp.n_embd = get_pos_int(f, a + ".embedding_length", 1, kMax);
     hp.n_layer = get_pos_int(f, a + ".block_count", 1, 4096);
+    if (hp.arch == Arch::deepseek2 && f.has(a + ".nextn_predict_layers")) {
+        // DeepSeek-V3's multi-token-prediction blocks come last and count in block_count; the
+        // model proper stops before them (llama.cpp runs them only for speculative drafts).
+        const int nextn = get_pos_int(f, a + ".nextn_predict_layers", 0, hp.n_layer - 1);
+        hp.n_layer -= nextn;
+    }
     hp.n_head = get_pos_int(f, a + ".attention.head_count", 1, 4096);
     hp.n_head_kv = f.has(a + ".attention.head_count_kv")
                        ? get_pos_int(f, a + ".attention.head_count_kv", 1, 4096)
