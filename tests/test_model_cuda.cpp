@@ -257,3 +257,45 @@ TEST(CudaModel, GpuRequestWithoutGpuIsAClearError) {
         EXPECT_NE(std::string(e.what()).find("-ngl 0"), std::string::npos) << e.what();
     }
 }
+
+TEST(CudaModel, MoeAndMlaModelsAreRefusedWithTheWayOut) {
+    // The GPU has no MoE or latent-attention kernels yet: such a model is refused at load,
+    // before anything is uploaded, naming -ngl 0; with -ngl 0 it runs on the CPU.
+    LLM8_REQUIRE_GPU();
+    llm8_test::TinySpec moe;
+    moe.arch = "qwen3moe";
+    moe.qk_norm = true;
+    moe.n_expert = 4;
+    moe.n_expert_used = 2;
+    moe.n_ff_exp = 32;
+    llm8_test::TinySpec mla;
+    mla.arch = "deepseek2";
+    mla.n_head_kv = mla.n_head;
+    mla.kv_lora_rank = 32;
+    mla.qk_rope = 16;
+    mla.qk_nope = 16;
+    mla.v_head = 16;
+    mla.n_expert = 4;
+    mla.n_expert_used = 2;
+    mla.n_ff_exp = 32;
+    mla.n_dense_lead = 1;
+    for (const auto& s : {moe, mla}) {
+        const std::string path = llm8_test::temp_path("gpu-refuse-" + s.arch + ".gguf");
+        llm8_test::build_tiny_model(s).write(path);
+        std::string msg;
+        try {
+            llm8::Model::load({path, -1});
+        } catch (const llm8::Error& e) {
+            msg = e.what();
+        }
+        EXPECT_NE(msg.find("MoE/MLA models run on the CPU for now; use -ngl 0"), std::string::npos)
+            << s.arch << ": " << msg;
+        auto cpu = llm8::Model::load({path, 0});
+        std::remove(path.c_str());
+        EXPECT_FALSE(cpu->on_gpu());
+        llm8::Session sess(cpu, {32, 32, 1});
+        const std::vector<int32_t> toks = {1, 270, 5};
+        sess.decode(toks);
+        EXPECT_TRUE(std::isfinite(sess.logits()[0]));
+    }
+}
