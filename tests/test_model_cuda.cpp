@@ -128,8 +128,9 @@ TEST(CudaModel, KlDivergenceOfGpuAgainstACpuBase) {
     const std::string base = ::testing::TempDir() + "llm8_cuda_kl_base.kld";
     const auto rc = llm8::save_kl_base(cpu, tokens, 512, 4, 512, 0, base);
     const auto st = llm8::kl_divergence(gpu, base, 0, 512, 0);
-    std::printf("GPU against the CPU base: mean KLD %.3g, max %.3g, same top %.4f, PPL %.4f / %.4f\n",
-                st.kld, st.kld_sorted.back(), st.same_top, st.ppl.ppl, rc.ppl);
+    std::printf(
+        "GPU against the CPU base: mean KLD %.3g, max %.3g, same top %.4f, PPL %.4f / %.4f\n",
+        st.kld, st.kld_sorted.back(), st.same_top, st.ppl.ppl, rc.ppl);
     EXPECT_LT(st.kld, 1e-4);
     EXPECT_GT(st.same_top, 0.99);
     EXPECT_NEAR(st.ppl_base, rc.ppl, 1e-5 * rc.ppl);
