@@ -283,11 +283,13 @@ void llama_forward_cpu(const LlamaModel& m, const KvStorage& kv, const ForwardBa
         for (int64_t t = 0; t < n; ++t)
             cpu::rms_norm(s.x.data() + t * E, L.attn_norm.data(), s.xn.data() + t * E, E,
                           hp.rms_eps);
-        if (hp.mla)
+        // The accuracy guard's hook sees ordinary attention only (MLA runs f16, Model::load).
+        if (hp.mla) {
             mla_block(st, il, L);
-        else
+        } else {
             attention_block(st, il, L, attn[size_t(il)]);
-        if (after_attention) after_attention(il, ap);
+            if (after_attention) after_attention(il, ap);
+        }
         st.matmul(L.wo, s.att.data(), n, s.o.data());
         for (int64_t i = 0; i < n * E; ++i) s.x[size_t(i)] += s.o[size_t(i)];
 
