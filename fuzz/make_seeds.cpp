@@ -47,6 +47,45 @@ void gguf_seeds() {
     put("gguf", "tiny-qwen3-f32.gguf", tiny("qwen3", llm8::GgmlType::F32, 8, 16));
     put("gguf", "tiny-llama-q4_0.gguf", tiny("llama", llm8::GgmlType::Q4_0, 32, 32));
     put("gguf", "vocab-bpe-llama-bpe.gguf", llm8_fuzz::bpe_vocab_gguf("llama-bpe"));
+    {  // the MoE and latent-attention loaders: experts, shared experts, groups, MLA dims, YaRN
+        llm8_test::TinySpec s;
+        s.arch = "qwen3moe";
+        s.n_embd = 8;
+        s.n_layer = 1;
+        s.n_head = 2;
+        s.n_head_kv = 1;
+        s.qk_norm = true;
+        s.n_expert = 4;
+        s.n_expert_used = 2;
+        s.n_ff_exp = 8;
+        put("gguf", "tiny-qwen3moe-f32.gguf", llm8_test::build_tiny_model(s).to_bytes());
+        s = llm8_test::TinySpec();
+        s.arch = "deepseek2";
+        s.n_embd = 8;
+        s.n_layer = 2;
+        s.n_head = 2;
+        s.n_head_kv = 2;
+        s.n_ff = 8;
+        s.q_lora_rank = 4;
+        s.kv_lora_rank = 4;
+        s.qk_rope = 2;
+        s.qk_nope = 2;
+        s.v_head = 2;
+        s.kv_b_split = true;
+        s.n_expert = 4;
+        s.n_expert_used = 2;
+        s.n_ff_exp = 4;
+        s.n_expert_shared = 1;
+        s.n_dense_lead = 1;
+        s.gating = 2;
+        s.probs_bias = true;
+        s.n_groups = 2;
+        s.n_groups_used = 1;
+        s.yarn_factor = 4.0f;
+        s.yarn_orig_ctx = 16;
+        s.yarn_log_mul = 0.0707f;
+        put("gguf", "tiny-deepseek2-f32.gguf", llm8_test::build_tiny_model(s).to_bytes());
+    }
 
     // Every metadata type, two tensors of block types, and a custom alignment.
     llm8::GgufWriter w;

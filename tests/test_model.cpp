@@ -3,6 +3,7 @@
 // decode over the KV cache, and a mix of both. Plus the load-time errors of malformed models.
 #include <cmath>
 #include <cstdio>
+#include <functional>
 
 #include "common/error.h"
 #include "llm8/engine.h"
@@ -22,6 +23,96 @@ struct Case {
 
 void PrintTo(const Case& c, std::ostream* os) {
     *os << c.label;
+}
+
+// Mixture-of-experts and latent-attention models (random weights: these check the arithmetic
+// against the reference, never accuracy; there is no trained MoE model to check that with).
+TinySpec mixtral_spec() {
+    TinySpec s;  // llama with experts; each expert is a feed_forward_length FFN
+    s.n_expert = 4;
+    s.n_expert_used = 2;
+    return s;
+}
+
+TinySpec qwen3moe_spec() {
+    TinySpec s;
+    s.arch = "qwen3moe";
+    s.qk_norm = true;
+    s.head_dim = 32;
+    s.n_expert = 8;
+    s.n_expert_used = 3;
+    s.n_ff_exp = 32;
+    s.rope_base = 1000000.0f;
+    return s;
+}
+
+// DeepSeek-V2-Lite's layout: no q_lora, one leading dense layer, two shared experts, the older
+// attn_kv_b, softmax routing without renormalization.
+TinySpec deepseek2_lite_spec() {
+    TinySpec s;
+    s.arch = "deepseek2";
+    s.n_layer = 3;
+    s.n_head = 4;
+    s.n_head_kv = 4;
+    s.kv_lora_rank = 32;
+    s.qk_rope = 16;
+    s.qk_nope = 32;
+    s.v_head = 24;
+    s.n_expert = 8;
+    s.n_expert_used = 2;
+    s.n_ff_exp = 32;
+    s.n_expert_shared = 2;
+    s.n_dense_lead = 1;
+    return s;
+}
+
+// DeepSeek-V3's routing and the newer split attn_k_b / attn_v_b: q_lora, sigmoid gating with
+// the selection bias, group-limited top-k, renormalized and scaled weights, YaRN with the log
+// multiplier (so positions past the original context use blended frequencies).
+TinySpec deepseek3_spec() {
+    TinySpec s = deepseek2_lite_spec();
+    s.q_lora_rank = 32;
+    s.kv_lora_rank = 64;
+    s.v_head = 32;
+    s.kv_b_split = true;
+    s.gating = 2;
+    s.probs_bias = true;
+    s.n_groups = 4;
+    s.n_groups_used = 2;
+    s.n_expert_used = 3;
+    s.weights_norm = 1;
+    s.weights_scale = 2.5f;
+    s.n_expert_shared = 1;
+    s.yarn_factor = 4.0f;
+    s.yarn_orig_ctx = 8;
+    s.yarn_log_mul = 0.0707f;
+    s.rope_base = 100.0f;
+    return s;
+}
+
+std::vector<Case> moe_cases() {
+    std::vector<Case> c;
+    c.push_back({"mixtral_f32", mixtral_spec()});
+    c.push_back({"mixtral_q8_0", mixtral_spec()});
+    c.back().spec.wtype = GgmlType::Q8_0;
+    c.push_back({"qwen3moe_f16", qwen3moe_spec()});
+    c.back().spec.wtype = GgmlType::F16;
+    c.push_back({"qwen3moe_q8_0_norm_off", qwen3moe_spec()});
+    c.back().spec.wtype = GgmlType::Q8_0;
+    c.back().spec.weights_norm = 0;
+    c.push_back({"deepseek2_lite_f32", deepseek2_lite_spec()});
+    c.push_back({"deepseek2_lite_q8_0", deepseek2_lite_spec()});
+    c.back().spec.wtype = GgmlType::Q8_0;
+    c.push_back({"deepseek3_split_f32", deepseek3_spec()});
+    c.push_back({"deepseek3_split_q8_0", deepseek3_spec()});
+    c.back().spec.wtype = GgmlType::Q8_0;
+    TinySpec y = deepseek2_lite_spec();  // YaRN without the log multiplier: scaled rotation
+    y.yarn_factor = 8.0f;
+    y.yarn_orig_ctx = 4;
+    y.rope_base = 50.0f;
+    c.push_back({"deepseek2_yarn_f16", y});
+    c.back().spec.wtype = GgmlType::F16;
+    return c;
 }
 
 std::vector<Case> cases() {
@@ -79,6 +170,7 @@ std::vector<Case> cases() {
     s.wtype = GgmlType::IQ4_NL;
     s.tied = true;
     c.push_back({"llama_tied_iq4_nl", s});
+    for (const Case& m : moe_cases()) c.push_back(m);
     return c;
 }
 
@@ -356,4 +448,227 @@ TEST(ModelErrors, NonFiniteRopeParameters) {
     w.set("llama.rope.freq_base", llm8::GgufValue::make_f32(INFINITY));
     EXPECT_NE(load_error(w, "baseinf").find("rope.freq_base' = inf is out of range"),
               std::string::npos);
+}
+
+// ---- mixture of experts and latent attention ----------------------------------------------------
+
+class MoeBatch : public ::testing::TestWithParam<Case> {};
+
+// Three sequences prefilled in one batch and then decoded together give each sequence's logits
+// as it gets them alone (the batch changes only the matmul path's rounding).
+TEST_P(MoeBatch, BatchMatchesSolo) {
+    const Case& c = GetParam();
+    const std::string path = llm8_test::temp_path(std::string(c.label) + "-batch.gguf");
+    llm8_test::build_tiny_model(c.spec).write(path);
+    auto model = llm8::Model::load({path, 0});
+    std::remove(path.c_str());
+    const std::vector<std::vector<int32_t>> prompts = {
+        {1, 270, 5, 300, 299, 42}, {1, 7, 8}, {1, 260, 261, 262, 263, 264, 265, 266, 13}};
+    const std::vector<int32_t> next = {17, 300, 4};
+    std::vector<std::vector<std::vector<float>>> solo;  // [seq][step][vocab]
+    for (size_t q = 0; q < prompts.size(); ++q) {
+        llm8::Session s(model, {64, 512, 1});
+        s.decode(prompts[q]);
+        solo.push_back({std::vector<float>(s.logits(), s.logits() + model->n_vocab())});
+        s.decode(&next[q], 1);
+        solo.back().push_back(std::vector<float>(s.logits(), s.logits() + model->n_vocab()));
+    }
+    llm8::ContextParams cp;
+    cp.n_ctx = 192;
+    cp.n_seq_max = 3;
+    cp.n_batch = 512;
+    cp.n_threads = 1;
+    llm8::Context ctx(model, cp);
+    llm8::Batch b;
+    std::vector<int> last;
+    for (size_t q = 0; q < prompts.size(); ++q) {
+        for (size_t i = 0; i < prompts[q].size(); ++i)
+            b.add(prompts[q][i], int32_t(i), int32_t(q), i + 1 == prompts[q].size());
+        last.push_back(int(b.size()) - 1);
+    }
+    ctx.decode(b);
+    auto close = [&](const float* got, const std::vector<float>& want) {
+        double num = 0, den = 0;
+        for (size_t i = 0; i < want.size(); ++i) {
+            num = std::max(num, std::fabs(double(got[i]) - want[i]));
+            den = std::max(den, std::fabs(double(want[i])));
+        }
+        return num / den;
+    };
+    for (size_t q = 0; q < prompts.size(); ++q)
+        EXPECT_LT(close(ctx.logits(last[q]), solo[q][0]), 1e-5) << c.label << " prefill seq " << q;
+    llm8::Batch d;
+    for (size_t q = 0; q < prompts.size(); ++q)
+        d.add(next[q], int32_t(prompts[q].size()), int32_t(q), true);
+    ctx.decode(d);
+    for (size_t q = 0; q < prompts.size(); ++q)
+        EXPECT_LT(close(ctx.logits(int(q)), solo[q][1]), 1e-5) << c.label << " decode seq " << q;
+}
+
+INSTANTIATE_TEST_SUITE_P(Archs, MoeBatch, ::testing::ValuesIn(moe_cases()),
+                         [](const ::testing::TestParamInfo<Case>& i) {
+                             return std::string(i.param.label);
+                         });
+
+TEST(MoeModel, LatentCacheIsOneSharedRow) {
+    // deepseek2 caches n_rot + kv_lora_rank floats per token and layer, K and V shared.
+    const TinySpec s = deepseek2_lite_spec();
+    const std::string path = llm8_test::temp_path("ds2-mem.gguf");
+    llm8_test::build_tiny_model(s).write(path);
+    auto model = llm8::Model::load({path, 0});
+    std::remove(path.c_str());
+    llm8::Session sess(model, {64, 64, 1});
+    llm8::Context ctx(model, {64, 1, 64, 1});
+    const llm8::KvMemory mem = ctx.kv_memory();
+    EXPECT_EQ(mem.bytes_total, size_t(mem.n_blocks) * 64 * s.n_layer *
+                                   size_t(s.qk_rope + s.kv_lora_rank) * sizeof(float));
+}
+
+TEST(MoeModel, Forks) {
+    // A forked deepseek2 sequence continues as the original does (copy on write of the shared
+    // latent block; there is no V pool to copy).
+    const std::string path = llm8_test::temp_path("ds2-fork.gguf");
+    llm8_test::build_tiny_model(deepseek2_lite_spec()).write(path);
+    auto model = llm8::Model::load({path, 0});
+    std::remove(path.c_str());
+    llm8::Context ctx(model, {256, 2, 64, 1});
+    llm8::Batch b;
+    for (int i = 0; i < 5; ++i) b.add(1 + i, i, 0, i == 4);
+    ctx.decode(b);
+    ctx.seq_fork(0, 1);
+    llm8::Batch d;
+    d.add(9, 5, 0, true);
+    d.add(9, 5, 1, true);
+    ctx.decode(d);
+    const int V = model->n_vocab();
+    for (int i = 0; i < V; ++i) ASSERT_EQ(ctx.logits(0)[i], ctx.logits(1)[i]) << i;
+}
+
+namespace {
+
+std::string moe_load_error(TinySpec s, const std::string& label,
+                           const std::function<void(llm8::GgufWriter&)>& edit,
+                           llm8::ModelParams mp = {}) {
+    auto w = llm8_test::build_tiny_model(s);
+    if (edit) edit(w);
+    const std::string path = llm8_test::temp_path(label + ".gguf");
+    w.write(path);
+    std::string msg;
+    mp.path = path;
+    mp.n_gpu_layers = 0;
+    try {
+        llm8::Model::load(mp);
+        msg = "(loaded)";
+    } catch (const llm8::Error& e) {
+        msg = e.what();
+    }
+    std::remove(path.c_str());
+    return msg;
+}
+
+}  // namespace
+
+TEST(MoeModelErrors, HyperparametersAreNamed) {
+    using llm8::GgufValue;
+    auto has = [](const std::string& msg, const std::string& want) {
+        return msg.find(want) != std::string::npos;
+    };
+    std::string m;
+    // Each bad value is refused naming its key (or the tensor whose shape disagrees).
+    m = moe_load_error(qwen3moe_spec(), "noexp", [](llm8::GgufWriter& w) {
+        w.set("general.architecture", GgufValue::make_str("qwen3moe"));
+        w.set("qwen3moe.expert_count", GgufValue::make_u32(0));
+    });
+    EXPECT_TRUE(has(m, "'qwen3moe.expert_count' = 0 is out of range")) << m;
+    m = moe_load_error(qwen3moe_spec(), "used", [](llm8::GgufWriter& w) {
+        w.set("qwen3moe.expert_used_count", GgufValue::make_u32(9));
+    });
+    EXPECT_TRUE(has(m, "'qwen3moe.expert_used_count' = 9 is out of range [1, 8]")) << m;
+    m = moe_load_error(qwen3moe_spec(), "ffexp", [](llm8::GgufWriter& w) {
+        w.set("qwen3moe.expert_feed_forward_length", GgufValue::make_u32(40));
+    });
+    EXPECT_TRUE(has(m,
+                    "tensor 'blk.0.ffn_gate_exps.weight' has shape [64, 32, 8], expected "
+                    "[64, 40, 8]"))
+        << m;
+    m = moe_load_error(deepseek2_lite_spec(), "gating", [](llm8::GgufWriter& w) {
+        w.set("deepseek2.expert_gating_func", GgufValue::make_u32(3));
+    });
+    EXPECT_TRUE(has(m, "'deepseek2.expert_gating_func' = 3 is not supported")) << m;
+    m = moe_load_error(deepseek2_lite_spec(), "groups", [](llm8::GgufWriter& w) {
+        w.set("deepseek2.expert_group_count", GgufValue::make_u32(3));
+        w.set("deepseek2.expert_group_used_count", GgufValue::make_u32(1));
+    });
+    EXPECT_TRUE(has(m, "expert_count 8 is not a multiple of expert_group_count 3")) << m;
+    m = moe_load_error(deepseek2_lite_spec(), "shared", [](llm8::GgufWriter& w) {
+        w.set("deepseek2.expert_shared_count", GgufValue::make_u32(3));
+    });
+    EXPECT_TRUE(has(m, "tensor 'blk.1.ffn_gate_shexp.weight' has shape")) << m;
+    m = moe_load_error(deepseek2_lite_spec(), "lead", [](llm8::GgufWriter& w) {
+        w.set("deepseek2.leading_dense_block_count", GgufValue::make_u32(2));
+    });
+    EXPECT_TRUE(has(m, "missing tensor 'blk.1.ffn_gate.weight'")) << m;
+    m = moe_load_error(deepseek2_lite_spec(), "kvlora", [](llm8::GgufWriter& w) {
+        w.set("deepseek2.attention.kv_lora_rank", GgufValue::make_u32(0));
+    });
+    EXPECT_TRUE(has(m, "'deepseek2.attention.kv_lora_rank' = 0 is out of range")) << m;
+    TinySpec split = deepseek3_spec();
+    m = moe_load_error(split, "keylen", [](llm8::GgufWriter& w) {
+        w.set("deepseek2.attention.key_length", GgufValue::make_u32(48));
+    });
+    EXPECT_TRUE(has(m, "disagree with kv_lora_rank")) << m;
+    m = moe_load_error(mixtral_spec(), "mixtral-used", [](llm8::GgufWriter& w) {
+        w.set("llama.expert_used_count", GgufValue::make_u32(0));
+    });
+    EXPECT_TRUE(has(m, "'llama.expert_used_count' = 0 is out of range")) << m;
+    m = moe_load_error(TinySpec{}, "qwen-lead", [](llm8::GgufWriter& w) {
+        w.set("llama.leading_dense_block_count", GgufValue::make_u32(1));
+        w.set("llama.expert_count", GgufValue::make_u32(4));
+        w.set("llama.expert_used_count", GgufValue::make_u32(2));
+    });
+    EXPECT_TRUE(has(m, "'llama.leading_dense_block_count' is only supported for deepseek2")) << m;
+    m = moe_load_error(TinySpec{}, "dense-used", [](llm8::GgufWriter& w) {
+        w.set("llama.expert_used_count", GgufValue::make_u32(2));
+    });
+    EXPECT_TRUE(has(m, "'llama.expert_used_count' without 'llama.expert_count'")) << m;
+}
+
+TEST(MoeModelErrors, LatentAttentionRefusesTheInt8CacheAnd8BitModes) {
+    llm8::ModelParams mp;
+    mp.cache_type_k = mp.cache_type_v = "int8";
+    std::string m = moe_load_error(deepseek2_lite_spec(), "ds-int8", nullptr, mp);
+    EXPECT_NE(m.find("latent attention (deepseek2) runs with the plain cache"), std::string::npos)
+        << m;
+    mp = llm8::ModelParams();
+    mp.attn = "sage";
+    m = moe_load_error(deepseek2_lite_spec(), "ds-sage", nullptr, mp);
+    EXPECT_NE(m.find("--attn f16 only"), std::string::npos) << m;
+    // MoE models with ordinary attention take the INT8 cache.
+    mp = llm8::ModelParams();
+    mp.cache_type_k = mp.cache_type_v = "int8";
+    EXPECT_EQ(moe_load_error(qwen3moe_spec(), "q3-int8", nullptr, mp), "(loaded)");
+}
+
+TEST(MoeModel, MultiTokenPredictionBlocksAreSkipped) {
+    // DeepSeek-V3 files count their MTP block in block_count and say nextn_predict_layers; the
+    // model proper is the blocks before it, so the logits equal those of the file without it.
+    using llm8::GgufValue;
+    const TinySpec s = deepseek2_lite_spec();
+    auto w = llm8_test::build_tiny_model(s);
+    const std::string plain = llm8_test::temp_path("ds-plain.gguf");
+    w.write(plain);
+    w.set("deepseek2.block_count", GgufValue::make_u32(uint32_t(s.n_layer + 1)));
+    w.set("deepseek2.nextn_predict_layers", GgufValue::make_u32(1));
+    const std::string mtp = llm8_test::temp_path("ds-mtp.gguf");
+    w.write(mtp);
+    auto a = llm8::Model::load({plain, 0});
+    auto b = llm8::Model::load({mtp, 0});
+    std::remove(plain.c_str());
+    std::remove(mtp.c_str());
+    EXPECT_EQ(b->n_layer(), s.n_layer);
+    const std::vector<int32_t> toks = {1, 270, 5, 300};
+    llm8::Session sa(a, {64, 64, 1}), sb(b, {64, 64, 1});
+    sa.decode(toks);
+    sb.decode(toks);
+    for (int i = 0; i < a->n_vocab(); ++i) ASSERT_EQ(sa.logits()[i], sb.logits()[i]);
 }

@@ -135,8 +135,9 @@ TEST(CudaModel, KlDivergenceOfGpuAgainstACpuBase) {
     const std::string base = ::testing::TempDir() + "llm8_cuda_kl_base.kld";
     const auto rc = llm8::save_kl_base(cpu, tokens, 512, 4, 512, 0, base);
     const auto st = llm8::kl_divergence(gpu, base, 0, 512, 0);
-    std::printf("GPU against the CPU base: mean KLD %.3g, max %.3g, same top %.4f, PPL %.4f / %.4f\n",
-                st.kld, st.kld_sorted.back(), st.same_top, st.ppl.ppl, rc.ppl);
+    std::printf(
+        "GPU against the CPU base: mean KLD %.3g, max %.3g, same top %.4f, PPL %.4f / %.4f\n",
+        st.kld, st.kld_sorted.back(), st.same_top, st.ppl.ppl, rc.ppl);
     EXPECT_LT(st.kld, 1e-4);
     EXPECT_GT(st.same_top, 0.99);
     EXPECT_NEAR(st.ppl_base, rc.ppl, 1e-5 * rc.ppl);
@@ -346,5 +347,47 @@ TEST(CudaModel, GpuRequestWithoutGpuIsAClearError) {
         FAIL() << "loaded";
     } catch (const llm8::Error& e) {
         EXPECT_NE(std::string(e.what()).find("-ngl 0"), std::string::npos) << e.what();
+    }
+}
+
+TEST(CudaModel, MoeAndMlaModelsAreRefusedWithTheWayOut) {
+    // The GPU has no MoE or latent-attention kernels yet: such a model is refused at load,
+    // before anything is uploaded, naming -ngl 0; with -ngl 0 it runs on the CPU.
+    LLM8_REQUIRE_GPU();
+    llm8_test::TinySpec moe;
+    moe.arch = "qwen3moe";
+    moe.qk_norm = true;
+    moe.n_expert = 4;
+    moe.n_expert_used = 2;
+    moe.n_ff_exp = 32;
+    llm8_test::TinySpec mla;
+    mla.arch = "deepseek2";
+    mla.n_head_kv = mla.n_head;
+    mla.kv_lora_rank = 32;
+    mla.qk_rope = 16;
+    mla.qk_nope = 16;
+    mla.v_head = 16;
+    mla.n_expert = 4;
+    mla.n_expert_used = 2;
+    mla.n_ff_exp = 32;
+    mla.n_dense_lead = 1;
+    for (const auto& s : {moe, mla}) {
+        const std::string path = llm8_test::temp_path("gpu-refuse-" + s.arch + ".gguf");
+        llm8_test::build_tiny_model(s).write(path);
+        std::string msg;
+        try {
+            llm8::Model::load({path, -1});
+        } catch (const llm8::Error& e) {
+            msg = e.what();
+        }
+        EXPECT_NE(msg.find("MoE/MLA models run on the CPU for now; use -ngl 0"), std::string::npos)
+            << s.arch << ": " << msg;
+        auto cpu = llm8::Model::load({path, 0});
+        std::remove(path.c_str());
+        EXPECT_FALSE(cpu->on_gpu());
+        llm8::Session sess(cpu, {32, 32, 1});
+        const std::vector<int32_t> toks = {1, 270, 5};
+        sess.decode(toks);
+        EXPECT_TRUE(std::isfinite(sess.logits()[0]));
     }
 }

@@ -127,19 +127,44 @@ void add_bias(float* y, const float* b, int64_t n, int64_t m) {
         for (int64_t i = 0; i < m; ++i) y[t * m + i] += b[i];
 }
 
+void matmul_t(const WeightView& w, const float* x, int64_t n, float* y) {
+    const int64_t K = w.ne1, M = w.ne0;
+    std::vector<float> row(static_cast<size_t>(M));
+    std::fill(y, y + n * M, 0.0f);
+    for (int64_t r = 0; r < K; ++r) {
+        dequantize_row(w.type, w.row(r), row.data(), M);
+        for (int64_t t = 0; t < n; ++t) {
+            const float xr = x[t * K + r];
+            float* yt = y + t * M;
+            for (int64_t c = 0; c < M; ++c) yt[c] += xr * row[size_t(c)];
+        }
+    }
+}
+
 void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int n_rot, const int32_t* pos,
-          RopeLayout layout, float base, float freq_scale, const float* factors) {
+          RopeLayout layout, float base, float freq_scale, const float* factors,
+          const RopeYarn* yarn) {
     const int half = n_rot / 2;
-    std::vector<float> inv_freq(static_cast<size_t>(half));
+    std::vector<float> inv_freq(static_cast<size_t>(half)), mix(static_cast<size_t>(half), 0.0f);
     for (int i = 0; i < half; ++i) {
         inv_freq[size_t(i)] = float(std::pow(double(base), -2.0 * i / n_rot));
         if (factors) inv_freq[size_t(i)] /= factors[i];
+        if (yarn && yarn->ext_factor != 0.0f) {
+            const float r =
+                (float(i) - yarn->corr_low) / std::max(0.001f, yarn->corr_high - yarn->corr_low);
+            mix[size_t(i)] = (1.0f - std::min(1.0f, std::max(0.0f, r))) * yarn->ext_factor;
+        }
     }
+    const float mscale = yarn ? yarn->mscale : 1.0f;
     for (int64_t t = 0; t < n_tokens; ++t) {
-        const float p = float(pos[t]) * freq_scale;
         for (int i = 0; i < half; ++i) {
-            const float theta = p * inv_freq[size_t(i)];
-            const float c = std::cos(theta), s = std::sin(theta);
+            // The original angle and the interpolated one, blended by the YaRN ramp (0 without).
+            const float mx = mix[size_t(i)];
+            const float interp = float(pos[t]) * freq_scale * inv_freq[size_t(i)];
+            const float theta =
+                mx == 0.0f ? interp
+                           : interp * (1.0f - mx) + float(pos[t]) * inv_freq[size_t(i)] * mx;
+            const float c = std::cos(theta) * mscale, s = std::sin(theta) * mscale;
             for (int h = 0; h < n_heads; ++h) {
                 float* v = x + (t * n_heads + h) * head_dim;
                 const int a = layout == RopeLayout::norm ? 2 * i : i;

@@ -32,10 +32,16 @@ void matmul_rows(const WeightView& w, const float* x, int64_t n, float* y);
 // y[n, m] += b[m] per row
 void add_bias(float* y, const float* b, int64_t n, int64_t m);
 
+// Y[n, W.ne0] = X[n, W.ne1] * W: W used transposed (its rows as columns). For deepseek2's
+// older attn_kv_b, whose K part must be applied from the latent side (the query absorbs it).
+void matmul_t(const WeightView& w, const float* x, int64_t n, float* y);
+
 // Rotates the first n_rot dims of every head of x ([n_tokens, n_heads * head_dim]) by
-// pos[t] * freq_scale * base^(-2i/n_rot) (divided by factors[i] when given).
+// pos[t] * freq_scale * base^(-2i/n_rot) (divided by factors[i] when given); with yarn (may be
+// null) the YaRN blend and magnitude of common/tensor_types.h.
 void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int n_rot, const int32_t* pos,
-          RopeLayout layout, float base, float freq_scale, const float* factors);
+          RopeLayout layout, float base, float freq_scale, const float* factors,
+          const RopeYarn* yarn = nullptr);
 
 // Attention of a batch of sequences over the paged cache (common/attn_params.h: per-sequence
 // query rows and key counts, causal masks aligned to the end, block tables). Host pointers; the

@@ -186,7 +186,10 @@ std::vector<TensorPlan> plan_conversion(const GgufFile& in, const QuantTarget& t
         TensorPlan p;
         p.name = t.name;
         p.from = p.to = p.wanted = t.type;
-        const bool matrix = t.ne.size() == 2 && t.ne[1] > 1;
+        // 2-D matrices and 3-D expert / per-head stacks; MoE routers stay as they are (F32 in
+        // llama.cpp's files: few bytes, and the expert choice is sensitive to their rounding).
+        const bool matrix = (t.ne.size() == 2 || t.ne.size() == 3) && t.ne[1] > 1 &&
+                            t.name.find("ffn_gate_inp.") == std::string::npos;
         if (matrix) {
             p.wanted = mix_tensor_type(target, info, t.name, t.ne[0]);
             p.to = fallback_type(p.wanted, t.ne[0], t.type, &p.fell_back);

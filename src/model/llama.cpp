@@ -80,6 +80,23 @@ WeightView matrix(const GgufFile& f, const std::string& name, int64_t ne0, int64
     return w;
 }
 
+// A 3-D tensor [ne0, ne1, ne2] (experts, or per-head projections) as one matrix of ne1 * ne2
+// rows; WeightView::rows picks one slice.
+WeightView matrix3(const GgufFile& f, const std::string& name, int64_t ne0, int64_t ne1,
+                   int64_t ne2) {
+    const GgufTensorInfo& t = need_tensor(f, name);
+    check_type(f, t);
+    check_shape(f, t, {ne0, ne1, ne2});
+    WeightView w;
+    w.type = t.type;
+    w.ne0 = ne0;
+    w.ne1 = ne1 * ne2;
+    w.row_bytes = row_size(t.type, ne0);
+    w.data = t.data;
+    w.name = name;
+    return w;
+}
+
 std::vector<float> vec(const GgufFile& f, const std::string& name, int64_t n) {
     const GgufTensorInfo& t = need_tensor(f, name);
     check_type(f, t);
@@ -91,6 +108,158 @@ std::vector<float> vec(const GgufFile& f, const std::string& name, int64_t n) {
 
 std::vector<float> opt_vec(const GgufFile& f, const std::string& name, int64_t n) {
     return f.find_tensor(name) ? vec(f, name, n) : std::vector<float>();
+}
+
+// deepseek2's head sizes. Files converted since llama.cpp's MLA support say key_length =
+// kv_lora_rank + rope and value_length = kv_lora_rank (the latent as MQA) and give the per-head
+// sizes in key_length_mla / value_length_mla; older files give the per-head sizes directly.
+void read_mla_dims(const GgufFile& f, HParams& hp) {
+    const std::string& a = hp.arch_name;
+    hp.q_lora_rank = f.has(a + ".attention.q_lora_rank")
+                         ? get_pos_int(f, a + ".attention.q_lora_rank", 0, 1 << 16)
+                         : 0;
+    if (!f.has(a + ".attention.kv_lora_rank"))
+        fail(ErrorKind::format, f.path() + ": deepseek2 needs metadata '" + a +
+                                    ".attention.kv_lora_rank' (the latent KV size)");
+    hp.kv_lora_rank = get_pos_int(f, a + ".attention.kv_lora_rank", 1, 1 << 16);
+    if (!f.has(a + ".rope.dimension_count"))
+        fail(ErrorKind::format, f.path() + ": deepseek2 needs metadata '" + a +
+                                    ".rope.dimension_count' (the decoupled RoPE dims)");
+    hp.n_rot = get_pos_int(f, a + ".rope.dimension_count", 2, 1024);
+    const int kl = get_pos_int(f, a + ".attention.key_length", 1, 1 << 16);
+    const int vl = get_pos_int(f, a + ".attention.value_length", 1, 1 << 16);
+    if (f.has(a + ".attention.key_length_mla")) {
+        hp.mla_kv_b_split = true;
+        hp.head_dim = get_pos_int(f, a + ".attention.key_length_mla", 1, 1024);
+        hp.v_head_dim = get_pos_int(f, a + ".attention.value_length_mla", 1, 1024);
+        if (kl != hp.kv_lora_rank + hp.n_rot || vl != hp.kv_lora_rank)
+            fail(ErrorKind::format,
+                 f.path() + ": metadata '" + a + ".attention.key_length' = " + std::to_string(kl) +
+                     " and 'value_length' = " + std::to_string(vl) +
+                     " disagree with kv_lora_rank " + std::to_string(hp.kv_lora_rank) + " + rope " +
+                     std::to_string(hp.n_rot) +
+                     " (files with key_length_mla store "
+                     "the latent sizes there)");
+    } else {
+        hp.head_dim = kl;
+        hp.v_head_dim = vl;
+    }
+    if (hp.head_dim <= hp.n_rot)
+        fail(ErrorKind::format, f.path() + ": deepseek2 key length " + std::to_string(hp.head_dim) +
+                                    " must exceed rope.dimension_count " +
+                                    std::to_string(hp.n_rot) + " (it is nope + rope dims)");
+    hp.n_head_kv = 1;  // the latent is one KV head shared by every query head
+}
+
+// YaRN (see RopeYarn): llama.cpp's defaults (ext_factor 1, beta_fast 32, beta_slow 1, the
+// original context from the file) and its magnitude: the rotated dims are scaled by
+// 1 + 0.1 ln(factor), except in deepseek2, whose yarn_log_multiplier moves the scaling into
+// the softmax scale (read_hparams) and leaves the rotation unscaled.
+void read_yarn(const GgufFile& f, HParams& hp) {
+    const std::string& a = hp.arch_name;
+    const double factor = get_float_in(f, a + ".rope.scaling.factor", 1.0, 1.0, 1024.0);
+    hp.rope_freq_scale = float(1.0 / factor);
+    const int n_orig = f.has(a + ".rope.scaling.original_context_length")
+                           ? get_pos_int(f, a + ".rope.scaling.original_context_length", 1, 1 << 24)
+                           : hp.n_ctx_train;
+    const double beta_fast = get_float_in(f, a + ".rope.scaling.yarn_beta_fast", 32.0, 1e-3, 1e4);
+    const double beta_slow = get_float_in(f, a + ".rope.scaling.yarn_beta_slow", 1.0, 1e-3, 1e4);
+    hp.yarn.ext_factor = float(get_float_in(f, a + ".rope.scaling.yarn_ext_factor", 1.0, 0.0, 1.0));
+    // The pair index at which a dimension completes n_orig / (beta * 2 pi) rotations.
+    auto corr = [&](double beta) {
+        return hp.n_rot * std::log(n_orig / (beta * 2.0 * M_PI)) /
+               (2.0 * std::log(double(hp.rope_freq_base)));
+    };
+    hp.yarn.corr_low = float(std::max(0.0, std::floor(corr(beta_fast))));
+    hp.yarn.corr_high = float(std::min(double(hp.n_rot - 1), std::ceil(corr(beta_slow))));
+    const bool log_mul = f.has(a + ".rope.scaling.yarn_log_multiplier");
+    if (log_mul && hp.arch != Arch::deepseek2)
+        fail(ErrorKind::unsupported, f.path() + ": metadata '" + a +
+                                         ".rope.scaling.yarn_log_multiplier' is only supported "
+                                         "for deepseek2");
+    const double attn_factor =
+        get_float_in(f, a + ".rope.scaling.attn_factor", 1.0, 1.0 / 1024.0, 1024.0);
+    const double m = (log_mul || hp.yarn.ext_factor == 0.0f) ? 1.0 : 1.0 + 0.1 * std::log(factor);
+    hp.yarn.mscale = float(m * attn_factor);
+}
+
+// Mixture-of-experts hyperparameters: none of them without expert_count; with it, every one the
+// architecture needs, checked against each other. Defaults follow llama.cpp: Mixtral and
+// Qwen3-MoE renormalize the top-k weights, deepseek2 only when expert_weights_norm says so.
+void read_moe(const GgufFile& f, HParams& hp) {
+    const std::string& a = hp.arch_name;
+    const std::string k_count = a + ".expert_count";
+    if (!f.has(k_count)) {
+        if (hp.arch == Arch::qwen3moe || hp.arch == Arch::deepseek2)
+            fail(ErrorKind::format, f.path() + ": " + a + " needs metadata '" + k_count + "'");
+        for (const char* k : {".expert_used_count", ".expert_feed_forward_length"})
+            if (f.has(a + k))
+                fail(ErrorKind::format, f.path() + ": metadata '" + a + k + "' without '" +
+                                            k_count + "': is the file complete?");
+        return;
+    }
+    if (hp.arch == Arch::qwen2 || hp.arch == Arch::qwen3)
+        fail(ErrorKind::unsupported, f.path() + ": metadata '" + k_count + "' in a " + a +
+                                         " file: experts are supported for llama (Mixtral), "
+                                         "qwen3moe and deepseek2");
+    hp.n_expert = get_pos_int(f, k_count, 1, 4096);
+    const std::string k_used = a + ".expert_used_count";
+    if (!f.has(k_used))
+        fail(ErrorKind::format, f.path() + ": missing metadata '" + k_used +
+                                    "' (experts per token) beside '" + k_count + "'");
+    hp.n_expert_used = get_pos_int(f, k_used, 1, hp.n_expert);
+    const std::string k_ff = a + ".expert_feed_forward_length";
+    if (hp.arch == Arch::llama) {  // Mixtral: each expert is a feed_forward_length FFN
+        hp.n_ff_exp = f.has(k_ff) ? get_pos_int(f, k_ff, 1, 1 << 24) : hp.n_ff;
+    } else {
+        if (!f.has(k_ff))
+            fail(ErrorKind::format,
+                 f.path() + ": missing metadata '" + k_ff + "' (the FFN width of one expert)");
+        hp.n_ff_exp = get_pos_int(f, k_ff, 1, 1 << 24);
+    }
+    hp.expert_weights_norm = f.get_bool(a + ".expert_weights_norm", hp.arch != Arch::deepseek2);
+    const double scale = get_float_in(f, a + ".expert_weights_scale", 0.0, 0.0, 1e4);
+    hp.expert_weights_scale = scale == 0.0 ? 1.0f : float(scale);  // 0: not given
+    const int64_t gating = f.get_int(a + ".expert_gating_func", 0);
+    if (gating == 0 || gating == 1)
+        hp.expert_gating = ExpertGating::softmax;
+    else if (gating == 2)
+        hp.expert_gating = ExpertGating::sigmoid;
+    else
+        fail(ErrorKind::unsupported, f.path() + ": metadata '" + a +
+                                         ".expert_gating_func' = " + std::to_string(gating) +
+                                         " is not supported (1 softmax, 2 sigmoid)");
+    if (hp.arch == Arch::deepseek2) {
+        hp.n_expert_shared = f.has(a + ".expert_shared_count")
+                                 ? get_pos_int(f, a + ".expert_shared_count", 0, 64)
+                                 : 0;
+        hp.n_layer_dense_lead =
+            f.has(a + ".leading_dense_block_count")
+                ? get_pos_int(f, a + ".leading_dense_block_count", 0, hp.n_layer)
+                : 0;
+    } else {
+        for (const char* k : {".expert_shared_count", ".leading_dense_block_count"})
+            if (f.has(a + k) && f.get_int(a + k) != 0)
+                fail(ErrorKind::unsupported,
+                     f.path() + ": metadata '" + a + k + "' is only supported for deepseek2");
+    }
+    if (f.has(a + ".expert_group_count")) {
+        hp.n_expert_groups = get_pos_int(f, a + ".expert_group_count", 1, hp.n_expert);
+        hp.n_group_used = get_pos_int(f, a + ".expert_group_used_count", 1, hp.n_expert_groups);
+        if (hp.n_expert % hp.n_expert_groups != 0)
+            fail(ErrorKind::format, f.path() + ": expert_count " + std::to_string(hp.n_expert) +
+                                        " is not a multiple of expert_group_count " +
+                                        std::to_string(hp.n_expert_groups));
+        if (hp.n_expert / hp.n_expert_groups < 2)
+            fail(ErrorKind::format, f.path() +
+                                        ": group-limited routing needs at least two "
+                                        "experts per group (expert_group_count)");
+        if (hp.n_expert_used > hp.n_group_used * (hp.n_expert / hp.n_expert_groups))
+            fail(ErrorKind::format,
+                 f.path() + ": expert_used_count " + std::to_string(hp.n_expert_used) +
+                     " exceeds the experts of the expert_group_used_count groups");
+        if (hp.n_expert_groups == 1) hp.n_expert_groups = hp.n_group_used = 0;
+    }
 }
 
 }  // namespace
@@ -108,13 +277,28 @@ HParams read_hparams(const GgufFile& f) {
     } else if (a == "qwen3") {
         hp.arch = Arch::qwen3;
         hp.rope = RopeLayout::neox;
+    } else if (a == "qwen3moe") {
+        hp.arch = Arch::qwen3moe;
+        hp.rope = RopeLayout::neox;
+    } else if (a == "deepseek2") {
+        // llama.cpp rotates adjacent pairs for deepseek2 (its converter does not permute).
+        hp.arch = Arch::deepseek2;
+        hp.rope = RopeLayout::norm;
+        hp.mla = true;
     } else {
-        fail(ErrorKind::unsupported, f.path() + ": unknown architecture '" + a +
-                                         "' (llm8 runs llama, mistral, qwen2, qwen3)");
+        fail(ErrorKind::unsupported,
+             f.path() + ": unknown architecture '" + a +
+                 "' (llm8 runs llama, mistral, qwen2, qwen3, qwen3moe, deepseek2)");
     }
     const int64_t kMax = int64_t(1) << 24;
     hp.n_embd = get_pos_int(f, a + ".embedding_length", 1, kMax);
     hp.n_layer = get_pos_int(f, a + ".block_count", 1, 4096);
+    if (hp.arch == Arch::deepseek2 && f.has(a + ".nextn_predict_layers")) {
+        // DeepSeek-V3's multi-token-prediction blocks come last and count in block_count; the
+        // model proper stops before them (llama.cpp runs them only for speculative drafts).
+        const int nextn = get_pos_int(f, a + ".nextn_predict_layers", 0, hp.n_layer - 1);
+        hp.n_layer -= nextn;
+    }
     hp.n_head = get_pos_int(f, a + ".attention.head_count", 1, 4096);
     hp.n_head_kv = f.has(a + ".attention.head_count_kv")
                        ? get_pos_int(f, a + ".attention.head_count_kv", 1, 4096)
@@ -128,7 +312,9 @@ HParams read_hparams(const GgufFile& f) {
     hp.n_ff = get_pos_int(f, a + ".feed_forward_length", 1, kMax);
     hp.n_ctx_train =
         f.has(a + ".context_length") ? get_pos_int(f, a + ".context_length", 1, kMax) : 2048;
-    if (f.has(a + ".attention.key_length")) {
+    if (hp.mla) {
+        read_mla_dims(f, hp);
+    } else if (f.has(a + ".attention.key_length")) {
         hp.head_dim = get_pos_int(f, a + ".attention.key_length", 1, 1024);
         if (f.has(a + ".attention.value_length") &&
             f.get_int(a + ".attention.value_length") != hp.head_dim)
@@ -142,9 +328,10 @@ HParams read_hparams(const GgufFile& f) {
                                         " (and no key_length gives the head size)");
         hp.head_dim = hp.n_embd / hp.n_head;
     }
-    hp.n_rot = f.has(a + ".rope.dimension_count")
-                   ? get_pos_int(f, a + ".rope.dimension_count", 2, hp.head_dim)
-                   : hp.head_dim;
+    if (!hp.mla)
+        hp.n_rot = f.has(a + ".rope.dimension_count")
+                       ? get_pos_int(f, a + ".rope.dimension_count", 2, hp.head_dim)
+                       : hp.head_dim;
     if (hp.n_rot % 2) fail(ErrorKind::format, f.path() + ": rope.dimension_count must be even");
     // Real models use 1e-6 or 1e-5; the range leaves room for any sane value and catches
     // garbage (0, negative, infinite, NaN, or large enough to flatten every activation).
@@ -158,15 +345,36 @@ HParams read_hparams(const GgufFile& f) {
         const double factor =
             get_float_in(f, a + ".rope.scaling.factor", 1.0, 1.0 / 1024.0, 1024.0);
         hp.rope_freq_scale = float(1.0 / factor);
+    } else if (scaling == "yarn") {
+        read_yarn(f, hp);
     } else if (scaling != "none") {
-        fail(ErrorKind::unsupported,
-             f.path() + ": rope scaling '" + scaling + "' is not supported yet (none, linear)");
+        fail(ErrorKind::unsupported, f.path() + ": rope scaling '" + scaling +
+                                         "' is not supported yet (none, linear, yarn)");
     }
     if (f.has(a + ".rope.scale_linear"))  // older files
         hp.rope_freq_scale =
             float(1.0 / get_float_in(f, a + ".rope.scale_linear", 1.0, 1.0 / 1024.0, 1024.0));
+    if (hp.mla) {
+        // llama.cpp's deepseek2 softmax scale: mscale^2 / sqrt(nope + rope), mscale = the RoPE
+        // magnitude times 1 + 0.1 * log_mul * ln(factor) (1 without YaRN).
+        double mscale = hp.yarn.mscale;
+        if (hp.yarn.ext_factor != 0.0f) {
+            const double log_mul =
+                get_float_in(f, a + ".rope.scaling.yarn_log_multiplier", 0.0, 0.0, 10.0) / 0.1;
+            mscale *= 1.0 + 0.1 * log_mul * std::log(1.0 / double(hp.rope_freq_scale));
+        }
+        hp.attn_scale = float(mscale * mscale / std::sqrt(double(hp.head_dim)));
+    }
+    read_moe(f, hp);
     return hp;
 }
+
+namespace {
+void load_attention_layer(const GgufFile& f, const HParams& hp, const std::string& p,
+                          LayerWeights& L);
+void load_mla_layer(const GgufFile& f, const HParams& hp, const std::string& p, LayerWeights& L);
+void load_moe_layer(const GgufFile& f, const HParams& hp, const std::string& p, LayerWeights& L);
+}  // namespace
 
 std::shared_ptr<LlamaModel> load_llama(std::shared_ptr<const GgufFile> file) {
     const GgufFile& f = *file;
@@ -204,36 +412,99 @@ std::shared_ptr<LlamaModel> load_llama(std::shared_ptr<const GgufFile> file) {
     if (f.find_tensor("rope_freqs.weight"))
         m->rope_freq_factors = vec(f, "rope_freqs.weight", hp.n_rot / 2);
 
-    const int64_t E = hp.n_embd, Q = hp.q_dim(), KV = hp.kv_dim(), F = hp.n_ff;
+    const int64_t E = hp.n_embd, F = hp.n_ff;
     m->layers.resize(size_t(hp.n_layer));
     for (int il = 0; il < hp.n_layer; ++il) {
         const std::string p = "blk." + std::to_string(il) + ".";
         LayerWeights& L = m->layers[size_t(il)];
         L.attn_norm = vec(f, p + "attn_norm.weight", E);
-        L.wq = matrix(f, p + "attn_q.weight", E, Q);
-        L.wk = matrix(f, p + "attn_k.weight", E, KV);
-        L.wv = matrix(f, p + "attn_v.weight", E, KV);
-        L.wo = matrix(f, p + "attn_output.weight", Q, E);
-        if (hp.arch == Arch::qwen2) {
-            L.bq = vec(f, p + "attn_q.bias", Q);
-            L.bk = vec(f, p + "attn_k.bias", KV);
-            L.bv = vec(f, p + "attn_v.bias", KV);
-        } else {  // llama files may carry biases too (e.g. some fine-tunes): use them if present
-            L.bq = opt_vec(f, p + "attn_q.bias", Q);
-            L.bk = opt_vec(f, p + "attn_k.bias", KV);
-            L.bv = opt_vec(f, p + "attn_v.bias", KV);
-        }
-        if (hp.arch == Arch::qwen3) {
-            L.q_norm = vec(f, p + "attn_q_norm.weight", hp.head_dim);
-            L.k_norm = vec(f, p + "attn_k_norm.weight", hp.head_dim);
-        }
+        if (hp.mla)
+            load_mla_layer(f, hp, p, L);
+        else
+            load_attention_layer(f, hp, p, L);
         L.ffn_norm = vec(f, p + "ffn_norm.weight", E);
-        L.w_gate = matrix(f, p + "ffn_gate.weight", E, F);
-        L.w_up = matrix(f, p + "ffn_up.weight", E, F);
-        L.w_down = matrix(f, p + "ffn_down.weight", F, E);
+        if (hp.is_moe_layer(il)) {
+            load_moe_layer(f, hp, p, L);
+        } else {
+            if (hp.n_expert > 0 && hp.arch == Arch::llama && f.find_tensor(p + "ffn_gate.0.weight"))
+                fail(ErrorKind::unsupported,
+                     f.path() + ": tensor '" + p +
+                         "ffn_gate.0.weight': per-expert 2-D tensors are the old Mixtral GGUF "
+                         "layout (before llama.cpp merged them into ffn_*_exps); convert the model "
+                         "again with a current llama.cpp");
+            L.w_gate = matrix(f, p + "ffn_gate.weight", E, F);
+            L.w_up = matrix(f, p + "ffn_up.weight", E, F);
+            L.w_down = matrix(f, p + "ffn_down.weight", F, E);
+        }
     }
     return m;
 }
+
+namespace {
+
+void load_attention_layer(const GgufFile& f, const HParams& hp, const std::string& p,
+                          LayerWeights& L) {
+    const int64_t E = hp.n_embd, Q = hp.q_dim(), KV = hp.kv_dim();
+    L.wq = matrix(f, p + "attn_q.weight", E, Q);
+    L.wk = matrix(f, p + "attn_k.weight", E, KV);
+    L.wv = matrix(f, p + "attn_v.weight", E, KV);
+    L.wo = matrix(f, p + "attn_output.weight", Q, E);
+    if (hp.arch == Arch::qwen2) {
+        L.bq = vec(f, p + "attn_q.bias", Q);
+        L.bk = vec(f, p + "attn_k.bias", KV);
+        L.bv = vec(f, p + "attn_v.bias", KV);
+    } else {  // llama files may carry biases too (e.g. some fine-tunes): use them if present
+        L.bq = opt_vec(f, p + "attn_q.bias", Q);
+        L.bk = opt_vec(f, p + "attn_k.bias", KV);
+        L.bv = opt_vec(f, p + "attn_v.bias", KV);
+    }
+    if (hp.arch == Arch::qwen3 || hp.arch == Arch::qwen3moe) {
+        L.q_norm = vec(f, p + "attn_q_norm.weight", hp.head_dim);
+        L.k_norm = vec(f, p + "attn_k_norm.weight", hp.head_dim);
+    }
+}
+
+void load_mla_layer(const GgufFile& f, const HParams& hp, const std::string& p, LayerWeights& L) {
+    const int64_t E = hp.n_embd, H = hp.n_head, hd = hp.head_dim, R = hp.kv_lora_rank;
+    const int64_t nope = hp.qk_nope_dim(), vd = hp.v_head_dim;
+    if (hp.q_lora_rank > 0) {
+        L.wq_a = matrix(f, p + "attn_q_a.weight", E, hp.q_lora_rank);
+        L.q_a_norm = vec(f, p + "attn_q_a_norm.weight", hp.q_lora_rank);
+        L.wq_b = matrix(f, p + "attn_q_b.weight", hp.q_lora_rank, H * hd);
+    } else {
+        L.wq = matrix(f, p + "attn_q.weight", E, H * hd);
+    }
+    L.wkv_a = matrix(f, p + "attn_kv_a_mqa.weight", E, R + hp.n_rot);
+    L.kv_a_norm = vec(f, p + "attn_kv_a_norm.weight", R);
+    if (hp.mla_kv_b_split) {
+        L.wk_b = matrix3(f, p + "attn_k_b.weight", nope, R, H);
+        L.wv_b = matrix3(f, p + "attn_v_b.weight", R, vd, H);
+    } else {
+        L.wkv_b = matrix(f, p + "attn_kv_b.weight", R, H * (nope + vd));
+    }
+    L.wo = matrix(f, p + "attn_output.weight", H * vd, E);
+}
+
+void load_moe_layer(const GgufFile& f, const HParams& hp, const std::string& p, LayerWeights& L) {
+    const int64_t E = hp.n_embd, X = hp.n_expert, F = hp.n_ff_exp;
+    L.gate_inp = matrix(f, p + "ffn_gate_inp.weight", E, X);
+    L.gate_exps = matrix3(f, p + "ffn_gate_exps.weight", E, F, X);
+    L.up_exps = matrix3(f, p + "ffn_up_exps.weight", E, F, X);
+    L.down_exps = matrix3(f, p + "ffn_down_exps.weight", F, E, X);
+    L.exp_probs_b = opt_vec(f, p + "exp_probs_b.bias", X);
+    if (hp.n_expert_shared > 0) {
+        const int64_t S = F * hp.n_expert_shared;
+        L.gate_shexp = matrix(f, p + "ffn_gate_shexp.weight", E, S);
+        L.up_shexp = matrix(f, p + "ffn_up_shexp.weight", E, S);
+        L.down_shexp = matrix(f, p + "ffn_down_shexp.weight", S, E);
+    } else if (f.find_tensor(p + "ffn_gate_shexp.weight")) {
+        fail(ErrorKind::format, f.path() + ": tensor '" + p +
+                                    "ffn_gate_shexp.weight' is present but metadata '" +
+                                    hp.arch_name + ".expert_shared_count' is 0 or missing");
+    }
+}
+
+}  // namespace
 
 size_t LlamaModel::n_params() const {
     size_t n = 0;

@@ -11,6 +11,9 @@ namespace llm8 {
 
 struct ForwardScratch {
     std::vector<float> x, xn, q, k, v, att, o, gate, up;
+    std::vector<float> router, moe, qa, qh, lat, vh;  // MoE and MLA layers
+    std::vector<int32_t> expert_ids;
+    std::vector<float> expert_w;
 };
 
 // Runs one step of a batch of sequences (common/forward_batch.h): every token's K/V goes to

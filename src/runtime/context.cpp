@@ -82,7 +82,10 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
     // Bytes per cached element: F16 on the GPU, F32 on the CPU, or INT8 plus a 4-byte scale per
     // head_dim elements.
     const double elem = i8 ? 1.0 + 4.0 / hp.head_dim : (model_->on_gpu() ? 2.0 : 4.0);
-    const double kv_bytes = 2.0 * hp.n_layer * double(n_blocks) * bs * hp.kv_dim() * elem;
+    // MLA (deepseek2) caches one latent row per token that K and V share.
+    const int kv_pools = hp.cache_v_is_k() ? 1 : 2;
+    const double kv_bytes =
+        kv_pools * double(hp.n_layer) * double(n_blocks) * bs * hp.cache_dim() * elem;
     if (kv_bytes > 64.0 * (1ull << 30))
         fail(ErrorKind::invalid_arg, "context of " + std::to_string(n_ctx) + " tokens needs a " +
                                          std::to_string(kv_bytes / (1 << 30)) +
@@ -93,8 +96,8 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
                                       params.n_seq_max, i8 ? model_->kv_k_mean().data() : nullptr);
         st.bytes_per_block = cuda::kv_bytes_per_block(*model_->device_model(), bs, i8);
     } else {
-        const size_t elems = size_t(hp.n_layer) * size_t(n_blocks) * bs * size_t(hp.kv_dim());
-        const size_t scales = size_t(hp.n_layer) * size_t(n_blocks) * bs * size_t(hp.n_head_kv);
+        const size_t elems = size_t(hp.n_layer) * size_t(n_blocks) * bs * size_t(hp.cache_dim());
+        const size_t scales = size_t(hp.n_layer) * size_t(n_blocks) * bs * size_t(hp.cache_heads());
         try {
             if (i8) {
                 st.pools.k8.assign(elems, 0);
@@ -103,7 +106,7 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
                 st.pools.v_scale.assign(scales, 0.0f);
             } else {
                 st.pools.k.assign(elems, 0.0f);
-                st.pools.v.assign(elems, 0.0f);
+                if (!hp.cache_v_is_k()) st.pools.v.assign(elems, 0.0f);
             }
         } catch (const std::bad_alloc&) {
             fail(ErrorKind::runtime, "cannot allocate the " + std::to_string(kv_bytes / (1 << 30)) +
@@ -112,10 +115,12 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
         }
         st.storage.type = i8 ? KvType::i8 : KvType::f32;
         st.storage.k = i8 ? static_cast<void*>(st.pools.k8.data()) : st.pools.k.data();
-        st.storage.v = i8 ? static_cast<void*>(st.pools.v8.data()) : st.pools.v.data();
-        st.storage.layer_stride = int64_t(n_blocks) * bs * hp.kv_dim();
-        st.storage.kv_dim = hp.kv_dim();
-        st.storage.n_head_kv = hp.n_head_kv;
+        st.storage.v = i8                  ? static_cast<void*>(st.pools.v8.data())
+                       : hp.cache_v_is_k() ? st.pools.k.data()
+                                           : st.pools.v.data();
+        st.storage.layer_stride = int64_t(n_blocks) * bs * hp.cache_dim();
+        st.storage.kv_dim = hp.cache_dim();
+        st.storage.n_head_kv = hp.cache_heads();
         if (i8) {
             st.storage.k_scale = st.pools.k_scale.data();
             st.storage.v_scale = st.pools.v_scale.data();
@@ -131,7 +136,7 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
         }
         st.bytes_per_block =
             i8 ? size_t(2) * hp.n_layer * bs * (size_t(hp.kv_dim()) + size_t(hp.n_head_kv) * 4)
-               : size_t(2) * hp.n_layer * bs * size_t(hp.kv_dim()) * sizeof(float);
+               : size_t(kv_pools) * hp.n_layer * bs * size_t(hp.cache_dim()) * sizeof(float);
     }
     if (params.n_threads > 0) cpu::set_threads(params.n_threads);
     const ModelParams& mp = model_->params();
@@ -268,7 +273,8 @@ void Context::run(const Batch& b, bool host_logits) {
                     copy(st.pools.v_scale.data(), size_t(st.storage.scale_stride), srows, c);
                 } else {
                     copy(st.pools.k.data(), size_t(st.storage.layer_stride), rows, c);
-                    copy(st.pools.v.data(), size_t(st.storage.layer_stride), rows, c);
+                    if (!st.pools.v.empty())  // MLA: V is the K pool
+                        copy(st.pools.v.data(), size_t(st.storage.layer_stride), rows, c);
                 }
             }
         }

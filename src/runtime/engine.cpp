@@ -103,6 +103,22 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
         fail(ErrorKind::unsupported, "GPU requested (-ngl " + std::to_string(params.n_gpu_layers) +
                                          ") but none is usable: " + why +
                                          "; use -ngl 0 for the CPU");
+    const HParams& hp = impl->hp;
+    if (have_gpu && (hp.n_expert > 0 || hp.mla))
+        fail(ErrorKind::unsupported,
+             impl->name + " (" + hp.arch_name + (hp.mla ? ", latent attention" : "") +
+                 (hp.n_expert > 0 ? ", " + std::to_string(hp.n_expert) + " experts" : "") +
+                 "): MoE/MLA models run on the CPU for now; use -ngl 0");
+    if (have_gpu && hp.yarn.ext_factor != 0.0f)
+        fail(ErrorKind::unsupported, impl->name +
+                                         ": YaRN RoPE scaling runs on the CPU for now (the GPU "
+                                         "kernels rotate without it); use -ngl 0");
+    if (hp.mla && (ck == 1 || attn_auto || attn != AttnMode::f16))
+        fail(ErrorKind::unsupported,
+             impl->name +
+                 ": latent attention (deepseek2) runs with the plain cache and --attn "
+                 "f16 only for now (the INT8 cache and the 8-bit modes assume one K and "
+                 "one V row per KV head)");
     if (have_gpu && ck == 1 && impl->hp.head_dim != 64 && impl->hp.head_dim != 128)
         fail(ErrorKind::unsupported,
              "-ctk/-ctv " + params.cache_type_k + ": the GPU's INT8 KV cache kernels take head dim "

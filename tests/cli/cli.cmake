@@ -209,6 +209,20 @@ llm8_cli_test(mkmodel_mix EXPECT ok REQUIRE ${DATA}/vocab/ggml-vocab-llama-spm.g
     REGEX "writing .*tiny, 1 layers, vocab 32000, Q2_K"
     CMD $<TARGET_FILE:llm8-mkmodel> --preset tiny --layers 1 --type Q2_K
         --vocab ${DATA}/vocab/ggml-vocab-llama-spm.gguf -o ${CMAKE_BINARY_DIR}/tiny-q2k.gguf)
+# The MoE / MLA presets: made by llm8-mkmodel, run by llm8-cli on the CPU (random weights: the
+# text is noise; tests/test_model.cpp checks the numbers).
+foreach(arch qwen3moe mixtral deepseek2)
+    llm8_cli_test(mkmodel_tiny_${arch} EXPECT ok REQUIRE ${DATA}/vocab/ggml-vocab-llama-spm.gguf
+        REGEX "writing .*tiny-${arch}, 2 layers"
+        CMD $<TARGET_FILE:llm8-mkmodel> --preset tiny-${arch} --type q8_0
+            --vocab ${DATA}/vocab/ggml-vocab-llama-spm.gguf -o ${CMAKE_BINARY_DIR}/tiny-${arch}.gguf)
+    set_tests_properties(mkmodel_tiny_${arch} PROPERTIES FIXTURES_SETUP tiny_${arch})
+    llm8_cli_test(cli_tiny_${arch} EXPECT ok FIXTURE tiny_${arch}
+        REQUIRE ${DATA}/vocab/ggml-vocab-llama-spm.gguf
+        REGEX "generation .* tokens per second"
+        CMD $<TARGET_FILE:llm8-cli> -m ${CMAKE_BINARY_DIR}/tiny-${arch}.gguf -p "Once upon a time"
+            -n 8 --temp 0 -ngl 0 -c 128 -t 2)
+endforeach()
 llm8_cli_test(convert_llama2c EXPECT ok REQUIRE ${DATA}/models/stories260K.bin
     CMD $<TARGET_FILE:llm8-convert> llama2c ${DATA}/models/stories260K.bin ${DATA}/models/tok512.bin
         -o ${CMAKE_BINARY_DIR}/stories260K-test.gguf --name stories260K)
