@@ -121,8 +121,7 @@ int main() {
             return llm8_bench::median(times);
         };
         const double ms_b = time(true), ms_s = time(false);
-        // Decode: the CUDA-core kernel (float Q and P) and the INT8 cache (same values, bytes
-        // with one scale per token and head) in the same run.
+        // Decode: the INT8 cache (bytes with one scale per token and head) in the same run.
         auto time_fn = [&](auto fn) {
             std::vector<float> times;
             for (int it = 0; it < 23; ++it) {
@@ -136,9 +135,8 @@ int main() {
             }
             return llm8_bench::median(times);
         };
-        double ms_old = 0, ms_i8 = 0;
+        double ms_i8 = 0;
         if (s.n_tok == 1) {
-            ms_old = time_fn([&] { llm8::cuda::attention_f16_decode(p, nullptr); });
             int8_t *k8, *v8;
             float *ks, *vs;
             const size_t rows = size_t(n_blocks) * block * size_t(s.n_kv);
@@ -175,8 +173,6 @@ int main() {
             const double bytes8 = double(s.batch) * 2.0 * double(s.n_keys) * (kv_dim + s.n_kv * 4);
             std::printf("| %s | %.3f | %.0f GB/s | %.3f | %.0f GB/s |\n", s.name, ms_b,
                         bytes / ms_b / 1e6, ms_s, bytes / ms_s / 1e6);
-            std::printf("| %s, CUDA-core kernel | %.3f | %.0f GB/s | | |\n", s.name, ms_old,
-                        bytes / ms_old / 1e6);
             std::printf("| %s, INT8 cache | %.3f | %.0f GB/s (%.0f GB/s F16-equivalent) | | |\n",
                         s.name, ms_i8, bytes8 / ms_i8 / 1e6, bytes / ms_i8 / 1e6);
         }

@@ -147,7 +147,6 @@ bool attention_f16(const AttnParams& p, cudaStream_t s);
 // The kernels, for the plan, tests and benchmarks. attention_f16_mma / _decode return false
 // (nothing launched) for shapes they have no instance for.
 void attention_f16_splitkv(const AttnParams& p, cudaStream_t s);
-bool attention_f16_decode(const AttnParams& p, cudaStream_t s);
 // Decode on tensor cores over the F16 or the INT8 cache (attention/attn_decode_mma.cu).
 bool attention_decode_mma(const AttnParams& p, cudaStream_t s);
 bool attention_f16_mma(const AttnParams& p, cudaStream_t s);
@@ -157,7 +156,7 @@ void attention_combine(const float* ws, int64_t n_tokens, int n_head, int head_d
 // max_q queries per sequence: "mma_sm80", "decode_mma" or "splitkv" (the INT8 cache takes
 // "mma_sm80" where the F16 cache would take "splitkv").
 const char* attention_kernel_name(int head_dim, int gqa, int max_q);
-int attention_decode_max_rows();  // G * q_len bound of the GQA decode kernel
+int attention_decode_max_rows();  // G * q_len bound of the decode kernel
 
 }  // namespace cuda
 }  // namespace llm8

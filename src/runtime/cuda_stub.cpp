@@ -24,10 +24,10 @@ size_t device_model_bytes(const DeviceModel&) {
     return 0;
 }
 std::unique_ptr<DeviceContext, void (*)(DeviceContext*)> create_context(
-    std::shared_ptr<DeviceModel>, int, int, int, int) {
+    std::shared_ptr<DeviceModel>, int, int, int, int, const float*) {
     fail(ErrorKind::unsupported, "llm8 was built without CUDA");
 }
-size_t kv_bytes_per_block(const DeviceModel&, int) {
+size_t kv_bytes_per_block(const DeviceModel&, int, bool) {
     return 0;
 }
 const std::vector<LayerPlan>& plan(const DeviceContext&) {

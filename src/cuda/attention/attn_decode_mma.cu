@@ -417,6 +417,10 @@ int launch(const AttnParams& p, cudaStream_t s) {
 
 }  // namespace
 
+int attention_decode_max_rows() {
+    return kRows;
+}
+
 bool attention_decode_mma(const AttnParams& p, cudaStream_t s) {
     const int G = p.n_head / p.n_head_kv;
     if (G * p.max_q > kRows || (p.head_dim != 64 && p.head_dim != 128) ||
