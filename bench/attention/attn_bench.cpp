@@ -25,6 +25,7 @@ int main() {
         {"decode GQA 32q/8kv hd128 L4096 x B16", 32, 8, 128, 1, 4096, 16},
         {"decode GQA 32q/8kv hd128 L32768 x B1", 32, 8, 128, 1, 32768, 1},
         {"decode GQA 32q/8kv hd128 L16384 x B1", 32, 8, 128, 1, 16384, 1},
+        {"decode GQA 32q/8kv hd128 L4096 x B1", 32, 8, 128, 1, 4096, 1},
     };
     const int block = 64;  // the engine's KV block size (runtime/kv_cache.h)
     std::mt19937 rng(1);
