@@ -145,7 +145,7 @@ TEST(CudaModel, KlDivergenceOfGpuAgainstACpuBase) {
 }
 
 TEST(CudaModel, Int8CacheOnTheGpuMatchesTheCpuInt8Cache) {
-    // -ctk int8 -ctv int8 on the GPU (store_kv_i8, the tile kernel for prefill chunks, the
+    // -ctk int8 -ctv int8 on the GPU (rope_store_i8, the tile kernel for prefill chunks, the
     // decode kernel for single tokens) against the same cache on the CPU, and against the GPU's
     // F16 cache: perplexity over 4 chunks (prefill) and the NLL of 128 teacher-forced decode
     // steps. Each model measures its own K means at load (the GPU's through its F16 cache).

@@ -977,45 +977,79 @@ TEST(CudaOps, AttentionMatchesCpuOnAwkwardShapes) {
 }
 
 TEST(CudaOps, Int8CacheStoreIsBitExactAndAttentionMatchesTheCpu) {
-    // The INT8 cache: store_kv_i8 against cpu::quantize_kv_row_i8 bit for bit (bytes and
-    // scales), then attention over INT8 pools (decode kernel and tile kernel) against
+    // The INT8 cache: its write (rope_store_i8) against cpu::quantize_kv_row_i8, then attention over INT8 pools (decode kernel and tile kernel) against
     // cpu::attention over the same pools (f16 mode: smoothed K times its scale, P times V's
     // scale), on awkward shapes with K channel outliers.
     LLM8_REQUIRE_GPU();
     std::mt19937 rng(std::random_device{}());
+    // rope_store_i8: without rotation (n_rot 0: bias only) the bytes and scales equal
+    // cpu::quantize_kv_row_i8's bit for bit; with RoPE (both layouts) against cpu::rope then
+    // the CPU quantization, where the CPU and GPU rotations may differ in the last float bit:
+    // quants within one step.
     for (int hd : {64, 128}) {
-        const int n_kv = 3, kv_dim = n_kv * hd;
-        const int64_t n = 7, rows = 20;
-        auto k = randn(size_t(n * kv_dim), rng, 3.0f), v = randn(size_t(n * kv_dim), rng);
-        const auto mean = randn(size_t(kv_dim), rng, 2.0f), bv = randn(size_t(kv_dim), rng);
-        for (int c = 0; c < hd; ++c) k[size_t(c)] = mean[size_t(c)];  // an all-mean head: scale 0
-        const std::vector<int32_t> slots = {5, 0, 19, 7, 8, 2, 13};
-        Dev<float> dk(k), dv(v), dm(mean), dbv(bv);
-        Dev<int8_t> k8(size_t(rows * kv_dim)), v8(size_t(rows * kv_dim));
-        Dev<float> ks(size_t(rows * n_kv)), vs(size_t(rows * n_kv));
-        Dev<int32_t> ds(slots);
-        for (bool bias : {false, true}) {
-            llm8::cuda::store_kv_i8(dk.get(), dv.get(), bias ? dbv.get() : nullptr, dm.get(),
-                                    k8.get(), v8.get(), ks.get(), vs.get(), n, ds.get(), n_kv, hd,
-                                    nullptr);
-            const auto gk = k8.download(), gv = v8.download();
-            const auto gks = ks.download(), gvs = vs.download();
-            for (int64_t t = 0; t < n; ++t) {
-                std::vector<float> vb(v.begin() + t * kv_dim, v.begin() + (t + 1) * kv_dim);
-                if (bias)
-                    for (int i = 0; i < kv_dim; ++i) vb[size_t(i)] += bv[size_t(i)];
-                std::vector<int8_t> wk(static_cast<size_t>(kv_dim)), wv(wk.size());
-                std::vector<float> wks(static_cast<size_t>(n_kv)), wvs(wks.size());
-                llm8::cpu::quantize_kv_row_i8(k.data() + t * kv_dim, vb.data(), mean.data(), kv_dim,
-                                              hd, wk.data(), wks.data(), wv.data(), wvs.data());
-                const int64_t r = slots[size_t(t)];
-                for (int i = 0; i < kv_dim; ++i) {
-                    ASSERT_EQ(gk[size_t(r * kv_dim + i)], wk[size_t(i)]) << hd << " t " << t;
-                    ASSERT_EQ(gv[size_t(r * kv_dim + i)], wv[size_t(i)]) << hd << " t " << t;
+        for (int n_rot : {0, hd, hd / 2}) {
+            for (auto layout : {llm8::RopeLayout::norm, llm8::RopeLayout::neox}) {
+                const int n_head = 5, n_kv = 3, kv_dim = n_kv * hd;
+                const int64_t n = 7, rows = 20;
+                const auto q = randn(size_t(n * n_head * hd), rng);
+                auto k = randn(size_t(n * kv_dim), rng, 3.0f);
+                const auto v = randn(size_t(n * kv_dim), rng);
+                const auto mean = randn(size_t(kv_dim), rng, 2.0f);
+                const auto bq = randn(size_t(n_head * hd), rng), bk = randn(size_t(kv_dim), rng),
+                           bv = randn(size_t(kv_dim), rng);
+                // Token 0's first head near its mean after the bias: a tiny scale.
+                for (int c = 0; c < hd; ++c) k[size_t(c)] = mean[size_t(c)] - bk[size_t(c)];
+                const std::vector<int32_t> slots = {5, 0, 19, 7, 8, 2, 13}, pos = {0, 1, 2, 90, 4, 5, 3000};
+                Dev<float> dq(q), dk(k), dv(v), dm(mean), dbq(bq), dbk(bk), dbv(bv);
+                Dev<int8_t> k8(size_t(rows * kv_dim)), v8(size_t(rows * kv_dim));
+                Dev<float> ks(size_t(rows * n_kv)), vs(size_t(rows * n_kv));
+                Dev<int32_t> ds(slots), dp(pos);
+                llm8::cuda::rope_store_i8(dq.get(), dk.get(), dv.get(), dbq.get(), dbk.get(),
+                                          dbv.get(), dm.get(), k8.get(), v8.get(), ks.get(),
+                                          vs.get(), n, dp.get(), ds.get(), n_head, n_kv, hd, n_rot,
+                                          layout, 10000.0f, 1.0f, nullptr, nullptr);
+                // The CPU: bias, rope, quantize.
+                auto wq = q, wk = k, wv = v;
+                for (int64_t t = 0; t < n; ++t) {
+                    for (int i = 0; i < n_head * hd; ++i) wq[size_t(t * n_head * hd + i)] += bq[size_t(i)];
+                    for (int i = 0; i < kv_dim; ++i) {
+                        wk[size_t(t * kv_dim + i)] += bk[size_t(i)];
+                        wv[size_t(t * kv_dim + i)] += bv[size_t(i)];
+                    }
                 }
-                for (int h = 0; h < n_kv; ++h) {
-                    ASSERT_EQ(gks[size_t(r * n_kv + h)], wks[size_t(h)]);
-                    ASSERT_EQ(gvs[size_t(r * n_kv + h)], wvs[size_t(h)]);
+                if (n_rot > 0) {
+                    llm8::cpu::rope(wq.data(), n, n_head, hd, n_rot, pos.data(), layout, 10000.0f,
+                                    1.0f, nullptr);
+                    llm8::cpu::rope(wk.data(), n, n_kv, hd, n_rot, pos.data(), layout, 10000.0f,
+                                    1.0f, nullptr);
+                }
+                EXPECT_LT(nmse(dq.download(), wq), 1e-7);  // CPU and GPU angles: ~1 ulp
+                const auto gk = k8.download(), gv = v8.download();
+                const auto gks = ks.download(), gvs = vs.download();
+                const std::string what = "hd " + std::to_string(hd) + " n_rot " + std::to_string(n_rot);
+                for (int64_t t = 0; t < n; ++t) {
+                    std::vector<int8_t> ck(static_cast<size_t>(kv_dim)), cv(ck.size());
+                    std::vector<float> cks(static_cast<size_t>(n_kv)), cvs(cks.size());
+                    llm8::cpu::quantize_kv_row_i8(wk.data() + t * kv_dim, wv.data() + t * kv_dim,
+                                                  mean.data(), kv_dim, hd, ck.data(), cks.data(),
+                                                  cv.data(), cvs.data());
+                    const int64_t r = slots[size_t(t)];
+                    for (int i = 0; i < kv_dim; ++i) {
+                        const int dk8 = int(gk[size_t(r * kv_dim + i)]) - int(ck[size_t(i)]);
+                        if (n_rot == 0)
+                            ASSERT_EQ(dk8, 0) << what << " t " << t << " i " << i;
+                        else
+                            ASSERT_LE(std::abs(dk8), 1) << what << " t " << t << " i " << i;
+                        ASSERT_EQ(gv[size_t(r * kv_dim + i)], cv[size_t(i)]) << what;
+                    }
+                    for (int h = 0; h < n_kv; ++h) {
+                        if (n_rot == 0)
+                            ASSERT_EQ(gks[size_t(r * n_kv + h)], cks[size_t(h)]) << what;
+                        else
+                            ASSERT_NEAR(gks[size_t(r * n_kv + h)], cks[size_t(h)],
+                                        1e-6f * cks[size_t(h)]) << what;
+                        ASSERT_EQ(gvs[size_t(r * n_kv + h)], cvs[size_t(h)]) << what;
+                    }
                 }
             }
         }

@@ -81,42 +81,97 @@ __global__ void store_kv_kernel(const float* __restrict__ k, const float* __rest
     vc[dst] = __float2half_rn(v[i]);
 }
 
-// The INT8 cache's write: one warp per (token, KV head), as cpu::quantize_kv_row_i8 (bit for
-// bit: the same float subtraction, the maximum, one IEEE division 127 / amax and one
-// round-to-nearest-even per element). k is already rotated; V gets its bias here.
-__global__ void store_kv_i8_kernel(const float* __restrict__ k, const float* __restrict__ v,
-                                   const float* __restrict__ bv, const float* __restrict__ k_mean,
-                                   int8_t* __restrict__ k8, int8_t* __restrict__ v8,
-                                   float* __restrict__ ks, float* __restrict__ vs, int64_t n,
-                                   const int32_t* __restrict__ slots, int n_kv, int hd) {
+// Bias + RoPE of Q and K and the INT8 cache's write in one launch: one warp per (token, head
+// slot), slots [0, n_head) query heads (rotated in place), the rest KV heads: K biased, rotated,
+// minus the layer's mean, V biased, each quantized as cpu::quantize_kv_row_i8 does (bit for bit
+// on the same floats: one subtraction, the maximum, one IEEE division 127 / amax, one
+// round-to-nearest-even per element) at row slots[t]. Pairs as in rope_store_kernel.
+__global__ void rope_store_i8_kernel(float* __restrict__ q, const float* __restrict__ k,
+                                     const float* __restrict__ v, const float* __restrict__ bq,
+                                     const float* __restrict__ bk, const float* __restrict__ bv,
+                                     const float* __restrict__ k_mean, int8_t* __restrict__ k8,
+                                     int8_t* __restrict__ v8, float* __restrict__ ks,
+                                     float* __restrict__ vs, int64_t n,
+                                     const int32_t* __restrict__ pos,
+                                     const int32_t* __restrict__ slots, int n_head, int n_kv,
+                                     int hd, int n_rot, bool neox, float base, float freq_scale,
+                                     const float* __restrict__ factors) {
     pdl_trigger();
-    pdl_wait();  // k and v come from the kernels before
+    pdl_wait();  // q, k, v come from the kernel before
+    constexpr int kMaxPairs = 4;  // per lane: head dims up to 256
     const int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
     const int lane = threadIdx.x & 31;
-    if (w >= n * n_kv) return;
-    const int64_t t = w / n_kv;
-    const int h = int(w % n_kv);
-    const int64_t kv_dim = int64_t(n_kv) * hd, src = t * kv_dim + int64_t(h) * hd;
-    float ka = 0.f, va = 0.f;
-    for (int c = lane; c < hd; c += 32) {
-        const float vv = bv ? v[src + c] + bv[h * hd + c] : v[src + c];
-        ka = fmaxf(ka, fabsf(k[src + c] - k_mean[h * hd + c]));
-        va = fmaxf(va, fabsf(vv));
+    const int heads = n_head + n_kv;
+    if (w >= n * heads) return;
+    const int64_t t = w / heads;
+    const int slot = int(w % heads);
+    const bool is_q = slot < n_head;
+    const int head = is_q ? slot : slot - n_head;
+    const int half_hd = hd / 2, half_rot = n_rot / 2;
+    const int64_t kv_dim = int64_t(n_kv) * hd;
+    const float* src = is_q ? q + (t * n_head + head) * hd : k + t * kv_dim + int64_t(head) * hd;
+    const float* bias = is_q ? bq : bk;
+    float x0[kMaxPairs], x1[kMaxPairs];
+    int ia[kMaxPairs], ib[kMaxPairs];
+#pragma unroll
+    for (int u = 0; u < kMaxPairs; ++u) {
+        const int p = lane + 32 * u;
+        if (p >= half_hd) continue;
+        int a, b;
+        if (p < half_rot) {
+            a = neox ? p : 2 * p;
+            b = neox ? p + half_rot : 2 * p + 1;
+        } else {
+            a = n_rot + 2 * (p - half_rot);
+            b = a + 1;
+        }
+        float y0 = src[a], y1 = src[b];
+        if (bias) {
+            y0 += bias[head * hd + a];
+            y1 += bias[head * hd + b];
+        }
+        if (p < half_rot) rope_rotate(y0, y1, pos[t], p, n_rot, base, freq_scale, factors);
+        x0[u] = y0;
+        x1[u] = y1;
+        ia[u] = a;
+        ib[u] = b;
     }
+    if (is_q) {
+        float* dst = q + (t * n_head + head) * hd;
+#pragma unroll
+        for (int u = 0; u < kMaxPairs; ++u) {
+            if (lane + 32 * u >= half_hd) continue;
+            dst[ia[u]] = x0[u];
+            dst[ib[u]] = x1[u];
+        }
+        return;
+    }
+    const float* mean = k_mean + int64_t(head) * hd;
+    const float* vv = v + t * kv_dim + int64_t(head) * hd;
+    float ka = 0.f, va = 0.f;
+#pragma unroll
+    for (int u = 0; u < kMaxPairs; ++u) {
+        if (lane + 32 * u >= half_hd) continue;
+        ka = fmaxf(ka, fmaxf(fabsf(x0[u] - mean[ia[u]]), fabsf(x1[u] - mean[ib[u]])));
+    }
+    for (int c = lane; c < hd; c += 32) va = fmaxf(va, fabsf(bv ? vv[c] + bv[head * hd + c] : vv[c]));
     for (int off = 16; off > 0; off >>= 1) {
         ka = fmaxf(ka, __shfl_xor_sync(0xffffffffu, ka, off));
         va = fmaxf(va, __shfl_xor_sync(0xffffffffu, va, off));
     }
     const float ki = i8_inv_scale(ka), vi = i8_inv_scale(va);
-    const int64_t row = slots[t], dst = row * kv_dim + int64_t(h) * hd;
-    for (int c = lane; c < hd; c += 32) {
-        const float vv = bv ? v[src + c] + bv[h * hd + c] : v[src + c];
-        k8[dst + c] = quantize_i8(k[src + c] - k_mean[h * hd + c], ki);
-        v8[dst + c] = quantize_i8(vv, vi);
+    const int64_t row = slots[t], dst = row * kv_dim + int64_t(head) * hd;
+#pragma unroll
+    for (int u = 0; u < kMaxPairs; ++u) {
+        if (lane + 32 * u >= half_hd) continue;
+        k8[dst + ia[u]] = quantize_i8(x0[u] - mean[ia[u]], ki);
+        k8[dst + ib[u]] = quantize_i8(x1[u] - mean[ib[u]], ki);
     }
+    for (int c = lane; c < hd; c += 32)
+        v8[dst + c] = quantize_i8(bv ? vv[c] + bv[head * hd + c] : vv[c], vi);
     if (lane == 0) {
-        ks[row * n_kv + h] = i8_scale(ka);
-        vs[row * n_kv + h] = i8_scale(va);
+        ks[row * n_kv + head] = i8_scale(ka);
+        vs[row * n_kv + head] = i8_scale(va);
     }
 }
 
@@ -166,11 +221,6 @@ __global__ void rope_store_kernel(float* __restrict__ q, float* __restrict__ k,
     }
     if (p < half_rot) rope_rotate(x0, x1, pos[t], p, n_rot, base, freq_scale, factors);
     if (is_q) {
-        vec[a] = x0;
-        vec[b] = x1;
-        return;
-    }
-    if (!kc) {  // the INT8 cache: store_kv_i8 quantizes the rotated K (and biases V)
         vec[a] = x0;
         vec[b] = x1;
         return;
@@ -258,13 +308,18 @@ void copy_kv_blocks(void* pool, const int32_t* pairs, int n_pairs, int64_t block
     LLM8_CUDA_CHECK_LAUNCH();
 }
 
-void store_kv_i8(const float* k, const float* v, const float* bv, const float* k_mean, int8_t* k8,
-                 int8_t* v8, float* ks, float* vs, int64_t n, const int32_t* slots, int n_kv,
-                 int head_dim, cudaStream_t s) {
+void rope_store_i8(float* q, const float* k, const float* v, const float* bq, const float* bk,
+                   const float* bv, const float* k_mean, int8_t* k8, int8_t* v8, float* ks,
+                   float* vs, int64_t n, const int32_t* pos, const int32_t* slots, int n_head,
+                   int n_head_kv, int head_dim, int n_rot, RopeLayout layout, float base,
+                   float freq_scale, const float* factors, cudaStream_t s) {
     if (n == 0) return;
-    const int64_t threads = n * n_kv * 32;
-    launch_pdl(store_kv_i8_kernel, ceil_div(threads, 128), 128, 0, s, k, v, bv, k_mean, k8, v8,
-               ks, vs, n, slots, n_kv, head_dim);
+    if (head_dim > 256 || head_dim % 2 != 0 || n_rot > head_dim)
+        fail(ErrorKind::invalid_arg, "rope_store_i8: head dim must be even and <= 256");
+    const int64_t threads = n * (n_head + n_head_kv) * 32;
+    launch_pdl(rope_store_i8_kernel, ceil_div(threads, 128), 128, 0, s, q, k, v, bq, bk, bv,
+               k_mean, k8, v8, ks, vs, n, pos, slots, n_head, n_head_kv, head_dim, n_rot,
+               layout == RopeLayout::neox, base, freq_scale, factors);
 }
 
 }  // namespace cuda

@@ -152,12 +152,15 @@ void forward_step(DeviceContext& c, const Step& st) {
                 rms_norm(c.k.get(), L.k_norm, c.k.get(), n * hp.n_head_kv, hp.head_dim,
                          hp.rms_eps, s);
             }
-            rope_store(c.q.get(), c.k.get(), c.v.get(), L.bq, L.bk, L.bv, kc, vc, n, st.pos,
-                       st.slots, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_rot, hp.rope,
-                       hp.rope_freq_base, hp.rope_freq_scale, m.rope_factors, s);
             if (i8)
-                store_kv_i8(c.k.get(), c.v.get(), L.bv, c.k_mean.get() + int64_t(il) * hp.kv_dim(),
-                            k8, v8, ks, vs, n, st.slots, hp.n_head_kv, hp.head_dim, s);
+                rope_store_i8(c.q.get(), c.k.get(), c.v.get(), L.bq, L.bk, L.bv,
+                              c.k_mean.get() + int64_t(il) * hp.kv_dim(), k8, v8, ks, vs, n,
+                              st.pos, st.slots, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_rot,
+                              hp.rope, hp.rope_freq_base, hp.rope_freq_scale, m.rope_factors, s);
+            else
+                rope_store(c.q.get(), c.k.get(), c.v.get(), L.bq, L.bk, L.bv, kc, vc, n, st.pos,
+                           st.slots, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_rot, hp.rope,
+                           hp.rope_freq_base, hp.rope_freq_scale, m.rope_factors, s);
         }
         prof.mark("rope+kv");
         // Decode steps whose Wo reads int8: the attention writes its output quantized too.

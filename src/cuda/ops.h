@@ -90,8 +90,7 @@ bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const De
                  GemvMode mode, cudaStream_t s, const RopeFuse* rope = nullptr,
                  int n_tokens = 1);
 // Bias, RoPE of Q and K, and the store of K/V to the half cache pool (token t to row
-// slots[t]), for n tokens, in one launch. kc == nullptr (the INT8 cache): K rotated in place,
-// nothing stored (store_kv_i8 follows).
+// slots[t]), for n tokens, in one launch (the INT8 cache: rope_store_i8).
 void rope_store(float* q, float* k, const float* v, const float* bq, const float* bk,
                 const float* bv, uint16_t* kc, uint16_t* vc, int64_t n, const int32_t* pos,
                 const int32_t* slots, int n_head, int n_head_kv, int head_dim, int n_rot,
@@ -128,13 +127,16 @@ void store_kv(const float* k, const float* v, uint16_t* kc, uint16_t* vc, int64_
 // K/V pools and the INT8 cache's scale pools.
 void copy_kv_blocks(void* pool, const int32_t* pairs, int n_pairs, int64_t block_bytes,
                     cudaStream_t s);
-// The INT8 cache's write (src/common/attn_recipe.h): token t's rotated K minus the layer's mean
-// k_mean [kv_dim] and its V (+ bv when non-null), each KV head's head_dim values to int8 with
-// one scale, at pool row slots[t] of k8/v8 [rows, kv_dim] and ks/vs [rows, n_kv]. Bit for bit
-// cpu::quantize_kv_row_i8.
-void store_kv_i8(const float* k, const float* v, const float* bv, const float* k_mean, int8_t* k8,
-                 int8_t* v8, float* ks, float* vs, int64_t n, const int32_t* slots, int n_kv,
-                 int head_dim, cudaStream_t s);
+// rope_store for the INT8 cache (src/common/attn_recipe.h): bias + RoPE of Q (in place) and K,
+// then token t's K minus the layer's mean k_mean [kv_dim] and its V (+ bv when non-null), each
+// KV head's head_dim values to int8 with one scale, at pool row slots[t] of k8/v8
+// [rows, kv_dim] and ks/vs [rows, n_head_kv]. On the same floats, bit for bit
+// cpu::quantize_kv_row_i8. Head dim even and <= 256.
+void rope_store_i8(float* q, const float* k, const float* v, const float* bq, const float* bk,
+                   const float* bv, const float* k_mean, int8_t* k8, int8_t* v8, float* ks,
+                   float* vs, int64_t n, const int32_t* pos, const int32_t* slots, int n_head,
+                   int n_head_kv, int head_dim, int n_rot, RopeLayout layout, float base,
+                   float freq_scale, const float* factors, cudaStream_t s);
 
 // Attention of a batch of sequences over the paged half cache (common/attn_params.h).
 // p.ws: float scratch of p.ws_floats elements; the kernels take as many key splits as fit.
