@@ -27,9 +27,9 @@ class DeviceModel;
 std::shared_ptr<DeviceModel> upload_model(const LlamaModel& m, int device = 0);
 size_t device_model_bytes(const DeviceModel& dm);
 
-// A context on the device: the paged F16 KV cache (n_blocks blocks of block_size tokens per
-// layer), scratch for n_batch tokens, the per-layer plan, a cuBLAS handle, a stream and the
-// decode graphs (one per batch size of all-decode steps).
+// A context on the device: the paged KV cache, F16 or INT8 (n_blocks blocks of block_size
+// tokens per layer), scratch for n_batch tokens, the per-layer plan, a cuBLAS handle, a stream
+// and the decode graphs (one per batch size of all-decode steps).
 class DeviceContext;
 // k_mean: the INT8 cache's K smoothing means ([n_layer][kv_dim], Model::kv_k_mean), or null for
 // the F16 cache.

@@ -138,7 +138,7 @@ void rope_store_i8(float* q, const float* k, const float* v, const float* bq, co
                    int n_head_kv, int head_dim, int n_rot, RopeLayout layout, float base,
                    float freq_scale, const float* factors, cudaStream_t s);
 
-// Attention of a batch of sequences over the paged half cache (common/attn_params.h).
+// Attention of a batch of sequences over the paged cache, F16 or INT8 (common/attn_params.h).
 // p.ws: float scratch of p.ws_floats elements; the kernels take as many key splits as fit.
 size_t attention_workspace_floats(int64_t n_tokens, int n_head, int head_dim, int max_keys);
 // The dispatcher: the tensor-core kernel when some sequence has >= 16 queries (head dim 64 or
