@@ -286,6 +286,16 @@ std::shared_ptr<const llm8::Model> gpu_model() {
     return llm8::Model::load({"", 99});
 }
 
+// The GPU's INT8 cache needs head dim 64 or 128 (stories260K has 8): the trained hd128 model.
+std::string hd128_model() {
+    return llm8_test::shared_data() + "/models/tiny-llama-hd128-q8_0.gguf";
+}
+std::shared_ptr<const llm8::Model> gpu_int8_cache_model() {
+    llm8::ModelParams mp{hd128_model(), 99};
+    mp.cache_type_k = mp.cache_type_v = "int8";
+    return llm8::Model::load(mp);
+}
+
 }  // namespace
 
 TEST(Batch, SixteenSequencesEqualTheirSoloRunsCpu) {
@@ -326,6 +336,18 @@ TEST(Batch, SixteenSequencesEqualTheirSoloRunsGpu) {
 TEST(Batch, ForkedSequencesShareTheirPrefixGpu) {
     LLM8_REQUIRE_GPU();
     fork_shares_prefix(gpu_model(), 2e-2);
+}
+// The INT8 cache on the GPU: batches, chunks and forks (copy on write of the int8 rows and their
+// scales) as for the CPU's INT8 cache, with the GPU's bound.
+TEST(Batch, SixteenSequencesEqualTheirSoloRunsInt8CacheGpu) {
+    LLM8_REQUIRE_GPU();
+    LLM8_REQUIRE_FILE(hd128_model());
+    batch_equals_solo(gpu_int8_cache_model(), 3e-2);
+}
+TEST(Batch, ForkedSequencesShareTheirPrefixInt8CacheGpu) {
+    LLM8_REQUIRE_GPU();
+    LLM8_REQUIRE_FILE(hd128_model());
+    fork_shares_prefix(gpu_int8_cache_model(), 3e-2);
 }
 TEST(Batch, BadBatchesAreClearErrorsGpu) {
     LLM8_REQUIRE_GPU();
