@@ -24,6 +24,10 @@
 //
 // Each block writes (m, l, acc[hd]) partials in the layout of attn_f16.cu, whose combine kernel
 // merges the splits (and writes int8 for W_o when asked).
+//
+// Measured (H200, 2026-12-02, GQA 32/8 hd128, docs/benchmarks.md): 16 x 32768 keys 0.531 ms
+// (4,043 GB/s; the CUDA-core kernel it replaced, one lane per key with float Q and P: 1.405
+// ms), INT8 cache 0.343 ms; 1 x 32768 0.056 ms, INT8 0.044 ms.
 #include <algorithm>
 #include <cstdint>
 
