@@ -172,6 +172,13 @@ llm8_cli_test(bench_lists EXPECT ok
     NOT_REGEX "TFLOP/s"
     CMD $<TARGET_FILE:llm8-bench> -ngl 0 -t 1,2 -p 16 -n 4 -b 8,16 -r 1)
 
+# The INT8 cache: llama-bench's type_k / type_v columns (md) and fields (csv).
+llm8_cli_test(bench_int8_cache_columns EXPECT ok
+    REGEX "\\| type_k \\| type_v \\| test .*\\| int8 \\| int8 \\| tg4 "
+    CMD $<TARGET_FILE:llm8-bench> -ngl 0 -t 1 -p 0 -n 4 -r 1 -ctk int8 -ctv q8_0)
+llm8_cli_test(bench_csv_cache_type EXPECT ok REGEX "type_k,type_v,test.*,f32,f32,\"tg4\""
+    CMD $<TARGET_FILE:llm8-bench> -ngl 0 -t 1 -p 0 -n 4 -r 1 -o csv)
+
 # llm8-batched-bench: llama-batched-bench's table, one row per (PP, TG, B); the shared prompt
 # (-pps) counts its tokens once in N_KV; the plan with -v; bad lists name the flag.
 llm8_cli_test(batched_bench_table EXPECT ok

@@ -48,6 +48,7 @@ std::vector<int> parse_list(const std::string& s, const std::string& flag, int l
 
 struct Result {
     std::string model, backend, test;
+    std::string type_kv = "f16";  // the K and V cache type (they must agree)
     double size_gib = 0, params_b = 0;
     int ngl = 0, threads = 0, n_batch = 0, n_ubatch = 0, n_prompt = 0, n_gen = 0, depth = 0;
     std::vector<double> ts;
@@ -142,6 +143,7 @@ int main(int argc, char** argv) {
                     Result r;
                     r.model = model->description();
                     r.backend = model->on_gpu() ? "CUDA" : "CPU";
+                    r.type_kv = model->kv_int8() ? "int8" : model->on_gpu() ? "f16" : "f32";
                     r.size_gib = weight_bytes / double(1ull << 30);
                     r.params_b = double(model->n_params()) / 1e9;
                     r.ngl = model->on_gpu() ? hp.n_layer : 0;
@@ -203,22 +205,25 @@ int main(int argc, char** argv) {
                     }
                     results.push_back(r);
                     const bool cpu = !model->on_gpu();
+                    // llama-bench's type_k / type_v columns, shown when the cache is not F16.
+                    const bool show_kv = model->kv_int8();
                     if (output == "md" && !header) {
                         header = true;
                         std::printf(
-                            "| model | size | params | backend | ngl |%s%s%s test | t/s | rate |\n",
+                            "| model | size | params | backend | ngl |%s%s%s%s test | t/s | rate |\n",
                             cpu ? " threads |" : "", show_batch ? " n_batch |" : "",
-                            show_ubatch ? " n_ubatch |" : "");
+                            show_ubatch ? " n_ubatch |" : "", show_kv ? " type_k | type_v |" : "");
                         std::printf(
-                            "| --- | ---: | ---: | --- | --: |%s%s%s ---: | ---: | ---: |\n",
+                            "| --- | ---: | ---: | --- | --: |%s%s%s%s ---: | ---: | ---: |\n",
                             cpu ? " ---: |" : "", show_batch ? " ---: |" : "",
-                            show_ubatch ? " ---: |" : "");
+                            show_ubatch ? " ---: |" : "", show_kv ? " --- | --- |" : "");
                     }
                     if (output == "md") {
                         std::string extra;
                         if (cpu) extra += " " + std::to_string(r.threads) + " |";
                         if (show_batch) extra += " " + std::to_string(r.n_batch) + " |";
                         if (show_ubatch) extra += " " + std::to_string(r.n_ubatch) + " |";
+                        if (show_kv) extra += " " + r.type_kv + " | " + r.type_kv + " |";
                         std::printf("| %s | %s | %s | %s | %d |%s %s | %s | %s |\n",
                                     r.model.c_str(), fmt("%.2f GiB", r.size_gib).c_str(),
                                     fmt("%.2f B", r.params_b).c_str(), r.backend.c_str(), r.ngl,
@@ -234,13 +239,14 @@ int main(int argc, char** argv) {
             }
         if (output == "csv") {
             std::printf(
-                "model,size_gib,params_b,backend,ngl,threads,n_batch,n_ubatch,test,n_prompt,n_gen,"
-                "n_depth,avg_ts,stddev_ts,rate,rate_unit\n");
+                "model,size_gib,params_b,backend,ngl,threads,n_batch,n_ubatch,type_k,type_v,test,"
+                "n_prompt,n_gen,n_depth,avg_ts,stddev_ts,rate,rate_unit\n");
             for (const Result& r : results)
-                std::printf("\"%s\",%.4f,%.4f,%s,%d,%d,%d,%d,\"%s\",%d,%d,%d,%.4f,%.4f,%.4f,%s\n",
-                            r.model.c_str(), r.size_gib, r.params_b, r.backend.c_str(), r.ngl,
-                            r.threads, r.n_batch, r.n_ubatch, r.test.c_str(), r.n_prompt, r.n_gen,
-                            r.depth, r.mean, r.sd, r.rate, r.rate_unit);
+                std::printf(
+                    "\"%s\",%.4f,%.4f,%s,%d,%d,%d,%d,%s,%s,\"%s\",%d,%d,%d,%.4f,%.4f,%.4f,%s\n",
+                    r.model.c_str(), r.size_gib, r.params_b, r.backend.c_str(), r.ngl, r.threads,
+                    r.n_batch, r.n_ubatch, r.type_kv.c_str(), r.type_kv.c_str(), r.test.c_str(),
+                    r.n_prompt, r.n_gen, r.depth, r.mean, r.sd, r.rate, r.rate_unit);
         } else if (output == "json") {
             std::printf("[\n");
             for (size_t i = 0; i < results.size(); ++i) {
@@ -249,13 +255,14 @@ int main(int argc, char** argv) {
                     "  {\"model\": \"%s\", \"size_gib\": %.4f, \"params_b\": %.4f, \"backend\": "
                     "\"%s\", "
                     "\"ngl\": %d, \"threads\": %d, \"n_batch\": %d, \"n_ubatch\": %d, "
+                    "\"type_k\": \"%s\", \"type_v\": \"%s\", "
                     "\"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": "
                     "%d, "
                     "\"avg_ts\": %.4f, \"stddev_ts\": %.4f, \"rate\": %.4f, \"rate_unit\": \"%s\", "
                     "\"samples_ts\": [",
                     r.model.c_str(), r.size_gib, r.params_b, r.backend.c_str(), r.ngl, r.threads,
-                    r.n_batch, r.n_ubatch, r.test.c_str(), r.n_prompt, r.n_gen, r.depth, r.mean,
-                    r.sd, r.rate, r.rate_unit);
+                    r.n_batch, r.n_ubatch, r.type_kv.c_str(), r.type_kv.c_str(), r.test.c_str(),
+                    r.n_prompt, r.n_gen, r.depth, r.mean, r.sd, r.rate, r.rate_unit);
                 for (size_t k = 0; k < r.ts.size(); ++k)
                     std::printf("%s%.4f", k ? ", " : "", r.ts[k]);
                 std::printf("]}%s\n", i + 1 < results.size() ? "," : "");
