@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "cuda_test_util.h"
 #include "gguf/gguf.h"
@@ -18,6 +20,36 @@
 using llm8::GgmlType;
 
 using llm8_test::rel_err;
+
+namespace {
+
+// Teacher-forced decode, one token per step, of the same tokens on a CPU and a GPU model:
+// the mean negative log-likelihood of the next token on each side and the steps whose argmax
+// agree.
+struct DecodeNll {
+    double cpu = 0, gpu = 0;  // mean NLL per step
+    int same_argmax = 0;
+};
+DecodeNll teacher_forced_nll(const std::shared_ptr<const llm8::Model>& cpu,
+                             const std::shared_ptr<const llm8::Model>& gpu,
+                             const std::vector<int32_t>& tokens, int steps, int n_ctx) {
+    const int V = cpu->n_vocab();
+    llm8::Session sc(cpu, {n_ctx, n_ctx, 0}), sg(gpu, {n_ctx, n_ctx, 0});
+    double nc = 0, ng = 0;
+    DecodeNll r;
+    for (int i = 0; i < steps; ++i) {
+        sc.decode(&tokens[size_t(i)], 1);
+        sg.decode(&tokens[size_t(i)], 1);
+        nc -= llm8::token_logprob(sc.logits(), V, tokens[size_t(i) + 1]);
+        ng -= llm8::token_logprob(sg.logits(), V, tokens[size_t(i) + 1]);
+        r.same_argmax += llm8::argmax(sc.logits(), V) == llm8::argmax(sg.logits(), V);
+    }
+    r.cpu = nc / steps;
+    r.gpu = ng / steps;
+    return r;
+}
+
+}  // namespace
 
 TEST(CudaModel, LogitsMatchCpuForEveryArchAndType) {
     LLM8_REQUIRE_GPU();
@@ -173,17 +205,9 @@ TEST(CudaModel, Int8CacheOnTheGpuMatchesTheCpuInt8Cache) {
     std::printf("PPL int8 cache: cpu %.5f gpu %.5f; gpu f16 cache %.5f\n", rc.ppl, rg.ppl, rf.ppl);
     EXPECT_NEAR(rg.ppl, rc.ppl, 2e-3 * rc.ppl);
     EXPECT_NEAR(rg.ppl, rf.ppl, 2e-3 * rf.ppl);  // the bound for the cache alone
-    const int V = cpu8->n_vocab(), steps = 128;
-    llm8::Session sc(cpu8, {512, 512, 0}), sg(gpu8, {512, 512, 0});
-    double nc = 0, ng = 0;
-    for (int i = 0; i < steps; ++i) {
-        sc.decode(&tokens[size_t(i)], 1);
-        sg.decode(&tokens[size_t(i)], 1);
-        nc -= llm8::token_logprob(sc.logits(), V, tokens[size_t(i) + 1]);
-        ng -= llm8::token_logprob(sg.logits(), V, tokens[size_t(i) + 1]);
-    }
-    std::printf("decode NLL, int8 cache: cpu %.5f gpu %.5f\n", nc / steps, ng / steps);
-    EXPECT_NEAR(ng / steps, nc / steps, 0.01);
+    const DecodeNll d = teacher_forced_nll(cpu8, gpu8, tokens, 128, 512);
+    std::printf("decode NLL, int8 cache: cpu %.5f gpu %.5f\n", d.cpu, d.gpu);
+    EXPECT_NEAR(d.gpu, d.cpu, 0.01);
 }
 
 TEST(CudaModel, EightBitAttentionIsCpuOnlyForNow) {
@@ -214,23 +238,13 @@ TEST(CudaModel, DecodeKernelsKeepTheNllOfATrainedModel) {
     auto gpu = llm8::Model::load({model, 99});
     const auto tokens = cpu->tokenize(llm8_test::read_file(text).substr(0, 20000), true);
     ASSERT_GT(tokens.size(), 257u);
-    const int V = cpu->n_vocab(), steps = 256;
-    llm8::Session sc(cpu, {512, 512, 0}), sg(gpu, {512, 512, 0});
-    double nc = 0, ng = 0;
-    int same_argmax = 0;
-    for (int i = 0; i < steps; ++i) {
-        sc.decode(&tokens[size_t(i)], 1);
-        sg.decode(&tokens[size_t(i)], 1);
-        nc -= llm8::token_logprob(sc.logits(), V, tokens[size_t(i) + 1]);
-        ng -= llm8::token_logprob(sg.logits(), V, tokens[size_t(i) + 1]);
-        same_argmax += llm8::argmax(sc.logits(), V) == llm8::argmax(sg.logits(), V);
-    }
+    const int steps = 256;
+    const DecodeNll d = teacher_forced_nll(cpu, gpu, tokens, steps, 512);
     std::printf(
         "decode NLL over %d tokens: cpu %.5f gpu %.5f (PPL %.3f / %.3f), argmax equal %d/%d\n",
-        steps, nc / steps, ng / steps, std::exp(nc / steps), std::exp(ng / steps), same_argmax,
-        steps);
-    EXPECT_NEAR(ng / steps, nc / steps, 0.01);
-    EXPECT_GE(same_argmax, steps * 95 / 100);
+        steps, d.cpu, d.gpu, std::exp(d.cpu), std::exp(d.gpu), d.same_argmax, steps);
+    EXPECT_NEAR(d.gpu, d.cpu, 0.01);
+    EXPECT_GE(d.same_argmax, steps * 95 / 100);
 }
 
 TEST(CudaModel, KQuantDecodeKeepsTheNllOfATrainedModel) {
@@ -257,21 +271,12 @@ TEST(CudaModel, KQuantDecodeKeepsTheNllOfATrainedModel) {
         std::remove(path.c_str());
         const auto tokens = cpu->tokenize(llm8_test::read_file(text).substr(0, 20000), true);
         ASSERT_GT(tokens.size(), 129u);
-        const int V = cpu->n_vocab(), steps = 128;
-        llm8::Session sc(cpu, {256, 256, 0}), sg(gpu, {256, 256, 0});
-        double nc = 0, ng = 0;
-        int same_argmax = 0;
-        for (int i = 0; i < steps; ++i) {
-            sc.decode(&tokens[size_t(i)], 1);
-            sg.decode(&tokens[size_t(i)], 1);
-            nc -= llm8::token_logprob(sc.logits(), V, tokens[size_t(i) + 1]);
-            ng -= llm8::token_logprob(sg.logits(), V, tokens[size_t(i) + 1]);
-            same_argmax += llm8::argmax(sc.logits(), V) == llm8::argmax(sg.logits(), V);
-        }
+        const int steps = 128;
+        const DecodeNll d = teacher_forced_nll(cpu, gpu, tokens, steps, 256);
         std::printf("%s decode NLL over %d tokens: cpu %.5f gpu %.5f, argmax equal %d/%d\n", name,
-                    steps, nc / steps, ng / steps, same_argmax, steps);
-        EXPECT_NEAR(ng / steps, nc / steps, 0.01) << name;
-        EXPECT_GE(same_argmax, steps * 95 / 100) << name;
+                    steps, d.cpu, d.gpu, d.same_argmax, steps);
+        EXPECT_NEAR(d.gpu, d.cpu, 0.01) << name;
+        EXPECT_GE(d.same_argmax, steps * 95 / 100) << name;
     }
 }
 
