@@ -95,34 +95,7 @@ int main() {
         cudaEvent_t a, b;
         cudaEventCreate(&a);
         cudaEventCreate(&b);
-        auto time = [&](bool batched) {
-            std::vector<float> times;
-            for (int it = 0; it < 23; ++it) {
-                cudaEventRecord(a);
-                if (batched) {
-                    llm8::cuda::attention_f16(p, nullptr);
-                } else {
-                    for (int bi = 0; bi < s.batch; ++bi) {
-                        llm8::AttnParams one = p;
-                        one.n_seqs = 1;
-                        one.n_tokens = s.n_tok;
-                        one.q = dq + size_t(bi) * s.n_tok * s.n_head * s.hd;
-                        one.out = dout + size_t(bi) * s.n_tok * s.n_head * s.hd;
-                        one.kv.block_tables = dt + size_t(bi) * blocks_per_seq;
-                        one.q_start = dqs;  // {0, n_tok}
-                        llm8::cuda::attention_f16(one, nullptr);
-                    }
-                }
-                cudaEventRecord(b);
-                cudaEventSynchronize(b);
-                float ms;
-                cudaEventElapsedTime(&ms, a, b);
-                if (it >= 3) times.push_back(ms);
-            }
-            return llm8_bench::median(times);
-        };
-        const double ms_b = time(true), ms_s = time(false);
-        // Decode: the INT8 cache (bytes with one scale per token and head) in the same run.
+        // Median of 20 timed calls of fn after 3 warm-ups.
         auto time_fn = [&](auto fn) {
             std::vector<float> times;
             for (int it = 0; it < 23; ++it) {
@@ -136,6 +109,20 @@ int main() {
             }
             return llm8_bench::median(times);
         };
+        const double ms_b = time_fn([&] { llm8::cuda::attention_f16(p, nullptr); });
+        const double ms_s = time_fn([&] {
+            for (int bi = 0; bi < s.batch; ++bi) {
+                llm8::AttnParams one = p;
+                one.n_seqs = 1;
+                one.n_tokens = s.n_tok;
+                one.q = dq + size_t(bi) * s.n_tok * s.n_head * s.hd;
+                one.out = dout + size_t(bi) * s.n_tok * s.n_head * s.hd;
+                one.kv.block_tables = dt + size_t(bi) * blocks_per_seq;
+                one.q_start = dqs;  // {0, n_tok}
+                llm8::cuda::attention_f16(one, nullptr);
+            }
+        });
+        // Decode: the INT8 cache (bytes with one scale per token and head) in the same run.
         double ms_i8 = 0;
         if (s.n_tok == 1) {
             int8_t *k8, *v8;
