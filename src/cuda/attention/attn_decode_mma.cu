@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "cuda/attention/mma_sm80.cuh"
 #include "cuda/cuda_common.cuh"
 #include "cuda/ops.h"
 
@@ -58,37 +59,13 @@ __host__ __device__ constexpr int smem_bytes(int hd, bool i8) {
     return kWarps * stages(hd, i8) * stage_bytes(hd, i8);
 }
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t (&r)[4]) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t addr, uint32_t (&r)[4]) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                    uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ uint32_t pack_h2(float a, float b) {
-    __half2 h = __floats2half2_rn(a, b);
-    return *reinterpret_cast<uint32_t*>(&h);
-}
 // Two int8 bytes of w (selected by sel: byte indices 0-3 in its nibbles 0 and 2, 4 = 0x64 in
 // nibbles 1 and 3) as an exact half2.
 template <uint32_t Sel>
 __device__ __forceinline__ uint32_t i8x2_to_h2(uint32_t w_xor) {
     const uint32_t h = __byte_perm(w_xor, 0x64646464u, Sel);
-    __half2 r = __hsub2(*reinterpret_cast<const __half2*>(&h), __half2(__half(1152.f), __half(1152.f)));
+    __half2 r =
+        __hsub2(*reinterpret_cast<const __half2*>(&h), __half2(__half(1152.f), __half(1152.f)));
     return *reinterpret_cast<uint32_t*>(&r);
 }
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
@@ -108,8 +85,8 @@ __global__ void __launch_bounds__(kWarps * 32, HD == 128 ? 2 : 3)
     attn_decode_mma_kernel(const AttnParams p, int n_splits, float scale_log2) {
     pdl_trigger();
     constexpr int NS = stages(HD, I8), RS = row_stride(HD, I8), SB = stage_bytes(HD, I8);
-    constexpr int EB = I8 ? 1 : 2;             // bytes per cached element
-    constexpr int PIECES = HD * EB / 16;       // 16-byte pieces per row
+    constexpr int EB = I8 ? 1 : 2;        // bytes per cached element
+    constexpr int PIECES = HD * EB / 16;  // 16-byte pieces per row
     constexpr int PER_LANE = kChunk * PIECES / 32;
     extern __shared__ __align__(16) unsigned char smem[];
     const int hk = blockIdx.x, split = blockIdx.y, seq = blockIdx.z;
@@ -170,7 +147,8 @@ __global__ void __launch_bounds__(kWarps * 32, HD == 128 ? 2 : 3)
         const float* qa = nullptr;
         const float* qb = nullptr;
         if (g < rows) qa = p.q + (int64_t(q0 + g / G) * n_head + hk * G + g % G) * HD;
-        if (g + 8 < rows) qb = p.q + (int64_t(q0 + (g + 8) / G) * n_head + hk * G + (g + 8) % G) * HD;
+        if (g + 8 < rows)
+            qb = p.q + (int64_t(q0 + (g + 8) / G) * n_head + hk * G + (g + 8) % G) * HD;
         auto ld2 = [&](const float* row, int d) {
             if (!row) return 0u;
             const float2 v = *reinterpret_cast<const float2*>(row + d);
@@ -221,19 +199,19 @@ __global__ void __launch_bounds__(kWarps * 32, HD == 128 ? 2 : 3)
 #pragma unroll
                     for (int nt = 0; nt < 2; ++nt) {
                         const uint32_t w = r[2 * h + nt] ^ 0x80808080u;
-                        mma(s[nt], qf[kk + h], i8x2_to_h2<0x4140>(w), i8x2_to_h2<0x4342>(w));
+                        mma_16816(s[nt], qf[kk + h], i8x2_to_h2<0x4140>(w), i8x2_to_h2<0x4342>(w));
                     }
                 }
             }
         } else {
-            const uint32_t a0 = smem_u32(sk + ((lane & 7) + (lane >> 4) * 8) * RS +
-                                         ((lane >> 3) & 1) * 16);
+            const uint32_t a0 =
+                smem_u32(sk + ((lane & 7) + (lane >> 4) * 8) * RS + ((lane >> 3) & 1) * 16);
 #pragma unroll
             for (int kk = 0; kk < HD / 16; ++kk) {
                 uint32_t r[4];
                 ldsm_x4(a0 + kk * 32, r);
-                mma(s[0], qf[kk], r[0], r[1]);
-                mma(s[1], qf[kk], r[2], r[3]);
+                mma_16816(s[0], qf[kk], r[0], r[1]);
+                mma_16816(s[1], qf[kk], r[2], r[3]);
             }
         }
         // K's per-key scales, then the mask (past the split's end, causal) on edge chunks.
@@ -314,8 +292,9 @@ __global__ void __launch_bounds__(kWarps * 32, HD == 128 ? 2 : 3)
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
                     const uint32_t lo = r[2 * h] ^ 0x80808080u, hi = r[2 * h + 1] ^ 0x80808080u;
-                    mma(o[2 * (q + h)], pa, i8x2_to_h2<0x4240>(lo), i8x2_to_h2<0x4240>(hi));
-                    mma(o[2 * (q + h) + 1], pa, i8x2_to_h2<0x4341>(lo), i8x2_to_h2<0x4341>(hi));
+                    mma_16816(o[2 * (q + h)], pa, i8x2_to_h2<0x4240>(lo), i8x2_to_h2<0x4240>(hi));
+                    mma_16816(o[2 * (q + h) + 1], pa, i8x2_to_h2<0x4341>(lo),
+                              i8x2_to_h2<0x4341>(hi));
                 }
             }
         } else {
@@ -325,8 +304,8 @@ __global__ void __launch_bounds__(kWarps * 32, HD == 128 ? 2 : 3)
             for (int dt = 0; dt < HD / 8; dt += 2) {
                 uint32_t r[4];
                 ldsm_x4_t(a0 + dt * 16, r);
-                mma(o[dt], pa, r[0], r[1]);
-                mma(o[dt + 1], pa, r[2], r[3]);
+                mma_16816(o[dt], pa, r[0], r[1]);
+                mma_16816(o[dt + 1], pa, r[2], r[3]);
             }
         }
         __syncwarp();  // the stage is free for chunk i + NS

@@ -19,6 +19,7 @@
 // split-KV kernel in attn_f16.cu.
 #include <cstdint>
 
+#include "cuda/attention/mma_sm80.cuh"
 #include "cuda/cuda_common.cuh"
 #include "cuda/ops.h"
 
@@ -29,38 +30,6 @@ namespace {
 
 constexpr int kBr = 64, kBc = 64, kThreads = 128;
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2,
-                                            uint32_t& r3) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(addr));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t addr, uint32_t& r0, uint32_t& r1,
-                                                  uint32_t& r2, uint32_t& r3) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(addr));
-}
-__device__ __forceinline__ void mma16816(float* c, uint32_t a0, uint32_t a1, uint32_t a2,
-                                         uint32_t a3, uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ uint32_t pack_half2(float a, float b) {
-    __half2 h = __floats2half2_rn(a, b);
-    return *reinterpret_cast<uint32_t*>(&h);
-}
-
-// blockIdx.x: 64-query tile of a sequence; blockIdx.y: query head; blockIdx.z: sequence.
-// The occupancy of the single-sequence kernel kept (3 blocks per SM at hd128, 4 at hd64): the
-// batch and block-table bookkeeping took the hd128 instance from 168 to 185 registers and 2
-// blocks per SM, and prefill at 16K of context ran 6% slower (H200, llama-3-8B shape).
 // Eight cached elements of row `row` (element offset) as halves: F16 as stored; INT8 times the
 // row's scale (the INT8 cache's K is smoothed: its mean drops out of softmax).
 template <bool I8>
@@ -80,6 +49,10 @@ __device__ __forceinline__ uint4 load8(const void* pool, const float* scales, in
     return r;
 }
 
+// blockIdx.x: 64-query tile of a sequence; blockIdx.y: query head; blockIdx.z: sequence.
+// The occupancy of the single-sequence kernel kept (3 blocks per SM at hd128, 4 at hd64): the
+// batch and block-table bookkeeping took the hd128 instance from 168 to 185 registers and 2
+// blocks per SM, and prefill at 16K of context ran 6% slower (H200, llama-3-8B shape).
 template <int HD, bool I8>
 __global__ void __launch_bounds__(kThreads, HD == 128 ? 3 : 4)
     attn_f16_mma_kernel(const AttnParams p, float scale_log2) {
@@ -122,7 +95,7 @@ __global__ void __launch_bounds__(kThreads, HD == 128 ? 3 : 4)
 #pragma unroll
     for (int kk = 0; kk < HD / 16; ++kk) {
         const int r = warp * 16 + (lane % 16), c = kk * 16 + (lane / 16) * 8;
-        ldmatrix_x4(smem_addr(sQ + r * kStride + c), qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+        ldsm_x4(smem_u32(sQ + r * kStride + c), qf[kk]);
     }
 
     float o[HD / 8][4];
@@ -142,8 +115,7 @@ __global__ void __launch_bounds__(kThreads, HD == 128 ? 3 : 4)
             uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
             if (k0 + r < n_keys) {
                 // Blocks of >= 64 tokens hold the whole tile: one table entry for all its rows.
-                const int64_t pool_row =
-                    tile_in_block ? tile_row0 + r : p.kv.row(seq, int(k0 + r));
+                const int64_t pool_row = tile_in_block ? tile_row0 + r : p.kv.row(seq, int(k0 + r));
                 const int64_t row = pool_row * kv_dim + int64_t(hk) * HD + c;
                 const int64_t si = pool_row * p.n_head_kv + hk;
                 kv = load8<I8>(p.kv.k, p.kv.k_scale, row, si);
@@ -163,10 +135,10 @@ __global__ void __launch_bounds__(kThreads, HD == 128 ? 3 : 4)
             for (int nt = 0; nt < kBc / 8; nt += 2) {
                 const int r = nt * 8 + (lane % 8) + (lane / 16) * 8,
                           c = kk * 16 + ((lane / 8) % 2) * 8;
-                uint32_t b0, b1, b2, b3;
-                ldmatrix_x4(smem_addr(sK + r * kStride + c), b0, b1, b2, b3);
-                mma16816(s[nt], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b0, b1);
-                mma16816(s[nt + 1], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b2, b3);
+                uint32_t b[4];
+                ldsm_x4(smem_u32(sK + r * kStride + c), b);
+                mma_16816(s[nt], qf[kk], b[0], b[1]);
+                mma_16816(s[nt + 1], qf[kk], b[2], b[3]);
             }
         }
 
@@ -223,18 +195,18 @@ __global__ void __launch_bounds__(kThreads, HD == 128 ? 3 : 4)
         // O += P V.
 #pragma unroll
         for (int kk = 0; kk < kBc / 16; ++kk) {
-            const uint32_t a0 = pack_half2(s[2 * kk][0], s[2 * kk][1]);
-            const uint32_t a1 = pack_half2(s[2 * kk][2], s[2 * kk][3]);
-            const uint32_t a2 = pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            const uint32_t a3 = pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+            const uint32_t pa[4] = {pack_h2(s[2 * kk][0], s[2 * kk][1]),
+                                    pack_h2(s[2 * kk][2], s[2 * kk][3]),
+                                    pack_h2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                    pack_h2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
             for (int dt = 0; dt < HD / 8; dt += 2) {
                 const int r = kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8,
                           c = dt * 8 + (lane / 16) * 8;
-                uint32_t b0, b1, b2, b3;
-                ldmatrix_x4_trans(smem_addr(sV + r * kStride + c), b0, b1, b2, b3);
-                mma16816(o[dt], a0, a1, a2, a3, b0, b1);
-                mma16816(o[dt + 1], a0, a1, a2, a3, b2, b3);
+                uint32_t b[4];
+                ldsm_x4_t(smem_u32(sV + r * kStride + c), b);
+                mma_16816(o[dt], pa, b[0], b[1]);
+                mma_16816(o[dt + 1], pa, b[2], b[3]);
             }
         }
         __syncthreads();
