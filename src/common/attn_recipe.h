@@ -9,7 +9,9 @@
 // SageAttention (arXiv 2410.02367, v1 granularity with llm8's block shapes):
 //   - smoothing: the mean of K over the sequence's keys (every key the call sees, per KV head
 //     and channel) is subtracted from every key; softmax is invariant to it (q . mean is one
-//     constant per query row), and it removes the channel outliers that ruin INT8;
+//     constant per query row), and it removes the channel outliers that ruin INT8; summed per
+//     64-key block, keys in order, the blocks' sums in order, then divided by the key count
+//     (the GPU's order, so that CPU and GPU quantize the same floats);
 //   - Q: one scale per 64 query rows of a sequence (per head); K: one scale per 64 keys, the
 //     blocks aligned to key index 0 (the paged cache's blocks);
 //   - S = (q8 . k8) * sq * sk * softmax_scale * log2(e), online softmax with exp2 over 64-key

@@ -107,10 +107,17 @@ void prepare_kv_8bit(const AttnParams& p, int s, int hk, Kv8& out) {
     const float* vpool = static_cast<const float*>(p.kv.v);
     out.n_keys = n;
     out.head_dim = hd;
+    // The mean in the GPU's order, so that both quantize the same floats: a sum per 64-key
+    // block (keys in order), the blocks' sums added in order, one division.
     out.mean.assign(size_t(hd), 0.0f);
-    for (int j = 0; j < n; ++j) {
-        const float* kj = key_row(p, kpool, s, j, hk);
-        for (int c = 0; c < hd; ++c) out.mean[size_t(c)] += kj[c];
+    std::vector<float> part(static_cast<size_t>(hd));
+    for (int j0 = 0; j0 < n; j0 += kAttnKeyBlock) {
+        std::fill(part.begin(), part.end(), 0.0f);
+        for (int j = j0; j < std::min(n, j0 + kAttnKeyBlock); ++j) {
+            const float* kj = key_row(p, kpool, s, j, hk);
+            for (int c = 0; c < hd; ++c) part[size_t(c)] += kj[c];
+        }
+        for (int c = 0; c < hd; ++c) out.mean[size_t(c)] += part[size_t(c)];
     }
     for (int c = 0; c < hd && n > 0; ++c) out.mean[size_t(c)] /= float(n);
     // Smoothed K, one scale per 64 keys (sage) or per key (int8).
