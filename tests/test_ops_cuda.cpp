@@ -893,7 +893,10 @@ TEST(CudaOps, AttentionMatchesCpuOnAwkwardShapes) {
         {32, 8, 128, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
          {1, 7, 64, 65, 100, 128, 129, 300, 513, 1000, 1, 2, 3, 4097, 33, 64}, 64},
         {8, 2, 64, {1, 40, 1, 17, 3}, {90, 40, 1, 200, 3}, 16},
-        {4, 1, 8, {1, 3, 1}, {5, 9, 70}, 8}};
+        {4, 1, 8, {1, 3, 1}, {5, 9, 70}, 8},
+        // a few queries per sequence, different per sequence (G * q <= 16: the decode kernel)
+        {8, 2, 128, {1, 3, 2, 4, 1}, {10, 70, 33, 129, 64}, 64},
+        {32, 8, 128, {2, 4, 1, 3}, {500, 17, 64, 1000}, 64}};
     for (const Shape& sh : shapes) {
         llm8_test::PagedCase c;
         c.n_head = sh.n_head;
@@ -941,7 +944,7 @@ TEST(CudaOps, AttentionMatchesCpuOnAwkwardShapes) {
                 out.poison();
                 // With the int8 output of the decode path: the quants of the float output,
                 // bit for bit as cpu::quantize_act_q8 makes them.
-                const bool wrote = llm8::cuda::attention_f16(p, nullptr);
+                const bool wrote = llm8::cuda::attention(p, nullptr);
                 p.q8 = nullptr;
                 p.q8_ds = nullptr;
                 const auto got = out.download();
@@ -1046,8 +1049,10 @@ TEST(CudaOps, Int8CacheStoreIsBitExactAndAttentionMatchesTheCpu) {
                         if (n_rot == 0)
                             ASSERT_EQ(gks[size_t(r * n_kv + h)], cks[size_t(h)]) << what;
                         else
+                            // (one ulp of a rotated K moves K - mean by more, relatively,
+                            // where K is near its mean)
                             ASSERT_NEAR(gks[size_t(r * n_kv + h)], cks[size_t(h)],
-                                        1e-6f * cks[size_t(h)]) << what;
+                                        1e-5f * cks[size_t(h)]) << what;
                         ASSERT_EQ(gvs[size_t(r * n_kv + h)], cvs[size_t(h)]) << what;
                     }
                 }
@@ -1068,6 +1073,10 @@ TEST(CudaOps, Int8CacheStoreIsBitExactAndAttentionMatchesTheCpu) {
         {32, 8, 128, {100}, {4100}, 64},
         {8, 2, 64, {1, 40, 1, 17, 3}, {90, 40, 1, 200, 3}, 16},
         {32, 2, 128, {2}, {40}, 32},  // G * q > 16: the tile kernel
+        // a few queries per sequence, different per sequence: the decode kernel, then tiles
+        {8, 2, 128, {1, 3, 2, 4, 1}, {10, 70, 33, 129, 64}, 64},
+        {32, 8, 128, {2, 4, 1, 3}, {500, 17, 64, 1000}, 64},
+        {8, 2, 128, {1, 5, 2, 4, 1}, {10, 70, 33, 129, 64}, 64},
     };
     for (const Shape& sh : shapes) {
         llm8_test::PagedCase c;
@@ -1129,9 +1138,190 @@ TEST(CudaOps, Int8CacheStoreIsBitExactAndAttentionMatchesTheCpu) {
             EXPECT_LT(e, 2e-5) << "tiles " << what;
         }
         out.poison();
-        llm8::cuda::attention_f16(p, nullptr);  // the dispatcher finds a kernel for every shape
+        llm8::cuda::attention(p, nullptr);  // the dispatcher finds a kernel for every shape
         EXPECT_LT(nmse(out.download(), want), 2e-5) << "dispatch " << what;
         EXPECT_GE(ran, 1);
+    }
+}
+
+TEST(CudaOps, EightBitAttentionMatchesTheCpuRecipe) {
+    // SageAttention and INT-FlashAttention on the GPU (attention_8bit_mma) against cpu::attention
+    // in the same mode over the same pools: the quantized Q, K, V and their scales bit for bit
+    // (cpu::quantize_q_8bit / prepare_kv_8bit), the output within float rounding (exp2 and the
+    // order of sums may move a P quant by one step). Both caches, awkward shapes, K channel
+    // outliers (the smoothing's case), batches mixing long and short sequences.
+    LLM8_REQUIRE_GPU();
+    std::mt19937 rng(std::random_device{}());
+    struct Shape {
+        int n_head, n_kv, hd;
+        std::vector<int> q_len, kv_len;
+        int block;
+        bool causal;
+    };
+    const std::vector<Shape> shapes = {
+        {32, 8, 128, {100}, {4100}, 64, true},
+        {8, 2, 64, {1, 40, 17, 3, 64}, {90, 40, 200, 3, 64}, 16, true},
+        {28, 4, 128, {77}, {77}, 32, true},
+        {16, 16, 64, {130}, {300}, 64, true},
+        {8, 1, 128, {65, 16}, {129, 1000}, 64, false},
+        {4, 2, 64, {200}, {263}, 128, true},
+    };
+    using llm8::AttnMode;
+    using llm8::KvType;
+    for (const Shape& sh : shapes) {
+        for (KvType cache : {KvType::f16, KvType::i8}) {
+            llm8_test::PagedCase c;
+            c.n_head = sh.n_head;
+            c.n_kv = sh.n_kv;
+            c.hd = sh.hd;
+            c.block = sh.block;
+            c.q_len = sh.q_len;
+            c.kv_len = sh.kv_len;
+            c.k_bias = 4.0f;
+            c.build(rng, true);
+            const int kv_dim = c.n_kv * c.hd, hd = c.hd;
+            const int64_t rows = int64_t(c.n_blocks) * c.block;
+            // The INT8 pools (as the cache writes them), or the half pools as floats.
+            std::vector<int8_t> k8(size_t(rows * kv_dim)), v8(k8.size());
+            std::vector<float> ks(size_t(rows * c.n_kv)), vs(ks.size());
+            if (cache == KvType::i8) {
+                std::vector<float> mean(size_t(kv_dim), 0.0f);
+                for (int64_t r = 0; r < rows; ++r)
+                    for (int i = 0; i < kv_dim; ++i)
+                        mean[size_t(i)] += c.kpool[size_t(r * kv_dim + i)];
+                for (float& m : mean) m /= float(rows);
+                for (int64_t r = 0; r < rows; ++r)
+                    llm8::cpu::quantize_kv_row_i8(
+                        c.kpool.data() + r * kv_dim, c.vpool.data() + r * kv_dim, mean.data(),
+                        kv_dim, hd, k8.data() + r * kv_dim, ks.data() + r * c.n_kv,
+                        v8.data() + r * kv_dim, vs.data() + r * c.n_kv);
+            }
+            const bool i8 = cache == KvType::i8;
+            Dev<float> dq(c.q), out(c.q.size()), dks(ks), dvs(vs);
+            Dev<uint16_t> dk16(c.kpool16), dv16(c.vpool16);
+            Dev<int8_t> dk8(k8), dv8(v8);
+            Dev<int32_t> dqs(c.q_start), dkvl(c.kvl), dt(c.tables);
+            for (AttnMode mode : {AttnMode::sage, AttnMode::int8}) {
+                const std::string what = std::string(llm8::attn_mode_name(mode)) + " " +
+                                         llm8::kv_type_name(cache) + " cache " +
+                                         std::to_string(sh.n_head) + "/" +
+                                         std::to_string(sh.n_kv) + " hd " + std::to_string(hd) +
+                                         " q0 " + std::to_string(sh.q_len[0]) + " kv0 " +
+                                         std::to_string(sh.kv_len[0]) +
+                                         (sh.causal ? "" : " non-causal");
+                // The CPU in the same mode over the same values.
+                std::vector<float> want(c.q.size());
+                llm8::AttnParams hp =
+                    i8 ? c.params(c.q.data(), want.data(), k8.data(), v8.data(),
+                                  c.q_start.data(), c.kvl.data(), c.tables.data(), KvType::i8)
+                       : c.params(c.q.data(), want.data(), c.kpool.data(), c.vpool.data(),
+                                  c.q_start.data(), c.kvl.data(), c.tables.data(), KvType::f32);
+                hp.kv.k_scale = ks.data();
+                hp.kv.v_scale = vs.data();
+                hp.mode = mode;
+                hp.causal = sh.causal;
+                llm8::cpu::attention(hp);
+
+                llm8::AttnParams p =
+                    i8 ? c.params(dq.get(), out.get(), dk8.get(), dv8.get(), dqs.get(),
+                                  dkvl.get(), dt.get(), KvType::i8)
+                       : c.params(dq.get(), out.get(), dk16.get(), dv16.get(), dqs.get(),
+                                  dkvl.get(), dt.get(), KvType::f16);
+                p.kv.k_scale = dks.get();
+                p.kv.v_scale = dvs.get();
+                p.mode = mode;
+                p.causal = sh.causal;
+                p.kv_tiles = llm8::cuda::attention_kv_tiles(c.kvl.data(), int(c.kvl.size()));
+                const size_t bytes = llm8::cuda::attention_8bit_workspace_bytes(
+                    c.n_tokens, c.n_head, c.n_kv, hd, int(c.kvl.size()), p.kv_tiles);
+                Dev<uint8_t> ws8(bytes);
+                p.ws8 = ws8.get();
+                p.ws8_bytes = bytes;
+                out.poison();
+                ASSERT_TRUE(llm8::cuda::attention_8bit_mma(p, nullptr)) << what;
+                const auto got = out.download();
+                const double e = nmse(got, want), e_exact = nmse(got, c.want);
+                std::printf("%s: nmse vs CPU recipe %.3g, vs exact attention %.3g\n",
+                            what.c_str(), e, e_exact);
+                EXPECT_LT(e, 1e-6) << what;
+                // (c.want is causal attention: the non-causal case has only the recipe's bound)
+                if (sh.causal) {
+                    EXPECT_LT(e_exact, mode == AttnMode::sage ? 1e-3 : 1e-2) << what;
+                }
+
+                // The integer parts, bit for bit.
+                const auto ws = ws8.download();
+                const llm8::cuda::Attn8Scratch sc = llm8::cuda::attention_8bit_scratch(p);
+                const uint8_t* base = ws8.get();
+                auto at = [&](const void* dptr) {
+                    return ws.data() + (static_cast<const uint8_t*>(dptr) - base);
+                };
+                const int8_t* gk8 = reinterpret_cast<const int8_t*>(at(sc.k8));
+                const float* gks = reinterpret_cast<const float*>(at(sc.ks));
+                const uint8_t* gv = at(sc.v);
+                const float* gvs = reinterpret_cast<const float*>(at(sc.vs));
+                const int8_t* gq8 = reinterpret_cast<const int8_t*>(at(sc.q8));
+                const float* gqs = reinterpret_cast<const float*>(at(sc.qs));
+                int tile0 = 0;
+                for (int s = 0; s < int(c.kvl.size()); ++s) {
+                    const int n = c.kvl[size_t(s)];
+                    for (int hk = 0; hk < c.n_kv; ++hk) {
+                        llm8::cpu::Kv8 kv;
+                        llm8::cpu::prepare_kv_8bit(hp, s, hk, kv);
+                        for (int j = 0; j < n; ++j) {
+                            const int64_t ti = int64_t(tile0 + j / 64) * c.n_kv + hk;
+                            const int r = j % 64;
+                            ASSERT_EQ(gks[ti * 64 + r], kv.k_scale[size_t(j / kv.k_group)])
+                                << what << " K scale, key " << j;
+                            for (int d = 0; d < hd; ++d) {
+                                ASSERT_EQ(gk8[(ti * 64 + r) * hd + d],
+                                          kv.k[size_t(j) * size_t(hd) + size_t(d)])
+                                    << what << " K8 key " << j << " dim " << d;
+                                if (mode == AttnMode::sage) {
+                                    const uint16_t hv =
+                                        reinterpret_cast<const uint16_t*>(gv)[(ti * 64 + r) * hd + d];
+                                    ASSERT_EQ(llm8::fp16_to_fp32(hv),
+                                              kv.v16[size_t(j) * size_t(hd) + size_t(d)])
+                                        << what << " V16 key " << j;
+                                } else {
+                                    const int8_t b = reinterpret_cast<const int8_t*>(
+                                        gv)[ti * 64 * hd + d * 64 +
+                                            llm8::cuda::attention_8bit_vt_pos(r)];
+                                    ASSERT_EQ(b, kv.v8[size_t(j) * size_t(hd) + size_t(d)])
+                                        << what << " V8 key " << j << " dim " << d;
+                                }
+                            }
+                            if (mode == AttnMode::int8 && i8) {
+                                ASSERT_EQ(gvs[ti * 64 + r], kv.v_token_scale[size_t(j)]) << what;
+                            }
+                        }
+                        if (mode == AttnMode::int8 && !i8) {
+                            for (int d = 0; d < hd; ++d)
+                                ASSERT_EQ(gvs[(int64_t(s) * c.n_kv + hk) * hd + d],
+                                          kv.v_scale[size_t(d)])
+                                    << what << " V scale " << d;
+                        }
+                    }
+                    for (int h = 0; h < c.n_head; ++h) {
+                        std::vector<int8_t> q8;
+                        std::vector<float> qs;
+                        llm8::cpu::quantize_q_8bit(hp, s, h, q8, qs);
+                        const int q_len = c.q_len[size_t(s)];
+                        for (int i = 0; i < q_len; ++i) {
+                            const int64_t row = c.q_start[size_t(s)] + i;
+                            ASSERT_EQ(gqs[row * c.n_head + h],
+                                      qs[size_t(mode == AttnMode::sage ? i / 64 : i)])
+                                << what << " Q scale row " << i;
+                            for (int d = 0; d < hd; ++d)
+                                ASSERT_EQ(gq8[(row * c.n_head + h) * hd + d],
+                                          q8[size_t(i) * size_t(hd) + size_t(d)])
+                                    << what << " Q8 row " << i << " dim " << d;
+                        }
+                    }
+                    tile0 += (n + 63) / 64;
+                }
+            }
+        }
     }
 }
 

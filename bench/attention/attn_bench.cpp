@@ -1,7 +1,8 @@
-// Times llm8's FP16-cache attention kernels on the shapes of BRIEF.md's anchors, with CUDA
+// Times llm8's attention kernels (FP16; sage and int8 over the F16 cache, quantization
+// included; decode over the INT8 cache) on the shapes of BRIEF.md's anchors, with CUDA
 // events (median of 20 after 3 warm-ups), and prints TFLOP/s (prefill) or GB/s (decode).
 // bench/attention/sdpa_bench.py times torch SDPA (cuDNN, FA2) on the same shapes in the
-// same call; run both through bench/attention/run_gpu.sh.
+// same call (not the chunk shape: SDPA aligns its causal mask to the top left).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@ int main() {
         {"prefill hd128 causal 4096 x B4 (32/32 heads)", 32, 32, 128, 4096, 4096, 4},
         {"prefill hd128 causal 1024 x B16 (32/32)", 32, 32, 128, 1024, 1024, 16},
         {"prefill hd64 causal 4096 x B4 (32/32)", 32, 32, 64, 4096, 4096, 4},
+        {"prefill chunk GQA 32q/8kv hd128 512 over 16384 keys x B1", 32, 8, 128, 512, 16384, 1},
         {"decode GQA 32q/8kv hd128 L32768 x B16", 32, 8, 128, 1, 32768, 16},
         {"decode GQA 32q/8kv hd128 L4096 x B16", 32, 8, 128, 1, 4096, 16},
         {"decode GQA 32q/8kv hd128 L32768 x B1", 32, 8, 128, 1, 32768, 1},
@@ -109,7 +111,7 @@ int main() {
             }
             return llm8_bench::median(times);
         };
-        const double ms_b = time_fn([&] { llm8::cuda::attention_f16(p, nullptr); });
+        const double ms_b = time_fn([&] { llm8::cuda::attention(p, nullptr); });
         const double ms_s = time_fn([&] {
             for (int bi = 0; bi < s.batch; ++bi) {
                 llm8::AttnParams one = p;
@@ -119,7 +121,7 @@ int main() {
                 one.out = dout + size_t(bi) * s.n_tok * s.n_head * s.hd;
                 one.kv.block_tables = dt + size_t(bi) * blocks_per_seq;
                 one.q_start = dqs;  // {0, n_tok}
-                llm8::cuda::attention_f16(one, nullptr);
+                llm8::cuda::attention(one, nullptr);
             }
         });
         // Decode: the INT8 cache (bytes with one scale per token and head) in the same run.
@@ -145,17 +147,33 @@ int main() {
             p8.kv.v = v8;
             p8.kv.k_scale = ks;
             p8.kv.v_scale = vs;
-            ms_i8 = time_fn([&] { llm8::cuda::attention_f16(p8, nullptr); });
+            ms_i8 = time_fn([&] { llm8::cuda::attention(p8, nullptr); });
             for (void* ptr : {static_cast<void*>(k8), static_cast<void*>(v8),
                               static_cast<void*>(ks), static_cast<void*>(vs)})
                 cudaFree(ptr);
         }
         if (s.n_tok > 1) {
-            // Causal: half of the QK^T and PV products.
-            const double flops =
-                4.0 * s.batch * double(s.n_head) * s.hd * double(s.n_tok) * s.n_keys / 2;
+            // Causal, aligned to the end: query i sees n_keys - n_tok + i + 1 keys.
+            const double flops = 4.0 * s.batch * double(s.n_head) * s.hd * double(s.n_tok) *
+                                 (s.n_keys - s.n_tok / 2.0);
             std::printf("| %s | %.3f | %.1f TFLOP/s | %.3f | %.1f TFLOP/s |\n", s.name, ms_b,
                         flops / ms_b / 1e9, ms_s, flops / ms_s / 1e9);
+            // The 8-bit modes over the same F16 cache, quantization launches included.
+            llm8::AttnParams p8 = p;
+            p8.kv_tiles = s.batch * blocks_per_seq;
+            const size_t bytes8 = llm8::cuda::attention_8bit_workspace_bytes(
+                p.n_tokens, s.n_head, s.n_kv, s.hd, s.batch, p8.kv_tiles);
+            void* w8 = nullptr;
+            cudaMalloc(&w8, bytes8);
+            p8.ws8 = w8;
+            p8.ws8_bytes = bytes8;
+            for (llm8::AttnMode m : {llm8::AttnMode::sage, llm8::AttnMode::int8}) {
+                p8.mode = m;
+                const double ms8 = time_fn([&] { llm8::cuda::attention(p8, nullptr); });
+                std::printf("| %s, --attn %s | %.3f | %.1f TFLOP/s (%.2fx f16) | | |\n", s.name,
+                            llm8::attn_mode_name(m), ms8, flops / ms8 / 1e9, ms_b / ms8);
+            }
+            cudaFree(w8);
         } else {
             const double bytes = double(s.batch) * 2.0 * double(s.n_keys) * kv_dim * 2;
             const double bytes8 = double(s.batch) * 2.0 * double(s.n_keys) * (kv_dim + s.n_kv * 4);

@@ -36,7 +36,8 @@ inline int kv_type_bytes(KvType t) {
 //        Q.K^T, FP32 online softmax in exp2, P and V in FP16 for P.V;
 //   int8 INT-FlashAttention: Q and K INT8 per token (K smoothed), V INT8 per channel, P INT8
 //        with the fixed scale 1/127, both products INT8, row sums from the unquantized P.
-// The CPU runs every mode (the reference); the GPU runs f16 until its 8-bit kernels land.
+// The CPU runs every mode (the reference); the GPU runs the 8-bit modes for steps with 16 or
+// more queries of a sequence (prefill) and decodes over the F16 or INT8 cache.
 enum class AttnMode : int { f16 = 0, sage = 1, int8 = 2 };
 inline const char* attn_mode_name(AttnMode m) {
     return m == AttnMode::f16 ? "f16" : m == AttnMode::sage ? "sage" : "int8";
@@ -101,6 +102,11 @@ struct AttnParams {
     size_t ws_floats = 0;
     int8_t* q8 = nullptr;
     float* q8_ds = nullptr;
+    // CUDA 8-bit modes: the quantized Q/K/V scratch (attention_8bit_workspace_bytes) and the
+    // number of 64-key tiles of the batch, sum over s of ceil(kv_len[s] / 64), which sizes it.
+    void* ws8 = nullptr;
+    size_t ws8_bytes = 0;
+    int kv_tiles = 0;
 
     float scale() const {
         return softmax_scale > 0.f ? softmax_scale : 1.0f / std::sqrt(float(head_dim));

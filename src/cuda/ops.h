@@ -141,11 +141,12 @@ void rope_store_i8(float* q, const float* k, const float* v, const float* bq, co
 // Attention of a batch of sequences over the paged cache, F16 or INT8 (common/attn_params.h).
 // p.ws: float scratch of p.ws_floats elements; the kernels take as many key splits as fit.
 size_t attention_workspace_floats(int64_t n_tokens, int n_head, int head_dim, int max_keys);
-// The dispatcher: the tensor-core kernel when some sequence has >= 16 queries (head dim 64 or
-// 128), the GQA decode kernel when every sequence has G*q_len <= 16, the split-KV kernel
-// otherwise. With p.q8 / p.q8_ds the decode kernel also writes its output as int8 (as
+// The dispatcher: when some sequence has >= 16 queries (head dim 64 or 128), the 8-bit kernel
+// of p.mode (sage, int8) or the FP16 tensor-core kernel; the GQA decode kernel when every
+// sequence has G*q_len <= 16 (any mode: decode reads the cache as stored); the split-KV
+// kernel otherwise. With p.q8 / p.q8_ds the decode kernel also writes its output as int8 (as
 // decode_act does); returns true when it did.
-bool attention_f16(const AttnParams& p, cudaStream_t s);
+bool attention(const AttnParams& p, cudaStream_t s);
 // The kernels, for the plan, tests and benchmarks. attention_f16_mma / _decode return false
 // (nothing launched) for shapes they have no instance for.
 void attention_f16_splitkv(const AttnParams& p, cudaStream_t s);
@@ -154,7 +155,30 @@ bool attention_decode_mma(const AttnParams& p, cudaStream_t s);
 bool attention_f16_mma(const AttnParams& p, cudaStream_t s);
 void attention_combine(const float* ws, int64_t n_tokens, int n_head, int head_dim, int splits,
                        float* out, cudaStream_t s, int8_t* q8 = nullptr, float* q8_ds = nullptr);
-// Which kernel attention_f16 takes for head dim hd with G query heads per kv head and at most
+// The 8-bit modes (attention/attn_8bit_mma.cu): p.mode sage or int8 over the F16 or INT8
+// cache, head dim 64 or 128; false (nothing launched) otherwise. p.ws8 holds
+// attention_8bit_workspace_bytes(...) bytes for p.kv_tiles = attention_kv_tiles(kv_len).
+bool attention_8bit_mma(const AttnParams& p, cudaStream_t s);
+size_t attention_8bit_workspace_bytes(int n_tokens, int n_head, int n_kv, int head_dim,
+                                      int n_seqs, int64_t kv_tiles);
+int attention_kv_tiles(const int32_t* kv_len, int n_seqs);  // host kv_len: sum of ceil(/64)
+// Where attention_8bit_mma left the quantized operands in p.ws8 (tests compare them with the
+// CPU's bit for bit): per 64-key tile t of the batch (sequence s's first is the sum of the
+// earlier sequences' tile counts) and KV head hk, index i = t * n_kv + hk: k8 + i*64*hd
+// [64][hd], ks + i*64 [64]; v: sage half [64][hd], int8 int8 [hd][64] with key r at
+// attention_8bit_vt_pos(r); vs: int8 over the F16 cache [n_seqs][n_kv][hd], over the INT8
+// cache [tiles][n_kv][64]; q8 [n_tokens][n_head][hd], qs [n_tokens][n_head].
+struct Attn8Scratch {
+    const int8_t* k8 = nullptr;
+    const float* ks = nullptr;
+    const void* v = nullptr;
+    const float* vs = nullptr;
+    const int8_t* q8 = nullptr;
+    const float* qs = nullptr;
+};
+Attn8Scratch attention_8bit_scratch(const AttnParams& p);
+int attention_8bit_vt_pos(int r);
+// Which kernel attention takes for head dim hd with G query heads per kv head and at most
 // max_q queries per sequence: "mma_sm80", "decode_mma" or "splitkv" (the INT8 cache takes
 // "mma_sm80" where the F16 cache would take "splitkv").
 const char* attention_kernel_name(int head_dim, int gqa, int max_q);

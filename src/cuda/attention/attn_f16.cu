@@ -181,9 +181,10 @@ const char* attention_kernel_name(int head_dim, int gqa, int max_q) {
     return "splitkv";
 }
 
-bool attention_f16(const AttnParams& p, cudaStream_t s) {
+bool attention(const AttnParams& p, cudaStream_t s) {
     if (p.n_tokens == 0) return false;
     const char* k = attention_kernel_name(p.head_dim, p.n_head / p.n_head_kv, p.max_q);
+    if (k[0] == 'm' && p.mode != AttnMode::f16 && attention_8bit_mma(p, s)) return false;
     if (k[0] == 'm' && attention_f16_mma(p, s)) return false;
     if (k[0] == 'd') {
         AttnParams d = p;
