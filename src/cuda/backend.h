@@ -2,11 +2,13 @@
 // When llm8 is built without CUDA, cuda_backend_stub.cpp provides these with available() false.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "common/attn_params.h"
 #include "common/forward_batch.h"
 #include "llm8/engine.h"
 #include "llm8/sampling.h"
@@ -38,6 +40,24 @@ std::unique_ptr<DeviceContext, void (*)(DeviceContext*)> create_context(
     const float* k_mean = nullptr);
 size_t kv_bytes_per_block(const DeviceModel& dm, int block_size, bool int8 = false);
 const std::vector<LayerPlan>& plan(const DeviceContext& c);
+
+// The attention mode of every layer (AttnMode values; f16 until set): prefill steps run the
+// 8-bit kernels of sage / int8 layers, decode reads the cache as stored. Head dim 64 or 128.
+void set_attn_modes(DeviceContext& c, const std::vector<int>& modes);
+// The guard's fallback: layer il runs `mode` from now on; the plan says `note`.
+void set_layer_attn(DeviceContext& c, int il, AttnMode mode, const std::string& note);
+// Called after every layer's attention of a step that is not a graph (not decode-only), with
+// the device parameters (output included, mode as run); may call the functions below.
+void set_attn_hook(DeviceContext& c, std::function<void(int, const AttnParams&)> hook);
+// Runs `mode` on p's inputs into the context's check buffer and returns the error sums of
+// AttnErrorAcc (got . ref, got . got, ref . ref, sum |got - ref|, sum |ref|) with ref the check
+// buffer (check_is_ref) or p.out. Synchronizes.
+void attention_compare(DeviceContext& c, const AttnParams& p, AttnMode mode, bool check_is_ref,
+                       double sums[5]);
+// p.out = the check buffer (the FP16 output of the last attention_compare).
+void attention_adopt_check(DeviceContext& c, const AttnParams& p);
+// Sequence seq's keys of the layer p points at, from the F16 cache: [kv_len][kv_dim] floats.
+std::vector<float> layer_keys(DeviceContext& c, const AttnParams& p, int seq);
 
 // Copies whole blocks (every layer, K and V): the copy on write of shared blocks.
 void copy_blocks(DeviceContext& c, const std::vector<std::pair<int32_t, int32_t>>& copies);

@@ -77,10 +77,15 @@ void build_plan(DeviceContext& c) {
         c.paths.push_back(P);
 
         LayerPlan lp;
-        lp.attn = attn_mode_name(AttnMode::f16);
+        const AttnMode mode = c.attn_modes.empty() ? AttnMode::f16 : c.attn_modes[c.plan.size()];
+        lp.attn = attn_mode_name(mode);
         const int G = hp.n_head / hp.n_head_kv;
         const std::string cache = std::string(" (") + kv_type_name(c.kv_type) + " cache)";
-        lp.attn_prefill = attention_kernel_name(hp.head_dim, G, 16) + cache;
+        lp.attn_prefill = (mode == AttnMode::sage   ? std::string("sage_mma_sm80")
+                           : mode == AttnMode::int8 ? std::string("int8_mma_sm80")
+                                                    : std::string(attention_kernel_name(
+                                                          hp.head_dim, G, 16))) +
+                          cache;
         lp.attn_decode = attention_kernel_name(hp.head_dim, G, 1) + cache;
         lp.matmul_decode = describe(P.qkv, L.wq);
         if (P.fuse_rope) lp.matmul_decode += " +RoPE/KV";
@@ -125,6 +130,8 @@ size_t pack_step(DeviceContext& c, const ForwardBatch& b, bool graph, Step* st) 
     st->n_seqs = ns;
     st->max_q = b.max_q;
     st->max_kv = graph ? int(c.pool_rows) : b.max_kv;
+    st->kv_tiles = attention_kv_tiles(b.kv_len.data(), ns);
+    st->capture = graph;
     st->n_out = n_out;
     // Contiguous out rows need no gather.
     st->out_first = n_out > 0 && b.out_rows.back() - b.out_rows.front() == n_out - 1
@@ -196,6 +203,9 @@ std::unique_ptr<DeviceContext, void (*)(DeviceContext*)> create_context(
     c->k.resize(B * KV);
     c->v.resize(B * KV);
     c->att.resize(B * Q);
+    c->att_check.resize(B * Q);
+    c->err_sums.resize(5);
+    c->attn_modes.assign(size_t(hp.n_layer), AttnMode::f16);
     c->o.resize(B * E);
     c->gate.resize(B * F);
     c->up.resize(B * F);
@@ -238,6 +248,120 @@ std::unique_ptr<DeviceContext, void (*)(DeviceContext*)> create_context(
     LLM8_CUDA_CHECK(cudaMallocHost(&c->h_meta, c->meta_cap * sizeof(int32_t)));
     build_plan(*c);
     return c;
+}
+
+void set_attn_modes(DeviceContext& c, const std::vector<int>& modes) {
+    const HParams& hp = c.dm->hp;
+    if (modes.size() != size_t(hp.n_layer))
+        fail(ErrorKind::invalid_arg, "attention modes: one per layer");
+    const bool kernels = hp.head_dim == 64 || hp.head_dim == 128;
+    for (size_t il = 0; il < modes.size(); ++il) {
+        const AttnMode m = AttnMode(modes[il]);
+        if (m != AttnMode::f16 && !kernels)
+            fail(ErrorKind::unsupported, "the GPU's 8-bit attention takes head dim 64 or 128, "
+                                         "this model has " + std::to_string(hp.head_dim));
+        c.attn_modes[il] = m;
+    }
+    c.paths.clear();
+    c.plan.clear();
+    build_plan(c);
+}
+
+void set_layer_attn(DeviceContext& c, int il, AttnMode mode, const std::string& note) {
+    c.attn_modes[size_t(il)] = mode;
+    c.plan[size_t(il)].attn = note;
+    c.plan[size_t(il)].attn_prefill =
+        std::string(attention_kernel_name(c.dm->hp.head_dim, c.dm->hp.n_head / c.dm->hp.n_head_kv,
+                                          16)) +
+        " (" + kv_type_name(c.kv_type) + " cache)";
+}
+
+void set_attn_hook(DeviceContext& c, std::function<void(int, const AttnParams&)> hook) {
+    c.attn_hook = std::move(hook);
+}
+
+void ensure_ws8(DeviceContext& c, AttnParams& p) {
+    const size_t need = attention_8bit_workspace_bytes(p.n_tokens, p.n_head, p.n_head_kv,
+                                                       p.head_dim, p.n_seqs, p.kv_tiles);
+    if (c.ws8.size() < need) {
+        LLM8_CUDA_CHECK(cudaStreamSynchronize(c.stream));  // the old scratch may be in use
+        c.ws8.release();
+        c.ws8.resize(need + need / 4);  // room for a few more tiles
+    }
+    p.ws8 = c.ws8.get();
+    p.ws8_bytes = c.ws8.size();
+}
+
+namespace {
+
+// sums += (got . ref, got . got, ref . ref, |got - ref|, |ref|) in double.
+__global__ void error_sums_kernel(const float* __restrict__ got, const float* __restrict__ ref,
+                                  int64_t n, double* __restrict__ sums) {
+    double s[5] = {0, 0, 0, 0, 0};
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+         i += int64_t(gridDim.x) * blockDim.x) {
+        const double a = got[i], b = ref[i];
+        s[0] += a * b;
+        s[1] += a * a;
+        s[2] += b * b;
+        s[3] += fabs(a - b);
+        s[4] += fabs(b);
+    }
+    for (int k = 0; k < 5; ++k) {
+        double v = s[k];
+        for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+        if ((threadIdx.x & 31) == 0) atomicAdd(sums + k, v);
+    }
+}
+
+}  // namespace
+
+void attention_compare(DeviceContext& c, const AttnParams& p, AttnMode mode, bool check_is_ref,
+                       double sums[5]) {
+    AttnParams q = p;
+    q.mode = mode;
+    q.out = c.att_check.get();
+    q.q8 = nullptr;
+    q.q8_ds = nullptr;
+    if (mode != AttnMode::f16) ensure_ws8(c, q);
+    attention(q, c.stream);
+    const int64_t n = int64_t(p.n_tokens) * p.n_head * p.head_dim;
+    LLM8_CUDA_CHECK(cudaMemsetAsync(c.err_sums.get(), 0, 5 * sizeof(double), c.stream));
+    const float* got = check_is_ref ? p.out : q.out;
+    const float* ref = check_is_ref ? q.out : p.out;
+    error_sums_kernel<<<std::min<int64_t>(264, (n + 255) / 256), 256, 0, c.stream>>>(
+        got, ref, n, c.err_sums.get());
+    LLM8_CUDA_CHECK_LAUNCH();
+    LLM8_CUDA_CHECK(cudaMemcpyAsync(sums, c.err_sums.get(), 5 * sizeof(double),
+                                    cudaMemcpyDeviceToHost, c.stream));
+    LLM8_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+}
+
+void attention_adopt_check(DeviceContext& c, const AttnParams& p) {
+    LLM8_CUDA_CHECK(cudaMemcpyAsync(p.out, c.att_check.get(),
+                                    size_t(p.n_tokens) * p.n_head * p.head_dim * sizeof(float),
+                                    cudaMemcpyDeviceToDevice, c.stream));
+}
+
+std::vector<float> layer_keys(DeviceContext& c, const AttnParams& p, int seq) {
+    if (p.kv.type != KvType::f16) fail(ErrorKind::invalid_arg, "layer_keys: needs the F16 cache");
+    int32_t kv_len = 0;
+    LLM8_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+    LLM8_CUDA_CHECK(cudaMemcpy(&kv_len, p.kv_len + seq, sizeof(int32_t), cudaMemcpyDeviceToHost));
+    const int bs = p.kv.block_size, nb = (kv_len + bs - 1) / bs;
+    std::vector<int32_t> table(static_cast<size_t>(nb));
+    LLM8_CUDA_CHECK(cudaMemcpy(table.data(), p.kv.block_tables + int64_t(seq) * p.kv.max_blocks,
+                               size_t(nb) * sizeof(int32_t), cudaMemcpyDeviceToHost));
+    const size_t row = size_t(p.kv.kv_dim);
+    std::vector<uint16_t> h(size_t(nb) * bs * row);
+    for (int b = 0; b < nb; ++b)
+        LLM8_CUDA_CHECK(cudaMemcpy(h.data() + size_t(b) * bs * row,
+                                   static_cast<const uint16_t*>(p.kv.k) +
+                                       int64_t(table[size_t(b)]) * bs * int64_t(row),
+                                   size_t(bs) * row * sizeof(uint16_t), cudaMemcpyDeviceToHost));
+    std::vector<float> k(size_t(kv_len) * row);
+    for (size_t i = 0; i < k.size(); ++i) k[i] = fp16_to_fp32(h[i]);
+    return k;
 }
 
 void copy_blocks(DeviceContext& c, const std::vector<std::pair<int32_t, int32_t>>& copies) {

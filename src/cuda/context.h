@@ -2,6 +2,7 @@
 // tokens, the per-layer plan, the step's metadata on the device, the decode graphs and the
 // GPU sampler's staging. The forward pass (cuda/forward.cu) runs one Step over it.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
@@ -33,6 +34,8 @@ struct Step {
     const int32_t *tokens = nullptr, *pos = nullptr, *slots = nullptr, *q_start = nullptr,
                   *kv_len = nullptr, *tables = nullptr, *out_rows = nullptr;
     int table_stride = 0;
+    int kv_tiles = 0;      // sum over sequences of ceil(kv_len / 64) (8-bit attention scratch)
+    bool capture = false;  // recorded into a graph: no host work between the kernels
 };
 
 class DeviceContext {
@@ -71,6 +74,14 @@ public:
     std::map<int, cudaGraphExec_t> graphs;  // all-decode steps, by sequence count
     std::vector<LayerPath> paths;
     std::vector<LayerPlan> plan;
+    // The attention mode of each layer (set_attn_modes; f16 until then), the 8-bit modes'
+    // scratch (grown to the largest prefill step), the guard's second attention output and
+    // error sums, and the hook called after every layer's attention outside graphs.
+    std::vector<AttnMode> attn_modes;
+    DeviceArray<uint8_t> ws8;
+    DeviceArray<float> att_check;
+    DeviceArray<double> err_sums;
+    std::function<void(int, const AttnParams&)> attn_hook;
     Profiler prof;
 
     ~DeviceContext();
@@ -79,6 +90,9 @@ public:
 // The layer schedule (cuda/forward.cu): everything between the metadata upload and the logits
 // download; the logits rows are left in c.logits.
 void forward_step(DeviceContext& c, const Step& st);
+// Grows c.ws8 to hold the 8-bit scratch of p's batch (waits for the stream when it must
+// reallocate) and points p at it.
+void ensure_ws8(DeviceContext& c, AttnParams& p);
 
 }  // namespace cuda
 }  // namespace llm8

@@ -107,6 +107,12 @@ void forward_step(DeviceContext& c, const Step& st) {
     ap.kv.block_shift = c.block_shift;
     ap.kv.block_tables = st.tables;
     ap.kv.max_blocks = st.table_stride;
+    ap.kv_tiles = st.kv_tiles;
+    // Prefill steps of a plan with 8-bit layers: their scratch (sized for this step).
+    const bool prefill = st.max_q >= 16;
+    bool any8 = false;
+    for (AttnMode md : c.attn_modes) any8 |= md != AttnMode::f16;
+    if (any8 && prefill && !st.capture) ensure_ws8(c, ap);
 
     prof.mark("start");
     get_rows(m.tok_embd, st.tokens, int(n), c.x.get(), s);
@@ -171,7 +177,9 @@ void forward_step(DeviceContext& c, const Step& st) {
         ap.kv.v_scale = vs;
         ap.q8 = want_q8 ? c.act_q.get() : nullptr;
         ap.q8_ds = want_q8 ? c.act_ds.get() : nullptr;
-        const bool att_q8 = attention_f16(ap, s);
+        ap.mode = prefill && ap.ws8 ? c.attn_modes[size_t(il)] : AttnMode::f16;
+        const bool att_q8 = attention(ap, s);
+        if (c.attn_hook && !st.capture) c.attn_hook(il, ap);  // the guard (may replace out)
         prof.mark("attention");
         residual_matmul(L.wo, c.att.get(), att_q8, P.wo);
         prof.mark("wo+add");

@@ -62,7 +62,7 @@ namespace {
 // The calibration text (at most 512 tokens) through `model` in one step, `hook` after every
 // layer's attention.
 void run_calibration(const std::shared_ptr<const Model>& model, const std::string& text,
-                     std::function<void(int, const AttnParams&)> hook) {
+                     std::function<void(Context&, int, const AttnParams&)> hook) {
     std::vector<int32_t> tokens = model->tokenize(text, true);
     const int cap = std::min(512, model->n_ctx_train());
     if (tokens.size() > size_t(cap)) tokens.resize(size_t(cap));
@@ -71,7 +71,8 @@ void run_calibration(const std::shared_ptr<const Model>& model, const std::strin
                                          std::to_string(tokens.size()) +
                                          " tokens, at least 8; --attn-calib)");
     Context ctx(model, {int(tokens.size()), 1, int(tokens.size()), 0});
-    ContextHooks::set_attn_hook(ctx, std::move(hook));
+    ContextHooks::set_attn_hook(
+        ctx, [&ctx, &hook](int il, const AttnParams& ap) { hook(ctx, il, ap); });
     Batch b;
     for (size_t i = 0; i < tokens.size(); ++i)
         b.add(tokens[i], int32_t(i), 0, i + 1 == tokens.size());
@@ -84,14 +85,14 @@ std::vector<float> calibrate_k_mean(const std::shared_ptr<const Model>& f16_mode
                                     const std::string& text) {
     const int n_layer = f16_model->n_layer();
     std::vector<float> mean;
-    run_calibration(f16_model, text, [&](int il, const AttnParams& ap) {
-        if (ap.kv.type != KvType::f32)
-            fail(ErrorKind::invalid_arg, "K mean calibration: needs the f32 cache");
-        const int kv_dim = ap.kv.kv_dim, n = ap.kv_len[0];
+    run_calibration(f16_model, text, [&](Context& ctx, int il, const AttnParams& ap) {
+        const int kv_dim = ap.kv.kv_dim;
+        const std::vector<float> keys = ContextHooks::layer_keys(ctx, ap, 0);
+        const int n = int(keys.size() / size_t(kv_dim));
         if (mean.empty()) mean.assign(size_t(n_layer) * size_t(kv_dim), 0.0f);
         std::vector<double> acc(size_t(kv_dim), 0.0);
         for (int j = 0; j < n; ++j) {
-            const float* k = static_cast<const float*>(ap.kv.k) + ap.kv.row(0, j) * kv_dim;
+            const float* k = keys.data() + int64_t(j) * kv_dim;
             for (int c = 0; c < kv_dim; ++c) acc[size_t(c)] += k[c];
         }
         for (int c = 0; c < kv_dim; ++c)
@@ -105,18 +106,9 @@ std::vector<AttnCalibration> calibrate_attention(const std::shared_ptr<const Mod
                                                  float l1_max) {
     const int n_layer = f16_model->n_layer();
     std::vector<AttnErrorAcc> e8(static_cast<size_t>(n_layer)), es(static_cast<size_t>(n_layer));
-    std::vector<float> out;
-    run_calibration(f16_model, text, [&](int il, const AttnParams& ap) {
-        const size_t n = size_t(ap.n_tokens) * size_t(ap.n_head) * size_t(ap.head_dim);
-        out.resize(n);
-        AttnParams p = ap;
-        p.out = out.data();
-        p.mode = AttnMode::int8;
-        cpu::attention(p);
-        e8[size_t(il)].add(out.data(), ap.out, n);
-        p.mode = AttnMode::sage;
-        cpu::attention(p);
-        es[size_t(il)].add(out.data(), ap.out, n);
+    run_calibration(f16_model, text, [&](Context& ctx, int il, const AttnParams& ap) {
+        ContextHooks::compare_attention(ctx, ap, AttnMode::int8, e8[size_t(il)]);
+        ContextHooks::compare_attention(ctx, ap, AttnMode::sage, es[size_t(il)]);
     });
     std::vector<AttnCalibration> r(static_cast<size_t>(n_layer));
     for (int il = 0; il < n_layer; ++il) {
@@ -125,9 +117,12 @@ std::vector<AttnCalibration> calibrate_attention(const std::shared_ptr<const Mod
         c.int8_l1 = e8[size_t(il)].rel_l1();
         c.sage_cos = es[size_t(il)].cos();
         c.sage_l1 = es[size_t(il)].rel_l1();
-        c.mode = e8[size_t(il)].ok(cos_min, l1_max)   ? "int8"
-                 : es[size_t(il)].ok(cos_min, l1_max) ? "sage"
-                                                      : "f16";
+        const bool ok8 = e8[size_t(il)].ok(cos_min, l1_max),
+                   oks = es[size_t(il)].ok(cos_min, l1_max);
+        if (f16_model->on_gpu())
+            c.mode = oks ? "sage" : ok8 ? "int8" : "f16";
+        else
+            c.mode = ok8 ? "int8" : oks ? "sage" : "f16";
     }
     return r;
 }

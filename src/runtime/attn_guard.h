@@ -1,6 +1,6 @@
 // The accuracy guard of the 8-bit attention modes (--attn auto): the error measure, the
 // calibration at load, the report. The runtime monitor itself runs in Context (context.cpp),
-// which calls cpu::attention in FP16 on the inputs of every Nth 8-bit call.
+// which runs FP16 attention (CPU, or GPU on the device) on the inputs of every Nth 8-bit call.
 #pragma once
 #include <cstddef>
 #include <functional>
@@ -18,6 +18,9 @@ namespace llm8 {
 struct AttnErrorAcc {
     double ab = 0, aa = 0, bb = 0, l1 = 0, l1_ref = 0;
     void add(const float* got, const float* ref, size_t n);
+    void set(const double sums[5]) {
+        ab = sums[0], aa = sums[1], bb = sums[2], l1 = sums[3], l1_ref = sums[4];
+    }
     double cos() const;
     double rel_l1() const;
     bool ok(float cos_min, float l1_max) const { return cos() >= cos_min && rel_l1() <= l1_max; }
@@ -26,9 +29,10 @@ struct AttnErrorAcc {
 // A paragraph of English prose, numbers and code (a few hundred tokens in any vocabulary).
 const char* builtin_attn_calibration_text();
 
-// --attn auto on the CPU: runs `text` (at most 512 tokens) through `f16_model` (every layer
+// --attn auto (CPU or GPU model): runs `text` (at most 512 tokens) through `f16_model` (every layer
 // f16) and, at every layer, also the int8 and sage modes on the same inputs; each layer takes
-// the first of int8, sage whose error passes the thresholds, else f16.
+// the faster of the two whose error passes the thresholds, else f16: sage first on the GPU
+// (sage's kernel measured faster than int8's, docs/benchmarks.md), int8 first on the CPU.
 std::vector<AttnCalibration> calibrate_attention(const std::shared_ptr<const Model>& f16_model,
                                                  const std::string& text, float cos_min,
                                                  float l1_max);
@@ -42,6 +46,12 @@ std::vector<float> calibrate_k_mean(const std::shared_ptr<const Model>& f16_mode
 // attention with its parameters (output included).
 struct ContextHooks {
     static void set_attn_hook(Context& c, std::function<void(int, const AttnParams&)> hook);
+    // Runs `mode` on the inputs of the call `ap` (the hook's) and adds its error against
+    // ap.out (CPU or GPU context alike).
+    static void compare_attention(Context& c, const AttnParams& ap, AttnMode mode,
+                                  AttnErrorAcc& acc);
+    // Sequence seq's keys of the hook's layer, [kv_len][kv_dim] floats (the plain cache).
+    static std::vector<float> layer_keys(Context& c, const AttnParams& ap, int seq);
 };
 
 }  // namespace llm8

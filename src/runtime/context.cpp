@@ -95,6 +95,11 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
         st.gpu = cuda::create_context(model_->device_model(), int(n_blocks), bs, params.n_batch,
                                       params.n_seq_max, i8 ? model_->kv_k_mean().data() : nullptr);
         st.bytes_per_block = cuda::kv_bytes_per_block(*model_->device_model(), bs, i8);
+        std::vector<int> modes;
+        for (int il = 0; il < hp.n_layer; ++il) modes.push_back(model_->layer_attn_mode(il));
+        cuda::set_attn_modes(*st.gpu, modes);
+        cuda::set_attn_hook(*st.gpu,
+                            [this](int il, const AttnParams& ap) { after_attention(il, ap); });
     } else {
         const size_t elems = size_t(hp.n_layer) * size_t(n_blocks) * bs * size_t(hp.cache_dim());
         const size_t scales = size_t(hp.n_layer) * size_t(n_blocks) * bs * size_t(hp.cache_heads());
@@ -334,9 +339,10 @@ void Context::run(const Batch& b, bool host_logits) {
     }
 }
 
-// After every CPU attention call: the calibration hook, then the monitor. Every Nth call of
-// an 8-bit layer runs FP16 on the same inputs; a failed check replaces this call's output with
-// the FP16 one and switches the layer to FP16 for the rest of the context's life.
+// After every attention call (CPU; GPU outside graphs): the calibration hook, then the
+// monitor. Every Nth call of an 8-bit layer runs FP16 on the same inputs (on the device for a
+// GPU context: only the five error sums come back); a failed check replaces this call's
+// output with the FP16 one and switches the layer to FP16 for the rest of the context's life.
 void Context::after_attention(int il, const AttnParams& ap) {
     State& st = *st_;
     if (st.hook) st.hook(il, ap);
@@ -345,25 +351,38 @@ void Context::after_attention(int il, const AttnParams& ap) {
     ++ls.calls;
     if (st.monitor_every <= 0 || (ls.calls - 1) % st.monitor_every != 0) return;
     const size_t n = size_t(ap.n_tokens) * size_t(ap.n_head) * size_t(ap.head_dim);
-    st.check_out.resize(n);
-    AttnParams f = ap;
-    f.mode = AttnMode::f16;
-    f.out = st.check_out.data();
-    cpu::attention(f);
     AttnErrorAcc e;
-    e.add(ap.out, f.out, n);
+    if (st.gpu) {
+        double sums[5];
+        cuda::attention_compare(*st.gpu, ap, AttnMode::f16, true, sums);
+        e.set(sums);
+    } else {
+        st.check_out.resize(n);
+        AttnParams f = ap;
+        f.mode = AttnMode::f16;
+        f.out = st.check_out.data();
+        cpu::attention(f);
+        e.add(ap.out, f.out, n);
+    }
     ++ls.checks;
     ls.mean_l1 += (e.rel_l1() - ls.mean_l1) / double(ls.checks);
     ls.max_l1 = std::max(ls.max_l1, e.rel_l1());
     ls.min_cos = std::min(ls.min_cos, e.cos());
     if (e.ok(st.cos_min, st.l1_max)) return;
-    std::copy_n(f.out, n, ap.out);
+    if (st.gpu)
+        cuda::attention_adopt_check(*st.gpu, ap);
+    else
+        std::copy_n(st.check_out.data(), n, ap.out);
     std::fprintf(stderr,
                  "llm8: attention guard: layer %d in %s: cosine %.6f, relative L1 %.5f against "
                  "FP16 (thresholds %.8g, %.8g); the layer runs FP16 from now on\n",
                  il, ls.mode.c_str(), e.cos(), e.rel_l1(), double(st.cos_min), double(st.l1_max));
     ls.fell_back = true;
     ls.mode = "f16";
+    if (st.gpu) {
+        cuda::set_layer_attn(*st.gpu, il, AttnMode::f16, "f16 (guard fallback)");
+        return;
+    }
     st.cpu_attn[size_t(il)] = AttnMode::f16;
     st.cpu_plan[size_t(il)] = cpu_layer_plan(AttnMode::f16, st.storage.type);
     st.cpu_plan[size_t(il)].attn = "f16 (guard fallback)";
@@ -387,6 +406,40 @@ std::string Context::attn_report() const {
 
 void ContextHooks::set_attn_hook(Context& c, std::function<void(int, const AttnParams&)> hook) {
     c.st_->hook = std::move(hook);
+}
+
+void ContextHooks::compare_attention(Context& c, const AttnParams& ap, AttnMode mode,
+                                     AttnErrorAcc& acc) {
+    if (c.st_->gpu) {
+        double sums[5];
+        cuda::attention_compare(*c.st_->gpu, ap, mode, false, sums);
+        AttnErrorAcc e;
+        e.set(sums);
+        acc.ab += e.ab;
+        acc.aa += e.aa;
+        acc.bb += e.bb;
+        acc.l1 += e.l1;
+        acc.l1_ref += e.l1_ref;
+        return;
+    }
+    std::vector<float>& out = c.st_->check_out;
+    out.resize(size_t(ap.n_tokens) * size_t(ap.n_head) * size_t(ap.head_dim));
+    AttnParams p = ap;
+    p.out = out.data();
+    p.mode = mode;
+    cpu::attention(p);
+    acc.add(out.data(), ap.out, out.size());
+}
+
+std::vector<float> ContextHooks::layer_keys(Context& c, const AttnParams& ap, int seq) {
+    if (c.st_->gpu) return cuda::layer_keys(*c.st_->gpu, ap, seq);
+    if (ap.kv.type != KvType::f32) fail(ErrorKind::invalid_arg, "layer_keys: needs the f32 cache");
+    const int kv_dim = ap.kv.kv_dim, n = ap.kv_len[seq];
+    std::vector<float> k(size_t(n) * size_t(kv_dim));
+    for (int j = 0; j < n; ++j)
+        std::copy_n(static_cast<const float*>(ap.kv.k) + ap.kv.row(seq, j) * kv_dim, kv_dim,
+                    k.begin() + int64_t(j) * kv_dim);
+    return k;
 }
 
 const float* Context::logits(int i) const {

@@ -33,6 +33,24 @@ size_t kv_bytes_per_block(const DeviceModel&, int, bool) {
 const std::vector<LayerPlan>& plan(const DeviceContext&) {
     fail(ErrorKind::unsupported, "llm8 was built without CUDA");
 }
+void set_attn_modes(DeviceContext&, const std::vector<int>&) {
+    fail(ErrorKind::unsupported, "llm8 was built without CUDA");
+}
+void set_layer_attn(DeviceContext&, int, AttnMode, const std::string&) {
+    fail(ErrorKind::unsupported, "llm8 was built without CUDA");
+}
+void set_attn_hook(DeviceContext&, std::function<void(int, const AttnParams&)>) {
+    fail(ErrorKind::unsupported, "llm8 was built without CUDA");
+}
+void attention_compare(DeviceContext&, const AttnParams&, AttnMode, bool, double*) {
+    fail(ErrorKind::unsupported, "llm8 was built without CUDA");
+}
+void attention_adopt_check(DeviceContext&, const AttnParams&) {
+    fail(ErrorKind::unsupported, "llm8 was built without CUDA");
+}
+std::vector<float> layer_keys(DeviceContext&, const AttnParams&, int) {
+    fail(ErrorKind::unsupported, "llm8 was built without CUDA");
+}
 void copy_blocks(DeviceContext&, const std::vector<std::pair<int32_t, int32_t>>&) {
     fail(ErrorKind::unsupported, "llm8 was built without CUDA");
 }

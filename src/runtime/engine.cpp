@@ -124,11 +124,12 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
              "-ctk/-ctv " + params.cache_type_k + ": the GPU's INT8 KV cache kernels take head dim "
                  "64 or 128, this model has " + std::to_string(impl->hp.head_dim) +
                  ": add -ngl 0, or use the f16 cache on the GPU");
-    if (have_gpu && attn != AttnMode::f16)
+    const bool gpu_8bit = impl->hp.head_dim == 64 || impl->hp.head_dim == 128;
+    if (have_gpu && attn != AttnMode::f16 && !gpu_8bit)
         fail(ErrorKind::unsupported,
-             "--attn " + params.attn +
-                 " runs on the CPU only for now (its GPU kernels are not built yet): add -ngl 0, "
-                 "or use --attn f16 on the GPU");
+             "--attn " + params.attn + ": the GPU's 8-bit attention kernels take head dim 64 or "
+                 "128, this model has " + std::to_string(impl->hp.head_dim) +
+                 ": add -ngl 0, or use --attn f16 on the GPU");
     if (have_gpu) {
         if (params.progress) params.progress(0, impl->weight_bytes());
         device = cuda::upload_model(*impl, 0);
@@ -136,12 +137,12 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
     }
     std::vector<int> modes(size_t(impl->hp.n_layer), int(attn));
     std::vector<AttnCalibration> calib;
-    if (attn_auto && device) {
-        // No 8-bit kernels on the GPU yet: every layer f16, and the report says why.
+    if (attn_auto && device && !gpu_8bit) {
+        // No 8-bit kernels on the GPU for this head dim: every layer f16, the report says why.
         calib.assign(modes.size(), AttnCalibration{});
         for (AttnCalibration& c : calib) {
             c.mode = "f16";
-            c.note = "not calibrated: the GPU has no 8-bit attention kernels yet";
+            c.note = "not calibrated: the GPU's 8-bit kernels take head dim 64 or 128";
         }
     }
     const std::string calib_text =
@@ -154,7 +155,7 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
         plain.cache_type_k = plain.cache_type_v = "f16";
         k_mean = calibrate_k_mean(std::make_shared<const Model>(impl, device, plain), calib_text);
     }
-    if (attn_auto && !device) {
+    if (attn_auto && (!device || gpu_8bit)) {
         // Each mode against f16 on the cache the contexts will use.
         ModelParams f16 = params;
         f16.attn = "f16";
