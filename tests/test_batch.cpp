@@ -149,7 +149,9 @@ std::vector<std::vector<int32_t>> prompts(const llm8::Model& m, int count) {
 // 16 sequences in one batch per step: each step, sequence s feeds its next chunk of 1 + (s + step)
 // % 5 pending tokens (prompt chunks and decode tokens mixed), wanting the logits of the chunk's
 // last token, and generates greedily once its prompt is in. Every sequence must produce the
-// tokens of its solo run, its logits within tol of the solo logits.
+// tokens of its solo run, its logits within tol of the solo logits. A greedy token may differ
+// only where the solo run's two candidates are within the bound (a near tie that the allowed
+// error can flip); the sequence is compared no further after it.
 // LLM8_TEST_QUICK=1 (compute-sanitizer runs, scripts/gpu-sanitize.sh): 4 generated tokens per
 // sequence instead of 24; still 16 sequences with mixed prefill chunks and decode steps.
 void batch_equals_solo(const std::shared_ptr<const llm8::Model>& m, double tol) {
@@ -163,6 +165,7 @@ void batch_equals_solo(const std::shared_ptr<const llm8::Model>& m, double tol) 
     std::vector<size_t> fed(static_cast<size_t>(S), 0);
     for (int s = 0; s < S; ++s) got[size_t(s)] = ps[size_t(s)];
     double worst = 0;
+    int worst_seq = -1, worst_pos = -1, worst_step = -1;
     for (int step = 0; step < 200; ++step) {
         llm8::Batch b;
         std::vector<int> row_seq;
@@ -185,16 +188,44 @@ void batch_equals_solo(const std::shared_ptr<const llm8::Model>& m, double tol) 
             if (s < 0) continue;
             const size_t p = size_t(b.pos[r]);
             const float* lg = ctx.logits(int(r));
-            worst = std::max(worst, rel_err(lg, solo[size_t(s)].logits[p].data(), V));
             auto& g = got[size_t(s)];
+            // Compared while the sequence still equals its solo run (after a different token
+            // the contexts differ).
+            if (std::equal(g.begin(), g.begin() + std::ptrdiff_t(p + 1),
+                           solo[size_t(s)].tokens.begin())) {
+                const double e = rel_err(lg, solo[size_t(s)].logits[p].data(), V);
+                if (e > worst) worst = e, worst_seq = s, worst_pos = int(p), worst_step = step;
+            }
             if (p + 1 == g.size()) g.push_back(llm8::argmax(lg, V));  // prompt all in
         }
     }
+    int near_ties = 0;
     for (int s = 0; s < S; ++s) {
-        EXPECT_EQ(got[size_t(s)], solo[size_t(s)].tokens) << "sequence " << s;
-        EXPECT_EQ(ctx.seq_len(s), int(solo[size_t(s)].tokens.size()) - 1);
+        const auto& g = got[size_t(s)];
+        const auto& want = solo[size_t(s)].tokens;
+        ASSERT_EQ(g.size(), want.size());
+        EXPECT_EQ(ctx.seq_len(s), int(want.size()) - 1);
+        const size_t d = size_t(std::mismatch(g.begin(), g.end(), want.begin()).first - g.begin());
+        if (d == g.size()) continue;
+        // Position d - 1's logits chose token d: the solo run's margin between the two choices.
+        const std::vector<float>& lg = solo[size_t(s)].logits[d - 1];
+        double top = 0;
+        for (float x : lg) top = std::max(top, std::fabs(double(x)));
+        const double margin = std::fabs(double(lg[size_t(want[d])]) - lg[size_t(g[d])]);
+        std::printf("sequence %d: token %zu differs from the solo run (%d vs %d), margin %.4g of "
+                    "%.4g\n",
+                    s, d, g[d], want[d], margin, top);
+        EXPECT_LE(margin, 2 * tol * top) << "sequence " << s << " differs at token " << d
+                                         << " where the solo run had no near tie";
+        ++near_ties;
     }
-    std::printf("%s: worst logits error against the solo runs %.3g\n", m->backend().c_str(), worst);
+    // The INT8 cache on the GPU re-rolls the rounding of a token's K/V whenever its K differs in
+    // the last bits (the prefill path's float activations vs the decode path's int8 ones):
+    // 5 of 16 sequences met such a near tie on the H200 (margins <= 0.5% of the top logit).
+    EXPECT_LE(near_ties, S / 2);
+    std::printf("%s: worst logits error against the solo runs %.3g (sequence %d, position %d, "
+                "step %d)\n",
+                m->backend().c_str(), worst, worst_seq, worst_pos, worst_step);
     EXPECT_LT(worst, tol);
 }
 
