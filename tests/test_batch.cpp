@@ -323,6 +323,7 @@ std::string hd128_model() {
 }
 std::shared_ptr<const llm8::Model> gpu_int8_cache_model() {
     llm8::ModelParams mp{hd128_model(), 99};
+    mp.attn = "f16";  // the batch-vs-solo bound is FP16 attention's
     mp.cache_type_k = mp.cache_type_v = "int8";
     return llm8::Model::load(mp);
 }

@@ -17,6 +17,16 @@
 #include "model_builder.h"
 #include "runtime/perplexity.h"
 
+namespace {
+// A GPU model with FP16 attention: the tests that hold the GPU to the CPU's numbers (the
+// default on the GPU is --attn auto).
+llm8::ModelParams gpu_f16(const std::string& path) {
+    llm8::ModelParams mp{path, 99};
+    mp.attn = "f16";
+    return mp;
+}
+}  // namespace
+
 using llm8::GgmlType;
 
 using llm8_test::rel_err;
@@ -86,7 +96,7 @@ TEST(CudaModel, LogitsMatchCpuForEveryArchAndType) {
         const std::string path = llm8_test::temp_path(std::string("cuda-") + c.arch + ".gguf");
         llm8_test::build_tiny_model(s).write(path);
         auto cpu = llm8::Model::load({path, 0});
-        auto gpu = llm8::Model::load({path, 99});
+        auto gpu = llm8::Model::load(gpu_f16(path));
         std::remove(path.c_str());
         ASSERT_TRUE(gpu->on_gpu());
         const int V = cpu->n_vocab();
@@ -145,7 +155,7 @@ TEST(CudaModel, PerplexityMatchesCpuTo4Digits) {
     LLM8_REQUIRE_FILE(model);
     LLM8_REQUIRE_FILE(text);
     auto cpu = llm8::Model::load({model, 0});
-    auto gpu = llm8::Model::load({model, 99});
+    auto gpu = llm8::Model::load(gpu_f16(model));
     const auto tokens = cpu->tokenize(llm8_test::read_file(text).substr(0, 200000), true);
     const auto rc = llm8::perplexity(cpu, tokens, 512, 8, 512, 0);
     const auto rg = llm8::perplexity(gpu, tokens, 512, 8, 512, 0);
@@ -162,7 +172,7 @@ TEST(CudaModel, KlDivergenceOfGpuAgainstACpuBase) {
     LLM8_REQUIRE_FILE(model);
     LLM8_REQUIRE_FILE(text);
     auto cpu = llm8::Model::load({model, 0});
-    auto gpu = llm8::Model::load({model, 99});
+    auto gpu = llm8::Model::load(gpu_f16(model));
     const auto tokens = cpu->tokenize(llm8_test::read_file(text).substr(0, 60000), true);
     const std::string base = ::testing::TempDir() + "llm8_cuda_kl_base.kld";
     const auto rc = llm8::save_kl_base(cpu, tokens, 512, 4, 512, 0, base);
@@ -190,6 +200,7 @@ TEST(CudaModel, Int8CacheOnTheGpuMatchesTheCpuInt8Cache) {
         llm8::ModelParams mp;
         mp.path = model;
         mp.n_gpu_layers = ngl;
+        mp.attn = "f16";  // the cache alone
         mp.cache_type_k = mp.cache_type_v = cache;
         return mp;
     };
@@ -247,13 +258,21 @@ TEST(CudaModel, EightBitAttentionOnTheGpuMatchesTheCpuAndTheGuardWorks) {
             EXPECT_NEAR(pg, f16, (both ? 5e-3 : 3e-3) * f16) << mode << " " << cache;
         }
     }
-    // auto: calibrated on the GPU, each layer's errors measured.
+    // auto: calibrated on the GPU, each layer's errors measured; the GPU's default.
+    EXPECT_EQ(llm8::Model::load({model, 99})->attn(), "auto");
+    EXPECT_EQ(llm8::Model::load({model, 0})->attn(), "f16");
     auto au = llm8::Model::load(params(99, "auto"));
     ASSERT_EQ(au->attn_calibration().size(), size_t(au->n_layer()));
-    for (const auto& c : au->attn_calibration()) {
+    for (size_t il = 0; il < au->attn_calibration().size(); ++il) {
+        const auto& c = au->attn_calibration()[il];
         EXPECT_TRUE(c.note.empty()) << c.note;
         EXPECT_GT(c.sage_cos, 0.99);
         EXPECT_GT(c.int8_cos, 0.9);
+        // A layer that passes in sage takes sage (the faster mode on the GPU): the plan of
+        // --attn sage when every layer passes.
+        if (c.sage_cos >= 0.999 && c.sage_l1 <= 0.03) {
+            EXPECT_EQ(au->layer_attn()[il], "sage");
+        }
     }
     const std::string report = llm8::attn_guard_report(*au, {});
     std::printf("%s", report.c_str());
@@ -306,7 +325,7 @@ TEST(CudaModel, DecodeKernelsKeepTheNllOfATrainedModel) {
     LLM8_REQUIRE_FILE(model);
     LLM8_REQUIRE_FILE(text);
     auto cpu = llm8::Model::load({model, 0});
-    auto gpu = llm8::Model::load({model, 99});
+    auto gpu = llm8::Model::load(gpu_f16(model));
     const auto tokens = cpu->tokenize(llm8_test::read_file(text).substr(0, 20000), true);
     ASSERT_GT(tokens.size(), 257u);
     const int steps = 256;
@@ -338,7 +357,7 @@ TEST(CudaModel, KQuantDecodeKeepsTheNllOfATrainedModel) {
         const std::string path = llm8_test::temp_path(std::string("kq-") + name + ".gguf");
         llm8::convert_gguf(*src, &target, opt).write(path);
         auto cpu = llm8::Model::load({path, 0});
-        auto gpu = llm8::Model::load({path, 99});
+        auto gpu = llm8::Model::load(gpu_f16(path));
         std::remove(path.c_str());
         const auto tokens = cpu->tokenize(llm8_test::read_file(text).substr(0, 20000), true);
         ASSERT_GT(tokens.size(), 129u);

@@ -42,10 +42,12 @@ struct ModelParams {
     // INT8 Q.K^T with one scale per 64 rows, FP16 P.V); "int8" (INT-FlashAttention: INT8 Q, K
     // per token, V per channel, P with the fixed scale 1/127, both products INT8); "auto" (the
     // accuracy guard: at load a calibration prompt runs through every layer in FP16 and each
-    // 8-bit mode, and each layer takes the first of int8, sage that passes the thresholds
-    // below, else f16). The CPU runs every mode; on the GPU only f16 exists yet (sage / int8
-    // there are an error at load, auto makes every layer f16 and says why in the report).
-    std::string attn = "f16";
+    // 8-bit mode, and each layer takes the faster 8-bit mode that passes the thresholds below
+    // (GPU: sage, then int8; CPU: int8, then sage), else f16). Empty (the default): auto on the
+    // GPU (head dim 64 or 128), f16 on the CPU, whose 8-bit modes are the slower reference
+    // implementations. On the GPU the 8-bit modes run prefill steps (16 or more queries of a
+    // sequence); decode reads the cache as stored. Model::attn() returns the mode chosen.
+    std::string attn = "";
     // The guard's thresholds for an 8-bit layer against FP16 on the same inputs (calibration
     // and the runtime monitor): cosine similarity >= attn_cos_min and relative L1 error
     // (sum |a - b| / sum |b|) <= attn_l1_max.
@@ -183,7 +185,7 @@ struct KvMemory {
 // One layer's entry of the per-layer plan, chosen once when the context is created (weight
 // types, shapes, head dim, backend) and read by the forward pass.
 struct LayerPlan {
-    std::string attn;           // attention mode: "f16" (8-bit modes to come)
+    std::string attn;           // attention mode: "f16", "sage", "int8" (the guard may change it)
     std::string attn_prefill;   // kernel for steps with many queries per sequence
     std::string attn_decode;    // kernel for one or a few queries per sequence
     std::string matmul_decode;  // matrix path for one token

@@ -58,10 +58,11 @@ std::string Model::backend() const {
     return device_ ? "CUDA (" + cuda::device_name(0) + ")" : "CPU";
 }
 
-std::shared_ptr<const Model> Model::load(const ModelParams& params) {
-    const bool attn_auto = params.attn == "auto";
+std::shared_ptr<const Model> Model::load(const ModelParams& params_in) {
+    ModelParams params = params_in;
     AttnMode attn = AttnMode::f16;
-    if (!attn_auto && !parse_attn_mode(params.attn.c_str(), &attn))
+    if (!params.attn.empty() && params.attn != "auto" &&
+        !parse_attn_mode(params.attn.c_str(), &attn))
         fail(ErrorKind::invalid_arg,
              "unknown attention mode '" + params.attn + "' (--attn f16, sage, int8 or auto)");
     if (!(params.attn_cos_min > 0.0f && params.attn_cos_min <= 1.0f))
@@ -104,6 +105,12 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
                                          ") but none is usable: " + why +
                                          "; use -ngl 0 for the CPU");
     const HParams& hp = impl->hp;
+    const bool gpu_8bit = impl->hp.head_dim == 64 || impl->hp.head_dim == 128;
+    // The default: the guard's choice on the GPU, where the 8-bit kernels are the fast path;
+    // f16 on the CPU, whose 8-bit modes are the (slower) reference implementations.
+    if (params.attn.empty())
+        params.attn = have_gpu && gpu_8bit && !hp.mla && hp.n_expert == 0 ? "auto" : "f16";
+    const bool attn_auto = params.attn == "auto";
     if (have_gpu && (hp.n_expert > 0 || hp.mla))
         fail(ErrorKind::unsupported,
              impl->name + " (" + hp.arch_name + (hp.mla ? ", latent attention" : "") +
@@ -124,7 +131,6 @@ std::shared_ptr<const Model> Model::load(const ModelParams& params) {
              "-ctk/-ctv " + params.cache_type_k + ": the GPU's INT8 KV cache kernels take head dim "
                  "64 or 128, this model has " + std::to_string(impl->hp.head_dim) +
                  ": add -ngl 0, or use the f16 cache on the GPU");
-    const bool gpu_8bit = impl->hp.head_dim == 64 || impl->hp.head_dim == 128;
     if (have_gpu && attn != AttnMode::f16 && !gpu_8bit)
         fail(ErrorKind::unsupported,
              "--attn " + params.attn + ": the GPU's 8-bit attention kernels take head dim 64 or "

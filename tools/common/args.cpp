@@ -254,9 +254,9 @@ void Args::add_model_flags() {
     app_.add_option("--attn", common.attn,
                     "attention: f16, sage (SageAttention: smoothed K, INT8 Q.K^T, FP16 P.V), "
                     "int8 (INT-FlashAttention: both products INT8) or auto (per layer, the "
-                    "fastest 8-bit mode that passes the guard's calibration, else f16); on the "
-                    "GPU the 8-bit modes run prefill (head dim 64 or 128), decode reads the "
-                    "cache as stored")
+                    "fastest 8-bit mode that passes the guard's calibration, else f16; the "
+                    "default on the GPU, f16 on the CPU); on the GPU the 8-bit modes run "
+                    "prefill (head dim 64 or 128), decode reads the cache as stored")
         ->check(CLI::IsMember({"f16", "sage", "int8", "auto"}));
     app_.add_option("--attn-calib", common.attn_calib,
                     "--attn auto: calibration text file (default: a built-in paragraph)");

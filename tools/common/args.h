@@ -25,7 +25,7 @@ struct CommonFlags {
     bool escape = true;               // -e/--escape (default) and --no-escape: \n \t ... in prompts
     std::string flash_attn = "auto";  // -fa on|off|auto (llm8's attention is always fused)
     std::string cache_type_k = "f16", cache_type_v = "f16";  // -ctk/-ctv: f16 or int8 (q8_0)
-    std::string attn = "f16";  // --attn f16|sage|int8|auto: the attention mode (auto: the guard)
+    std::string attn;  // --attn f16|sage|int8|auto (empty: auto on the GPU, f16 on the CPU)
     std::string attn_calib;    // --attn-calib FILE: calibration text for --attn auto
     float attn_cos_min = 0.999f, attn_l1_max = 0.03f;  // the guard's thresholds
     int attn_monitor = 64;     // --attn-monitor N: every Nth 8-bit call checked (0: off)
