@@ -18,8 +18,9 @@ namespace llm8 {
 struct AttnErrorAcc {
     double ab = 0, aa = 0, bb = 0, l1 = 0, l1_ref = 0;
     void add(const float* got, const float* ref, size_t n);
-    void set(const double sums[5]) {
-        ab = sums[0], aa = sums[1], bb = sums[2], l1 = sums[3], l1_ref = sums[4];
+    // The same five sums computed elsewhere (cuda::attention_compare), added.
+    void add(const double sums[5]) {
+        ab += sums[0], aa += sums[1], bb += sums[2], l1 += sums[3], l1_ref += sums[4];
     }
     double cos() const;
     double rel_l1() const;

@@ -355,7 +355,7 @@ void Context::after_attention(int il, const AttnParams& ap) {
     if (st.gpu) {
         double sums[5];
         cuda::attention_compare(*st.gpu, ap, AttnMode::f16, true, sums);
-        e.set(sums);
+        e.add(sums);
     } else {
         st.check_out.resize(n);
         AttnParams f = ap;
@@ -413,13 +413,7 @@ void ContextHooks::compare_attention(Context& c, const AttnParams& ap, AttnMode 
     if (c.st_->gpu) {
         double sums[5];
         cuda::attention_compare(*c.st_->gpu, ap, mode, false, sums);
-        AttnErrorAcc e;
-        e.set(sums);
-        acc.ab += e.ab;
-        acc.aa += e.aa;
-        acc.bb += e.bb;
-        acc.l1 += e.l1;
-        acc.l1_ref += e.l1_ref;
+        acc.add(sums);
         return;
     }
     std::vector<float>& out = c.st_->check_out;
