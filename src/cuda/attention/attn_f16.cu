@@ -8,10 +8,11 @@
 // (m, l, acc[hd]); a second kernel merges the splits. Splits are sized so that the grid has
 // ~2K blocks whatever the batch: decode (1 token) gets many splits, prefill few.
 //
-// This is the correctness baseline, not the final FP16 flash attention: it uses no tensor cores
-// and reads K/V once per query head (GQA heads share only through L2). Rejected for now, to
-// come next: an mma.sync / wgmma tile kernel (64-128 queries x 64 keys per step) for prefill,
-// and a decode kernel that keeps all query heads of a kv head in one block.
+// This is the correctness baseline and the fallback (any head dim <= 256), not a fast path: it
+// uses no tensor cores and reads K/V once per query head (GQA heads share only through L2). The
+// fast paths live beside it: attn_f16_mma (prefill tiles), attn_decode_mma (decode, all query
+// heads of a kv head in one block) and attn_8bit_mma (sage / int8 prefill); this file also
+// holds the dispatcher, cuda::attention, that picks among them.
 #include <algorithm>
 
 #include "cuda/cuda_common.cuh"
