@@ -133,6 +133,31 @@ __device__ __forceinline__ float block_max(float v, float* red) {
     return r;
 }
 
+// The quantization groups' largest |x| over `rows` rows of HD floats, `stride` apart: per row
+// (PER_ROW: one warp per row, lanes over the channels) into rscale[r], or over all the rows
+// (one block-wide value) into rscale[0..64). Callers sync before reading rscale.
+template <int HD, bool PER_ROW>
+__device__ __forceinline__ void group_amax(const float* x, int64_t stride, int rows, float* red,
+                                           float* rscale) {
+    const int tid = threadIdx.x;
+    if (!PER_ROW) {
+        float a = 0.0f;
+        for (int i = tid; i < rows * HD; i += kThreads)
+            a = fmaxf(a, fabsf(x[int64_t(i / HD) * stride + i % HD]));
+        a = block_max(a, red);
+        if (tid < kBr) rscale[tid] = a;
+        return;
+    }
+    const int warp = tid >> 5, lane = tid & 31;
+    for (int r = warp; r < rows; r += kThreads / 32) {
+        float a = 0.0f;
+        for (int c = lane; c < HD; c += 32) a = fmaxf(a, fabsf(x[int64_t(r) * stride + c]));
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, off));
+        if (lane == 0) rscale[r] = a;
+    }
+}
+
 // 1. Per tile: K's sums per channel and (int8) V's maxima. grid (tile, KV head, sequence).
 template <int HD, bool VMAX>
 __global__ void __launch_bounds__(HD) kv8_sums_kernel(const AttnParams p, Ws8 w) {
@@ -254,24 +279,7 @@ __global__ void __launch_bounds__(kThreads) kv8_quant_kernel(const AttnParams p,
             }
         }
         __syncthreads();
-        if (SAGE) {
-            float a = 0.0f;
-            for (int i = tid; i < nb * HD; i += kThreads)
-                a = fmaxf(a, fabsf(x[(i / HD) * kXS + i % HD]));
-            a = block_max(a, red);
-            if (tid < kT) rscale[tid] = a;
-        } else {
-            // One warp per row: lanes over the channels.
-            const int warp = tid >> 5, lane = tid & 31;
-            for (int r = warp; r < kT; r += kThreads / 32) {
-                float a = 0.0f;
-                for (int c = lane; c < HD; c += 32) a = fmaxf(a, fabsf(x[r * kXS + c]));
-#pragma unroll
-                for (int off = 16; off > 0; off >>= 1)
-                    a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, off));
-                if (lane == 0) rscale[r] = a;
-            }
-        }
+        group_amax<HD, !SAGE>(x, kXS, nb, red, rscale);  // rows past nb are not quantized
         __syncthreads();
         for (int i = tid; i < kT * P16; i += kThreads) {
             const int r = i / P16, c = (i % P16) * 16;
@@ -328,23 +336,7 @@ __global__ void __launch_bounds__(kThreads) q8_quant_kernel(const AttnParams p, 
     int8_t* q8 = w.q8 + int64_t(q_first + i0) * stride + int64_t(h) * HD;
     float* qs = w.qs + int64_t(q_first + i0) * p.n_head + h;
     __shared__ float red[kThreads / 32], rscale[kBr];
-    if (SAGE) {
-        float a = 0.0f;
-        for (int i = tid; i < rows * HD; i += kThreads)
-            a = fmaxf(a, fabsf(q[int64_t(i / HD) * stride + i % HD]));
-        a = block_max(a, red);
-        if (tid < kBr) rscale[tid] = a;
-    } else {
-        const int warp = tid >> 5, lane = tid & 31;
-        for (int r = warp; r < rows; r += kThreads / 32) {
-            float a = 0.0f;
-            for (int c = lane; c < HD; c += 32) a = fmaxf(a, fabsf(q[int64_t(r) * stride + c]));
-#pragma unroll
-            for (int off = 16; off > 0; off >>= 1)
-                a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, off));
-            if (lane == 0) rscale[r] = a;
-        }
-    }
+    group_amax<HD, !SAGE>(q, stride, rows, red, rscale);
     __syncthreads();
     for (int i = tid; i < rows * HD; i += kThreads) {
         const int r = i / HD, c = i % HD;
@@ -507,28 +499,8 @@ __global__ void __launch_bounds__(kThreads)
                 mx_b = fmaxf(mx_b, vb);
             }
         }
-#pragma unroll
-        for (int off = 1; off <= 2; off <<= 1) {
-            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
-            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
-        }
-        const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
-        const float ref_a = mn_a == -INFINITY ? 0.f : mn_a, ref_b = mn_b == -INFINITY ? 0.f : mn_b;
-        const float corr_a = exp2f(m_a - ref_a), corr_b = exp2f(m_b - ref_b);
-        m_a = mn_a;
-        m_b = mn_b;
-        float sum_a = 0.f, sum_b = 0.f;
-#pragma unroll
-        for (int nt = 0; nt < kT / 8; ++nt) {
-            s[nt][0] = exp2f(s[nt][0] - ref_a);
-            s[nt][1] = exp2f(s[nt][1] - ref_a);
-            s[nt][2] = exp2f(s[nt][2] - ref_b);
-            s[nt][3] = exp2f(s[nt][3] - ref_b);
-            sum_a += s[nt][0] + s[nt][1];
-            sum_b += s[nt][2] + s[nt][3];
-        }
-        l_a = l_a * corr_a + sum_a;
-        l_b = l_b * corr_b + sum_b;
+        float corr_a, corr_b;
+        softmax_step(s, mx_a, mx_b, m_a, m_b, l_a, l_b, corr_a, corr_b);
 
         if (SAGE) {
 #pragma unroll

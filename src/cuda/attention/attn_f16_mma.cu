@@ -161,29 +161,8 @@ __global__ void __launch_bounds__(kThreads, HD == 128 ? 3 : 4)
                 mx_b = fmaxf(mx_b, vb);
             }
         }
-#pragma unroll
-        for (int off = 1; off <= 2; off <<= 1) {
-            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
-            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
-        }
-        const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
-        // A row with nothing visible yet keeps m = -inf: use 0 as the reference to avoid NaN.
-        const float ref_a = mn_a == -INFINITY ? 0.f : mn_a, ref_b = mn_b == -INFINITY ? 0.f : mn_b;
-        const float corr_a = exp2f(m_a - ref_a), corr_b = exp2f(m_b - ref_b);
-        m_a = mn_a;
-        m_b = mn_b;
-        float sum_a = 0.f, sum_b = 0.f;
-#pragma unroll
-        for (int nt = 0; nt < kBc / 8; ++nt) {
-            s[nt][0] = exp2f(s[nt][0] - ref_a);
-            s[nt][1] = exp2f(s[nt][1] - ref_a);
-            s[nt][2] = exp2f(s[nt][2] - ref_b);
-            s[nt][3] = exp2f(s[nt][3] - ref_b);
-            sum_a += s[nt][0] + s[nt][1];
-            sum_b += s[nt][2] + s[nt][3];
-        }
-        l_a = l_a * corr_a + sum_a;
-        l_b = l_b * corr_b + sum_b;
+        float corr_a, corr_b;
+        softmax_step(s, mx_a, mx_b, m_a, m_b, l_a, l_b, corr_a, corr_b);
 #pragma unroll
         for (int dt = 0; dt < HD / 8; ++dt) {
             o[dt][0] *= corr_a;

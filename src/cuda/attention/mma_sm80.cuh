@@ -1,10 +1,12 @@
 // The warp-level tensor-core pieces the attention kernels share (attn_f16_mma.cu,
 // attn_decode_mma.cu, attn_8bit_mma.cu): shared-memory addresses, ldmatrix (plain and
 // transposed, four 8x8 matrices of 16-bit elements), mma.sync m16n8k16 (f16 x f16 -> f32) and
-// m16n8k32 (s8 x s8 -> s32), row.col, cp.async of 16 bytes, and float pairs packed as half2.
+// m16n8k32 (s8 x s8 -> s32), row.col, cp.async of 16 bytes, the online-softmax step of the
+// two prefill kernels, and float pairs packed as half2.
 #pragma once
 #include <cuda_fp16.h>
 
+#include <cmath>
 #include <cstdint>
 
 namespace llm8 {
@@ -47,6 +49,40 @@ __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool v
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src),
                  "r"(valid ? 16 : 0)
                  : "memory");
+}
+// One online-softmax step of the two rows a (g) and b (g + 8) of a warp's m16 score tile, held
+// as NT m16n8 accumulators (log2 domain, masked scores -inf); mx_a / mx_b are this lane's
+// maxima of its scores. Reduces them over the lanes of a row, turns s into P = exp2(s - m),
+// updates the running maxima m and sums l, and returns in corr the factors that rescale the
+// rows' output so far. A row with nothing visible yet keeps m = -inf and uses 0 as the
+// reference (no NaN).
+template <int NT>
+__device__ __forceinline__ void softmax_step(float (&s)[NT][4], float mx_a, float mx_b, float& m_a,
+                                             float& m_b, float& l_a, float& l_b, float& corr_a,
+                                             float& corr_b) {
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+        mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
+        mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
+    }
+    const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
+    const float ref_a = mn_a == -INFINITY ? 0.f : mn_a, ref_b = mn_b == -INFINITY ? 0.f : mn_b;
+    corr_a = exp2f(m_a - ref_a);
+    corr_b = exp2f(m_b - ref_b);
+    m_a = mn_a;
+    m_b = mn_b;
+    float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+        s[nt][0] = exp2f(s[nt][0] - ref_a);
+        s[nt][1] = exp2f(s[nt][1] - ref_a);
+        s[nt][2] = exp2f(s[nt][2] - ref_b);
+        s[nt][3] = exp2f(s[nt][3] - ref_b);
+        sum_a += s[nt][0] + s[nt][1];
+        sum_b += s[nt][2] + s[nt][3];
+    }
+    l_a = l_a * corr_a + sum_a;
+    l_b = l_b * corr_b + sum_b;
 }
 __device__ __forceinline__ uint32_t pack_h2(float a, float b) {
     __half2 h = __floats2half2_rn(a, b);
