@@ -53,6 +53,16 @@ std::string describe(ActKind k, const DeviceMatrix& w) {
     }
 }
 
+// The plan's name for a layer's prefill attention kernel in `mode`, with the cache type.
+std::string prefill_attn_label(const DeviceContext& c, AttnMode mode) {
+    const HParams& hp = c.dm->hp;
+    const std::string kernel =
+        mode == AttnMode::sage   ? "sage_mma_sm80"
+        : mode == AttnMode::int8 ? "int8_mma_sm80"
+                                 : attention_kernel_name(hp.head_dim, hp.n_head / hp.n_head_kv, 16);
+    return kernel + " (" + kv_type_name(c.kv_type) + " cache)";
+}
+
 // The chooser: one place where weight types, shapes and the head dim decide each layer's
 // kernels. The 8-bit attention modes and the accuracy guard will fill in `attn` here.
 void build_plan(DeviceContext& c) {
@@ -81,11 +91,7 @@ void build_plan(DeviceContext& c) {
         lp.attn = attn_mode_name(mode);
         const int G = hp.n_head / hp.n_head_kv;
         const std::string cache = std::string(" (") + kv_type_name(c.kv_type) + " cache)";
-        lp.attn_prefill = (mode == AttnMode::sage   ? std::string("sage_mma_sm80")
-                           : mode == AttnMode::int8 ? std::string("int8_mma_sm80")
-                                                    : std::string(attention_kernel_name(
-                                                          hp.head_dim, G, 16))) +
-                          cache;
+        lp.attn_prefill = prefill_attn_label(c, mode);
         lp.attn_decode = attention_kernel_name(hp.head_dim, G, 1) + cache;
         lp.matmul_decode = describe(P.qkv, L.wq);
         if (P.fuse_rope) lp.matmul_decode += " +RoPE/KV";
@@ -270,10 +276,7 @@ void set_attn_modes(DeviceContext& c, const std::vector<int>& modes) {
 void set_layer_attn(DeviceContext& c, int il, AttnMode mode, const std::string& note) {
     c.attn_modes[size_t(il)] = mode;
     c.plan[size_t(il)].attn = note;
-    c.plan[size_t(il)].attn_prefill =
-        std::string(attention_kernel_name(c.dm->hp.head_dim, c.dm->hp.n_head / c.dm->hp.n_head_kv,
-                                          16)) +
-        " (" + kv_type_name(c.kv_type) + " cache)";
+    c.plan[size_t(il)].attn_prefill = prefill_attn_label(c, mode);
 }
 
 void set_attn_hook(DeviceContext& c, std::function<void(int, const AttnParams&)> hook) {
