@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/attn_params.h"
+#include "cpu/attn_8bit.h"
 #include "cpu/ops.h"
 #include "gguf/quants.h"
 #include "test_util.h"
@@ -118,5 +119,32 @@ struct PagedCase {
         return p;
     }
 };
+
+// A PagedCase's float pools written into the INT8 cache's form, as the forward's write step
+// does (cpu::quantize_kv_row_i8), with the keys' mean over the pool as the smoothing mean.
+struct I8Pools {
+    std::vector<int8_t> k8, v8;
+    std::vector<float> ks, vs, mean;
+};
+I8Pools to_i8(const PagedCase& c) {
+    const int kv_dim = c.n_kv * c.hd;
+    const size_t rows = c.kpool.size() / size_t(kv_dim);
+    I8Pools p;
+    p.mean.assign(size_t(kv_dim), 0.0f);
+    for (size_t r = 0; r < rows; ++r)
+        for (int i = 0; i < kv_dim; ++i)
+            p.mean[size_t(i)] += c.kpool[r * size_t(kv_dim) + size_t(i)];
+    for (auto& m : p.mean) m /= float(rows);
+    p.k8.resize(c.kpool.size());
+    p.v8.resize(c.vpool.size());
+    p.ks.resize(rows * size_t(c.n_kv));
+    p.vs.resize(p.ks.size());
+    for (size_t r = 0; r < rows; ++r)
+        llm8::cpu::quantize_kv_row_i8(&c.kpool[r * size_t(kv_dim)], &c.vpool[r * size_t(kv_dim)],
+                                      p.mean.data(), kv_dim, c.hd, &p.k8[r * size_t(kv_dim)],
+                                      &p.ks[r * size_t(c.n_kv)], &p.v8[r * size_t(kv_dim)],
+                                      &p.vs[r * size_t(c.n_kv)]);
+    return p;
+}
 
 }  // namespace llm8_test

@@ -253,34 +253,7 @@ TEST(Attn8bit, BadModeIsAClearError) {
 
 namespace {
 
-// A PagedCase's float pools written into the INT8 cache's form, as the forward's write step
-// does (cpu::quantize_kv_row_i8), with the keys' mean over the pool as the smoothing mean.
-struct I8Pools {
-    std::vector<int8_t> k8, v8;
-    std::vector<float> ks, vs, mean;
-};
-I8Pools to_i8(const llm8_test::PagedCase& c) {
-    const int kv_dim = c.n_kv * c.hd;
-    const size_t rows = c.kpool.size() / size_t(kv_dim);
-    I8Pools p;
-    p.mean.assign(size_t(kv_dim), 0.0f);
-    for (size_t r = 0; r < rows; ++r)
-        for (int i = 0; i < kv_dim; ++i)
-            p.mean[size_t(i)] += c.kpool[r * size_t(kv_dim) + size_t(i)];
-    for (auto& m : p.mean) m /= float(rows);
-    p.k8.resize(c.kpool.size());
-    p.v8.resize(c.vpool.size());
-    p.ks.resize(rows * size_t(c.n_kv));
-    p.vs.resize(p.ks.size());
-    for (size_t r = 0; r < rows; ++r)
-        llm8::cpu::quantize_kv_row_i8(&c.kpool[r * size_t(kv_dim)], &c.vpool[r * size_t(kv_dim)],
-                                      p.mean.data(), kv_dim, c.hd, &p.k8[r * size_t(kv_dim)],
-                                      &p.ks[r * size_t(c.n_kv)], &p.v8[r * size_t(kv_dim)],
-                                      &p.vs[r * size_t(c.n_kv)]);
-    return p;
-}
-
-std::vector<float> run_i8(const llm8_test::PagedCase& c, I8Pools& pools, AttnMode mode) {
+std::vector<float> run_i8(const llm8_test::PagedCase& c, llm8_test::I8Pools& pools, AttnMode mode) {
     std::vector<float> out(c.q.size(), std::nanf(""));
     auto p = c.params(c.q.data(), out.data(), pools.k8.data(), pools.v8.data(), c.q_start.data(),
                       c.kvl.data(), c.tables.data(), llm8::KvType::i8);
@@ -316,7 +289,7 @@ TEST(Int8Cache, WriteStepOnSmallIntegers) {
 TEST_P(Attn8bitShapes, OverTheInt8CacheCloseToFloat64) {
     const Shape& sh = GetParam();
     const llm8_test::PagedCase c = make_case(sh, 4321);
-    I8Pools pools = to_i8(c);
+    llm8_test::I8Pools pools = llm8_test::to_i8(c);
     for (AttnMode mode : {AttnMode::f16, AttnMode::sage, AttnMode::int8}) {
         const Err e = compare(run_i8(c, pools, mode), c.want);
         std::printf("int8 cache, %s attention, hd%d gqa %d/%d bias %.0f: cosine %.6f rel L1 %.4f\n",

@@ -1089,24 +1089,14 @@ TEST(CudaOps, Int8CacheStoreIsBitExactAndAttentionMatchesTheCpu) {
         c.kv_len = sh.kv_len;
         c.k_bias = 4.0f;
         c.build(rng, false);
-        const int kv_dim = c.n_kv * c.hd;
-        const int64_t rows = int64_t(c.n_blocks) * c.block;
-        std::vector<float> mean(size_t(kv_dim), 0.0f);
-        for (int64_t r = 0; r < rows; ++r)
-            for (int i = 0; i < kv_dim; ++i) mean[size_t(i)] += c.kpool[size_t(r * kv_dim + i)];
-        for (float& m : mean) m /= float(rows);
-        std::vector<int8_t> k8(size_t(rows * kv_dim)), v8(k8.size());
-        std::vector<float> ks(size_t(rows * c.n_kv)), vs(ks.size());
-        for (int64_t r = 0; r < rows; ++r)
-            llm8::cpu::quantize_kv_row_i8(c.kpool.data() + r * kv_dim, c.vpool.data() + r * kv_dim,
-                                          mean.data(), kv_dim, c.hd, k8.data() + r * kv_dim,
-                                          ks.data() + r * c.n_kv, v8.data() + r * kv_dim,
-                                          vs.data() + r * c.n_kv);
+        llm8_test::I8Pools pools = llm8_test::to_i8(c);
+        std::vector<int8_t>&k8 = pools.k8, &v8 = pools.v8;
+        std::vector<float>&ks = pools.ks, &vs = pools.vs;
         // The CPU over the same INT8 pools.
         std::vector<float> want(c.q.size());
-        llm8::AttnParams hp = c.params(c.q.data(), want.data(), k8.data(), v8.data(),
-                                       c.q_start.data(), c.kvl.data(), c.tables.data(),
-                                       llm8::KvType::i8);
+        llm8::AttnParams hp =
+            c.params(c.q.data(), want.data(), k8.data(), v8.data(), c.q_start.data(), c.kvl.data(),
+                     c.tables.data(), llm8::KvType::i8);
         hp.kv.k_scale = ks.data();
         hp.kv.v_scale = vs.data();
         llm8::cpu::attention(hp);
@@ -1183,24 +1173,12 @@ TEST(CudaOps, EightBitAttentionMatchesTheCpuRecipe) {
             c.kv_len = sh.kv_len;
             c.k_bias = 4.0f;
             c.build(rng, true);
-            const int kv_dim = c.n_kv * c.hd, hd = c.hd;
-            const int64_t rows = int64_t(c.n_blocks) * c.block;
-            // The INT8 pools (as the cache writes them), or the half pools as floats.
-            std::vector<int8_t> k8(size_t(rows * kv_dim)), v8(k8.size());
-            std::vector<float> ks(size_t(rows * c.n_kv)), vs(ks.size());
-            if (cache == KvType::i8) {
-                std::vector<float> mean(size_t(kv_dim), 0.0f);
-                for (int64_t r = 0; r < rows; ++r)
-                    for (int i = 0; i < kv_dim; ++i)
-                        mean[size_t(i)] += c.kpool[size_t(r * kv_dim + i)];
-                for (float& m : mean) m /= float(rows);
-                for (int64_t r = 0; r < rows; ++r)
-                    llm8::cpu::quantize_kv_row_i8(
-                        c.kpool.data() + r * kv_dim, c.vpool.data() + r * kv_dim, mean.data(),
-                        kv_dim, hd, k8.data() + r * kv_dim, ks.data() + r * c.n_kv,
-                        v8.data() + r * kv_dim, vs.data() + r * c.n_kv);
-            }
+            const int hd = c.hd;
             const bool i8 = cache == KvType::i8;
+            // The INT8 pools (as the cache writes them), or the half pools as floats.
+            llm8_test::I8Pools pools = i8 ? llm8_test::to_i8(c) : llm8_test::I8Pools{};
+            std::vector<int8_t>&k8 = pools.k8, &v8 = pools.v8;
+            std::vector<float>&ks = pools.ks, &vs = pools.vs;
             Dev<float> dq(c.q), out(c.q.size()), dks(ks), dvs(vs);
             Dev<uint16_t> dk16(c.kpool16), dv16(c.vpool16);
             Dev<int8_t> dk8(k8), dv8(v8);
