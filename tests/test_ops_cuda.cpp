@@ -26,6 +26,23 @@ using llm8_test::randn;
 
 namespace {
 
+// The paged-cache case of an attention test's shape (n_head, n_kv, hd, block, q_len, kv_len),
+// built: half rounds K and V to half first (the GPU's F16 pools); k_bias adds K's channel
+// outliers.
+template <typename Shape>
+llm8_test::PagedCase paged_case(const Shape& sh, std::mt19937& rng, bool half, float k_bias = 0) {
+    llm8_test::PagedCase c;
+    c.n_head = sh.n_head;
+    c.n_kv = sh.n_kv;
+    c.hd = sh.hd;
+    c.block = sh.block;
+    c.q_len = sh.q_len;
+    c.kv_len = sh.kv_len;
+    c.k_bias = k_bias;
+    c.build(rng, half);
+    return c;
+}
+
 const GgmlType kTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
                            GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
                            GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q2_K,
@@ -899,14 +916,7 @@ TEST(CudaOps, AttentionMatchesCpuOnAwkwardShapes) {
         {8, 2, 128, {1, 3, 2, 4, 1}, {10, 70, 33, 129, 64}, 64},
         {32, 8, 128, {2, 4, 1, 3}, {500, 17, 64, 1000}, 64}};
     for (const Shape& sh : shapes) {
-        llm8_test::PagedCase c;
-        c.n_head = sh.n_head;
-        c.n_kv = sh.n_kv;
-        c.hd = sh.hd;
-        c.block = sh.block;
-        c.q_len = sh.q_len;
-        c.kv_len = sh.kv_len;
-        c.build(rng, true);
+        llm8_test::PagedCase c = paged_case(sh, rng, true);
         std::string what = std::to_string(sh.n_head) + "/" + std::to_string(sh.n_kv) + " hd " +
                            std::to_string(sh.hd) + " seqs " + std::to_string(sh.q_len.size()) +
                            " q0 " + std::to_string(sh.q_len[0]) + " kv0 " +
@@ -1080,15 +1090,7 @@ TEST(CudaOps, Int8CacheStoreIsBitExactAndAttentionMatchesTheCpu) {
         {8, 2, 128, {1, 5, 2, 4, 1}, {10, 70, 33, 129, 64}, 64},
     };
     for (const Shape& sh : shapes) {
-        llm8_test::PagedCase c;
-        c.n_head = sh.n_head;
-        c.n_kv = sh.n_kv;
-        c.hd = sh.hd;
-        c.block = sh.block;
-        c.q_len = sh.q_len;
-        c.kv_len = sh.kv_len;
-        c.k_bias = 4.0f;
-        c.build(rng, false);
+        llm8_test::PagedCase c = paged_case(sh, rng, false, 4.0f);
         llm8_test::I8Pools pools = llm8_test::to_i8(c);
         std::vector<int8_t>&k8 = pools.k8, &v8 = pools.v8;
         std::vector<float>&ks = pools.ks, &vs = pools.vs;
@@ -1164,15 +1166,7 @@ TEST(CudaOps, EightBitAttentionMatchesTheCpuRecipe) {
     using llm8::KvType;
     for (const Shape& sh : shapes) {
         for (KvType cache : {KvType::f16, KvType::i8}) {
-            llm8_test::PagedCase c;
-            c.n_head = sh.n_head;
-            c.n_kv = sh.n_kv;
-            c.hd = sh.hd;
-            c.block = sh.block;
-            c.q_len = sh.q_len;
-            c.kv_len = sh.kv_len;
-            c.k_bias = 4.0f;
-            c.build(rng, true);
+            llm8_test::PagedCase c = paged_case(sh, rng, true, 4.0f);
             const int hd = c.hd;
             const bool i8 = cache == KvType::i8;
             // The INT8 pools (as the cache writes them), or the half pools as floats.
