@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
 # On the GPU machine: llama-3-8B shape (random Q8_0 weights, llm8-mkmodel) through llm8-bench:
 # tg128 with the F16 and the INT8 cache, pp512 with --attn f16 / sage / int8 / auto at depths
-# 0, 4096, 16384, and the load time that auto's calibration adds. One log: $OUT/log.txt.
+# 0, 4096, 16384, tg128 at depth with sage and with auto (its monitor on), and the load time
+# that auto's calibration adds. One log: $OUT/log.txt.
 set -uo pipefail
-export GPU_TARGETS="llm8-bench llm8-mkmodel test_batch"
+export GPU_TARGETS="llm8-bench llm8-mkmodel"
 source "$(dirname "$0")/gpu-build.sh" || exit 1
 B=./build-gpu
 V=.dev/data/vocab
 R=${REPS:-2}
 {
-echo "== test_batch INT8 cache, decode GEMV off (A/B of the batch-vs-solo noise)"
-LLM8_DECODE_GEMV=0 $B/tests/test_batch --gtest_filter='*Int8CacheGpu*' 2>&1 | grep -E "worst|differs|OK \]|FAILED  \]"
-$B/tests/test_batch --gtest_filter='*Gpu*' 2>&1 | grep -E "worst|differs|OK \]|FAILED  \]"
 $B/tools/mkmodel/llm8-mkmodel --preset llama3-8b --type q8_0 --vocab $V/llama3-vocab.gguf -o /tmp/l3.gguf 2>&1 | tail -1
 M=/tmp/l3.gguf
-echo "== tg128, F16 cache"; $B/tools/bench/llm8-bench -m $M -p 0 -n 128 -d 0,4096,16384 -r $R 2>&1 | grep "^|"
-echo "== tg128, INT8 cache"; $B/tools/bench/llm8-bench -m $M -p 0 -n 128 -d 0,4096,16384 -r $R -ctk int8 -ctv int8 2>&1 | grep "^|"
+bench() { $B/tools/bench/llm8-bench -m $M -r $R "$@" 2>&1 | grep "^|"; }
+echo "== tg128, F16 cache"; bench -p 0 -n 128 -d 0,4096,16384 --attn f16
+echo "== tg128, INT8 cache"; bench -p 0 -n 128 -d 0,4096,16384 --attn f16 -ctk int8 -ctv int8
 for a in f16 sage int8 auto; do
-  echo "== pp512, --attn $a"; $B/tools/bench/llm8-bench -m $M -p 512 -n 0 -d 0,4096,16384 -r $R --attn $a 2>&1 | grep "^|"
+  echo "== pp512, --attn $a"; bench -p 512 -n 0 -d 0,4096,16384 --attn $a
 done
-echo "== tg128 at depth, --attn auto (monitor on)"; $B/tools/bench/llm8-bench -m $M -p 0 -n 128 -d 4096,16384 -r $R --attn auto 2>&1 | grep "^|"
+for a in sage auto; do
+  echo "== tg128 at depth, --attn $a"; bench -p 0 -n 128 -d 4096,16384 --attn $a
+done
 for a in sage auto; do
   s=$(date +%s.%N); $B/tools/bench/llm8-bench -m $M -p 16 -n 0 -r 1 --attn $a > /dev/null 2>&1; e=$(date +%s.%N)
   echo "load + pp16 once, --attn $a: $(python3 -c "print(round($e - $s, 2))") s"
