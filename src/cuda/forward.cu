@@ -114,6 +114,7 @@ void forward_step(DeviceContext& c, const Step& st) {
     for (AttnMode md : c.attn_modes) any8 |= md != AttnMode::f16;
     if (any8 && prefill && !st.capture) ensure_ws8(c, ap);
 
+    prof.phase(decode_step ? "decode" : "prefill");
     prof.mark("start");
     get_rows(m.tok_embd, st.tokens, int(n), c.x.get(), s);
     prof.mark("embed");

@@ -21,14 +21,24 @@ public:
     void set_stream(cudaStream_t s) { stream_ = s; }
     ~Profiler() {
         if (!on_ || totals_.empty()) return;
-        double all = 0;
-        for (auto& t : totals_) all += t.second.first;
-        std::fprintf(stderr, "\nllm8 profile (%ld forward calls, %.3f ms per call)\n", steps_,
-                     all / std::max(1L, steps_));
-        for (auto& t : totals_)
-            std::fprintf(stderr, "  %-12s %9.3f ms/call %6.1f%%  (%ld launches)\n", t.first.c_str(),
-                         t.second.first / std::max(1L, steps_), 100.0 * t.second.first / all,
-                         t.second.second);
+        std::fprintf(stderr, "\nllm8 profile (%ld forward calls)\n", steps_);
+        for (auto& ph : phases_) {
+            double all = 0;
+            for (auto& t : totals_) all += t.phase == ph.first ? t.ms : 0.0;
+            std::fprintf(stderr, "  %s: %ld steps, %.3f ms per step\n",
+                         ph.first.empty() ? "all" : ph.first.c_str(), ph.second,
+                         all / std::max(1L, ph.second));
+            for (auto& t : totals_)
+                if (t.phase == ph.first)
+                    std::fprintf(stderr, "    %-12s %9.3f ms/step %6.1f%%  (%ld launches)\n",
+                                 t.op.c_str(), t.ms / std::max(1L, ph.second),
+                                 100.0 * t.ms / std::max(all, 1e-9), t.count);
+        }
+    }
+    // The kind of step the marks until the next collect() belong to ("pp", "tg"): each kind
+    // gets its own table.
+    void phase(const char* p) {
+        if (on_) phase_ = p;
     }
     // The op that ends here.
     void mark(const char* what) {
@@ -38,30 +48,44 @@ public:
         cudaEventRecord(e, stream_);
         marks_.emplace_back(what, e);
     }
-    // After a step: adds its intervals to the totals.
+    // After a step: adds its intervals to the totals of its phase.
     void collect() {
         if (!on_ || marks_.empty()) return;
         cudaEventSynchronize(marks_.back().second);
         for (size_t i = 1; i < marks_.size(); ++i) {
             float ms = 0;
             cudaEventElapsedTime(&ms, marks_[i - 1].second, marks_[i].second);
-            auto it = std::find_if(totals_.begin(), totals_.end(),
-                                   [&](auto& t) { return t.first == marks_[i].first; });
+            auto it = std::find_if(totals_.begin(), totals_.end(), [&](const Total& t) {
+                return t.phase == phase_ && t.op == marks_[i].first;
+            });
             if (it == totals_.end())
-                totals_.push_back({marks_[i].first, {ms, 1}});
+                totals_.push_back({phase_, marks_[i].first, ms, 1});
             else
-                it->second.first += ms, it->second.second += 1;
+                it->ms += ms, it->count += 1;
         }
         for (auto& m : marks_) cudaEventDestroy(m.second);
         marks_.clear();
+        auto ph = std::find_if(phases_.begin(), phases_.end(),
+                               [&](const auto& p) { return p.first == phase_; });
+        if (ph == phases_.end())
+            phases_.push_back({phase_, 1});
+        else
+            ++ph->second;
         ++steps_;
     }
 
 private:
     bool on_ = tuning().profile;
     cudaStream_t stream_ = nullptr;
+    struct Total {
+        std::string phase, op;
+        double ms;
+        long count;
+    };
+    std::string phase_;
     std::vector<std::pair<std::string, cudaEvent_t>> marks_;
-    std::vector<std::pair<std::string, std::pair<double, long>>> totals_;
+    std::vector<Total> totals_;
+    std::vector<std::pair<std::string, long>> phases_;  // phase, steps
     long steps_ = 0;
 };
 
