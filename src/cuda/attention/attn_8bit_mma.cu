@@ -503,13 +503,7 @@ __global__ void __launch_bounds__(kThreads)
         softmax_step(s, mx_a, mx_b, m_a, m_b, l_a, l_b, corr_a, corr_b);
 
         if (SAGE) {
-#pragma unroll
-            for (int dt = 0; dt < HD / 8; ++dt) {
-                o[dt][0] *= corr_a;
-                o[dt][1] *= corr_a;
-                o[dt][2] *= corr_b;
-                o[dt][3] *= corr_b;
-            }
+            rescale_rows(o, corr_a, corr_b);
 #pragma unroll
             for (int kk = 0; kk < kT / 16; ++kk) {
                 const uint32_t pa[4] = {pack_h2(s[2 * kk][0], s[2 * kk][1]),
@@ -560,10 +554,17 @@ __global__ void __launch_bounds__(kThreads)
                 sc_b = vb / 127.0f;
             }
             // A fragments of the two 32-key steps: word = row a or b, two keys of two n-tiles.
+            // quantize_p_i8 for p in [0, 1] in two float operations: p * 127 rounded as the CPU
+            // rounds it, then + 1.5 * 2^23, whose sum rounds to an integer (to nearest even, as
+            // rintf does) held in the low mantissa bits; one byte permute packs two such bytes.
             auto pack4 = [](float x0, float x1, float x2, float x3) {
-                const uint32_t b0 = uint8_t(quantize_p_i8(x0)), b1 = uint8_t(quantize_p_i8(x1)),
-                               b2 = uint8_t(quantize_p_i8(x2)), b3 = uint8_t(quantize_p_i8(x3));
-                return b0 | (b1 << 8) | (b2 << 16) | (b3 << 24);
+                constexpr float kMagic = 12582912.0f;
+                const uint32_t w0 = __float_as_uint(__fadd_rn(__fmul_rn(x0, 127.0f), kMagic)),
+                               w1 = __float_as_uint(__fadd_rn(__fmul_rn(x1, 127.0f), kMagic)),
+                               w2 = __float_as_uint(__fadd_rn(__fmul_rn(x2, 127.0f), kMagic)),
+                               w3 = __float_as_uint(__fadd_rn(__fmul_rn(x3, 127.0f), kMagic));
+                return __byte_perm(__byte_perm(w0, w1, 0x0040), __byte_perm(w2, w3, 0x0040),
+                                   0x5410);
             };
             uint32_t pa[2][4];
 #pragma unroll

@@ -163,13 +163,7 @@ __global__ void __launch_bounds__(kThreads, HD == 128 ? 3 : 4)
         }
         float corr_a, corr_b;
         softmax_step(s, mx_a, mx_b, m_a, m_b, l_a, l_b, corr_a, corr_b);
-#pragma unroll
-        for (int dt = 0; dt < HD / 8; ++dt) {
-            o[dt][0] *= corr_a;
-            o[dt][1] *= corr_a;
-            o[dt][2] *= corr_b;
-            o[dt][3] *= corr_b;
-        }
+        rescale_rows(o, corr_a, corr_b);
 
         // O += P V.
 #pragma unroll

@@ -84,6 +84,20 @@ __device__ __forceinline__ void softmax_step(float (&s)[NT][4], float mx_a, floa
     l_a = l_a * corr_a + sum_a;
     l_b = l_b * corr_b + sum_b;
 }
+// O's accumulator rows a and b times softmax_step's corrections. Past the first key blocks the
+// running maxima rarely move: corr is then exactly 1 in every lane of the warp and the
+// multiplications are skipped (the same bits).
+template <int DT>
+__device__ __forceinline__ void rescale_rows(float (&o)[DT][4], float corr_a, float corr_b) {
+    if (!__any_sync(0xffffffffu, corr_a != 1.f || corr_b != 1.f)) return;
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt) {
+        o[dt][0] *= corr_a;
+        o[dt][1] *= corr_a;
+        o[dt][2] *= corr_b;
+        o[dt][3] *= corr_b;
+    }
+}
 __device__ __forceinline__ uint32_t pack_h2(float a, float b) {
     __half2 h = __floats2half2_rn(a, b);
     return *reinterpret_cast<uint32_t*>(&h);
