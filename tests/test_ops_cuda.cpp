@@ -1137,6 +1137,168 @@ TEST(CudaOps, Int8CacheStoreIsBitExactAndAttentionMatchesTheCpu) {
     }
 }
 
+TEST(CudaOps, Int8CacheWriteInTheDecodeAttentionEqualsRopeStoreI8) {
+    // The INT8 cache's decode step with its write folded in (plan: "+RoPE (K/V quantized by the
+    // attention)"): the Q/K/V GEMV's qkv_rope epilogue leaves K and V as floats, the decode
+    // attention quantizes them into the pool (AttnParams::new_k). Against the unfused step
+    // (GEMV store, rope_store_i8, attention): the same pool bytes and scales everywhere, the
+    // same Q, the same output, bit for bit.
+    LLM8_REQUIRE_GPU();
+    using llm8::cuda::GemvMode;
+    std::mt19937 rng(std::random_device{}());
+    struct Shape {
+        int n_head, n_kv, hd;
+        std::vector<int> q_len, kv_len;
+        int block;
+    };
+    // One token of one sequence (the forward's fused case), through the GEMV.
+    for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::F16}) {
+        for (int hd : {64, 128}) {
+            const int n_head = 8, n_kv = 2, n_rot = hd - 32, kv_dim = n_kv * hd;
+            const int64_t K = 256;
+            const Shape sh{n_head, n_kv, hd, {1}, {300}, 64};
+            llm8_test::PagedCase c = paged_case(sh, rng, false, 4.0f);
+            const llm8_test::I8Pools pools = llm8_test::to_i8(c);
+            const int64_t rows[3] = {int64_t(n_head) * hd, kv_dim, kv_dim};
+            const DeviceUpload u0(make_matrix(t, K, rows[0], rng)),
+                u1(make_matrix(t, K, rows[1], rng)), u2(make_matrix(t, K, rows[2], rng));
+            const llm8::cuda::DeviceMatrix dm[3] = {u0.dm, u1.dm, u2.dm};
+            const auto x = randn(size_t(K), rng), nw = randn(size_t(K), rng);
+            const auto bq = randn(size_t(rows[0]), rng), bk = randn(size_t(kv_dim), rng),
+                       bv = randn(size_t(kv_dim), rng);
+            Dev<float> dx(x), dnw(nw), xf(static_cast<size_t>(K)), xds(static_cast<size_t>(K / 16)),
+                dbq(bq), dbk(bk), dbv(bv), dmean(pools.mean);
+            Dev<int8_t> xq(static_cast<size_t>(K));
+            const auto kind = llm8::cuda::decode_act_kind(dm[0]);
+            llm8::cuda::decode_act(dx.get(), K, dnw.get(), 1e-5f, kind, xf.get(), xq.get(),
+                                   xds.get(), nullptr);
+            llm8::cuda::DecodeAct a;
+            a.kind = kind;
+            a.f = xf.get();
+            a.q = xq.get();
+            a.ds = xds.get();
+            const int32_t slot = int32_t(c.tables[299 / 64]) * 64 + 299 % 64;
+            Dev<int32_t> pos(std::vector<int32_t>{299}), dslot(std::vector<int32_t>{slot});
+            Dev<int32_t> dqs(c.q_start), dkvl(c.kvl), dt(c.tables);
+            Dev<float> ws(llm8::cuda::attention_workspace_floats(1, n_head, hd, 300));
+            struct Run {
+                std::vector<float> q, out, ks, vs;
+                std::vector<int8_t> k8, v8;
+            };
+            auto run = [&](bool fused) {
+                Dev<float> q(static_cast<size_t>(rows[0])), k(static_cast<size_t>(kv_dim)),
+                    v(static_cast<size_t>(kv_dim)), out(static_cast<size_t>(rows[0])), ks(pools.ks),
+                    vs(pools.vs);
+                Dev<int8_t> k8(pools.k8), v8(pools.v8);
+                float* const ys[3] = {q.get(), k.get(), v.get()};
+                llm8::AttnParams p = c.params(q.get(), out.get(), k8.get(), v8.get(), dqs.get(),
+                                              dkvl.get(), dt.get(), llm8::KvType::i8);
+                p.kv.k_scale = ks.get();
+                p.kv.v_scale = vs.get();
+                p.ws = ws.get();
+                p.ws_floats = ws.size();
+                if (fused) {
+                    llm8::cuda::RopeFuse rf;  // kc, vc null: K and V to ys[1], ys[2]
+                    rf.pos = pos.get();
+                    rf.slot = dslot.get();
+                    rf.bq = dbq.get();
+                    rf.bk = dbk.get();
+                    rf.bv = dbv.get();
+                    rf.head_dim = hd;
+                    rf.n_rot = n_rot;
+                    EXPECT_TRUE(
+                        llm8::cuda::gemv_decode(dm, ys, 3, a, GemvMode::qkv_rope, nullptr, &rf));
+                    p.new_k = k.get();
+                    p.new_v = v.get();
+                    p.k_mean = dmean.get();
+                } else {
+                    EXPECT_TRUE(llm8::cuda::gemv_decode(dm, ys, 3, a, GemvMode::store, nullptr));
+                    llm8::cuda::rope_store_i8(
+                        q.get(), k.get(), v.get(), dbq.get(), dbk.get(), dbv.get(), dmean.get(),
+                        k8.get(), v8.get(), ks.get(), vs.get(), 1, pos.get(), dslot.get(), n_head,
+                        n_kv, hd, n_rot, llm8::RopeLayout::norm, 10000.0f, 1.0f, nullptr, nullptr);
+                }
+                llm8::cuda::attention(p, nullptr);
+                return Run{q.download(),  out.download(), ks.download(),
+                           vs.download(), k8.download(),  v8.download()};
+            };
+            const Run want = run(false), got = run(true);
+            const std::string what = std::string(llm8::type_name(t)) + " hd " + std::to_string(hd);
+            EXPECT_EQ(got.q, want.q) << what;
+            EXPECT_EQ(got.k8, want.k8) << what;
+            EXPECT_EQ(got.v8, want.v8) << what;
+            EXPECT_EQ(got.ks, want.ks) << what;
+            EXPECT_EQ(got.vs, want.vs) << what;
+            EXPECT_EQ(got.out, want.out) << what;
+            EXPECT_NE(want.k8, pools.k8) << what;  // the row was written
+        }
+    }
+    // The kernel's side alone over batches of sequences with several new tokens each (their
+    // rows in the last key split, in blocks of 16 and 64 keys): against rope_store_i8 without
+    // rotation at the same rows.
+    const std::vector<Shape> shapes = {
+        {32, 8, 128, {1, 1, 1, 1, 1}, {1, 64, 65, 129, 5000}, 64},
+        {8, 2, 64, {1, 3, 2, 4, 1}, {10, 70, 33, 129, 64}, 16},
+        {8, 2, 128, {4, 2}, {4, 1000}, 64},
+    };
+    for (const Shape& sh : shapes) {
+        llm8_test::PagedCase c = paged_case(sh, rng, false, 4.0f);
+        const llm8_test::I8Pools pools = llm8_test::to_i8(c);
+        const int kv_dim = c.n_kv * c.hd;
+        const auto nk = randn(size_t(c.n_tokens) * kv_dim, rng, 3.0f),
+                   nv = randn(size_t(c.n_tokens) * kv_dim, rng);
+        std::vector<int32_t> slots;
+        for (size_t s = 0; s < sh.q_len.size(); ++s)
+            for (int t = 0; t < sh.q_len[s]; ++t) {
+                const int j = sh.kv_len[s] - sh.q_len[s] + t;
+                slots.push_back(c.tables[s * size_t(c.max_blocks) + size_t(j / c.block)] * c.block +
+                                j % c.block);
+            }
+        Dev<float> dq(c.q), dnk(nk), dnv(nv), dmean(pools.mean);
+        Dev<int32_t> dqs(c.q_start), dkvl(c.kvl), dt(c.tables), dslots(slots),
+            dpos(std::vector<int32_t>(slots.size(), 0));
+        Dev<float> ws(llm8::cuda::attention_workspace_floats(c.n_tokens, c.n_head, c.hd, c.max_kv));
+        std::vector<std::vector<int8_t>> k8(2), v8(2);
+        std::vector<std::vector<float>> ks(2), vs(2), outs(2);
+        for (int fused = 0; fused < 2; ++fused) {
+            Dev<int8_t> dk(pools.k8), dv(pools.v8);
+            Dev<float> dks(pools.ks), dvs(pools.vs), out(c.q.size());
+            llm8::AttnParams p = c.params(dq.get(), out.get(), dk.get(), dv.get(), dqs.get(),
+                                          dkvl.get(), dt.get(), llm8::KvType::i8);
+            p.kv.k_scale = dks.get();
+            p.kv.v_scale = dvs.get();
+            p.ws = ws.get();
+            p.ws_floats = ws.size();
+            if (fused) {
+                p.new_k = dnk.get();
+                p.new_v = dnv.get();
+                p.k_mean = dmean.get();
+                ASSERT_TRUE(llm8::cuda::attention_decode_mma(p, nullptr));
+            } else {
+                Dev<float> qcopy(c.q);  // rope_store_i8 rewrites Q (bias only here)
+                llm8::cuda::rope_store_i8(qcopy.get(), dnk.get(), dnv.get(), nullptr, nullptr,
+                                          nullptr, dmean.get(), dk.get(), dv.get(), dks.get(),
+                                          dvs.get(), c.n_tokens, dpos.get(), dslots.get(), c.n_head,
+                                          c.n_kv, c.hd, 0, llm8::RopeLayout::norm, 10000.0f, 1.0f,
+                                          nullptr, nullptr);
+                ASSERT_TRUE(llm8::cuda::attention_decode_mma(p, nullptr));
+            }
+            k8[size_t(fused)] = dk.download();
+            v8[size_t(fused)] = dv.download();
+            ks[size_t(fused)] = dks.download();
+            vs[size_t(fused)] = dvs.download();
+            outs[size_t(fused)] = out.download();
+        }
+        const std::string what = std::to_string(sh.n_head) + "/" + std::to_string(sh.n_kv) +
+                                 " hd " + std::to_string(sh.hd);
+        EXPECT_EQ(k8[1], k8[0]) << what;
+        EXPECT_EQ(v8[1], v8[0]) << what;
+        EXPECT_EQ(ks[1], ks[0]) << what;
+        EXPECT_EQ(vs[1], vs[0]) << what;
+        EXPECT_EQ(outs[1], outs[0]) << what;
+    }
+}
+
 TEST(CudaOps, EightBitAttentionMatchesTheCpuRecipe) {
     // SageAttention and INT-FlashAttention on the GPU (attention_8bit_mma) against cpu::attention
     // in the same mode over the same pools: the quantized Q, K, V and their scales bit for bit

@@ -64,8 +64,8 @@ struct KvCacheView {
     void* v = nullptr;  // same
     int kv_dim = 0;     // n_head_kv * head_dim
     // i8: one scale per pool row and KV head, [n_blocks * block_size, kv_dim / head_dim].
-    const float* k_scale = nullptr;
-    const float* v_scale = nullptr;
+    float* k_scale = nullptr;
+    float* v_scale = nullptr;
     int block_size = 0;                     // tokens per block, a power of two
     int block_shift = 0;                    // log2(block_size)
     const int32_t* block_tables = nullptr;  // [n_seqs, max_blocks] block ids
@@ -107,6 +107,13 @@ struct AttnParams {
     void* ws8 = nullptr;
     size_t ws8_bytes = 0;
     int kv_tiles = 0;
+    // CUDA decode over the INT8 cache with the K/V write folded in: the step's new K and V rows
+    // as floats ([n_tokens, kv_dim]; K after bias and RoPE, V after bias), which the decode
+    // kernel quantizes into the pool (K minus k_mean [kv_dim], as cpu::quantize_kv_row_i8)
+    // before it reads them, instead of a store launch of their own. Null: already in the pool.
+    const float* new_k = nullptr;
+    const float* new_v = nullptr;
+    const float* k_mean = nullptr;
 
     float scale() const {
         return softmax_scale > 0.f ? softmax_scale : 1.0f / std::sqrt(float(head_dim));

@@ -78,11 +78,16 @@ void build_plan(DeviceContext& c) {
         P.wo = group_kind(&L.wo, 1);
         P.gate_up = group_kind(gu, 2);
         P.down = group_kind(&L.w_down, 1);
-        // The INT8 cache's write needs the whole head (its scale): a launch of its own.
-        P.fuse_rope = tu.fuse_rope && c.kv_type == KvType::f16 && P.qkv != ActKind::none &&
-                      qkv_one_type && hp.rope == RopeLayout::norm &&
-                      !L.q_norm && hp.head_dim % 2 == 0 && hp.n_rot % 2 == 0 &&
-                      hp.n_rot <= hp.head_dim && L.wk.ne1 == L.wv.ne1 &&
+        // Bias + RoPE in the Q/K/V GEMV's epilogue, which also writes the F16 cache; the INT8
+        // cache's write needs whole rows (their scales): the decode attention kernel quantizes
+        // the new K/V rows (AttnParams::new_k), where it takes the step (head dim 64/128).
+        const bool cache_ok =
+            c.kv_type == KvType::f16 ||
+            (c.kv_type == KvType::i8 && (hp.head_dim == 64 || hp.head_dim == 128) &&
+             hp.n_head / hp.n_head_kv <= attention_decode_max_rows());
+        P.fuse_rope = tu.fuse_rope && cache_ok && P.qkv != ActKind::none && qkv_one_type &&
+                      hp.rope == RopeLayout::norm && !L.q_norm && hp.head_dim % 2 == 0 &&
+                      hp.n_rot % 2 == 0 && hp.n_rot <= hp.head_dim && L.wk.ne1 == L.wv.ne1 &&
                       L.wq.ne1 % hp.head_dim == 0 && L.wk.ne1 % hp.head_dim == 0;
         c.paths.push_back(P);
 
@@ -94,7 +99,9 @@ void build_plan(DeviceContext& c) {
         lp.attn_prefill = prefill_attn_label(c, mode);
         lp.attn_decode = attention_kernel_name(hp.head_dim, G, 1) + cache;
         lp.matmul_decode = describe(P.qkv, L.wq);
-        if (P.fuse_rope) lp.matmul_decode += " +RoPE/KV";
+        if (P.fuse_rope)
+            lp.matmul_decode +=
+                c.kv_type == KvType::f16 ? " +RoPE/KV" : " +RoPE (K/V quantized by the attention)";
         lp.matmul_batch = P.qkv != ActKind::none
                               ? "same <=64 tokens (16 a pass), else f16 tiles + cuBLAS"
                               : "gemv <=8 tokens, else f16 tiles + cuBLAS";

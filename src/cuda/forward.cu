@@ -135,7 +135,7 @@ void forward_step(DeviceContext& c, const Step& st) {
             RopeFuse rf;
             rf.pos = st.pos;
             rf.slot = st.slots;
-            rf.kc = kc;
+            rf.kc = kc;  // null for the INT8 cache: K and V floats to c.k, c.v (new_k below)
             rf.vc = vc;
             rf.bq = L.bq;
             rf.bk = L.bk;
@@ -149,7 +149,7 @@ void forward_step(DeviceContext& c, const Step& st) {
             fused_rope = gemv_decode(qkv, qkv_out, 3, a, GemvMode::qkv_rope, s, &rf);
             if (!fused_rope)
                 fail(ErrorKind::runtime, "CUDA decode GEMV: the plan's fused Q/K/V was refused");
-            prof.mark("norm+qkv");  // RoPE and the K/V store included
+            prof.mark("norm+qkv");  // RoPE and the F16 cache's K/V store included
         } else {
             norm_matmul(qkv, qkv_out, 3, L.attn_norm, GemvMode::store, P.qkv);
             prof.mark("norm+qkv");
@@ -176,6 +176,11 @@ void forward_step(DeviceContext& c, const Step& st) {
         ap.kv.v = i8 ? static_cast<void*>(v8) : vc;
         ap.kv.k_scale = ks;
         ap.kv.v_scale = vs;
+        // The INT8 cache's rows of a fused step: the decode attention quantizes them (plan).
+        const bool attn_stores = fused_rope && i8;
+        ap.new_k = attn_stores ? c.k.get() : nullptr;
+        ap.new_v = attn_stores ? c.v.get() : nullptr;
+        ap.k_mean = attn_stores ? c.k_mean.get() + int64_t(il) * hp.kv_dim() : nullptr;
         ap.q8 = want_q8 ? c.act_q.get() : nullptr;
         ap.q8_ds = want_q8 ? c.act_ds.get() : nullptr;
         ap.mode = prefill && ap.ws8 ? c.attn_modes[size_t(il)] : AttnMode::f16;

@@ -364,9 +364,10 @@ __device__ __forceinline__ void store_pair(const Mats& m, const Rope& rope, int 
         if (mi < 2 && p < rope.n_rot / 2)
             rope_rotate(x0, x1, rope.pos[0], p, rope.n_rot, rope.base, rope.freq_scale,
                         rope.factors);
-        if (mi == 0) {
-            m.y[0][r] = x0;
-            m.y[0][r + 1] = x1;
+        if (mi == 0 || !rope.kc) {  // Q; K and V too for the INT8 cache (the attention stores)
+            float* y = pick(m.y, mi);
+            y[r] = x0;
+            y[r + 1] = x1;
             return;
         }
         __half* cache = (mi == 1 ? rope.kc : rope.vc) + int64_t(*rope.slot) * rope.kv_dim + r;

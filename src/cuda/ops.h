@@ -71,7 +71,9 @@ void decode_act(const float* x, int64_t K, const float* norm_w, float eps, ActKi
 // launch per type). Returns
 // false (nothing launched) when a matrix has no decode kernel or does not match a.kind.
 // For GemvMode::qkv_rope: mats are Q, K, V; ys[0] receives Q after bias and RoPE, K and V go
-// to the cache pool at row *slot (pos[0] is the token's position), nothing to ys[1], ys[2].
+// to the cache pool at row *slot (pos[0] is the token's position), nothing to ys[1], ys[2];
+// with kc and vc null (the INT8 cache, whose write needs whole rows: the decode attention does
+// it, AttnParams::new_k) K after bias and RoPE goes to ys[1], V after bias to ys[2].
 // Needs RopeLayout::norm, even row counts and head dims.
 struct RopeFuse {
     const int32_t* pos = nullptr;

@@ -192,6 +192,8 @@ bool attention(const AttnParams& p, cudaStream_t s) {
         if (p.head_dim % 32 != 0) d.q8 = nullptr, d.q8_ds = nullptr;
         if (attention_decode_mma(d, s)) return d.q8 != nullptr;
     }
+    if (p.new_k != nullptr)  // the plan folds the INT8 write in only where the decode kernel runs
+        fail(ErrorKind::runtime, "CUDA attention: new INT8 cache rows need the decode kernel");
     // The INT8 cache has no split-KV kernel: a few queries of many heads take the tile kernel.
     if (p.kv.type == KvType::i8 && attention_f16_mma(p, s)) return false;
     attention_f16_splitkv(p, s);
