@@ -32,6 +32,11 @@ struct PagedCase {
         while ((1 << s) < block) ++s;
         return s;
     }
+    // The pool row of key j of sequence s (KvCacheView::row over the host tables).
+    int64_t row(int s, int j) const {
+        return int64_t(tables[size_t(s) * size_t(max_blocks) + size_t(j / block)]) * block +
+               j % block;
+    }
 
     // half: keys and values rounded to half first, so CPU and GPU see the same values.
     void build(std::mt19937& rng, bool half) {
@@ -80,11 +85,9 @@ struct PagedCase {
             const int L = kv_len[size_t(s)], n = q_len[size_t(s)];
             std::vector<float> k(size_t(L) * kv_dim), v(k.size());
             for (int j = 0; j < L; ++j) {
-                const int64_t row = int64_t(tables[size_t(s) * size_t(stride) + size_t(j / block)]) *
-                                        block +
-                                    j % block;
-                std::copy_n(kpool.begin() + row * kv_dim, kv_dim, k.begin() + int64_t(j) * kv_dim);
-                std::copy_n(vpool.begin() + row * kv_dim, kv_dim, v.begin() + int64_t(j) * kv_dim);
+                const int64_t r = row(s, j);
+                std::copy_n(kpool.begin() + r * kv_dim, kv_dim, k.begin() + int64_t(j) * kv_dim);
+                std::copy_n(vpool.begin() + r * kv_dim, kv_dim, v.begin() + int64_t(j) * kv_dim);
             }
             llm8::cpu::attention_ref(q.data() + int64_t(q_start[size_t(s)]) * n_head * hd,
                                      k.data(), v.data(), n, L - n, n_head, n_kv, hd,
@@ -92,16 +95,19 @@ struct PagedCase {
         }
     }
 
-    // Parameters over the given buffers (host for the CPU, device for CUDA).
+    // Parameters over the given buffers (host for the CPU, device for CUDA); ks, vs: the INT8
+    // cache's scales.
     llm8::AttnParams params(const float* dq, float* dout, void* k, void* v, const int32_t* dqs,
-                            const int32_t* dkvl, const int32_t* dtables,
-                            llm8::KvType type) const {
+                            const int32_t* dkvl, const int32_t* dtables, llm8::KvType type,
+                            float* ks = nullptr, float* vs = nullptr) const {
         llm8::AttnParams p;
         p.q = dq;
         p.out = dout;
         p.kv.type = type;
         p.kv.k = k;
         p.kv.v = v;
+        p.kv.k_scale = ks;
+        p.kv.v_scale = vs;
         p.kv.kv_dim = n_kv * hd;
         p.kv.block_size = block;
         p.kv.block_shift = shift();

@@ -255,10 +255,9 @@ namespace {
 
 std::vector<float> run_i8(const llm8_test::PagedCase& c, llm8_test::I8Pools& pools, AttnMode mode) {
     std::vector<float> out(c.q.size(), std::nanf(""));
-    auto p = c.params(c.q.data(), out.data(), pools.k8.data(), pools.v8.data(), c.q_start.data(),
-                      c.kvl.data(), c.tables.data(), llm8::KvType::i8);
-    p.kv.k_scale = pools.ks.data();
-    p.kv.v_scale = pools.vs.data();
+    auto p =
+        c.params(c.q.data(), out.data(), pools.k8.data(), pools.v8.data(), c.q_start.data(),
+                 c.kvl.data(), c.tables.data(), llm8::KvType::i8, pools.ks.data(), pools.vs.data());
     p.mode = mode;
     llm8::cpu::attention(p);
     return out;

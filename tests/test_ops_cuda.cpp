@@ -1098,17 +1098,13 @@ TEST(CudaOps, Int8CacheStoreIsBitExactAndAttentionMatchesTheCpu) {
         std::vector<float> want(c.q.size());
         llm8::AttnParams hp =
             c.params(c.q.data(), want.data(), k8.data(), v8.data(), c.q_start.data(), c.kvl.data(),
-                     c.tables.data(), llm8::KvType::i8);
-        hp.kv.k_scale = ks.data();
-        hp.kv.v_scale = vs.data();
+                     c.tables.data(), llm8::KvType::i8, ks.data(), vs.data());
         llm8::cpu::attention(hp);
         Dev<float> dq(c.q), out(c.q.size()), dks(ks), dvs(vs);
         Dev<int8_t> dk(k8), dv(v8);
         Dev<int32_t> dqs(c.q_start), dkvl(c.kvl), dt(c.tables);
         llm8::AttnParams p = c.params(dq.get(), out.get(), dk.get(), dv.get(), dqs.get(),
-                                      dkvl.get(), dt.get(), llm8::KvType::i8);
-        p.kv.k_scale = dks.get();
-        p.kv.v_scale = dvs.get();
+                                      dkvl.get(), dt.get(), llm8::KvType::i8, dks.get(), dvs.get());
         Dev<float> ws(llm8::cuda::attention_workspace_floats(c.n_tokens, c.n_head, c.hd, c.max_kv));
         p.ws = ws.get();
         p.ws_floats = ws.size();
@@ -1177,7 +1173,7 @@ TEST(CudaOps, Int8CacheWriteInTheDecodeAttentionEqualsRopeStoreI8) {
             a.f = xf.get();
             a.q = xq.get();
             a.ds = xds.get();
-            const int32_t slot = int32_t(c.tables[299 / 64]) * 64 + 299 % 64;
+            const int32_t slot = int32_t(c.row(0, 299));
             Dev<int32_t> pos(std::vector<int32_t>{299}), dslot(std::vector<int32_t>{slot});
             Dev<int32_t> dqs(c.q_start), dkvl(c.kvl), dt(c.tables);
             Dev<float> ws(llm8::cuda::attention_workspace_floats(1, n_head, hd, 300));
@@ -1191,10 +1187,9 @@ TEST(CudaOps, Int8CacheWriteInTheDecodeAttentionEqualsRopeStoreI8) {
                     vs(pools.vs);
                 Dev<int8_t> k8(pools.k8), v8(pools.v8);
                 float* const ys[3] = {q.get(), k.get(), v.get()};
-                llm8::AttnParams p = c.params(q.get(), out.get(), k8.get(), v8.get(), dqs.get(),
-                                              dkvl.get(), dt.get(), llm8::KvType::i8);
-                p.kv.k_scale = ks.get();
-                p.kv.v_scale = vs.get();
+                llm8::AttnParams p =
+                    c.params(q.get(), out.get(), k8.get(), v8.get(), dqs.get(), dkvl.get(),
+                             dt.get(), llm8::KvType::i8, ks.get(), vs.get());
                 p.ws = ws.get();
                 p.ws_floats = ws.size();
                 if (fused) {
@@ -1249,11 +1244,8 @@ TEST(CudaOps, Int8CacheWriteInTheDecodeAttentionEqualsRopeStoreI8) {
                    nv = randn(size_t(c.n_tokens) * kv_dim, rng);
         std::vector<int32_t> slots;
         for (size_t s = 0; s < sh.q_len.size(); ++s)
-            for (int t = 0; t < sh.q_len[s]; ++t) {
-                const int j = sh.kv_len[s] - sh.q_len[s] + t;
-                slots.push_back(c.tables[s * size_t(c.max_blocks) + size_t(j / c.block)] * c.block +
-                                j % c.block);
-            }
+            for (int t = 0; t < sh.q_len[s]; ++t)
+                slots.push_back(int32_t(c.row(int(s), sh.kv_len[s] - sh.q_len[s] + t)));
         Dev<float> dq(c.q), dnk(nk), dnv(nv), dmean(pools.mean);
         Dev<int32_t> dqs(c.q_start), dkvl(c.kvl), dt(c.tables), dslots(slots),
             dpos(std::vector<int32_t>(slots.size(), 0));
@@ -1263,17 +1255,15 @@ TEST(CudaOps, Int8CacheWriteInTheDecodeAttentionEqualsRopeStoreI8) {
         for (int fused = 0; fused < 2; ++fused) {
             Dev<int8_t> dk(pools.k8), dv(pools.v8);
             Dev<float> dks(pools.ks), dvs(pools.vs), out(c.q.size());
-            llm8::AttnParams p = c.params(dq.get(), out.get(), dk.get(), dv.get(), dqs.get(),
-                                          dkvl.get(), dt.get(), llm8::KvType::i8);
-            p.kv.k_scale = dks.get();
-            p.kv.v_scale = dvs.get();
+            llm8::AttnParams p =
+                c.params(dq.get(), out.get(), dk.get(), dv.get(), dqs.get(), dkvl.get(), dt.get(),
+                         llm8::KvType::i8, dks.get(), dvs.get());
             p.ws = ws.get();
             p.ws_floats = ws.size();
             if (fused) {
                 p.new_k = dnk.get();
                 p.new_v = dnv.get();
                 p.k_mean = dmean.get();
-                ASSERT_TRUE(llm8::cuda::attention_decode_mma(p, nullptr));
             } else {
                 Dev<float> qcopy(c.q);  // rope_store_i8 rewrites Q (bias only here)
                 llm8::cuda::rope_store_i8(qcopy.get(), dnk.get(), dnv.get(), nullptr, nullptr,
@@ -1281,8 +1271,8 @@ TEST(CudaOps, Int8CacheWriteInTheDecodeAttentionEqualsRopeStoreI8) {
                                           dvs.get(), c.n_tokens, dpos.get(), dslots.get(), c.n_head,
                                           c.n_kv, c.hd, 0, llm8::RopeLayout::norm, 10000.0f, 1.0f,
                                           nullptr, nullptr);
-                ASSERT_TRUE(llm8::cuda::attention_decode_mma(p, nullptr));
             }
+            ASSERT_TRUE(llm8::cuda::attention_decode_mma(p, nullptr));
             k8[size_t(fused)] = dk.download();
             v8[size_t(fused)] = dv.download();
             ks[size_t(fused)] = dks.download();
@@ -1350,23 +1340,20 @@ TEST(CudaOps, EightBitAttentionMatchesTheCpuRecipe) {
                 // The CPU in the same mode over the same values.
                 std::vector<float> want(c.q.size());
                 llm8::AttnParams hp =
-                    i8 ? c.params(c.q.data(), want.data(), k8.data(), v8.data(),
-                                  c.q_start.data(), c.kvl.data(), c.tables.data(), KvType::i8)
+                    i8 ? c.params(c.q.data(), want.data(), k8.data(), v8.data(), c.q_start.data(),
+                                  c.kvl.data(), c.tables.data(), KvType::i8, ks.data(), vs.data())
                        : c.params(c.q.data(), want.data(), c.kpool.data(), c.vpool.data(),
-                                  c.q_start.data(), c.kvl.data(), c.tables.data(), KvType::f32);
-                hp.kv.k_scale = ks.data();
-                hp.kv.v_scale = vs.data();
+                                  c.q_start.data(), c.kvl.data(), c.tables.data(), KvType::f32,
+                                  ks.data(), vs.data());
                 hp.mode = mode;
                 hp.causal = sh.causal;
                 llm8::cpu::attention(hp);
 
                 llm8::AttnParams p =
-                    i8 ? c.params(dq.get(), out.get(), dk8.get(), dv8.get(), dqs.get(),
-                                  dkvl.get(), dt.get(), KvType::i8)
+                    i8 ? c.params(dq.get(), out.get(), dk8.get(), dv8.get(), dqs.get(), dkvl.get(),
+                                  dt.get(), KvType::i8, dks.get(), dvs.get())
                        : c.params(dq.get(), out.get(), dk16.get(), dv16.get(), dqs.get(),
-                                  dkvl.get(), dt.get(), KvType::f16);
-                p.kv.k_scale = dks.get();
-                p.kv.v_scale = dvs.get();
+                                  dkvl.get(), dt.get(), KvType::f16, dks.get(), dvs.get());
                 p.mode = mode;
                 p.causal = sh.causal;
                 p.kv_tiles = llm8::cuda::attention_kv_tiles(c.kvl.data(), int(c.kvl.size()));
