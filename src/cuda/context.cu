@@ -81,10 +81,10 @@ void build_plan(DeviceContext& c) {
         // Bias + RoPE in the Q/K/V GEMV's epilogue, which also writes the F16 cache; the INT8
         // cache's write needs whole rows (their scales): the decode attention kernel quantizes
         // the new K/V rows (AttnParams::new_k), where it takes the step (head dim 64/128).
+        const int G = hp.n_head / hp.n_head_kv;
+        const std::string decode_kernel = attention_kernel_name(hp.head_dim, G, 1);
         const bool cache_ok =
-            c.kv_type == KvType::f16 ||
-            (c.kv_type == KvType::i8 && (hp.head_dim == 64 || hp.head_dim == 128) &&
-             hp.n_head / hp.n_head_kv <= attention_decode_max_rows());
+            c.kv_type == KvType::f16 || (c.kv_type == KvType::i8 && decode_kernel == "decode_mma");
         P.fuse_rope = tu.fuse_rope && cache_ok && P.qkv != ActKind::none && qkv_one_type &&
                       hp.rope == RopeLayout::norm && !L.q_norm && hp.head_dim % 2 == 0 &&
                       hp.n_rot % 2 == 0 && hp.n_rot <= hp.head_dim && L.wk.ne1 == L.wv.ne1 &&
@@ -94,10 +94,9 @@ void build_plan(DeviceContext& c) {
         LayerPlan lp;
         const AttnMode mode = c.attn_modes.empty() ? AttnMode::f16 : c.attn_modes[c.plan.size()];
         lp.attn = attn_mode_name(mode);
-        const int G = hp.n_head / hp.n_head_kv;
         const std::string cache = std::string(" (") + kv_type_name(c.kv_type) + " cache)";
         lp.attn_prefill = prefill_attn_label(c, mode);
-        lp.attn_decode = attention_kernel_name(hp.head_dim, G, 1) + cache;
+        lp.attn_decode = decode_kernel + cache;
         lp.matmul_decode = describe(P.qkv, L.wq);
         if (P.fuse_rope)
             lp.matmul_decode +=
