@@ -613,7 +613,8 @@ TEST(CudaOps, DecodeGemvOfSeveralTokensEqualsOneTokenAtATime) {
     for (GgmlType t :
          {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16, GgmlType::Q4_K, GgmlType::Q5_K,
           GgmlType::Q6_K, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ4_NL, GgmlType::IQ4_XS}) {
-        for (int64_t K : {256, 4096}) {
+        // K 768: a last stage of the tensor-core kernel's ring half full
+        for (int64_t K : {256, 768, 4096}) {
             for (int64_t M1 : {48, 17}) {  // 17: not whole tiles (no tensor cores)
                 HostMatrix h[3] = {make_matrix(t, K, 64, rng), make_matrix(t, K, M1, rng),
                                    make_matrix(t, K, 64, rng)};

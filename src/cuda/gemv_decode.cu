@@ -33,6 +33,7 @@
 #include <cstdlib>
 #include <type_traits>
 
+#include "cuda/attention/mma_sm80.cuh"
 #include "cuda/cuda_common.cuh"
 #include "cuda/gemv_common.cuh"
 #include "cuda/ksplit.h"
@@ -498,32 +499,52 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- several tokens on tensor cores -----------------------------------------------------------
 //
-// gemm_q8act_mma: a decode step of n <= 64 sequences over Q4_0 / Q8_0 weights (split layout),
+// gemm_q8act_mma: a decode step of 5..64 sequences over Q4_0 / Q8_0 weights (split layout),
 // int8 activations per 32-element unit as decode_act makes them. One mma.sync.m16n8k32
 // (s8 x s8 -> s32) covers one 32-element quant block of 16 weight rows and 8 tokens, so each
 // product is exactly the unit's integer dot product of the dp4a path; it is then scaled by the
 // row's and the token's block scales in float (Q4_0: the nibbles go in unsigned and 8 * the
-// unit's activation sum is taken out, as in FmtQ4_0::dot). A block of 8 warps owns two 16-row
-// tiles (in SwiGLU mode: the same rows of gate and up) and splits the quant blocks of K among
-// its warps (warp w takes blocks w, w + 8, ...: each step of the 8 warps reads 128 contiguous
-// bytes of a Q4_0 row); the warps' partial sums meet in shared memory. Measured and dropped
-// (H200, llama-2-7B Q4_0, llm8-batched-bench S_TG at 16 / 64 sequences, this version 1,519 /
-// 1,902 t/s): 4 warps with 4 quant blocks each in flight (1,198 / 1,695), and each warp a
-// contiguous quarter of K (1,236 / 1,556). Fragment layouts of
-// m16n8k32 (PTX ISA): A regs {a0, a1, a2, a3} = rows (g, g+8) x k (4c..4c+3, 16+4c..16+4c+3),
-// B regs {b0, b1} = token g x k (4c.., 16+4c..), C {c0..c3} = (g, 2c), (g, 2c+1), (g+8, 2c),
-// (g+8, 2c+1), with g = lane / 4 and c = lane % 4. In the split Q4_0 layout byte j of a block
-// holds element j (low nibble) and j + 16 (high nibble), so one 4-byte load gives a0 and a2.
-constexpr int kMmaWarps = 8;
-
-__device__ __forceinline__ void mma_s8_16832(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                             uint32_t a3, uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
+// unit's activation sum is taken out, as in FmtQ4_0::dot). The integer becomes a float by the
+// 1.5 * 2^23 bias trick (an integer add and a float add, both exact for |I| < 2^22: the
+// conversion instruction runs at 1/8 of the float rate on sm_90 and would bound the kernel).
+//
+// A block of 4 warps owns 32 weight rows (two 16-row tiles; SwiGLU: the same 16 rows of gate and
+// up) and every token. Stages of kKB quant blocks of those rows (their quants and half scales)
+// and of every token's activations (quants, (scale, sum) pairs) stream through a ring of
+// shared memory by 16-byte cp.async, the weights of the first stages issued before the PDL wait;
+// rows are padded by 16 bytes so that ldmatrix (four 8x16-byte matrices: A for two blocks of
+// Q4_0 or one of Q8_0, B for 16 tokens) reads without bank conflicts. Up to 16 tokens the four
+// warps split each stage's blocks and their sums meet in shared memory; above 16 each warp takes
+// 16 tokens of every block. Fragment layouts of m16n8k32 (PTX ISA): A regs {a0, a1, a2, a3} =
+// rows (g, g+8) x k (4c..4c+3, 16+4c..16+4c+3), B regs {b0, b1} = token g x k (4c.., 16+4c..),
+// C {c0..c3} = (g, 2c), (g, 2c+1), (g+8, 2c), (g+8, 2c+1), with g = lane / 4 and c = lane % 4.
+// In the split Q4_0 layout byte j of a block holds element j (low nibble) and j + 16 (high
+// nibble), so the ldmatrix word of a lane gives a0 (low nibbles) and a2 (high nibbles).
+//
+// Measured and dropped (H200, llama-2-7B Q4_0, llm8-batched-bench S_TG at 16 / 64 sequences):
+// fragments loaded straight from global memory by 8 warps strided over K (1,519 / 1,902 t/s;
+// ~250-300 GB/s: a few hundred bytes in flight per warp), 4 warps with 4 quant blocks each in
+// flight (1,198 / 1,695), each warp a contiguous quarter of K (1,236 / 1,556).
+template <bool kQ4, int NT>
+struct MmaCfg {
+    static constexpr int kKW = 8 / NT;            // warps splitting a stage's blocks
+    static constexpr int kT = NT * 8;             // token slots
+    static constexpr int kKB = NT == 2 ? 16 : 8;  // quant blocks per stage
+    static constexpr int kStages = NT == 2 ? 4 : 3;
+    static constexpr int kKBW = kKB / kKW;     // blocks per warp and stage
+    static constexpr int kQB = kQ4 ? 16 : 32;  // quant bytes per block
+    static constexpr int kWPitch = kKB * kQB + 16;
+    static constexpr int kXPitch = kKB * 32 + 16;
+    static constexpr int kW = 32 * kWPitch;   // weight quants [32 rows][pitch]
+    static constexpr int kWS = 32 * kKB * 2;  // weight scales [32 rows][kKB] halves
+    static constexpr int kX = kT * kXPitch;   // activation quants [kT][pitch]
+    static constexpr int kXS = kT * kKB * 8;  // activation pairs [kT][kKB] float2
+    static constexpr int kStage = kW + kWS + kX + kXS;
+    static constexpr int kSmem = kStages * kStage;
+    static_assert(kKW * (NT / 2) == 4, "4 warps: k-split x 16-token groups");
+    static_assert(kKBW % 2 == 0, "blocks go in pairs (one ldmatrix of Q4_0)");
+    static_assert(kKW * 32 * kT * 4 <= kSmem, "the reduction reuses the ring");
+};
 
 // The two row tiles of block `blk`: matrix and first row of each.
 struct TilePair {
@@ -550,122 +571,229 @@ __device__ __forceinline__ TilePair tile_pair(const Mats& m, int64_t blk, bool s
 }
 
 template <bool kQ4, int NT>
-__global__ void __launch_bounds__(kMmaWarps * 32)
-    gemm_q8act_mma_kernel(Mats m, Act x, int mode, int n_tok) {
+__global__ void __launch_bounds__(128) gemm_q8act_mma_kernel(Mats m, Act x, int mode, int n_tok) {
+    using C = MmaCfg<kQ4, NT>;
+    extern __shared__ __align__(16) uint8_t sm[];
     pdl_trigger();
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, c = lane & 3;
     const bool swiglu = mode == int(GemvMode::swiglu);
     const TilePair tp = tile_pair(m, blockIdx.x, swiglu);
     const int64_t nb = m.K / 32;
-    constexpr int kQBytes = kQ4 ? 16 : 32;  // quant bytes per block
-    const uint8_t* ra[2];
-    const uint8_t* rb[2];
-    const unsigned short* sa[2];
-    const unsigned short* sb[2];
+    const int nst = int((nb + C::kKB - 1) / C::kKB);
+    const uint8_t* tb[2];
+    size_t tpitch[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-        const int mi = tp.mat[i];
-        const size_t rbytes = pick(m.row_bytes, mi);
-        const uint8_t* base = pick(m.data, mi) + (tp.ok[i] ? tp.row0[i] : 0) * rbytes;
-        ra[i] = base + g * rbytes;
-        rb[i] = base + (g + 8) * rbytes;
-        sa[i] = reinterpret_cast<const unsigned short*>(ra[i] + nb * kQBytes);
-        sb[i] = reinterpret_cast<const unsigned short*>(rb[i] + nb * kQBytes);
+        tpitch[i] = pick(m.row_bytes, tp.mat[i]);
+        tb[i] = pick(m.data, tp.mat[i]) + (tp.ok[i] ? tp.row0[i] : 0) * tpitch[i];
     }
-    float acc[2][NT][4] = {};
-    bool waited = false;
-    for (int64_t b = warp; b < nb; b += kMmaWarps) {
-        uint32_t a[2][4];
-        float da[2], db[2];
+    const uint32_t sbase = smem_u32(sm);
+    // Stage st's weights (blocks st * kKB ..) into ring slot `slot`; blocks past the row's end
+    // and rows of a missing tile are zero-filled (zero scales: they add nothing).
+    auto load_w = [&](int slot, int st) {
+        const uint32_t s = sbase + slot * C::kStage;
+        const int64_t b0 = int64_t(st) * C::kKB;
+        constexpr int CPR = C::kKB * C::kQB / 16;  // 16-byte chunks per row
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
-            if (kQ4) {
-                const uint32_t wa = __ldg(reinterpret_cast<const uint32_t*>(ra[i] + b * 16 + 4 * c));
-                const uint32_t wb = __ldg(reinterpret_cast<const uint32_t*>(rb[i] + b * 16 + 4 * c));
-                a[i][0] = wa & 0x0F0F0F0Fu;
-                a[i][1] = wb & 0x0F0F0F0Fu;
-                a[i][2] = (wa >> 4) & 0x0F0F0F0Fu;
-                a[i][3] = (wb >> 4) & 0x0F0F0F0Fu;
-            } else {
-                a[i][0] = __ldg(reinterpret_cast<const uint32_t*>(ra[i] + b * 32 + 4 * c));
-                a[i][1] = __ldg(reinterpret_cast<const uint32_t*>(rb[i] + b * 32 + 4 * c));
-                a[i][2] = __ldg(reinterpret_cast<const uint32_t*>(ra[i] + b * 32 + 16 + 4 * c));
-                a[i][3] = __ldg(reinterpret_cast<const uint32_t*>(rb[i] + b * 32 + 16 + 4 * c));
-            }
-            da[i] = __half2float(__ushort_as_half(__ldg(sa[i] + b)));
-            db[i] = __half2float(__ushort_as_half(__ldg(sb[i] + b)));
+        for (int j = 0; j < 32 * CPR / 128; ++j) {
+            const int ci = tid + 128 * j, r = ci / CPR, k = ci % CPR;
+            const bool t1 = r >= 16;
+            const int64_t blk = b0 + k * 16 / C::kQB;
+            const bool ok = (t1 ? tp.ok[1] : tp.ok[0]) && blk < nb;
+            const uint8_t* src = (t1 ? tb[1] : tb[0]) + (r & 15) * (t1 ? tpitch[1] : tpitch[0]) +
+                                 b0 * C::kQB + k * 16;
+            cp_async16(s + r * C::kWPitch + k * 16, ok ? src : tb[0], ok);
         }
-        if (!waited) {  // weights are in flight; now the activations may be read
-            pdl_wait();
-            waited = true;
+        constexpr int SPR = C::kKB / 8;  // 16-byte chunks of scales per row
+        if (tid < 32 * SPR) {
+            const int r = tid / SPR, p = tid % SPR;
+            const bool t1 = r >= 16;
+            const int64_t blk = b0 + 8 * p;
+            const bool ok = (t1 ? tp.ok[1] : tp.ok[0]) && blk < nb;
+            const uint8_t* src = (t1 ? tb[1] : tb[0]) + (r & 15) * (t1 ? tpitch[1] : tpitch[0]) +
+                                 nb * C::kQB + blk * 2;
+            cp_async16(s + C::kW + r * C::kKB * 2 + p * 16, ok ? src : tb[0], ok);
         }
+    };
+    // Stage st's activations: every token's quants and (scale, sum) pairs; tokens >= n_tok
+    // zero-filled.
+    auto load_x = [&](int slot, int st) {
+        const uint32_t s = sbase + slot * C::kStage + C::kW + C::kWS;
+        const int64_t b0 = int64_t(st) * C::kKB;
+        constexpr int XC = C::kKB * 2;  // 16-byte chunks of quants per token
 #pragma unroll
-        for (int j = 0; j < NT; ++j) {
-            if (j * 8 >= n_tok) break;
-            const int tn = j * 8 + g;  // this lane's token in B
-            uint32_t b0 = 0, b1 = 0;
-            if (tn < n_tok) {
-                const int8_t* xq = x.q + int64_t(tn) * m.K + b * 32 + 4 * c;
-                b0 = __ldg(reinterpret_cast<const uint32_t*>(xq));
-                b1 = __ldg(reinterpret_cast<const uint32_t*>(xq + 16));
-            }
-            const int t0 = j * 8 + 2 * c, t1 = t0 + 1;  // this lane's tokens in C
-            const float2 x0 = t0 < n_tok ? __ldg(x.ds + int64_t(t0) * nb + b) : make_float2(0.f, 0.f);
-            const float2 x1 = t1 < n_tok ? __ldg(x.ds + int64_t(t1) * nb + b) : make_float2(0.f, 0.f);
+        for (int j = 0; j < C::kT * XC / 128; ++j) {
+            const int ci = tid + 128 * j, t = ci / XC, k = ci % XC;
+            const bool ok = t < n_tok && b0 + k / 2 < nb;
+            const int8_t* src = x.q + int64_t(t) * m.K + b0 * 32 + k * 16;
+            cp_async16(s + t * C::kXPitch + k * 16, ok ? src : x.q, ok);
+        }
+        constexpr int DC = C::kKB / 2;  // 16-byte chunks of pairs per token
+#pragma unroll
+        for (int j = 0; j < C::kT * DC / 128; ++j) {
+            const int ci = tid + 128 * j, t = ci / DC, k = ci % DC;
+            const bool ok = t < n_tok && b0 + 2 * k < nb;
+            const float2* src = x.ds + int64_t(t) * nb + b0 + 2 * k;
+            cp_async16(s + C::kX + t * C::kKB * 8 + k * 16, ok ? src : x.ds, ok);
+        }
+    };
+    const int kw = warp % C::kKW, tok0 = (warp / C::kKW) * 16;
+    float acc[2][2][4] = {};  // [row tile][token tile][C regs]
+    constexpr uint32_t kLo = 0x0F0F0F0Fu;
+    constexpr int kBias = 0x4B400000;  // the bits of 1.5 * 2^23
+    // One stage's products for this warp: blocks kw * kKBW .. + kKBW, tokens tok0 .. + 16.
+    auto compute = [&](int slot) {
+        const uint32_t s = sbase + slot * C::kStage;
+        const uint8_t* sp = sm + slot * C::kStage;
+        const __half2* ws = reinterpret_cast<const __half2*>(sp + C::kW);
+        const float4* xs = reinterpret_cast<const float4*>(sp + C::kW + C::kWS + C::kX);
+#pragma unroll
+        for (int p = 0; p < C::kKBW; p += 2) {
+            const int kb = kw * C::kKBW + p;  // this pair: blocks kb, kb + 1
+            uint32_t a[2][2][4];              // [block of the pair][row tile][A regs]
 #pragma unroll
             for (int i = 0; i < 2; ++i) {
-                int cc[4] = {0, 0, 0, 0};
-                mma_s8_16832(cc, a[i][0], a[i][1], a[i][2], a[i][3], b0, b1);
+                const uint32_t row = s + (i * 16 + (lane & 15)) * C::kWPitch;
                 if (kQ4) {
-                    acc[i][j][0] += da[i] * x0.x * (float(cc[0]) - 8.0f * x0.y);
-                    acc[i][j][1] += da[i] * x1.x * (float(cc[1]) - 8.0f * x1.y);
-                    acc[i][j][2] += db[i] * x0.x * (float(cc[2]) - 8.0f * x0.y);
-                    acc[i][j][3] += db[i] * x1.x * (float(cc[3]) - 8.0f * x1.y);
+                    uint32_t r[4];
+                    ldsm_x4(row + (kb + (lane >> 4)) * 16, r);
+#pragma unroll
+                    for (int q = 0; q < 2; ++q) {
+                        a[q][i][0] = r[2 * q] & kLo;
+                        a[q][i][1] = r[2 * q + 1] & kLo;
+                        a[q][i][2] = (r[2 * q] >> 4) & kLo;
+                        a[q][i][3] = (r[2 * q + 1] >> 4) & kLo;
+                    }
                 } else {
-                    acc[i][j][0] += da[i] * x0.x * float(cc[0]);
-                    acc[i][j][1] += da[i] * x1.x * float(cc[1]);
-                    acc[i][j][2] += db[i] * x0.x * float(cc[2]);
-                    acc[i][j][3] += db[i] * x1.x * float(cc[3]);
+#pragma unroll
+                    for (int q = 0; q < 2; ++q)
+                        ldsm_x4(row + (kb + q) * 32 + (lane >> 4) * 16, a[q][i]);
+                }
+            }
+            // Row scales (rows g, g + 8 of each tile) and token pairs (tokens 2c, 2c + 1 of
+            // each 8-token tile) of both blocks.
+            float2 dw[2][2];
+#pragma unroll
+            for (int i = 0; i < 2; ++i)
+#pragma unroll
+                for (int h = 0; h < 2; ++h)
+                    dw[i][h] = __half22float2(ws[((i * 16 + g + 8 * h) * C::kKB + kb) / 2]);
+            float4 xd[2][2];  // [token tile][token]: (d, sum) of block kb, then of kb + 1
+#pragma unroll
+            for (int j = 0; j < 2; ++j)
+#pragma unroll
+                for (int e = 0; e < 2; ++e)
+                    xd[j][e] = xs[((tok0 + j * 8 + 2 * c + e) * C::kKB + kb) / 2];
+#pragma unroll
+            for (int q = 0; q < 2; ++q) {
+                uint32_t b[4];
+                ldsm_x4(s + C::kW + C::kWS + (tok0 + (lane & 7) + ((lane >> 4) << 3)) * C::kXPitch +
+                            (kb + q) * 32 + ((lane >> 3) & 1) * 16,
+                        b);
+#pragma unroll
+                for (int j = 0; j < 2; ++j) {
+                    float d[2], off[2];
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        d[e] = q ? xd[j][e].z : xd[j][e].x;
+                        const float sum = q ? xd[j][e].w : xd[j][e].y;
+                        // 1.5 * 2^23 (+ 8 * sum for Q4_0): exact, |8 * sum| <= 32512
+                        off[e] = kQ4 ? fmaf(8.0f, sum, 12582912.0f) : 12582912.0f;
+                    }
+#pragma unroll
+                    for (int i = 0; i < 2; ++i) {
+                        int cc[4] = {0, 0, 0, 0};
+                        mma_16832_s8(cc, a[q][i], b[2 * j], b[2 * j + 1]);
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) {
+                            const float w = q ? dw[i][e >> 1].y : dw[i][e >> 1].x;
+                            const float v = __int_as_float(cc[e] + kBias) - off[e & 1];
+                            acc[i][j][e] = fmaf(w * d[e & 1], v, acc[i][j][e]);
+                        }
+                    }
                 }
             }
         }
+    };
+    // The ring: stages 0 .. kStages-2 in flight before the first product; weights before the
+    // PDL wait (no kernel of the step writes them), activations after.
+    for (int st = 0; st < C::kStages - 1; ++st)
+        if (st < nst) load_w(st, st);
+    pdl_wait();
+    for (int st = 0; st < C::kStages - 1; ++st) {
+        if (st < nst) load_x(st, st);
+        asm volatile("cp.async.commit_group;" ::: "memory");
     }
-    if (!waited) pdl_wait();
-    // The warps' partial sums: [tile][row 0..15][token].
-    __shared__ float red[2][16][NT * 8];
-    for (int i = threadIdx.x; i < 2 * 16 * NT * 8; i += blockDim.x) (&red[0][0][0])[i] = 0.f;
-    __syncthreads();
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < NT; ++j) {
-            if (j * 8 >= n_tok) break;
-            atomicAdd(&red[i][g][j * 8 + 2 * c], acc[i][j][0]);
-            atomicAdd(&red[i][g][j * 8 + 2 * c + 1], acc[i][j][1]);
-            atomicAdd(&red[i][g + 8][j * 8 + 2 * c], acc[i][j][2]);
-            atomicAdd(&red[i][g + 8][j * 8 + 2 * c + 1], acc[i][j][3]);
+    for (int st = 0; st < nst; ++st) {
+        asm volatile("cp.async.wait_group %0;" ::"n"(C::kStages - 2) : "memory");
+        __syncthreads();
+        const int nx = st + C::kStages - 1;  // into the slot every warp finished last round
+        if (nx < nst) {
+            load_w(nx % C::kStages, nx);
+            load_x(nx % C::kStages, nx);
         }
+        asm volatile("cp.async.commit_group;" ::: "memory");
+        if (tok0 < n_tok) compute(st % C::kStages);
+    }
+    asm volatile("cp.async.wait_all;" ::: "memory");
     __syncthreads();
-    for (int e = threadIdx.x; e < 16 * n_tok; e += blockDim.x) {
-        const int r = e % 16, t = e / 16;
-        if (swiglu) {
-            if (!tp.ok[0] || !tp.ok[1]) continue;
-            const float gt = red[0][r][t], up = red[1][r][t];
+    // The warps' sums: red[k-split warp][row 0..31][token].
+    float* red = reinterpret_cast<float*>(sm);
+    if (tok0 < n_tok) {
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+            for (int j = 0; j < 2; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int r = i * 16 + g + 8 * (e >> 1), t = tok0 + j * 8 + 2 * c + (e & 1);
+                    red[(kw * 32 + r) * C::kT + t] = acc[i][j][e];
+                }
+    }
+    __syncthreads();
+    auto total = [&](int r, int t) {
+        float v = 0.0f;
+#pragma unroll
+        for (int w = 0; w < C::kKW; ++w) v += red[(w * 32 + r) * C::kT + t];
+        return v;
+    };
+    if (swiglu) {
+        if (!tp.ok[0] || !tp.ok[1]) return;
+        for (int e = tid; e < 16 * n_tok; e += 128) {
+            const int r = e % 16, t = e / 16;
+            const float gt = total(r, t), up = total(16 + r, t);
             m.y[0][int64_t(t) * m.rows[0] + tp.row0[0] + r] = gt / (1.0f + __expf(-gt)) * up;
-            continue;
         }
-#pragma unroll
-        for (int i = 0; i < 2; ++i) {
-            if (!tp.ok[i]) continue;
-            const int mi = tp.mat[i];
-            float* y = pick(m.y, mi) + int64_t(t) * pick(m.rows, mi) + tp.row0[i] + r;
-            if (mode == int(GemvMode::accumulate))
-                *y += red[i][r][t];
-            else
-                *y = red[i][r][t];
-        }
+        return;
     }
+    for (int e = tid; e < 32 * n_tok; e += 128) {
+        const int rr = e % 32, t = e / 32, i = rr / 16;
+        if (!(i ? tp.ok[1] : tp.ok[0])) continue;
+        const int mi = i ? tp.mat[1] : tp.mat[0];
+        float* y =
+            pick(m.y, mi) + int64_t(t) * pick(m.rows, mi) + (i ? tp.row0[1] : tp.row0[0]) + rr % 16;
+        const float v = total(rr, t);
+        if (mode == int(GemvMode::accumulate))
+            *y += v;
+        else
+            *y = v;
+    }
+}
+
+// Launches gemm_q8act_mma_kernel<kQ4, NT> (its shared memory raised past 48 KB once).
+template <bool kQ4, int NT>
+void launch_q8act_mma(int64_t tiles, const Mats& m, const Act& x, GemvMode mode, int n_tok,
+                      cudaStream_t s) {
+    using C = MmaCfg<kQ4, NT>;
+    static bool attr = false;
+    if (!attr) {
+        LLM8_CUDA_CHECK(cudaFuncSetAttribute(
+            gemm_q8act_mma_kernel<kQ4, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
+        attr = true;
+    }
+    launch_pdl(gemm_q8act_mma_kernel<kQ4, NT>, unsigned(tiles), 128, size_t(C::kSmem), s, m, x,
+               int(mode), n_tok);
 }
 
 // Persistent variant: a grid that fits on the GPU at once; each warp walks the row pairs
@@ -878,11 +1006,9 @@ bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const De
                     mode == GemvMode::swiglu ? mats[0].ne1 / 16 : (total / 16 + 1) / 2;
                 constexpr bool q4 = F::kMmaQ4;
                 if (n_tokens <= 16)
-                    launch_pdl(gemm_q8act_mma_kernel<q4, 2>, unsigned(tiles), kMmaWarps * 32, 0,
-                               s, m, act, int(mode), n_tokens);
+                    launch_q8act_mma<q4, 2>(tiles, m, act, mode, n_tokens, s);
                 else
-                    launch_pdl(gemm_q8act_mma_kernel<q4, 8>, unsigned(tiles), kMmaWarps * 32, 0,
-                               s, m, act, int(mode), n_tokens);
+                    launch_q8act_mma<q4, 8>(tiles, m, act, mode, n_tokens, s);
                 return;
             }
         }
