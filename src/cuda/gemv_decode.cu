@@ -505,10 +505,8 @@ __global__ void __launch_bounds__(kThreads)
 // product is exactly the unit's integer dot product of the dp4a path; it is then scaled by the
 // row's and the token's block scales in float (Q4_0: the nibbles go in unsigned and 8 * the
 // unit's activation sum is taken out, as in FmtQ4_0::dot). The integer becomes a float by the
-// 1.5 * 2^23 bias trick: the mma's accumulator starts at the bits of 1.5 * 2^23 (Q4_0: minus
-// 8 * the sum), so its result read as a float is 1.5 * 2^23 + I (- 8 * sum), exact for
-// |I| < 2^22, and one float subtraction gives the integer (the conversion instruction runs at
-// 1/8 of the float rate on sm_90 and would bound the kernel).
+// 1.5 * 2^23 bias trick (an integer add and a float add, both exact for |I| < 2^22: the
+// conversion instruction runs at 1/8 of the float rate on sm_90 and would bound the kernel).
 //
 // A block of 4 warps owns 32 weight rows (two 16-row tiles; SwiGLU: the same 16 rows of gate and
 // up) and every token. Stages of kKB quant blocks of those rows (their quants and half scales)
@@ -516,9 +514,8 @@ __global__ void __launch_bounds__(kThreads)
 // shared memory by 16-byte cp.async, the weights of the first stages issued before the PDL wait;
 // rows are padded by 16 bytes so that ldmatrix (four 8x16-byte matrices: A for two blocks of
 // Q4_0 or one of Q8_0, B for 16 tokens) reads without bank conflicts. Up to 16 tokens the four
-// warps split each stage's blocks and their sums meet in shared memory; up to 32, two pairs of
-// warps split the blocks, each warp of a pair taking 16 tokens; above 32 each warp takes 16
-// tokens of every block. Fragment layouts of m16n8k32 (PTX ISA): A regs {a0, a1, a2, a3} =
+// warps split each stage's blocks and their sums meet in shared memory; above 16 each warp takes
+// 16 tokens of every block. Fragment layouts of m16n8k32 (PTX ISA): A regs {a0, a1, a2, a3} =
 // rows (g, g+8) x k (4c..4c+3, 16+4c..16+4c+3), B regs {b0, b1} = token g x k (4c.., 16+4c..),
 // C {c0..c3} = (g, 2c), (g, 2c+1), (g+8, 2c), (g+8, 2c+1), with g = lane / 4 and c = lane % 4.
 // In the split Q4_0 layout byte j of a block holds element j (low nibble) and j + 16 (high
@@ -534,7 +531,7 @@ __global__ void __launch_bounds__(kThreads)
 // 2,859); K split over a cluster of 2-4 blocks meeting in distributed shared memory where the
 // row blocks do not fill the GPU (Wq 4096 x 4096 at 64 tokens 110.7 us against 42.3 unsplit).
 template <bool kQ4, int NT>
-struct MmaCfg {  // NT = 2, 4, 8: token tiles of 8
+struct MmaCfg {
     static constexpr int kKW = 8 / NT;            // warps splitting a stage's blocks
     static constexpr int kT = NT * 8;             // token slots
     static constexpr int kKB = NT == 2 ? 16 : 8;  // quant blocks per stage
@@ -649,7 +646,7 @@ __global__ void __launch_bounds__(128) gemm_q8act_mma_kernel(Mats m, Act x, int 
     const int kw = warp % C::kKW, tok0 = (warp / C::kKW) * 16;
     float acc[2][2][4] = {};  // [row tile][token tile][C regs]
     constexpr uint32_t kLo = 0x0F0F0F0Fu;
-    constexpr int kBias = 0x4B400000;  // the bits of 1.5 * 2^23 = 12582912
+    constexpr int kBias = 0x4B400000;  // the bits of 1.5 * 2^23
     // One stage's products for this warp: blocks kw * kKBW .. + kKBW, tokens tok0 .. + 16.
     auto compute = [&](int slot) {
         const uint32_t s = sbase + slot * C::kStage;
@@ -701,23 +698,22 @@ __global__ void __launch_bounds__(128) gemm_q8act_mma_kernel(Mats m, Act x, int 
                         b);
 #pragma unroll
                 for (int j = 0; j < 2; ++j) {
-                    float d[2];
-                    int c0[2];  // the accumulator's start: bits of 1.5 * 2^23 (- 8 * sum)
+                    float d[2], off[2];
 #pragma unroll
                     for (int e = 0; e < 2; ++e) {
                         d[e] = q ? xd[j][e].z : xd[j][e].x;
                         const float sum = q ? xd[j][e].w : xd[j][e].y;
-                        // exact: |8 * sum| <= 32512, so the float stays in [2^23, 2^24)
-                        c0[e] = kQ4 ? __float_as_int(fmaf(-8.0f, sum, 12582912.0f)) : kBias;
+                        // 1.5 * 2^23 (+ 8 * sum for Q4_0): exact, |8 * sum| <= 32512
+                        off[e] = kQ4 ? fmaf(8.0f, sum, 12582912.0f) : 12582912.0f;
                     }
 #pragma unroll
                     for (int i = 0; i < 2; ++i) {
-                        int cc[4] = {c0[0], c0[1], c0[0], c0[1]};
+                        int cc[4] = {0, 0, 0, 0};
                         mma_16832_s8(cc, a[q][i], b[2 * j], b[2 * j + 1]);
 #pragma unroll
                         for (int e = 0; e < 4; ++e) {
                             const float w = q ? dw[i][e >> 1].y : dw[i][e >> 1].x;
-                            const float v = __int_as_float(cc[e]) - 12582912.0f;
+                            const float v = __int_as_float(cc[e] + kBias) - off[e & 1];
                             acc[i][j][e] = fmaf(w * d[e & 1], v, acc[i][j][e]);
                         }
                     }
@@ -1016,8 +1012,6 @@ bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const De
                 constexpr bool q4 = F::kMmaQ4;
                 if (n_tokens <= 16)
                     launch_q8act_mma<q4, 2>(tiles, m, act, mode, n_tokens, s);
-                else if (n_tokens <= 32)
-                    launch_q8act_mma<q4, 4>(tiles, m, act, mode, n_tokens, s);
                 else
                     launch_q8act_mma<q4, 8>(tiles, m, act, mode, n_tokens, s);
                 return;
