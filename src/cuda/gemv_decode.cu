@@ -514,8 +514,9 @@ __global__ void __launch_bounds__(kThreads)
 // shared memory by 16-byte cp.async, the weights of the first stages issued before the PDL wait;
 // rows are padded by 16 bytes so that ldmatrix (four 8x16-byte matrices: A for two blocks of
 // Q4_0 or one of Q8_0, B for 16 tokens) reads without bank conflicts. Up to 16 tokens the four
-// warps split each stage's blocks and their sums meet in shared memory; above 16 each warp takes
-// 16 tokens of every block. Fragment layouts of m16n8k32 (PTX ISA): A regs {a0, a1, a2, a3} =
+// warps split each stage's blocks and their sums meet in shared memory; up to 32, two pairs of
+// warps split the blocks, each warp of a pair taking 16 tokens; above 32 each warp takes 16
+// tokens of every block. Fragment layouts of m16n8k32 (PTX ISA): A regs {a0, a1, a2, a3} =
 // rows (g, g+8) x k (4c..4c+3, 16+4c..16+4c+3), B regs {b0, b1} = token g x k (4c.., 16+4c..),
 // C {c0..c3} = (g, 2c), (g, 2c+1), (g+8, 2c), (g+8, 2c+1), with g = lane / 4 and c = lane % 4.
 // In the split Q4_0 layout byte j of a block holds element j (low nibble) and j + 16 (high
@@ -530,8 +531,19 @@ __global__ void __launch_bounds__(kThreads)
 // warp while the others wait at the barrier); a ring per warp with no block barrier (2,727 /
 // 2,859); K split over a cluster of 2-4 blocks meeting in distributed shared memory where the
 // row blocks do not fill the GPU (Wq 4096 x 4096 at 64 tokens 110.7 us against 42.3 unsplit).
+// Session 10, against this kernel in the same runs (gate+up at 16 tokens 36.1 us, S_TG
+// 2,949 / 3,680): one kernel for any tile shape (row blocks of 32-128 rows sharing each stage's
+// activations, warps split over rows, blocks and tokens), the K split over blocks of a grid
+// (the last block of a row block to arrive adds the partial sums in a fixed order), a resident
+// grid walking (row block, stage) units with the ring running on across row blocks (stream-K),
+// and the mma accumulator starting at the bias (one float subtraction per product): gate+up
+// 45-52 us, S_TG 2,291 / 3,402. The split helped only the long rows (down at 32 / 64 tokens
+// 53 / 79 us against 81 / 96). ncu of this kernel (16 tokens): 8 warps per SM (registers and
+// shared memory: 2 blocks), one issue every ~2 cycles per scheduler, stalls led by shared-memory
+// loads (short scoreboard) then global (long scoreboard) and fixed-latency waits. Also
+// dropped: 3 ring slots at <= 16 tokens (3 blocks per SM; S_TG 2,900 against 2,937 at 16).
 template <bool kQ4, int NT>
-struct MmaCfg {
+struct MmaCfg {  // NT = 2, 4, 8: token tiles of 8
     static constexpr int kKW = 8 / NT;            // warps splitting a stage's blocks
     static constexpr int kT = NT * 8;             // token slots
     static constexpr int kKB = NT == 2 ? 16 : 8;  // quant blocks per stage
@@ -1012,6 +1024,8 @@ bool gemv_decode(const DeviceMatrix* mats, float* const* ys, int count, const De
                 constexpr bool q4 = F::kMmaQ4;
                 if (n_tokens <= 16)
                     launch_q8act_mma<q4, 2>(tiles, m, act, mode, n_tokens, s);
+                else if (n_tokens <= 32)
+                    launch_q8act_mma<q4, 4>(tiles, m, act, mode, n_tokens, s);
                 else
                     launch_q8act_mma<q4, 8>(tiles, m, act, mode, n_tokens, s);
                 return;
