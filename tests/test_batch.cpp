@@ -313,6 +313,87 @@ void bad_batches(const std::shared_ptr<const llm8::Model>& m) {
     EXPECT_EQ(ctx.seq_len(0), 1);
 }
 
+// Context::decode_sample_rows against decode() + each row's sampler on the host logits, in two
+// contexts fed the same batches (so the same logits): 8 sequences, each with its own sampler
+// (greedy; top-k/top-p/min-p with a repeat penalty; hot; a logit bias; presence and frequency
+// penalties; ...). On the CPU the tokens are the same code's and must be equal; on the GPU the
+// device sampler draws from the CPU chain's distribution (rounding can move a draw across a
+// CDF step), so greedy rows must agree and the others at >= 90% of the draws. Every sampler
+// counts the same draws either way; wrong sampler counts are errors.
+void sample_rows_like_host(const std::shared_ptr<const llm8::Model>& model, bool exact) {
+    const int n = 8, steps = 12;
+    llm8::Context a(model, {512, n, 64, 0}), b(model, {512, n, 64, 0});
+    std::vector<llm8::SamplerParams> ps(n);
+    for (int j = 0; j < n; ++j) {
+        llm8::SamplerParams& p = ps[size_t(j)];
+        p.seed = 100 + uint64_t(j);
+        p.temperature = j == 0 ? 0.0f : j == 2 ? 1.5f : 0.8f;
+        p.top_k = j == 1 ? 40 : j == 2 ? 0 : 20;
+        p.top_p = j == 1 ? 0.95f : 1.0f;
+        p.min_p = j == 1 ? 0.05f : 0.0f;
+        p.repeat_penalty = j == 1 ? 1.1f : 1.0f;
+        if (j == 3) p.logit_bias = {{5, 4.0f}, {7, -INFINITY}};
+        if (j == 4) {
+            p.presence_penalty = 0.5f;
+            p.frequency_penalty = 0.3f;
+        }
+    }
+    std::vector<llm8::Sampler> sa, sb;
+    for (int j = 0; j < n; ++j) {
+        sa.emplace_back(ps[size_t(j)], model->n_vocab());
+        sb.emplace_back(ps[size_t(j)], model->n_vocab());
+    }
+    llm8::Batch pre;
+    std::vector<int32_t> last(n);
+    for (int j = 0; j < n; ++j) {
+        const int len = 3 + 5 * j;
+        for (int i = 0; i < len; ++i) {
+            const int32_t t = 1 + (j * 7 + i * 3) % 50;
+            pre.add(t, i, j, false);
+            sa[size_t(j)].accept(t);
+            sb[size_t(j)].accept(t);
+        }
+        last[size_t(j)] = 2 + j;
+    }
+    a.decode(pre);
+    b.decode(pre);
+    std::vector<llm8::Sampler*> rows;
+    for (auto& s : sb) rows.push_back(&s);
+    int agree = 0, draws = 0;
+    for (int step = 0; step < steps; ++step) {
+        llm8::Batch d;
+        for (int j = 0; j < n; ++j) d.add(last[size_t(j)], a.seq_len(j), j, true);
+        a.decode(d);
+        const std::vector<int32_t> tb = b.decode_sample_rows(d, rows);
+        ASSERT_EQ(tb.size(), size_t(n));
+        for (int j = 0; j < n; ++j) {
+            const int32_t ta = sa[size_t(j)].sample(a.logits(j));
+            ASSERT_GE(tb[size_t(j)], 0) << "row " << j;
+            ASSERT_LT(tb[size_t(j)], model->n_vocab());
+            if (exact || ps[size_t(j)].temperature == 0.0f)
+                EXPECT_EQ(tb[size_t(j)], ta) << "row " << j << " step " << step;
+            agree += tb[size_t(j)] == ta;
+            ++draws;
+            EXPECT_EQ(sa[size_t(j)].draws(), sb[size_t(j)].draws());
+            // Both continue with the host's token: the histories stay equal.
+            sa[size_t(j)].accept(ta);
+            sb[size_t(j)].accept(ta);
+            last[size_t(j)] = ta;
+        }
+    }
+    std::printf("decode_sample_rows: %d of %d draws equal to the host chain's\n", agree, draws);
+    EXPECT_GE(agree, exact ? draws : draws * 9 / 10);
+    // One sampler per row with logits, none null.
+    llm8::Batch d;
+    for (int j = 0; j < n; ++j) d.add(last[size_t(j)], b.seq_len(j), j, true);
+    std::vector<llm8::Sampler*> fewer(rows.begin(), rows.end() - 1);
+    EXPECT_THROW(b.decode_sample_rows(d, fewer), llm8::Error);
+    std::vector<llm8::Sampler*> with_null = rows;
+    with_null[3] = nullptr;
+    EXPECT_THROW(b.decode_sample_rows(d, with_null), llm8::Error);
+    EXPECT_EQ(b.seq_len(0), a.seq_len(0));  // nothing ran
+}
+
 std::shared_ptr<const llm8::Model> gpu_model() {
     return llm8::Model::load({"", 99});
 }
@@ -354,6 +435,9 @@ TEST(Batch, ForkedSequencesShareTheirPrefixInt8CacheCpu) {
 TEST(Batch, BadBatchesAreClearErrorsCpu) {
     bad_batches(llm8::Model::load({"", 0}));
 }
+TEST(Batch, SamplingEveryRowEqualsTheHostSamplersCpu) {
+    sample_rows_like_host(llm8::Model::load({"", 0}), true);
+}
 TEST(Batch, PlanIsReported) {
     llm8::Context ctx(llm8::Model::load({"", 0}), {64, 1, 64, 0});
     EXPECT_EQ(ctx.plan().size(), size_t(ctx.model().n_layer()));
@@ -384,5 +468,9 @@ TEST(Batch, ForkedSequencesShareTheirPrefixInt8CacheGpu) {
 TEST(Batch, BadBatchesAreClearErrorsGpu) {
     LLM8_REQUIRE_GPU();
     bad_batches(gpu_model());
+}
+TEST(Batch, SamplingEveryRowOnTheDeviceFollowsTheHostSamplersGpu) {
+    LLM8_REQUIRE_GPU();
+    sample_rows_like_host(gpu_model(), false);
 }
 #endif

@@ -222,6 +222,14 @@ public:
     // (as Session::decode_sample; on a GPU model the logits stay on the device). That row must
     // have logits set.
     int32_t decode_sample(const Batch& batch, Sampler& sampler);
+    // Runs the batch, then draws one token for every row with logits set: the j-th such row
+    // (in batch order) with samplers[j]. On a GPU model all rows are sampled in one launch on the
+    // device and only the token ids come back (logits() has nothing afterwards); on the CPU
+    // each sampler runs on its row. A row whose logits are all NaN or -inf gets -1 (that
+    // sampler draws nothing); the other rows are unaffected. A row's token depends only on its
+    // logits and its sampler, not on the other rows.
+    std::vector<int32_t> decode_sample_rows(const Batch& batch,
+                                            const std::vector<Sampler*>& samplers);
 
     int seq_len(int seq) const;       // tokens cached for seq (0 when unknown)
     void seq_fork(int src, int dst);  // dst starts as a copy of src, sharing its blocks

@@ -75,10 +75,12 @@ struct SampleRequest {
     std::vector<float> bias_values;
 };
 
-// Samples from logits row `row` (an index into the last forward's out_rows, left on the
-// device): only the token id comes back. Returns the token, or -1 with *status set (1: every
-// logit NaN or -inf, 2: bad parameters).
-int32_t sample(DeviceContext& c, int row, const SampleRequest& req, int32_t* status);
+// Samples logits rows row0 .. row0 + n - 1 (indices into the last forward's out_rows, left on
+// the device), row row0 + i with reqs[i], in one launch: only the token ids come back.
+// tokens[i]: the token, or -1 with status[i] set (1: every logit NaN or -inf, 2: bad
+// parameters); status[i] 0 otherwise.
+void sample(DeviceContext& c, int row0, const std::vector<SampleRequest>& reqs, int32_t* tokens,
+            int32_t* status);
 
 }  // namespace cuda
 }  // namespace llm8

@@ -458,7 +458,8 @@ void forward(DeviceContext& c, const ForwardBatch& b, float* logits) {
     // Without logits the step stays queued: sample() follows on the same stream.
 }
 
-int32_t sample(DeviceContext& c, int row, const SampleRequest& req, int32_t* status) {
+void sample(DeviceContext& c, int row0, const std::vector<SampleRequest>& reqs, int32_t* tokens,
+            int32_t* status) {
     static const bool prepared = [] {
         if (llm8_sample_cuda_prepare() != LLM8_SAMPLING_OK)
             fail(ErrorKind::runtime,
@@ -466,43 +467,68 @@ int32_t sample(DeviceContext& c, int row, const SampleRequest& req, int32_t* sta
         return true;
     }();
     (void)prepared;
-    if (row < 0 || row >= c.last_n_out)
-        fail(ErrorKind::invalid_arg, "GPU sampler: no logits row " + std::to_string(row));
-    // Parameters, penalty window and bias go up through one pinned staging buffer.
-    llm8_sampling_row_params p = req.params;
-    p.penalty_begin = 0;
-    p.penalty_count = int32_t(req.penalty_window.size());
-    p.bias_begin = 0;
-    p.bias_count = int32_t(req.bias_tokens.size());
-    p.flags = 0;
-    const size_t n_pen = req.penalty_window.size(), n_bias = req.bias_tokens.size();
-    const size_t bytes = sizeof(p) + 4 * (n_pen + 2 * n_bias) + 64;
-    if (c.h_sample_n < bytes) {
+    const int n = int(reqs.size());
+    if (n == 0) return;
+    if (row0 < 0 || row0 + n > c.last_n_out)
+        fail(ErrorKind::invalid_arg, "GPU sampler: no logits rows " + std::to_string(row0) + ".." +
+                                         std::to_string(row0 + n - 1));
+    // Parameters, penalty windows and biases go up through one pinned staging buffer:
+    // [n params][penalty tokens of every row][bias tokens][bias values].
+    size_t n_pen = 0, n_bias = 0;
+    for (const SampleRequest& r : reqs) {
+        n_pen += r.penalty_window.size();
+        n_bias += r.bias_tokens.size();
+    }
+    const size_t pen_off = (n * sizeof(llm8_sampling_row_params) + 15) / 16 * 16;
+    const size_t bt_off = pen_off + 4 * n_pen;
+    const size_t bv_off = bt_off + 4 * n_bias;
+    const size_t used = bv_off + 4 * n_bias;
+    if (c.h_sample_n < used) {
         // The stream may still read the old staging buffer.
         LLM8_CUDA_CHECK(cudaStreamSynchronize(c.stream));
         if (c.h_sample) cudaFreeHost(c.h_sample);
         c.h_sample = nullptr;
-        LLM8_CUDA_CHECK(cudaMallocHost(&c.h_sample, bytes));
-        c.h_sample_n = bytes;
-        c.d_sample.resize(bytes);
+        c.h_sample_n = 0;
+        LLM8_CUDA_CHECK(cudaMallocHost(&c.h_sample, used));
+        c.h_sample_n = used;
+        c.d_sample.resize(used);
+    }
+    const int64_t V = c.dm->hp.n_vocab;
+    const size_t ws_need = llm8_sample_cuda_workspace_size(n, int32_t(V));
+    if (c.sample_ws.size() < ws_need || c.sample_out.size() < size_t(2 * n)) {
+        // The workspace starts zeroed (the sampler leaves it so); the stream may still use the
+        // old one.
+        LLM8_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+        c.sample_ws.resize(ws_need);
+        LLM8_CUDA_CHECK(cudaMemset(c.sample_ws.get(), 0, c.sample_ws.size()));
+        c.sample_out.resize(size_t(2 * n));
     }
     uint8_t* h = c.h_sample;
-    std::memcpy(h, &p, sizeof(p));
-    const size_t pen_off = (sizeof(p) + 15) / 16 * 16;
-    const size_t bt_off = pen_off + 4 * n_pen;
-    const size_t bv_off = bt_off + 4 * n_bias;
-    if (n_pen) std::memcpy(h + pen_off, req.penalty_window.data(), 4 * n_pen);
-    if (n_bias) {
-        std::memcpy(h + bt_off, req.bias_tokens.data(), 4 * n_bias);
-        std::memcpy(h + bv_off, req.bias_values.data(), 4 * n_bias);
+    size_t pen = 0, bias = 0;
+    for (int i = 0; i < n; ++i) {
+        const SampleRequest& r = reqs[size_t(i)];
+        llm8_sampling_row_params p = r.params;
+        p.penalty_begin = int32_t(pen);
+        p.penalty_count = int32_t(r.penalty_window.size());
+        p.bias_begin = int32_t(bias);
+        p.bias_count = int32_t(r.bias_tokens.size());
+        p.flags = 0;
+        std::memcpy(h + size_t(i) * sizeof(p), &p, sizeof(p));
+        if (!r.penalty_window.empty())
+            std::memcpy(h + pen_off + 4 * pen, r.penalty_window.data(),
+                        4 * r.penalty_window.size());
+        if (!r.bias_tokens.empty()) {
+            std::memcpy(h + bt_off + 4 * bias, r.bias_tokens.data(), 4 * r.bias_tokens.size());
+            std::memcpy(h + bv_off + 4 * bias, r.bias_values.data(), 4 * r.bias_values.size());
+        }
+        pen += r.penalty_window.size();
+        bias += r.bias_tokens.size();
     }
-    const size_t used = bv_off + 4 * n_bias;
     LLM8_CUDA_CHECK(cudaMemcpyAsync(c.d_sample.get(), h, used, cudaMemcpyHostToDevice, c.stream));
     uint8_t* d = c.d_sample.get();
-    const int64_t V = c.dm->hp.n_vocab;
     llm8_sampling_args a{};
-    a.logits = c.logits.get() + int64_t(row) * V;
-    a.batch = 1;
+    a.logits = c.logits.get() + int64_t(row0) * V;
+    a.batch = n;
     a.vocab = int32_t(V);
     a.ld = V;
     a.params = reinterpret_cast<llm8_sampling_row_params*>(d);
@@ -511,16 +537,17 @@ int32_t sample(DeviceContext& c, int row, const SampleRequest& req, int32_t* sta
     a.bias_tokens = n_bias ? reinterpret_cast<const int32_t*>(d + bt_off) : nullptr;
     a.bias_values = n_bias ? reinterpret_cast<const float*>(d + bv_off) : nullptr;
     a.out_tokens = c.sample_out.get();
-    a.out_status = c.sample_out.get() + 1;
+    a.out_status = c.sample_out.get() + n;
     const int rc = llm8_sample_cuda(&a, c.sample_ws.get(), c.sample_ws.size(),
                                     reinterpret_cast<llm8_cuda_stream>(c.stream));
     if (rc != LLM8_SAMPLING_OK)
         fail(ErrorKind::runtime, std::string("GPU sampler: ") + llm8_sample_cuda_error_string(rc));
-    LLM8_CUDA_CHECK(cudaMemcpyAsync(c.h_meta, c.sample_out.get(), 2 * sizeof(int32_t),
+    // h_meta holds 6 * (n_batch + 1) ints at least, and n <= n_batch.
+    LLM8_CUDA_CHECK(cudaMemcpyAsync(c.h_meta, c.sample_out.get(), size_t(2 * n) * sizeof(int32_t),
                                     cudaMemcpyDeviceToHost, c.stream));
     LLM8_CUDA_CHECK(cudaStreamSynchronize(c.stream));
-    if (status) *status = c.h_meta[1];
-    return c.h_meta[0];
+    std::memcpy(tokens, c.h_meta, size_t(n) * sizeof(int32_t));
+    std::memcpy(status, c.h_meta + n, size_t(n) * sizeof(int32_t));
 }
 
 }  // namespace cuda

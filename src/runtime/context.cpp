@@ -170,6 +170,28 @@ void Context::decode(const Batch& batch) {
     run(batch, true);
 }
 
+namespace {
+
+// A sampler's state as one row of the GPU sampler.
+cuda::SampleRequest gpu_request(const Sampler& sampler) {
+    const SamplerParams& p = sampler.params();
+    cuda::SampleRequest req;
+    req.params = gpu_row_params(p, sampler.draws());
+    req.penalty_window = sampler.penalty_window();
+    for (const auto& kv : p.logit_bias) {
+        req.bias_tokens.push_back(kv.first);
+        req.bias_values.push_back(kv.second);
+    }
+    return req;
+}
+
+std::string gpu_status_text(int32_t status) {
+    return status == 1 ? "sampler: every logit is NaN or -inf"
+                       : "sampler: bad parameters (GPU status " + std::to_string(status) + ")";
+}
+
+}  // namespace
+
 int32_t Context::decode_sample(const Batch& batch, Sampler& sampler) {
     State& st = *st_;
     if (batch.size() == 0 || batch.logits.size() != batch.size() || !batch.logits.back())
@@ -182,25 +204,57 @@ int32_t Context::decode_sample(const Batch& batch, Sampler& sampler) {
         if (batch.logits[i])
             fail(ErrorKind::invalid_arg, "decode_sample: only the last row may have logits set");
     run(batch, false);
-    const SamplerParams& p = sampler.params();
-    cuda::SampleRequest req;
-    req.params = gpu_row_params(p, sampler.draws());
-    req.penalty_window = sampler.penalty_window();
-    for (const auto& kv : p.logit_bias) {
-        req.bias_tokens.push_back(kv.first);
-        req.bias_values.push_back(kv.second);
-    }
-    int32_t status = 0;
-    const int row = st.row_of.back();
-    const int32_t tok = cuda::sample(*st.gpu, row, req, &status);
+    int32_t tok = -1, status = 0;
+    cuda::sample(*st.gpu, st.row_of.back(), {gpu_request(sampler)}, &tok, &status);
     st.logits.clear();
     std::fill(st.row_of.begin(), st.row_of.end(), -1);  // the logits stayed on the device
-    if (tok < 0 || status != 0)
-        fail(ErrorKind::runtime,
-             status == 1 ? "sampler: every logit is NaN or -inf"
-                         : "sampler: bad parameters (GPU status " + std::to_string(status) + ")");
+    if (tok < 0 || status != 0) fail(ErrorKind::runtime, gpu_status_text(status));
     sampler.count_external_draw();
     return tok;
+}
+
+std::vector<int32_t> Context::decode_sample_rows(const Batch& batch,
+                                                 const std::vector<Sampler*>& samplers) {
+    State& st = *st_;
+    size_t rows = 0;
+    for (size_t i = 0; i < batch.logits.size(); ++i) rows += batch.logits[i] ? 1 : 0;
+    if (batch.logits.size() != batch.size() || rows == 0 || samplers.size() != rows)
+        fail(ErrorKind::invalid_arg,
+             "decode_sample_rows: one sampler for each row with logits set (" +
+                 std::to_string(rows) + " rows, " + std::to_string(samplers.size()) + " samplers)");
+    for (const Sampler* s : samplers)
+        if (!s) fail(ErrorKind::invalid_arg, "decode_sample_rows: a null sampler");
+    std::vector<int32_t> tokens(rows, -1);
+    if (!st.gpu) {
+        run(batch, true);
+        for (size_t j = 0; j < rows; ++j) {
+            try {
+                tokens[j] = samplers[j]->sample(st.logits.data() + j * size_t(model_->n_vocab()));
+            } catch (const Error& e) {
+                if (e.kind() != ErrorKind::runtime) throw;
+                tokens[j] = -1;  // no candidate: this row only
+            }
+        }
+        return tokens;
+    }
+    run(batch, false);
+    std::vector<cuda::SampleRequest> reqs;
+    reqs.reserve(rows);
+    for (const Sampler* s : samplers) reqs.push_back(gpu_request(*s));
+    std::vector<int32_t> status(rows, 0);
+    // The logits rows are the batch rows with logits set, in order: 0 .. rows - 1.
+    cuda::sample(*st.gpu, 0, reqs, tokens.data(), status.data());
+    st.logits.clear();
+    std::fill(st.row_of.begin(), st.row_of.end(), -1);  // the logits stayed on the device
+    for (size_t j = 0; j < rows; ++j) {
+        if (status[j] == 2) fail(ErrorKind::invalid_arg, gpu_status_text(status[j]));
+        if (status[j] != 0) {
+            tokens[j] = -1;  // no candidate: this row only (no draw, as on the CPU)
+            continue;
+        }
+        samplers[j]->count_external_draw();
+    }
+    return tokens;
 }
 
 void Context::run(const Batch& b, bool host_logits) {

@@ -57,7 +57,7 @@ void copy_blocks(DeviceContext&, const std::vector<std::pair<int32_t, int32_t>>&
 void forward(DeviceContext&, const ForwardBatch&, float*) {
     fail(ErrorKind::unsupported, "llm8 was built without CUDA");
 }
-int32_t sample(DeviceContext&, int, const SampleRequest&, int32_t*) {
+void sample(DeviceContext&, int, const std::vector<SampleRequest>&, int32_t*, int32_t*) {
     fail(ErrorKind::unsupported, "llm8 was built without CUDA");
 }
 

@@ -290,7 +290,7 @@ int main(int argc, char** argv) {
                           "llm8-server: an OpenAI-compatible HTTP server with continuous batching");
     CLI::App& app = args.app();
     std::string model_path, host = "127.0.0.1", api_key, alias, chat_template;
-    int port = 8080, n_parallel = 4, n_ctx = 0, n_batch = 512, n_ubatch = 512, n_threads = 0;
+    int port = 8080, n_parallel = 4, n_ctx = 0, n_batch = 2048, n_ubatch = 512, n_threads = 0;
     int n_gpu_layers = -1, n_predict = -1, timeout = 60, threads_http = -1, queue_max = 64;
     int64_t seed = -1, max_body = 8 << 20;
     bool no_prefix_cache = false, metrics_flag = false, cont_batching = true;
@@ -303,7 +303,8 @@ int main(int argc, char** argv) {
     auto* ctx_opt = args.add_int("-c,--ctx-size", n_ctx, 0, kMaxCtx,
                                  "context per sequence (default 4096 capped at the model's; 0: "
                                  "the model's); the KV cache holds -np times this");
-    args.add_int("-b,--batch-size", n_batch, 1, kMaxCtx, "prompt tokens per step, all sequences");
+    args.add_int("-b,--batch-size", n_batch, 1, kMaxCtx,
+                 "prompt tokens per step, all sequences (2048, as llama-server)");
     args.add_int("--ubatch-size", n_ubatch, 1, kMaxCtx,
                  "-ub: prompt tokens per step of one sequence");
     args.add_int("-t,--threads", n_threads, 0, 1 << 20, "CPU threads (0: all)");

@@ -334,9 +334,17 @@ void Scheduler::make_room(int blocks_needed) {
 void Scheduler::on_logits(Seq& s, const float* logits) {
     const GenRequest& r = s.job->request();
     const int32_t tok = s.sampler->sample(logits);
+    on_token(s, tok,
+             r.logprobs
+                 ? std::make_unique<TokenLogprob>(logprobs_of(*model_, logits, tok, r.top_logprobs))
+                 : nullptr);
+}
+
+void Scheduler::on_token(Seq& s, int32_t tok, std::unique_ptr<TokenLogprob> lp) {
+    const GenRequest& r = s.job->request();
     ChoiceText c;
     c.index = s.choice;
-    if (r.logprobs) c.logprobs.push_back(logprobs_of(*model_, logits, tok, r.top_logprobs));
+    if (lp) c.logprobs.push_back(std::move(*lp));
     ++s.n_gen;
     {
         std::lock_guard<std::mutex> lk(mu_);
@@ -454,9 +462,22 @@ void Scheduler::step() {
     }
     if (!dec_seqs.empty()) {
         make_room(blocks);
+        // Every row samples where the logits are (on a GPU model: one launch on the device,
+        // only token ids come back), unless a request wants logprobs, which are taken from the
+        // logits on the host.
+        bool host = false;
+        std::vector<llm8::Sampler*> samplers;
+        for (Seq* s : dec_seqs) {
+            host = host || s->job->request().logprobs;
+            samplers.push_back(s->sampler.get());
+        }
         bool ran = false;
+        std::vector<int32_t> toks;
         try {
-            ctx_->decode(dec);
+            if (host)
+                ctx_->decode(dec);
+            else
+                toks = ctx_->decode_sample_rows(dec, samplers);
             ran = true;
         } catch (const std::exception& e) {
             for (Seq* s : dec_seqs)
@@ -466,7 +487,17 @@ void Scheduler::step() {
             Seq& s = *dec_seqs[i];
             s.pending = -1;
             ++s.n_past;
-            sample(s, ctx_->logits(int(i)));
+            if (host) {
+                sample(s, ctx_->logits(int(i)));
+            } else if (toks[i] < 0) {
+                fail_job(s.job, 500, "sampling failed: sampler: every logit is NaN or -inf");
+            } else {
+                try {
+                    on_token(s, toks[i], nullptr);
+                } catch (const std::exception& e) {
+                    if (!s.done) fail_job(s.job, 500, std::string("sampling failed: ") + e.what());
+                }
+            }
         }
         step_tokens += int(dec.size());
         step_seqs += int(dec_seqs.size());

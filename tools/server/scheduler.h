@@ -6,7 +6,10 @@
 // (3) runs one forward pass with the next token of every generating sequence, then (4) one
 // with prompt chunks of at most n_ubatch tokens per sequence (n_batch in all), so a long
 // prompt never stalls the streams for more than a chunk. Every sequence samples with its own
-// llm8::Sampler (its request's parameters and seed).
+// llm8::Sampler (its request's parameters and seed); the decode pass samples all its rows
+// where the logits are (Context::decode_sample_rows: on a GPU model one launch of the GPU
+// sampler, and only token ids cross to the host), except in steps where a request wants
+// logprobs, whose logits come to the host.
 //
 // Decode and prefill run as separate passes so that a decoding sequence's logits do not depend
 // on what else is in the step: on the CPU a decode pass of up to 8 sequences computes each
@@ -74,7 +77,7 @@ private:
 struct SchedulerParams {
     int n_parallel = 4;  // sequences generating at once (-np)
     int n_ctx_seq = 0;   // tokens per sequence (-c); 0: the model's training context
-    int n_batch = 512;   // prompt tokens per step, all sequences together (-b)
+    int n_batch = 2048;  // prompt tokens per step, all sequences together (-b)
     int n_ubatch = 512;  // prompt tokens per step of one sequence (-ub)
     int n_threads = 0;
     int queue_max = 64;  // queued requests beyond which submit() refuses (503)
@@ -111,6 +114,8 @@ private:
     int free_seq_id();
     void evict_oldest_cached();
     void on_logits(Seq& s, const float* logits);
+    // The sequence's next token (and its logprobs when the request asked for them).
+    void on_token(Seq& s, int32_t tok, std::unique_ptr<TokenLogprob> lp);
     void sample(Seq& s, const float* logits);
     void seq_ended(const Job* job, int n_gen, bool dropped);
     void fail_job(const std::shared_ptr<Job>& job, int status, const std::string& msg);
