@@ -319,7 +319,8 @@ void bad_batches(const std::shared_ptr<const llm8::Model>& m) {
 // penalties; ...). On the CPU the tokens are the same code's and must be equal; on the GPU the
 // device sampler draws from the CPU chain's distribution (rounding can move a draw across a
 // CDF step), so greedy rows must agree and the others at >= 90% of the draws. Every sampler
-// counts the same draws either way; wrong sampler counts are errors.
+// counts the same draws either way; wrong sampler counts are errors, and so (GPU) are rows with
+// logits outside the batch's last step of n_batch tokens.
 void sample_rows_like_host(const std::shared_ptr<const llm8::Model>& model, bool exact) {
     const int n = 8, steps = 12;
     llm8::Context a(model, {512, n, 64, 0}), b(model, {512, n, 64, 0});
@@ -392,6 +393,15 @@ void sample_rows_like_host(const std::shared_ptr<const llm8::Model>& model, bool
     with_null[3] = nullptr;
     EXPECT_THROW(b.decode_sample_rows(d, with_null), llm8::Error);
     EXPECT_EQ(b.seq_len(0), a.seq_len(0));  // nothing ran
+    if (!exact) {
+        // The device keeps the last step's logits only: rows with logits before the batch's
+        // last n_batch tokens are refused before anything runs.
+        llm8::Context c(model, {512, n, 4, 0});
+        llm8::Batch p;
+        for (int j = 0; j < n; ++j) p.add(1, 0, j, true);
+        EXPECT_THROW(c.decode_sample_rows(p, rows), llm8::Error);
+        EXPECT_EQ(c.seq_len(0), 0);
+    }
 }
 
 std::shared_ptr<const llm8::Model> gpu_model() {

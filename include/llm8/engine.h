@@ -227,7 +227,8 @@ public:
     // device and only the token ids come back (logits() has nothing afterwards); on the CPU
     // each sampler runs on its row. A row whose logits are all NaN or -inf gets -1 (that
     // sampler draws nothing); the other rows are unaffected. A row's token depends only on its
-    // logits and its sampler, not on the other rows.
+    // logits and its sampler, not on the other rows. On a GPU model the rows with logits must
+    // be among the batch's last n_batch tokens (ContextParams::n_batch).
     std::vector<int32_t> decode_sample_rows(const Batch& batch,
                                             const std::vector<Sampler*>& samplers);
 

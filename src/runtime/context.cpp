@@ -237,6 +237,14 @@ std::vector<int32_t> Context::decode_sample_rows(const Batch& batch,
         }
         return tokens;
     }
+    // The device keeps the logits of the batch's last step of n_batch tokens only.
+    const size_t last_step = (batch.size() - 1) / size_t(st.params.n_batch) * st.params.n_batch;
+    for (size_t i = 0; i < last_step; ++i)
+        if (batch.logits[i])
+            fail(ErrorKind::invalid_arg,
+                 "decode_sample_rows: on a GPU model the rows with logits must be among the "
+                 "batch's last n_batch tokens (" +
+                     std::to_string(st.params.n_batch) + ")");
     run(batch, false);
     std::vector<cuda::SampleRequest> reqs;
     reqs.reserve(rows);
@@ -246,8 +254,9 @@ std::vector<int32_t> Context::decode_sample_rows(const Batch& batch,
     cuda::sample(*st.gpu, 0, reqs, tokens.data(), status.data());
     st.logits.clear();
     std::fill(st.row_of.begin(), st.row_of.end(), -1);  // the logits stayed on the device
-    for (size_t j = 0; j < rows; ++j) {
+    for (size_t j = 0; j < rows; ++j)
         if (status[j] == 2) fail(ErrorKind::invalid_arg, gpu_status_text(status[j]));
+    for (size_t j = 0; j < rows; ++j) {
         if (status[j] != 0) {
             tokens[j] = -1;  // no candidate: this row only (no draw, as on the CPU)
             continue;
