@@ -334,13 +334,12 @@ void Scheduler::make_room(int blocks_needed) {
 void Scheduler::on_logits(Seq& s, const float* logits) {
     const GenRequest& r = s.job->request();
     const int32_t tok = s.sampler->sample(logits);
-    on_token(s, tok,
-             r.logprobs
-                 ? std::make_unique<TokenLogprob>(logprobs_of(*model_, logits, tok, r.top_logprobs))
-                 : nullptr);
+    std::optional<TokenLogprob> lp;
+    if (r.logprobs) lp = logprobs_of(*model_, logits, tok, r.top_logprobs);
+    on_token(s, tok, std::move(lp));
 }
 
-void Scheduler::on_token(Seq& s, int32_t tok, std::unique_ptr<TokenLogprob> lp) {
+void Scheduler::on_token(Seq& s, int32_t tok, std::optional<TokenLogprob> lp) {
     const GenRequest& r = s.job->request();
     ChoiceText c;
     c.index = s.choice;
@@ -493,7 +492,7 @@ void Scheduler::step() {
                 fail_job(s.job, 500, "sampling failed: sampler: every logit is NaN or -inf");
             } else {
                 try {
-                    on_token(s, toks[i], nullptr);
+                    on_token(s, toks[i], std::nullopt);
                 } catch (const std::exception& e) {
                     if (!s.done) fail_job(s.job, 500, std::string("sampling failed: ") + e.what());
                 }

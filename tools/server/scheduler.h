@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -115,7 +116,7 @@ private:
     void evict_oldest_cached();
     void on_logits(Seq& s, const float* logits);
     // The sequence's next token (and its logprobs when the request asked for them).
-    void on_token(Seq& s, int32_t tok, std::unique_ptr<TokenLogprob> lp);
+    void on_token(Seq& s, int32_t tok, std::optional<TokenLogprob> lp);
     void sample(Seq& s, const float* logits);
     void seq_ended(const Job* job, int n_gen, bool dropped);
     void fail_job(const std::shared_ptr<Job>& job, int status, const std::string& msg);
