@@ -34,6 +34,8 @@ const Switch kSwitches[] = {
      &Tuning::sampling_fallback_c},
     {"LLM8_SAMPLING_FINISH", "sampler: finish mode 0 default, 1 warp, 2 rank", nullptr,
      &Tuning::sampling_finish},
+    {"LLM8_SAMPLING_ALONE", "sampler: one cluster-kernel block per SM (synccheck runs)",
+     &Tuning::sampling_alone, nullptr},
 };
 
 Tuning parse() {

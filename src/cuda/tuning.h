@@ -13,7 +13,13 @@
 //   LLM8_GRAPH=0          no CUDA graphs for decode steps
 //   LLM8_PROFILE=1        time every op kind with CUDA events (graphs off), print at exit
 //   LLM8_SAMPLING_*       the GPU sampler's switches (sampling_api.cu: FUSED, TOPK, SPLIT, PDL,
-//                         FALLBACK_C, FINISH)
+//                         FALLBACK_C, FINISH, ALONE)
+//   LLM8_SAMPLING_ALONE=1 for compute-sanitizer's synccheck only: the cluster kernel asks for
+//                         all of an SM's shared memory, so one of its blocks runs per SM (same
+//                         code, same tokens). synccheck reports false "divergent thread"
+//                         barrier errors in cluster launches whose blocks share an SM, even in
+//                         a kernel without a branch (scripts/synccheck-cluster-probe.cu,
+//                         docs/hardening.md); scripts/gpu-sanitize.sh sets it for synccheck.
 #pragma once
 
 namespace llm8 {
@@ -34,6 +40,7 @@ struct Tuning {
     bool sampling_pdl = true;
     int sampling_fallback_c = 0;
     int sampling_finish = 0;  // 0 default, 1 warp, 2 rank
+    bool sampling_alone = false;
 };
 
 const Tuning& tuning();

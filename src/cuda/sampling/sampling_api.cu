@@ -37,6 +37,7 @@ thread_local std::string g_last_error;
 bool g_topk_off = false;
 int g_fallback_c = 0;
 bool g_pdl = true;
+bool g_alone = false;  // one cluster-kernel block per SM (LLM8_SAMPLING_ALONE)
 
 int fail_cuda(cudaError_t e, const char* what) {
     g_last_error = std::string(what) + ": " + cudaGetErrorString(e);
@@ -71,6 +72,7 @@ int prepare_locked(int dev) {
     if (!t.sampling_topk) g_topk_off = true;
     if (t.sampling_split > 0) llm8::cuda_sampling::set_topk_split(t.sampling_split);
     if (!t.sampling_pdl) g_pdl = false;
+    if (t.sampling_alone) g_alone = true;
     if (t.sampling_fallback_c > 0) g_fallback_c = t.sampling_fallback_c;
     if (t.sampling_finish > 0) llm8::cuda_sampling::set_finish_mode(t.sampling_finish);
     d.prepared = true;
@@ -204,7 +206,10 @@ extern "C" int llm8_sample_cuda(const llm8_sampling_args* args, void* workspace,
             return LLM8_SAMPLING_EINVAL;
         }
     }
-    const ClusterConfig cfg = llm8::cuda_sampling::cluster_config(a.vocab, cluster);
+    ClusterConfig cfg = llm8::cuda_sampling::cluster_config(a.vocab, cluster);
+    if (g_alone)  // LLM8_SAMPLING_ALONE (synccheck runs): all of a block's shared memory
+        cfg.dyn_smem = std::max(cfg.dyn_smem, size_t(g_dev[dev].smem_optin) -
+                                                  llm8::cuda_sampling::static_smem_bytes());
     if (cfg.dyn_smem + llm8::cuda_sampling::static_smem_bytes() > size_t(g_dev[dev].smem_optin)) {
         g_last_error = "llm8_sample_cuda: cluster_size " + std::to_string(cluster) +
                        " leaves too large a slice for shared memory";
