@@ -28,7 +28,12 @@
 // against 53-103% one-shot; tg128 F16 156 t/s against 225), and splitting long rows over 2-4
 // warps of the one-shot kernel (Q4_0 down 4096 x 11008: 55% against 64%; tg128 Q4_0 542 t/s
 // against 568); one-shot for Q8_0/F16 launches of >= 8192 rows (alone faster, F16 gate+up 93%
-// of the copy rate against 83%; in the model slower, tg128 F16 218.6 against 225.3).
+// of the copy rate against 83%; in the model slower, tg128 F16 218.6 against 225.3). Session
+// 11 (same-run A/B, tg128 7B): SwiGLU's int8 output quantized in the gate/up epilogue (each
+// element counted into its 32-row unit after a fence, the last warp of a unit quantizing it)
+// instead of decode_act's launch before W_down, together with the attention's own split merge:
+// Q4_0 488 against 531 t/s, Q8_0 301 against 338 (the fences cost ~6 us per layer, the launch
+// they replace ~0.7 us behind PDL).
 #include <algorithm>
 #include <cstdlib>
 #include <type_traits>

@@ -30,7 +30,10 @@
 // (4,043 GB/s; the CUDA-core kernel it replaced, one lane per key with float Q and P: 1.405
 // ms), INT8 cache 0.343 ms; 1 x 32768 0.056 ms, INT8 0.044 ms. 2026-12-03: INT8 in 32-key
 // chunks 0.305 ms (16-key chunks in 5 stages: 0.343); 2 stages per warp (3 blocks per SM) or 4
-// (1 block) measured slower for both caches.
+// (1 block) measured slower for both caches. Session 11: the last split block of each KV head
+// merging the partials itself (an atomic count after a fence) instead of the combine launch
+// cost 2.3 us more per layer (llama-2-7B tg128, with the SwiGLU fold of gemv_decode.cu: 8-11%
+// slower in all); dropped.
 #include <algorithm>
 #include <cstdint>
 
