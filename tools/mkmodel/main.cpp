@@ -8,8 +8,8 @@
 // qwen3-30b-a3b (128 experts, 8 used, Q/K norms), mixtral-8x7b (llama with 8 experts, 2 used),
 // deepseek-v2-lite (latent attention, 64 experts + 2 shared, one dense layer first, YaRN x40,
 // the newer split attn_k_b / attn_v_b layout); tiny, tiny-qwen3moe, tiny-mixtral,
-// tiny-deepseek2 for tests. Weights are N(0, 1/fan_in) so activations stay in a realistic range;
-// norms are 1.
+// tiny-deepseek2 (and tiny-deepseek2-q, with a low-rank Q) for tests. Weights are
+// N(0, 1/fan_in) so activations stay in a realistic range; norms are 1.
 #include <CLI/CLI.hpp>
 #include <omp.h>
 
@@ -100,6 +100,11 @@ std::vector<Preset> presets() {
     d->yarn_factor = 4.0f;
     d->yarn_orig_ctx = 512;
     d->yarn_log_mul = 0.0707f;
+    // The same with Q through its own low-rank projection (attn_q_a / attn_q_b, as
+    // DeepSeek-V2, V2.5 and V3 have; V2-Lite has none).
+    v.push_back(v.back());
+    v.back().name = "tiny-deepseek2-q";
+    v.back().q_lora = 128;
     return v;
 }
 
@@ -144,7 +149,8 @@ int main(int argc, char** argv) {
     bool pure = false;
     app.add_option("--preset", preset,
                    "llama2-7b, llama3-8b, qwen2.5-7b, qwen3-30b-a3b, mixtral-8x7b, "
-                   "deepseek-v2-lite, tiny, tiny-qwen3moe, tiny-mixtral, tiny-deepseek2");
+                   "deepseek-v2-lite, tiny, tiny-qwen3moe, tiny-mixtral, tiny-deepseek2, "
+                   "tiny-deepseek2-q");
     app.add_option("--type", type, std::string("weight type: ") + llm8::quant_target_names());
     app.add_flag("--pure", pure, "no mix: every matrix gets the --type's base type");
     app.add_option(
@@ -197,10 +203,14 @@ int main(int argc, char** argv) {
         w.set(a + ".block_count", GgufValue::make_u32(uint32_t(L)));
         w.set(a + ".feed_forward_length", GgufValue::make_u32(uint32_t(p->n_ff)));
         w.set(a + ".attention.head_count", GgufValue::make_u32(uint32_t(p->n_head)));
-        w.set(a + ".attention.head_count_kv", GgufValue::make_u32(uint32_t(p->n_head_kv)));
+        const bool mla = p->kv_lora > 0;
+        // Latent attention: one KV head (the latent shared by every query head), as llama.cpp's
+        // converter writes deepseek2 files ("MLA converts into MQA"); its loader sizes the
+        // cache by it.
+        w.set(a + ".attention.head_count_kv",
+              GgufValue::make_u32(uint32_t(mla ? 1 : p->n_head_kv)));
         w.set(a + ".rope.freq_base", GgufValue::make_f32(p->rope_base));
         w.set(a + ".attention.layer_norm_rms_epsilon", GgufValue::make_f32(1e-5f));
-        const bool mla = p->kv_lora > 0;
         const int64_t hd = p->head_dim > 0 ? p->head_dim : p->n_embd / p->n_head;
         if (p->head_dim > 0) w.set(a + ".attention.key_length", GgufValue::make_u32(uint32_t(hd)));
         if (p->n_expert > 0) {
@@ -241,7 +251,7 @@ int main(int argc, char** argv) {
         w.set("general.file_type", GgufValue::make_u32(llm8::quant_target_ftype(qt)));
         llm8::MixModelInfo info;
         info.n_layer = L;
-        info.n_gqa = p->n_head / p->n_head_kv;
+        info.n_gqa = p->n_head / (mla ? 1 : p->n_head_kv);  // as the file's head counts say
         // Each matrix's type: the mix's choice, then llama.cpp's fallback for rows that do not
         // fill its blocks (tiny: 256 and 512 fill every block).
         auto type_of = [&](const std::string& name, int64_t ne0) {
