@@ -38,8 +38,7 @@ for model in ${MODELS:-tiny-mixtral tiny-qwen3moe tiny-deepseek2-q tiny-deepseek
         *deepseek*) vocab=$V/ggml-vocab-deepseek-llm.gguf bos=100000 ;;
         *) vocab=$V/ggml-vocab-llama-spm.gguf bos=1 ;;
     esac
-    name=$preset${model#$preset}
-    name=${name/:/-L}
+    name=${model/:/-L}
     f=$W/$name.gguf
     "$BUILD/tools/mkmodel/llm8-mkmodel" --preset "$preset" --type "${TYPE:-f32}" --vocab "$vocab" \
         --layers "$layers" -o "$f" --log-disable

@@ -102,7 +102,8 @@ std::vector<Preset> presets() {
     d->yarn_log_mul = 0.0707f;
     // The same with Q through its own low-rank projection (attn_q_a / attn_q_b, as
     // DeepSeek-V2, V2.5 and V3 have; V2-Lite has none).
-    v.push_back(v.back());
+    const Preset lite = v.back();
+    v.push_back(lite);
     v.back().name = "tiny-deepseek2-q";
     v.back().q_lora = 128;
     return v;
