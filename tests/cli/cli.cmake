@@ -218,7 +218,7 @@ llm8_cli_test(mkmodel_mix EXPECT ok REQUIRE ${DATA}/vocab/ggml-vocab-llama-spm.g
         --vocab ${DATA}/vocab/ggml-vocab-llama-spm.gguf -o ${CMAKE_BINARY_DIR}/tiny-q2k.gguf)
 # The MoE / MLA presets: made by llm8-mkmodel, run by llm8-cli on the CPU (random weights: the
 # text is noise; tests/test_model.cpp checks the numbers).
-foreach(arch qwen3moe mixtral deepseek2 deepseek2-q)
+foreach(arch qwen3moe mixtral deepseek2 deepseek2-q deepseek3)
     llm8_cli_test(mkmodel_tiny_${arch} EXPECT ok REQUIRE ${DATA}/vocab/ggml-vocab-llama-spm.gguf
         REGEX "writing .*tiny-${arch}, 2 layers"
         CMD $<TARGET_FILE:llm8-mkmodel> --preset tiny-${arch} --type q8_0

@@ -7,8 +7,10 @@
 // qwen2.5-7b (GQA 28/4, QKV bias, vocab 151936 padded from the Qwen3 vocab); mixture of experts:
 // qwen3-30b-a3b (128 experts, 8 used, Q/K norms), mixtral-8x7b (llama with 8 experts, 2 used),
 // deepseek-v2-lite (latent attention, 64 experts + 2 shared, one dense layer first, YaRN x40,
-// the newer split attn_k_b / attn_v_b layout); tiny, tiny-qwen3moe, tiny-mixtral,
-// tiny-deepseek2 (and tiny-deepseek2-q, with a low-rank Q) for tests. Weights are
+// the newer split attn_k_b / attn_v_b layout), deepseek-v3 (low-rank Q, 256 experts in 8
+// groups with sigmoid routing and a selection bias; --layers for a scaled copy); tiny,
+// tiny-qwen3moe, tiny-mixtral, tiny-deepseek2 (tiny-deepseek2-q with a low-rank Q,
+// tiny-deepseek3 with V3's routing) for tests. Weights are
 // N(0, 1/fan_in) so activations stay in a realistic range; norms are 1.
 #include <CLI/CLI.hpp>
 #include <omp.h>
@@ -36,6 +38,10 @@ struct Preset {
     // Mixture of experts (n_expert 0: dense)
     int n_expert = 0, n_expert_used = 0, n_ff_exp = 0, n_shared = 0, n_dense_lead = 0;
     float weights_scale = 0;  // 0: no key
+    // DeepSeek-V3 routing: sigmoid scores (expert_gating_func 2), group-limited top-k, a
+    // selection bias per expert (exp_probs_b), the chosen weights renormalized.
+    bool v3_routing = false;
+    int n_groups = 0, n_groups_used = 0;
     // Latent attention (deepseek2)
     int q_lora = 0, kv_lora = 0, rope_dim = 0, nope = 0, v_head = 0;
     float yarn_factor = 0;
@@ -106,6 +112,38 @@ std::vector<Preset> presets() {
     v.push_back(lite);
     v.back().name = "tiny-deepseek2-q";
     v.back().q_lora = 128;
+    // DeepSeek-V3 / R1 (671B: use --layers for a scaled copy): 256 routed experts in 8 groups
+    // (4 used), 8 per token, sigmoid routing with a selection bias, 3 dense layers first.
+    v.push_back(
+        {"deepseek-v3", "deepseek2", 7168, 61, 128, 128, 18432, 129280, 163840, 10000.0f});
+    d = &v.back();
+    d->n_expert = 256;
+    d->n_expert_used = 8;
+    d->n_ff_exp = 2048;
+    d->n_shared = 1;
+    d->n_dense_lead = 3;
+    d->weights_scale = 2.5f;
+    d->v3_routing = true;
+    d->n_groups = 8;
+    d->n_groups_used = 4;
+    d->q_lora = 1536;
+    d->kv_lora = 512;
+    d->rope_dim = 64;
+    d->nope = 128;
+    d->v_head = 128;
+    d->yarn_factor = 40.0f;
+    d->yarn_orig_ctx = 4096;
+    d->yarn_log_mul = 0.1f;
+    v.push_back(lite);
+    v.back().name = "tiny-deepseek3";
+    d = &v.back();
+    d->q_lora = 128;
+    d->n_expert = 16;
+    d->n_expert_used = 4;
+    d->weights_scale = 2.5f;
+    d->v3_routing = true;
+    d->n_groups = 4;
+    d->n_groups_used = 2;
     return v;
 }
 
@@ -150,8 +188,8 @@ int main(int argc, char** argv) {
     bool pure = false;
     app.add_option("--preset", preset,
                    "llama2-7b, llama3-8b, qwen2.5-7b, qwen3-30b-a3b, mixtral-8x7b, "
-                   "deepseek-v2-lite, tiny, tiny-qwen3moe, tiny-mixtral, tiny-deepseek2, "
-                   "tiny-deepseek2-q");
+                   "deepseek-v2-lite, deepseek-v3, tiny, tiny-qwen3moe, tiny-mixtral, "
+                   "tiny-deepseek2, tiny-deepseek2-q, tiny-deepseek3");
     app.add_option("--type", type, std::string("weight type: ") + llm8::quant_target_names());
     app.add_flag("--pure", pure, "no mix: every matrix gets the --type's base type");
     app.add_option(
@@ -227,6 +265,13 @@ int main(int argc, char** argv) {
                       GgufValue::make_u32(uint32_t(p->n_dense_lead)));
             if (p->weights_scale > 0)
                 w.set(a + ".expert_weights_scale", GgufValue::make_f32(p->weights_scale));
+            if (p->v3_routing) {
+                w.set(a + ".expert_gating_func", GgufValue::make_u32(2));  // sigmoid
+                w.set(a + ".expert_weights_norm", GgufValue::make_bool(true));
+                w.set(a + ".expert_group_count", GgufValue::make_u32(uint32_t(p->n_groups)));
+                w.set(a + ".expert_group_used_count",
+                      GgufValue::make_u32(uint32_t(p->n_groups_used)));
+            }
         }
         if (mla) {  // the layout of files converted since llama.cpp's MLA support
             if (p->q_lora > 0)
@@ -347,6 +392,15 @@ int main(int argc, char** argv) {
                                       for (int64_t i = 0; i < E * X; ++i)
                                           f[i] = rng.normal() / std::sqrt(float(E));
                                   });
+                if (p->v3_routing) {  // the selection bias, F32 like the router
+                    const uint64_t bs = ++tensor_seed;
+                    w.add_tensor_lazy(b + "exp_probs_b.bias", llm8::GgmlType::F32, {X},
+                                      [=](uint8_t* dst) {
+                                          Rng rng(bs);
+                                          float* f = reinterpret_cast<float*>(dst);
+                                          for (int64_t i = 0; i < X; ++i) f[i] = 0.1f * rng.normal();
+                                      });
+                }
                 matrix(b + "ffn_gate_exps.weight", E, FX, X);
                 matrix(b + "ffn_up_exps.weight", E, FX, X);
                 matrix(b + "ffn_down_exps.weight", FX, E, X);
