@@ -8,8 +8,8 @@
 # LLAMA_BUILD: a CPU build of llama.cpp (libllama.so in bin/; the tree vendored in the
 # llama-cpp-python source distribution on PyPI, docs/benchmarks.md has the recipe). BUILD: an
 # llm8 build (default build). MODELS: llm8-mkmodel presets, PRESET:LAYERS to set the layer
-# count (default: Mixtral, Qwen3-MoE, DeepSeek with a low-rank Q as V2/V3, and the V2-Lite
-# form with 27 layers: llama.cpp takes a deepseek2 file without q_lora_rank only at 27 layers,
+# count (default: Mixtral, Qwen3-MoE, DeepSeek with a low-rank Q as V2, with V3's routing,
+# and the V2-Lite form with 27 layers: llama.cpp takes a deepseek2 file without q_lora_rank only at 27 layers,
 # V2-Lite's count). TYPE: weight type (default f32). N: tokens (default 128). The reference
 # runs with float32 K/V and no flash attention, as llm8's CPU backend computes.
 set -euo pipefail
@@ -29,7 +29,7 @@ g++ -O2 -std=c++17 -I"$LLAMA_CPP/include" -I"$LLAMA_CPP/ggml/include" scripts/lo
     -o "$W/logits-llamacpp" -L"$LLAMA_BUILD/bin" -lllama -lggml -lggml-base \
     -Wl,-rpath,"$(realpath "$LLAMA_BUILD/bin")"
 g++ -O2 -std=c++17 scripts/logits-compare.cpp -o "$W/logits-compare"
-for model in ${MODELS:-tiny-mixtral tiny-qwen3moe tiny-deepseek2-q tiny-deepseek2:27}; do
+for model in ${MODELS:-tiny-mixtral tiny-qwen3moe tiny-deepseek2-q tiny-deepseek3 tiny-deepseek2:27}; do
     preset=${model%%:*}
     layers=0
     [[ $model == *:* ]] && layers=${model##*:}
