@@ -112,6 +112,7 @@ std::vector<Preset> presets() {
     v.push_back(lite);
     v.back().name = "tiny-deepseek2-q";
     v.back().q_lora = 128;
+    const Preset with_q = v.back();
     // DeepSeek-V3 / R1 (671B: use --layers for a scaled copy): 256 routed experts in 8 groups
     // (4 used), 8 per token, sigmoid routing with a selection bias, 3 dense layers first.
     v.push_back(
@@ -134,10 +135,10 @@ std::vector<Preset> presets() {
     d->yarn_factor = 40.0f;
     d->yarn_orig_ctx = 4096;
     d->yarn_log_mul = 0.1f;
-    v.push_back(lite);
+    // tiny-deepseek2-q with V3's routing.
+    v.push_back(with_q);
     v.back().name = "tiny-deepseek3";
     d = &v.back();
-    d->q_lora = 128;
     d->n_expert = 16;
     d->n_expert_used = 4;
     d->weights_scale = 2.5f;
