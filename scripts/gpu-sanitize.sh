@@ -14,7 +14,8 @@
 # synccheck runs with LLM8_SAMPLING_ALONE=1 (one block of the sampler's cluster kernel per SM):
 # the tool reports false barrier errors when blocks of a cluster launch share an SM
 # (scripts/synccheck-cluster-probe.cu reproduces them in a kernel without a branch).
-# Problem sizes: test_sampling_cuda runs with LLM8_SAMPLING_TEST_QUICK=1 (one launch per
+# Problem sizes (LLM8_TEST_QUICK=1 also shrinks the slowest test_batch and test_model_cuda cases;
+# docs/hardening.md): test_sampling_cuda runs with LLM8_SAMPLING_TEST_QUICK=1 (one launch per
 # configuration, no frequency statistics; its full mode draws 10^6 tokens per case, which
 # racecheck did not finish in 5 minutes). The model cases that score 40 chunks of wiki.test
 # (PerplexityMatchesCpuTo4Digits, DecodeKernelsKeepTheNll...) run under memcheck only.
@@ -54,6 +55,20 @@ summary="$LOGS/summary.txt"
 export LLM8_SAMPLING_TEST_QUICK=1 LLM8_TEST_QUICK=1
 status=0
 t_start=$(date +%s)
+# racecheck reports hazards inside cuBLAS's Hopper kernels (nvjet_sm90_*) even when a lone
+# cublasGemmEx runs with nothing else on the device (scripts/racecheck-cublas-probe.cu: 32,667
+# on 30 shapes, H200, compute-sanitizer 2025.3.1); excluding those kernels from the tool
+# (--kernel-name-exclude kns=nvjet) made it fail with an internal error instead. So a racecheck
+# log whose every hazard names only nvjet kernels, and shows all its hazards, counts as clean
+# for llm8's kernels and says so.
+cublas_only() {
+    local shown displayed
+    shown=$(grep -cE "^========= (Error|Warning): " "$1")
+    displayed=$(grep -oE "RACECHECK SUMMARY: [0-9]+ hazards? displayed" "$1" | awk '{print $3}')
+    [[ -n $displayed && $shown -gt 0 && $shown == "$displayed" && $displayed -lt 1000000 ]] ||
+        return 1
+    ! grep -E "^=========     (Read|Write) Thread" "$1" | grep -vqE " at nvjet_sm90_[A-Za-z0-9_]+\+0x"
+}
 for bin in $BINARIES; do
     exe=build-gpu/tests/$bin
     [[ -x $exe ]] || { echo "missing $exe" | tee -a "$summary"; status=1; continue; }
@@ -74,8 +89,11 @@ for bin in $BINARIES; do
             extra=()
             case $tool in
                 memcheck) if [[ ${LEAK_CHECK:-0} == 1 ]]; then extra=(--leak-check full); fi ;;
-                racecheck) extra=(--racecheck-report all) ;;
+                # Every hazard is printed (no backtraces) so that the summary can tell those in
+                # cuBLAS's own kernels from llm8's (below).
+                racecheck) extra=(--racecheck-report all --show-backtrace no --print-limit 1000000) ;;
             esac
+            [[ $tool == racecheck ]] || extra+=(--print-limit 50)
             # This case provokes cudaErrorMemoryAllocation on purpose (and checks the message):
             # the API error it reports is the test's subject, not a finding.
             if [[ $c =~ OutOfGpuMemory ]]; then extra+=(--report-api-errors no); fi
@@ -87,7 +105,7 @@ for bin in $BINARIES; do
             if [[ $tool == synccheck ]]; then env=(LLM8_SAMPLING_ALONE=1); fi
             t0=$(date +%s)
             env "${env[@]}" timeout "${SAN_TIMEOUT:-300}" "$SAN" --tool "$tool" "${extra[@]}" \
-                --print-limit 50 --error-exitcode 99 "$exe" --gtest_filter="$c" > "$log" 2>&1
+                --error-exitcode 99 "$exe" --gtest_filter="$c" > "$log" 2>&1
             rc=$?
             dt=$(($(date +%s) - t0))
             errs=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$log" | tail -n 1)
@@ -96,6 +114,9 @@ for bin in $BINARIES; do
                 res="no CUDA work (a CPU test case; passed)"
             elif ((rc == 124)); then
                 res="TIMEOUT after ${dt} s"
+            elif ((rc == 99)) && [[ $tool == racecheck ]] && cublas_only "$log" &&
+                grep -q "\[  PASSED  \] 1 test" "$log"; then
+                res="clean outside cuBLAS in ${dt} s ($errs: every one in cuBLAS's nvjet kernels)"
             elif ((rc == 99)); then
                 res="ERRORS ($errs)"
                 status=1
