@@ -1,10 +1,13 @@
 // CPU operators: the fast versions against the plain references on awkward shapes (token
 // counts 1, 2, 3, 75; KV lengths up to 113; GQA 1, 4, 8), every weight type, fresh random
 // inputs, outputs poisoned with NaN before each run so an unwritten element fails.
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 
 #include "attn_test_util.h"
+#include "cpu/moe.h"
 #include "cpu/ops.h"
 #include "gguf/quants.h"
 #include "test_util.h"
@@ -187,4 +190,122 @@ TEST(CpuOps, ThreadSetting) {
     EXPECT_EQ(llm8::cpu::threads(), 1);
     llm8::cpu::set_threads(0);
     EXPECT_GE(llm8::cpu::threads(), 1);
+}
+
+namespace {
+// The MoE router written out plainly in double precision, as llama.cpp's build_moe_ffn defines
+// it (cpu/moe.h): probabilities, selection scores with the bias, the group limit (a group's
+// score is the sum of its two best), the n_used best experts by a full sort (ties: lower id),
+// their unbiased probabilities as weights, normalized and scaled.
+struct RouteRef {
+    std::vector<int> ids;
+    std::vector<double> w;
+    double gap;  // selection score of the last chosen minus the best one left out
+};
+RouteRef route_ref(const float* lg, const float* bias, int X, int K, llm8::ExpertGating gating,
+                   bool norm, double scale, int n_groups, int n_groups_used) {
+    std::vector<double> p(static_cast<size_t>(X)), sel(static_cast<size_t>(X));
+    if (gating == llm8::ExpertGating::softmax) {
+        double mx = -1e300, sum = 0;
+        for (int e = 0; e < X; ++e) mx = std::max(mx, double(lg[e]));
+        for (int e = 0; e < X; ++e) sum += std::exp(double(lg[e]) - mx);
+        for (int e = 0; e < X; ++e) p[size_t(e)] = std::exp(double(lg[e]) - mx) / sum;
+    } else {
+        for (int e = 0; e < X; ++e) p[size_t(e)] = 1.0 / (1.0 + std::exp(-double(lg[e])));
+    }
+    for (int e = 0; e < X; ++e) sel[size_t(e)] = p[size_t(e)] + (bias ? bias[e] : 0.0);
+    if (n_groups > 1) {
+        const int per = X / n_groups;
+        std::vector<std::pair<double, int>> gs;
+        for (int g = 0; g < n_groups; ++g) {
+            std::vector<double> v(sel.begin() + g * per, sel.begin() + (g + 1) * per);
+            std::sort(v.rbegin(), v.rend());
+            gs.push_back({-(v[0] + v[1]), g});
+        }
+        std::sort(gs.begin(), gs.end());
+        for (size_t r = size_t(n_groups_used); r < gs.size(); ++r)
+            for (int e = gs[r].second * per; e < (gs[r].second + 1) * per; ++e)
+                sel[size_t(e)] = -1e300;
+    }
+    std::vector<std::pair<double, int>> order;
+    for (int e = 0; e < X; ++e) order.push_back({-sel[size_t(e)], e});
+    std::sort(order.begin(), order.end());
+    RouteRef r;
+    double sum = 0;
+    for (int k = 0; k < K; ++k) {
+        r.ids.push_back(order[size_t(k)].second);
+        r.w.push_back(p[size_t(order[size_t(k)].second)]);
+        sum += r.w.back();
+    }
+    for (double& w : r.w) w = w / (norm ? std::max(sum, 6.103515625e-5) : 1.0) * scale;
+    r.gap = K < X ? order[size_t(K)].first - order[size_t(K - 1)].first : 1.0;
+    return r;
+}
+}  // namespace
+
+TEST(CpuOps, MoeRoutingChoosesTheExpertsOfAPlainReference) {
+    // Every token of a batch, for the routings of Mixtral / Qwen3-MoE (softmax, normalized),
+    // DeepSeek-V2 (softmax, scaled, not normalized), DeepSeek-V3 (sigmoid, selection bias, 8 groups
+    // of which 4 stay, normalized, scaled 2.5) and a group limit under softmax; logits spread
+    // widely, with ties (repeated values) among them. The same experts in the same order, and
+    // the same weights to float rounding; tokens whose k-th and (k+1)-th selection scores lie
+    // within float rounding of each other (none expected) are only counted.
+    struct Cfg {
+        const char* name;
+        int X, K;
+        llm8::ExpertGating gating;
+        bool norm, bias;
+        float scale;
+        int groups, groups_used;
+    };
+    const Cfg cfgs[] = {
+        {"mixtral", 8, 2, llm8::ExpertGating::softmax, true, false, 1.0f, 0, 0},
+        {"qwen3moe", 128, 8, llm8::ExpertGating::softmax, true, false, 1.0f, 0, 0},
+        {"deepseek2", 64, 6, llm8::ExpertGating::softmax, false, false, 16.0f, 0, 0},
+        {"deepseek3", 256, 8, llm8::ExpertGating::sigmoid, true, true, 2.5f, 8, 4},
+        {"softmax groups", 32, 4, llm8::ExpertGating::softmax, true, false, 1.0f, 4, 2},
+    };
+    std::mt19937 rng(11);
+    for (const Cfg& c : cfgs) {
+        const int n = 97;
+        std::vector<float> lg(size_t(n) * size_t(c.X)), bias(size_t(c.X));
+        std::normal_distribution<float> nd(0.0f, 3.0f);
+        for (float& x : lg) x = nd(rng);
+        // Ties: some tokens repeat one logit across several experts.
+        for (int t = 0; t < n; t += 7)
+            for (int e = 1; e < c.X; e += 3) lg[size_t(t) * size_t(c.X) + size_t(e)] = lg[size_t(t) * size_t(c.X)];
+        for (float& b : bias) b = nd(rng) * 0.05f;
+        std::vector<int32_t> ids(size_t(n) * size_t(c.K));
+        std::vector<float> w(ids.size());
+        llm8::cpu::MoeRouteParams rp;
+        rp.logits = lg.data();
+        rp.bias = c.bias ? bias.data() : nullptr;
+        rp.n_tokens = n;
+        rp.n_expert = c.X;
+        rp.n_used = c.K;
+        rp.gating = c.gating;
+        rp.norm = c.norm;
+        rp.scale = c.scale;
+        rp.n_groups = c.groups;
+        rp.n_groups_used = c.groups_used;
+        rp.ids = ids.data();
+        rp.weights = w.data();
+        llm8::cpu::moe_route(rp);
+        int close = 0;
+        for (int t = 0; t < n; ++t) {
+            const RouteRef r = route_ref(lg.data() + size_t(t) * size_t(c.X), rp.bias, c.X, c.K,
+                                         c.gating, c.norm, c.scale, c.groups, c.groups_used);
+            if (r.gap > 0.0 && r.gap < 1e-6) {  // exact ties: both take the lower id
+                ++close;
+                continue;
+            }
+            for (int k = 0; k < c.K; ++k) {
+                const size_t i = size_t(t) * size_t(c.K) + size_t(k);
+                ASSERT_EQ(ids[i], r.ids[size_t(k)]) << c.name << " token " << t << " rank " << k;
+                EXPECT_NEAR(w[i], r.w[size_t(k)], 1e-6 * std::max(1.0, std::fabs(r.w[size_t(k)])))
+                    << c.name << " token " << t << " rank " << k;
+            }
+        }
+        EXPECT_LE(close, 2) << c.name;
+    }
 }
