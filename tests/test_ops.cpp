@@ -248,8 +248,9 @@ TEST(CpuOps, MoeRoutingChoosesTheExpertsOfAPlainReference) {
     // DeepSeek-V2 (softmax, scaled, not normalized), DeepSeek-V3 (sigmoid, selection bias, 8 groups
     // of which 4 stay, normalized, scaled 2.5) and a group limit under softmax; logits spread
     // widely, with ties (repeated values) among them. The same experts in the same order, and
-    // the same weights to float rounding; tokens whose k-th and (k+1)-th selection scores lie
-    // within float rounding of each other (none expected) are only counted.
+    // the same weights to float rounding. Exact ties (equal logits) take the lower expert id on
+    // both sides; tokens whose k-th and (k+1)-th selection scores differ by less than float
+    // rounding (at most 2 allowed) are only counted.
     struct Cfg {
         const char* name;
         int X, K;
