@@ -371,8 +371,9 @@ void sample_rows_like_host(const std::shared_ptr<const llm8::Model>& model, bool
             const int32_t ta = sa[size_t(j)].sample(a.logits(j));
             ASSERT_GE(tb[size_t(j)], 0) << "row " << j;
             ASSERT_LT(tb[size_t(j)], model->n_vocab());
-            if (exact || ps[size_t(j)].temperature == 0.0f)
+            if (exact || ps[size_t(j)].temperature == 0.0f) {
                 EXPECT_EQ(tb[size_t(j)], ta) << "row " << j << " step " << step;
+            }
             agree += tb[size_t(j)] == ta;
             ++draws;
             EXPECT_EQ(sa[size_t(j)].draws(), sb[size_t(j)].draws());
